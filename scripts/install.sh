@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs everything hubswarm needs on a fresh Debian machine (Python >= 3.11, root, no venv).
+#   bash scripts/install.sh          the tool and the Debian programs the lab uses
+#   bash scripts/install.sh --test   also the test and benchmark dependencies (libtorrent, ...)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+extras=""
+[ "${1:-}" = "--test" ] && extras="[test]"
+
+# Debian programs: curl, aria2c and nginx are real peers/servers the tests talk to; iproute2 (ip, tc)
+# builds the lab's emulated network. Only install what is missing, so a warm machine pays nothing.
+need=()
+command -v curl >/dev/null || need+=(curl)
+command -v ip >/dev/null && command -v tc >/dev/null || need+=(iproute2)
+if [ -n "$extras" ]; then
+  command -v aria2c >/dev/null || need+=(aria2)
+  command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx-light)
+fi
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "install.sh: apt-get install ${need[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  else
+    echo "install.sh: missing ${need[*]} and cannot apt-get install them (not root or not Debian)" >&2
+    exit 1
+  fi
+fi
+
+python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore -e ".${extras}"
