@@ -17,6 +17,8 @@ The CLI turns any ``HubswarmError`` into one line on stderr and exit code 1.
     ├── StorageError                 files on our disk
     │   ├── UnsafePathError          a name or path that would escape its folder
     │   ├── DiskFullError            ENOSPC / EDQUOT
+    │   ├── UploadTooLargeError      an upload exceeds the hub's --max-upload (413)
+    │   ├── DigestMismatchError      an upload does not match its announced SHA-256 (400)
     │   └── PieceHashError           a piece failed its SHA-1 check
     ├── HubError                     the client-server hub, seen from a client
     │   ├── ServerUnreachableError
@@ -109,6 +111,14 @@ class UnsafePathError(StorageError):
 
 class DiskFullError(StorageError):
     """The disk (or quota) is full; partial data was removed."""
+
+
+class UploadTooLargeError(StorageError):
+    """An upload exceeds the configured maximum size; partial data was removed."""
+
+
+class DigestMismatchError(StorageError):
+    """Uploaded bytes do not match the SHA-256 the sender announced; nothing was stored."""
 
 
 class PieceHashError(StorageError):

@@ -17,6 +17,10 @@ BENCODE_MAX_DEPTH = 64
 # A 1 TiB torrent with 16 KiB pieces has ~1.3 GB of hashes; the largest real .torrent files
 # are tens of MiB. 64 MiB is a generous ceiling for any single bencoded document we parse.
 BENCODE_MAX_SIZE = 64 * MIB
+# libtorrent's bdecode stops at int64 (19 digits); Python's int() refuses more than 4300 digits
+# with a bare ValueError and is quadratic in the digit count. 64 digits is far beyond any honest
+# producer and keeps integer parsing cheap.
+BENCODE_MAX_INT_DIGITS = 64
 
 # --- metainfo --------------------------------------------------------------------------------
 # BEP 3 suggests powers of two; libtorrent accepts 16 KiB .. 128 MiB.
@@ -26,6 +30,11 @@ PIECE_LENGTH_MAX = 128 * MIB
 # (max_metadata_size), we allow 8 MiB.
 METADATA_PIECE_SIZE = 16 * KIB
 METADATA_MAX_SIZE = 8 * MIB
+# A magnet link is typed or pasted by a user; browsers cap URLs near 64 KiB (Chromium: 2 MiB,
+# but no honest magnet with a few trackers is longer than a few KiB).
+MAGNET_MAX_LENGTH = 64 * KIB
+# Files are hashed in reads of at most this size, so memory stays bounded whatever the piece size.
+MAKETORRENT_READ_CHUNK = 1 * MIB
 
 # --- peer wire (BEP 3) -----------------------------------------------------------------------
 # Blocks are 16 KiB; common clients close a connection that requests more (libtorrent, aria2).
@@ -36,6 +45,9 @@ BLOCK_SIZE = 16 * KIB
 # gigantic bitfields, which we allow separately.
 WIRE_MAX_MESSAGE = BLOCK_SIZE + 13 + 64 * KIB
 WIRE_MAX_BITFIELD = 8 * MIB + 1
+# A responder that learns the info_hash from the peer's handshake (one listener, many torrents)
+# holds what the peer pipelines until the shell accepts: at most a bitfield and one message.
+WIRE_MAX_PREACCEPT_BUFFER = WIRE_MAX_BITFIELD + 4 + WIRE_MAX_MESSAGE + 4
 # libtorrent: request queue sized for 3 s of transfer, up to 500 outstanding; accepts 2000 in.
 MAX_OUTSTANDING_REQUESTS_OUT = 500
 MAX_INCOMING_REQUEST_QUEUE = 2000
@@ -49,6 +61,29 @@ UNCHOKE_SLOTS = 4
 CHOKE_INTERVAL = 10.0
 OPTIMISTIC_INTERVAL = 30.0
 SNUB_TIMEOUT = 60.0
+# mainline/libtorrent: new peers are 3x as likely to get the optimistic unchoke (they have
+# nothing to reciprocate with yet); "new" = connected less than 3 optimistic intervals ago.
+OPTIMISTIC_NEW_PEER_WEIGHT = 3
+
+# --- piece picking (swarm/picker.py; BEP 3 "piece downloading strategy", libtorrent) ----------
+# libtorrent initial_picker_threshold: pick the first pieces at random so we have something
+# to trade quickly, then rarest first.
+RANDOM_FIRST_PIECES = 4
+# libtorrent request_queue_time = 3 s: keep rate x 3 s of requests outstanding per peer,
+# never fewer than 4 (a slow start still keeps the pipe busy).
+REQUEST_QUEUE_TIME = 3.0
+REQUEST_QUEUE_MIN = 4
+# libtorrent request_timeout default: a block not delivered in 60 s goes back to the pool.
+REQUEST_TIMEOUT = 60.0
+
+# --- storage (swarm/storage.py) ---------------------------------------------------------------
+# Bytes of pieces being assembled in memory at once (max pieces in flight = this / piece
+# length, at least 4). libtorrent bounds the same thing with max_queued_disk_bytes.
+STORAGE_MAX_BUFFER_BYTES = 128 * MIB
+# Open file handles kept in the LRU cache (libtorrent file_pool_size defaults to 40).
+STORAGE_FILE_HANDLES = 32
+# Suffix of files still being downloaded; renamed away once every piece of the file verifies.
+PARTIAL_SUFFIX = ".part"
 
 # --- tracker (BEP 3, BEP 23) -----------------------------------------------------------------
 TRACKER_DEFAULT_INTERVAL = 1800
@@ -56,6 +91,21 @@ TRACKER_DEFAULT_NUMWANT = 50
 TRACKER_MAX_NUMWANT = 200
 # A compact response of 200 peers is 1.2 KB; 1 MiB is far beyond any honest tracker.
 TRACKER_MAX_RESPONSE = 1 * MIB
+# An announce query is ~300 bytes (libtorrent, aria2); 4 KiB is ample and bounds parsing work.
+TRACKER_MAX_QUERY = 4 * KIB
+# Strings such as `key`, `trackerid`, `ip` (a host name per BEP 3) are short; 255 = a DNS name.
+TRACKER_MAX_PARAM = 255
+# BEP 48 scrapes name a few info-hashes; opentracker caps a multiscrape at 32 hashes.
+TRACKER_MAX_SCRAPE = 32
+# Memory bounds of our tracker: ~200 bytes per peer record -> 100k swarms x 1000 peers is the
+# worst case of the product, so the total is capped separately.
+TRACKER_MAX_SWARMS = 100_000
+TRACKER_MAX_PEERS_PER_SWARM = 1_000
+TRACKER_MAX_PEERS_TOTAL = 1_000_000
+# The lab wants quick re-announces; BEP 3 gives no floor, libtorrent honours min interval.
+TRACKER_LAB_INTERVAL = 10
+# libtorrent's tracker_completion_timeout is 30 s: a tracker slower than that is down.
+TRACKER_REQUEST_TIMEOUT = 30.0
 
 # --- hub (client-server) ---------------------------------------------------------------------
 # ext4 and most filesystems cap a file name at 255 bytes.
@@ -64,6 +114,27 @@ HUB_DEFAULT_MAX_UPLOAD = 64 * GIB
 HUB_CHUNK = 256 * KIB
 # Slow-loris: nginx's client_header_timeout and client_body_timeout default to 60 s.
 HUB_READ_TIMEOUT = 60.0
+# The same 60 s bound the wait for a request's headers and between keep-alive requests
+# (nginx: client_header_timeout 60 s, keepalive_timeout 75 s).
+HUB_KEEPALIVE_TIMEOUT = 60.0
+# Graceful shutdown: in-flight downloads get this long after SIGINT/SIGTERM (systemd's stop
+# timeout is 90 s; aiohttp's default is 60 s).
+HUB_SHUTDOWN_TIMEOUT = 10.0
+# tokens.json is tiny (about 150 bytes a token); the caps stop a runaway file from being parsed.
+HUB_MAX_TOKENS = 10_000
+HUB_TOKENS_FILE_MAX = 4 * MIB
+# Longest accepted Authorization / X-Content-SHA256 / Digest header value we parse ourselves;
+# aiohttp already caps every header field at 8190 bytes.
+HUB_MAX_DIGEST_HEADER = 1024
+# Hub client: 1 MiB reads/writes keep per-chunk overhead (thread hops, syscalls) below 1 % at
+# GB/s; the read buffer lets the socket keep filling while a block is hashed and written.
+HUB_CLIENT_CHUNK = 1 * MIB
+HUB_CLIENT_READ_BUFFER = 4 * MIB
+# curl's --connect-timeout is unset by default; 10 s is wget's --connect-timeout.
+HUB_CLIENT_CONNECT_TIMEOUT = 10.0
+# JSON answers (file lists, errors): a list of 100k files is ~15 MB; anything bigger is not ours.
+HUB_CLIENT_MAX_JSON = 32 * MIB
+HUB_CLIENT_MAX_ERROR_BODY = 64 * KIB
 
 # --- DHT (BEP 5) -----------------------------------------------------------------------------
 DHT_K = 8
@@ -71,3 +142,40 @@ DHT_ALPHA = 3
 # UDP datagrams larger than this are not KRPC (libtorrent uses 1500-byte buffers).
 DHT_MAX_DATAGRAM = 1500
 DHT_TOKEN_ROTATE = 300.0
+# Transaction ids: BEP 5 suggests 2 bytes; we accept up to 32 from others (never echoed bigger).
+DHT_MAX_TRANSACTION_ID_LEN = 32
+# Tokens: BitTorrent uses a 20-byte SHA-1, libtorrent 4 bytes; 64 bounds what we store/echo.
+DHT_MAX_TOKEN_LEN = 64
+DHT_TOKEN_LEN = 8
+# Outstanding queries per node: alpha=3 lookups, a few at a time, plus pings; 4096 is a ceiling.
+DHT_MAX_PENDING_TRANSACTIONS = 4096
+# BEP 5: a node is good if it answered within 15 minutes; buckets untouched 15 min are refreshed.
+DHT_GOOD_FOR = 15 * 60.0
+DHT_BUCKET_REFRESH = 15 * 60.0
+# BEP 5 leaves "several" failures to the implementation; 2 consecutive timeouts mark a node bad.
+DHT_MAX_FAILURES = 2
+# Replacement candidates remembered per full bucket (libtorrent keeps a replacement cache too).
+DHT_REPLACEMENTS_PER_BUCKET = 8
+DHT_QUERY_TIMEOUT = 2.0
+# Iterative lookups: each round fixes at least one more prefix bit, so 160 + final rounds would
+# be the theoretical worst; 32 is far above log2(any real DHT) + k/alpha and stops loops.
+DHT_LOOKUP_MAX_ROUNDS = 32
+# Peer store: libtorrent's dht_max_peers=500 per torrent, dht_max_torrents=2000; we cap peers
+# per info-hash at 500 and all stored peers at 50,000 (~10 MB).
+DHT_MAX_PEERS_PER_HASH = 500
+DHT_MAX_PEERS_TOTAL = 50_000
+# Peers returned in one get_peers response: 100 would not fit in 1500 bytes with the rest;
+# libtorrent's dht_max_peers_reply is 100, 50 peers = 400 bytes.
+DHT_MAX_PEERS_REPLY = 50
+# BEP 5: announced peers are forgotten after 30 minutes unless re-announced.
+DHT_PEER_TTL = 30 * 60.0
+# Per-IP query rate limit (token bucket); libtorrent blocks IPs above 5 queries/s
+# (dht_block_ratelimit); we allow 20/s with a burst of 100 so lookups on loopback pass.
+DHT_RATE_PER_IP = 20.0
+DHT_RATE_BURST = 100.0
+DHT_RATE_MAX_IPS = 10_000
+# Amplification: a response to an unverified address is at most this many times its query.
+# A full find_node response (8 nodes) is ~2.7x its query, so honest lookups fit.
+DHT_AMPLIFICATION_FACTOR = 3
+# New nodes seen in incoming queries are pinged before being trusted; queue bounded.
+DHT_PING_QUEUE = 256

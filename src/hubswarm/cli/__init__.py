@@ -45,7 +45,7 @@ def _register() -> None:
     """Attach the command modules that exist (each room adds its own)."""
     import importlib
 
-    for name in ("hub", "swarm", "dht", "lab"):
+    for name in ("hub", "transfer", "torrent", "tracker", "swarm", "dht", "lab"):
         try:
             module = importlib.import_module(f"hubswarm.cli.{name}")
         except ModuleNotFoundError as exc:

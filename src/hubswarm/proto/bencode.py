@@ -16,7 +16,7 @@ from typing import Any
 import fastbencode
 
 from hubswarm.errors import BencodeError
-from hubswarm.limits import BENCODE_MAX_DEPTH, BENCODE_MAX_SIZE
+from hubswarm.limits import BENCODE_MAX_DEPTH, BENCODE_MAX_INT_DIGITS, BENCODE_MAX_SIZE
 
 __all__ = ["Scan", "decode", "decode_prefix", "encode", "info_span", "scan"]
 
@@ -41,6 +41,8 @@ def _read_int(data: bytes, pos: int, stop: int) -> tuple[int, int]:
     digits = text[1:] if negative else text
     if not digits or not all(c in _DIGITS for c in digits):
         raise BencodeError(f"invalid number {text[:32]!r} at offset {pos}")
+    if len(digits) > BENCODE_MAX_INT_DIGITS:
+        raise BencodeError(f"number of {len(digits)} digits at offset {pos} is too long")
     if len(digits) > 1 and digits[0] == 0x30:
         raise BencodeError(f"leading zero in number at offset {pos}")
     if negative and digits == b"0":
@@ -129,7 +131,7 @@ def decode(data: bytes, *, max_depth: int = BENCODE_MAX_DEPTH) -> Any:
     if result.end != len(data):
         raise BencodeError(f"{len(data) - result.end} trailing bytes after the value")
     try:
-        return fastbencode.bdecode(data)
+        return fastbencode.bdecode(data)  # type: ignore[attr-defined]
     except (ValueError, TypeError, RecursionError) as exc:
         raise BencodeError(str(exc)) from exc
 
@@ -165,7 +167,7 @@ def encode(value: Any) -> bytes:
         BencodeError: a value that bencode cannot represent (float, None, ...).
     """
     try:
-        return bytes(fastbencode.bencode(_normalise(value)))
+        return bytes(fastbencode.bencode(_normalise(value)))  # type: ignore[attr-defined]
     except (ValueError, TypeError) as exc:
         raise BencodeError(f"cannot encode: {exc}") from exc
 

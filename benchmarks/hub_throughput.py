@@ -1,0 +1,319 @@
+#!/usr/bin/env python3
+"""Hub throughput against nginx, measured in the same run on the same file.
+
+Starts our hub (``python3 -m hubswarm hub serve``) and nginx (sendfile on, one worker) on
+loopback over the same folder, then measures:
+  (a) our client (``hubswarm.hub.client.download``: streamed, SHA-256 verified, fsync'ed),
+  (b) curl from our hub, (c) curl from nginx (both to /dev/null),
+  (d) 32 concurrent clients x 64 MiB and (e) 1,000 concurrent clients x 1 MiB from our hub,
+      every body hashed and checked against the hub's X-Content-SHA256,
+polling the hub's RSS (/proc/PID/status) all the while.
+
+Run: python3 benchmarks/hub_throughput.py [--size-mib 1024] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import hashlib
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import aiohttp
+
+from hubswarm.hub import client
+
+MIB = 1024 * 1024
+NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def make_file(path: Path, size: int) -> None:
+    """Random-ish content without spending seconds in os.urandom: repeat a random 1 MiB block
+    with a counter, so no two MiB blocks are equal (no accidental dedup or compression)."""
+    block = os.urandom(MIB)
+    with open(path, "wb") as f:
+        for i in range(size // MIB):
+            f.write(i.to_bytes(8, "big") + block[8:])
+        f.write(os.urandom(size % MIB))
+
+
+class RssMonitor:
+    """Polls VmRSS and VmHWM of one process every 20 ms in a thread."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.peak_rss = 0
+        self.hwm = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _sample(self) -> None:
+        try:
+            text = Path(f"/proc/{self.pid}/status").read_text()
+        except OSError:
+            return
+        for key, attr in (("VmRSS", "peak_rss"), ("VmHWM", "hwm")):
+            m = re.search(rf"^{key}:\s+(\d+) kB", text, re.M)
+            if m:
+                setattr(self, attr, max(getattr(self, attr), int(m.group(1)) * 1024))
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.02):
+            self._sample()
+
+    def __enter__(self) -> RssMonitor:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._sample()
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    @property
+    def peak(self) -> int:
+        return max(self.peak_rss, self.hwm)
+
+
+@contextlib.contextmanager
+def hub_process(data: Path) -> Iterator[tuple[str, int]]:
+    """Run our hub; yield (base URL, pid); stop it by PID."""
+    cmd = [sys.executable, "-m", "hubswarm", "hub", "serve", "--data", str(data), "--port", "0"]
+    proc = subprocess.Popen(
+        [*cmd, "--anonymous-read"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        url = None
+        deadline = time.monotonic() + 30
+        assert proc.stdout is not None
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            m = re.search(r"https?://[^\s/]+", line)
+            if m:
+                url = m.group(0)
+                break
+        if url is None:
+            err = proc.stderr.read() if proc.stderr and proc.poll() is not None else ""
+            raise SystemExit(f"hub did not print its URL: {err.strip()[-500:]}")
+        # Keep draining stdout so the hub never blocks on a full pipe.
+        drain = threading.Thread(target=lambda: proc.stdout and proc.stdout.read(), daemon=True)
+        drain.start()
+        yield url, proc.pid
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        for stream in (proc.stdout, proc.stderr):
+            if stream:
+                stream.close()
+
+
+@contextlib.contextmanager
+def nginx_process(root: Path, tmp: Path, workers: int) -> Iterator[str]:
+    """Run nginx with sendfile over ``root``; yield its base URL; stop it by PID."""
+    port = free_port()
+    prefix = tmp / "nginx"
+    prefix.mkdir()
+    conf = prefix / "nginx.conf"
+    temps = "\n".join(
+        f"  {k}_temp_path {prefix / k};"
+        for k in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    )
+    conf.write_text(
+        f"""
+daemon off;
+user root;
+worker_processes {workers};
+pid {prefix / "nginx.pid"};
+error_log {prefix / "error.log"} warn;
+events {{ worker_connections 4096; }}
+http {{
+  access_log off;
+  sendfile on;
+  tcp_nopush on;
+{temps}
+  server {{
+    listen 127.0.0.1:{port};
+    root {root};
+    location / {{ }}
+  }}
+}}
+"""
+    )
+    proc = subprocess.Popen(
+        [NGINX, "-c", str(conf), "-p", str(prefix)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            if proc.poll() is not None:
+                raise SystemExit(f"nginx exited: {(prefix / 'error.log').read_text()[-500:]}")
+            time.sleep(0.05)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.send_signal(signal.SIGQUIT)  # graceful shutdown of master and workers
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def curl_speed(url: str) -> float:
+    """Bytes per second curl reports for one download to /dev/null."""
+    out = subprocess.run(
+        ["curl", "-s", "-f", "-o", "/dev/null", "-w", "%{speed_download}", url],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    ).stdout
+    return float(out)
+
+
+async def our_client_speed(url: str, dest: Path) -> float:
+    result = await client.download(url, dest, token=None, progress=None, resume=False)
+    if not result.verified:
+        raise SystemExit("download not verified")
+    dest.unlink()
+    return result.bytes_received / result.elapsed
+
+
+async def fetch_verified(session: aiohttp.ClientSession, url: str) -> int:
+    """Stream one body, hash it, check it against the hub's X-Content-SHA256; return size."""
+    async with session.get(url, headers={"Accept-Encoding": "identity"}) as resp:
+        if resp.status != 200:
+            raise RuntimeError(f"{url}: HTTP {resp.status}")
+        expected = resp.headers["X-Content-SHA256"]
+        h = hashlib.sha256()
+        n = 0
+        async for chunk in resp.content.iter_chunked(256 * 1024):
+            h.update(chunk)
+            n += len(chunk)
+    if h.hexdigest() != expected:
+        raise RuntimeError(f"{url}: checksum mismatch")
+    return n
+
+
+async def concurrent(url: str, clients: int, expected_size: int) -> float:
+    """``clients`` simultaneous verified downloads over one session; returns elapsed s."""
+    connector = aiohttp.TCPConnector(limit=clients, limit_per_host=clients)
+    timeout = aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=120)
+    async with aiohttp.ClientSession(
+        connector=connector, timeout=timeout, auto_decompress=False
+    ) as session:
+        started = time.perf_counter()
+        async with asyncio.TaskGroup() as tg:
+            tasks = [tg.create_task(fetch_verified(session, url)) for _ in range(clients)]
+        elapsed = time.perf_counter() - started
+    sizes = {t.result() for t in tasks}
+    if sizes != {expected_size}:
+        raise RuntimeError(f"wrong sizes {sizes}")
+    return elapsed
+
+
+def verdict(ok: bool) -> str:
+    return "PASS" if ok else "FAIL"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--size-mib", type=int, default=1024, help="single-file size (default 1024)")
+    ap.add_argument("--repeat", type=int, default=2, help="runs per single-file case; best kept")
+    ap.add_argument("--quick", action="store_true", help="small concurrency cases (8x8, 100x1)")
+    ap.add_argument("--clients", type=int, default=None, help="concurrent clients (default 32)")
+    ap.add_argument("--clients-mib", type=int, default=None, help="their file size (default 64)")
+    ap.add_argument("--many", type=int, default=None, help="many small clients (default 1000)")
+    ap.add_argument("--nginx-workers", type=int, default=1)
+    args = ap.parse_args()
+    clients = args.clients or (8 if args.quick else 32)
+    clients_mib = args.clients_mib or (8 if args.quick else 64)
+    many = args.many or (100 if args.quick else 1000)
+
+    tmp = Path(tempfile.mkdtemp(prefix="hub-bench-"))
+    try:
+        data = tmp / "data"
+        files = data / "files"
+        files.mkdir(parents=True)
+        print(f"creating files in {tmp} ...", flush=True)
+        make_file(files / "big.bin", args.size_mib * MIB)
+        make_file(files / "mid.bin", clients_mib * MIB)
+        make_file(files / "small.bin", 1 * MIB)
+        with (
+            hub_process(data) as (hub, hub_pid),
+            nginx_process(files, tmp, args.nginx_workers) as nginx,
+            RssMonitor(hub_pid) as rss,
+        ):
+            print(f"hub {hub} (pid {hub_pid}), nginx {nginx} ({args.nginx_workers} worker)")
+            # Warm up: the hub hashes each file once (cached), the page cache holds the file.
+            for name in ("big.bin", "mid.bin", "small.bin"):
+                curl_speed(f"{hub}/files/{name}")
+            curl_speed(f"{nginx}/big.bin")
+
+            big = "/files/big.bin"
+            r_nginx = max(curl_speed(f"{nginx}/big.bin") for _ in range(args.repeat))
+            r_curl = max(curl_speed(hub + big) for _ in range(args.repeat))
+            r_ours = max(
+                asyncio.run(our_client_speed(hub + big, tmp / "dl.bin")) for _ in range(args.repeat)
+            )
+            mb = 1e6
+            print(f"\nsingle file {args.size_mib} MiB, best of {args.repeat}:")
+            print(f"  curl  <- nginx : {r_nginx / mb:8.1f} MB/s  (reference)")
+            print(
+                f"  curl  <- hub   : {r_curl / mb:8.1f} MB/s  {r_curl / r_nginx:5.2f}x nginx  "
+                f"target >= 0.80x  {verdict(r_curl >= 0.8 * r_nginx)}"
+            )
+            print(
+                f"  ours  <- hub   : {r_ours / mb:8.1f} MB/s  {r_ours / r_nginx:5.2f}x nginx  "
+                f"target >= 0.60x  {verdict(r_ours >= 0.6 * r_nginx)}  (sha256 + disk write)"
+            )
+            t = asyncio.run(concurrent(hub + "/files/mid.bin", clients, clients_mib * MIB))
+            total = clients * clients_mib * MIB
+            print(
+                f"\n{clients} clients x {clients_mib} MiB: all verified, {t:.2f} s, "
+                f"{total / t / mb:.1f} MB/s aggregate"
+            )
+            t = asyncio.run(concurrent(hub + "/files/small.bin", many, MIB))
+            print(
+                f"{many} clients x 1 MiB: all verified, {t:.2f} s, {many * MIB / t / mb:.1f} MB/s"
+            )
+        peak = rss.peak
+        print(
+            f"\nhub peak RSS {peak / MIB:.1f} MiB (VmHWM {rss.hwm / MIB:.1f} MiB)  "
+            f"target < 200 MiB  {verdict(peak < 200 * MIB)}"
+        )
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

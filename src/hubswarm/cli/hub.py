@@ -1,0 +1,129 @@
+"""``hubswarm hub ...``: run the HTTP hub and manage its tokens."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import re
+import sys
+from pathlib import Path
+
+import click
+
+from hubswarm.errors import ConfigError
+from hubswarm.hub.app import HubConfig
+from hubswarm.hub.auth import Role, TokenStore
+from hubswarm.hub.server import make_ssl_context, serve
+from hubswarm.limits import HUB_DEFAULT_MAX_UPLOAD, HUB_KEEPALIVE_TIMEOUT, HUB_READ_TIMEOUT
+
+_SIZE = re.compile(r"^\s*(\d+)\s*([kmgt]?)(i?b)?\s*$", re.IGNORECASE)
+_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+
+
+def parse_size(text: str) -> int:
+    """``"1048576"``, ``"10M"``, ``"64GiB"`` -> bytes (binary units); ConfigError otherwise."""
+    m = _SIZE.match(text)
+    if m is None:
+        raise ConfigError(f"not a size: {text!r} (examples: 1000000, 10M, 64GiB)")
+    return int(m.group(1)) * _UNITS[m.group(2).lower()]
+
+
+_DATA = click.option(
+    "--data",
+    "data_dir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="The hub's data folder.",
+)
+
+
+def register(cli: click.Group) -> None:
+    """Attach the ``hub`` command group to the root CLI."""
+    cli.add_command(hub)
+
+
+@click.group()
+def hub() -> None:
+    """The client-server HTTP hub."""
+
+
+@hub.command("serve")
+@_DATA
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8080, show_default=True, type=int, help="0 picks a free port.")
+@click.option("--tls-cert", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@click.option("--tls-key", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@click.option("--anonymous-read", is_flag=True, help="Allow reads without a token.")
+@click.option(
+    "--max-upload",
+    default=str(HUB_DEFAULT_MAX_UPLOAD),
+    show_default=True,
+    help="Largest upload in bytes (suffixes K, M, G, T allowed).",
+)
+@click.option("--read-timeout", default=HUB_READ_TIMEOUT, show_default=True, type=float)
+@click.option("--keepalive-timeout", default=HUB_KEEPALIVE_TIMEOUT, show_default=True, type=float)
+def serve_cmd(
+    data_dir: Path,
+    host: str,
+    port: int,
+    tls_cert: Path | None,
+    tls_key: Path | None,
+    anonymous_read: bool,
+    max_upload: str,
+    read_timeout: float,
+    keepalive_timeout: float,
+) -> None:
+    """Serve DATA over HTTP(S) until SIGINT/SIGTERM; prints the URL it listens on."""
+    if (tls_cert is None) != (tls_key is None):
+        raise ConfigError("--tls-cert and --tls-key go together")
+    ssl_context = make_ssl_context(tls_cert, tls_key) if tls_cert and tls_key else None
+    config = HubConfig(
+        data_dir=data_dir,
+        anonymous_read=anonymous_read,
+        max_upload=parse_size(max_upload),
+        read_timeout=read_timeout,
+        keepalive_timeout=keepalive_timeout,
+    )
+
+    def ready(url: str) -> None:
+        # Tests and the lab parse this line to learn the real port.
+        click.echo(f"hubswarm hub: serving {data_dir} on {url}")
+        sys.stdout.flush()
+
+    asyncio.run(serve(config, host, port, ssl_context, ready))
+
+
+@hub.group("token")
+def token() -> None:
+    """Create, list and revoke access tokens (roles: read < write < admin)."""
+
+
+@token.command("create")
+@_DATA
+@click.option("--role", type=click.Choice(["read", "write", "admin"]), default="read")
+def token_create(data_dir: Path, role: str) -> None:
+    """Print a new token (shown only this once); its id goes to stderr."""
+    record, secret = TokenStore(data_dir).create(Role.parse(role))
+    click.echo(secret)
+    click.echo(f"id={record.id} role={record.role.label}", err=True)
+
+
+@token.command("list")
+@_DATA
+def token_list(data_dir: Path) -> None:
+    """List token ids and roles (the tokens themselves are not stored)."""
+    for rec in TokenStore(data_dir).list():
+        when = datetime.datetime.fromtimestamp(rec.created_at, datetime.UTC).isoformat(
+            timespec="seconds"
+        )
+        click.echo(f"{rec.id}\t{rec.role.label}\t{when}")
+
+
+@token.command("revoke")
+@_DATA
+@click.argument("token_id")
+def token_revoke(data_dir: Path, token_id: str) -> None:
+    """Revoke token TOKEN_ID; effective on the server's next request."""
+    if not TokenStore(data_dir).revoke(token_id):
+        raise ConfigError(f"no such token id: {token_id}")
+    click.echo(f"revoked {token_id}")

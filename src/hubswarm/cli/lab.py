@@ -1,0 +1,122 @@
+"""``hubswarm lab compare | run | cleanup``: measure client-server against peer-to-peer.
+
+Thin: load scenarios, call :func:`hubswarm.lab.runner.run_scenarios`, write the report, print
+the comparison table with rich and the path of the results folder.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from hubswarm.lab import netem
+from hubswarm.lab.scenario import Scenario, default_scenario_dir, load_scenario, load_scenarios
+
+if TYPE_CHECKING:
+    from hubswarm.lab.report import Report
+    from hubswarm.lab.runner import Campaign
+
+
+def _show(console: Console, campaign: Campaign, report: Report) -> None:
+    table = Table(title="Client-server vs peer-to-peer, measured", show_lines=True)
+    for col in ("Feature", "Client-Server (measured)", "Peer-to-Peer (measured)", "Verdict"):
+        table.add_column(col, overflow="fold")
+    for row in report.table:
+        table.add_row(row.feature, row.cs, row.p2p, row.verdict)
+    console.print(table)
+    for failure in campaign.failures:
+        console.print(
+            f"[yellow]not measured[/]: {failure.scenario} N={failure.n} "
+            f"{failure.architecture}: {failure.error}"
+        )
+    for note in campaign.notes:
+        console.print(f"[dim]note: {note}[/]")
+    click.echo(f"results: {report.folder}")
+
+
+def _campaign(scenarios: tuple[Scenario, ...], out: Path, no_netns: bool, quick: bool) -> None:
+    # Imported here: the runner pulls in the hub, the report matplotlib; other commands of the
+    # CLI (every client process the lab starts) should not pay for them.
+    from hubswarm.lab.report import write_report
+    from hubswarm.lab.runner import run_scenarios
+
+    console = Console(stderr=True)
+    netem.install_signal_cleanup()
+    with (
+        tempfile.TemporaryDirectory(prefix="hsw-lab-") as tmp,
+        console.status("starting") as status,
+    ):
+
+        def progress(label: str) -> None:
+            status.update(f"running {label}")
+            console.log(label)
+
+        campaign = asyncio.run(
+            run_scenarios(
+                scenarios, workdir=Path(tmp), no_netns=no_netns, quick=quick, on_progress=progress
+            )
+        )
+    report = write_report(campaign.results, out, failures=campaign.failures, notes=campaign.notes)
+    _show(Console(), campaign, report)
+
+
+_out = click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("results"),
+    show_default=True,
+    help="Folder that receives results/<timestamp>/.",
+)
+_no_netns = click.option(
+    "--no-netns", is_flag=True, help="Loopback only, shaped by the lab's proxy (no root needed)."
+)
+_quick = click.option("--quick", is_flag=True, help="At most three client counts, none above 8.")
+
+
+@click.group()
+def lab() -> None:
+    """Measure client-server against peer-to-peer on an emulated network."""
+
+
+@lab.command()
+@click.option(
+    "--scenarios",
+    "folder",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=None,
+    help="Folder of *.toml scenarios (default: the shipped set).",
+)
+@_out
+@_no_netns
+@_quick
+def compare(folder: Path | None, out: Path, no_netns: bool, quick: bool) -> None:
+    """Run every scenario on every architecture and write the comparison report."""
+    _campaign(load_scenarios(folder or default_scenario_dir()), out, no_netns, quick)
+
+
+@lab.command()
+@click.argument("scenario", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@_out
+@_no_netns
+@_quick
+def run(scenario: Path, out: Path, no_netns: bool, quick: bool) -> None:
+    """Run one SCENARIO.toml and write its report."""
+    _campaign((load_scenario(scenario),), out, no_netns, quick)
+
+
+@lab.command()
+def cleanup() -> None:
+    """Remove namespaces and links left by a killed run (only names starting with hsw-)."""
+    removed = netem.cleanup_leftovers()
+    click.echo(f"removed {len(removed)}: {' '.join(removed)}" if removed else "nothing to remove")
+
+
+def register(cli: click.Group) -> None:
+    """Add the ``lab`` group to the root command."""
+    cli.add_command(lab)

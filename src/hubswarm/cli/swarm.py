@@ -1,0 +1,212 @@
+"""``hubswarm share`` and ``hubswarm fetch``: the peer-to-peer commands."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+
+from hubswarm.errors import ConfigError
+from hubswarm.swarm import app
+from hubswarm.swarm.session import SessionConfig, TorrentSession
+
+_UNITS = {
+    "": 1, "b": 1, "k": 1000, "kb": 1000, "kib": 1024, "m": 1000**2, "mb": 1000**2,
+    "mib": 1024**2, "g": 1000**3, "gb": 1000**3, "gib": 1024**3,
+    "kbit": 125, "mbit": 125_000, "gbit": 125_000_000,
+}
+
+
+def parse_rate(text: str | None) -> float | None:
+    """Bytes/s from ``2.5MB/s``, ``20mbit``, ``512KiB``, ``1000`` (None or 0 = unlimited).
+
+    Raises:
+        ConfigError: not a rate.
+    """
+    if text is None:
+        return None
+    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]*)(?:/s)?\s*", text)
+    if m is None or m.group(2).lower() not in _UNITS:
+        raise ConfigError(f"not a rate: {text!r} (try 2MB/s, 20mbit, 512KiB)")
+    value = float(m.group(1)) * _UNITS[m.group(2).lower()]
+    return value or None
+
+
+def parse_address(text: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[v6]:PORT`` too).
+
+    Raises:
+        ConfigError: not an address.
+    """
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"not a HOST:PORT address: {text!r}")
+    return host.strip("[]"), int(port)
+
+
+def _config(opts: dict[str, Any]) -> SessionConfig:
+    cfg = SessionConfig(
+        listen_port=opts["port"],
+        upload_rate=parse_rate(opts.get("upload_rate")),
+        download_rate=parse_rate(opts.get("download_rate")),
+        peer_upload_rate=parse_rate(opts.get("peer_upload_rate")),
+        max_peers=opts["max_peers"],
+        corrupt_uploads=opts.get("corrupt", False),
+        announce_ip=opts.get("announce_ip"),
+        webseed_mode=opts.get("webseed_mode", "fallback"),
+    )
+    if opts.get("fast_intervals"):
+        # The lab runs in seconds: re-evaluate choking every second, rotate the optimistic
+        # unchoke every 3 s, re-announce every 2 s.
+        cfg.choke_interval, cfg.optimistic_interval = 1.0, 3.0
+        cfg.announce_interval, cfg.snub_timeout, cfg.request_timeout = 2.0, 10.0, 10.0
+    return cfg
+
+
+def _peer_options(f: Any) -> Any:
+    for option in reversed(
+        [
+            click.option("--host", default="0.0.0.0", show_default=True, help="Listen address."),
+            click.option("--port", default=0, type=int, help="Listen port (0: any free port)."),
+            click.option("--upload-rate", help="Upload cap, all peers (e.g. 2MB/s, 20mbit)."),
+            click.option("--download-rate", help="Download cap (e.g. 2MB/s, 20mbit)."),
+            click.option("--peer-upload-rate", help="Upload cap per peer."),
+            click.option("--max-peers", default=50, show_default=True, type=int),
+            click.option("--dht-bootstrap", multiple=True, help="DHT bootstrap node HOST:PORT."),
+            click.option("--events", type=click.Path(path_type=Path), help="JSON-lines log."),
+            click.option("--announce-ip", help="The ip parameter sent to trackers."),
+            click.option("--fast-intervals", is_flag=True, help="Lab timing (seconds)."),
+            click.option("--corrupt", is_flag=True, hidden=True, help="Lab fault: bad data."),
+            click.option("--json", "as_json", is_flag=True, help="Print the result as JSON."),
+        ]
+    ):
+        f = option(f)
+    return f
+
+
+class _Display:
+    """A rich progress bar on stderr fed from the session's counters."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.console = Console(stderr=True)
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            TextColumn("up {task.fields[up]}/s  peers {task.fields[peers]}"),
+            TimeRemainingColumn(),
+            console=self.console,
+            disable=quiet or not self.console.is_terminal,
+        )
+        self.task: Any = None
+
+    def __call__(self, session: TorrentSession) -> None:
+        info = session.info
+        total = info.total_length if info is not None else None
+        done = (total - session.left) if info is not None and total is not None else 0
+        up = f"{session.upload_meter.rate / 1e6:.1f} MB"
+        name = info.name if info is not None else "fetching metadata"
+        if self.task is None:
+            self.task = self.progress.add_task(name, total=total, up=up, peers=0)
+        self.progress.update(
+            self.task, description=name, total=total, completed=done, up=up,
+            peers=len(session.links),
+        )
+
+
+def register(cli: click.Group) -> None:
+    """Add ``share`` and ``fetch`` to the root group."""
+
+    @cli.command()
+    @click.argument("path", type=click.Path(exists=True, path_type=Path))
+    @click.option("--tracker", "trackers", multiple=True, help="Announce URL (repeatable).")
+    @click.option("--web-seed", "web_seeds", multiple=True, help="BEP 19 web seed URL.")
+    @click.option("-o", "--output", type=click.Path(path_type=Path), help="Torrent file to write.")
+    @click.option("--piece-length", type=int, help="Bytes per piece (default: by size).")
+    @click.option("--private", is_flag=True, help="BEP 27 private torrent (no DHT).")
+    @click.option("--duration", type=float, help="Seed for this many seconds, then exit.")
+    @_peer_options
+    def share(path: Path, trackers: tuple[str, ...], web_seeds: tuple[str, ...],
+              output: Path | None, piece_length: int | None, private: bool,
+              duration: float | None, **opts: Any) -> None:
+        """Make a torrent of PATH, print its magnet link and seed it until interrupted."""
+        cfg = _config(opts)
+
+        def ready(info: app.ShareInfo) -> None:
+            if opts["as_json"]:
+                record = {"torrent": str(info.torrent_path), "info_hash": info.info_hash,
+                          "magnet": info.magnet, "port": info.port}
+                click.echo(json.dumps(record))
+            else:
+                click.echo(f"torrent: {info.torrent_path}")
+                click.echo(f"info-hash: {info.info_hash}")
+                click.echo(f"magnet: {info.magnet}")
+                click.echo(f"seeding {info.name} ({info.total_length} bytes) on port {info.port}")
+            sys.stdout.flush()
+
+        events = opts["events"]
+        asyncio.run(app.share(
+            path, config=cfg, host=opts["host"], torrent_out=output, trackers=trackers,
+            web_seeds=web_seeds, piece_length=piece_length, private=private, ready=ready,
+            events_path=events, duration=duration,
+            dht_bootstrap=[parse_address(a) for a in opts["dht_bootstrap"]],
+        ))
+
+    @cli.command()
+    @click.argument("source")
+    @click.option("-o", "--output", "out_dir", default=".", type=click.Path(path_type=Path),
+                  help="Folder to download into.")
+    @click.option("--peer", "peers", multiple=True, help="Peer HOST:PORT to dial (repeatable).")
+    @click.option("--tracker", "trackers", multiple=True, help="Extra announce URL.")
+    @click.option("--seed", is_flag=True, help="Keep seeding after the download completes.")
+    @click.option("--timeout", type=float, help="Give up after this many seconds.")
+    @click.option("--stall-timeout", default=60.0, show_default=True,
+                  help="Give up when nothing arrives for this many seconds.")
+    @click.option("--webseed-mode", type=click.Choice(["fallback", "always", "off"]),
+                  default="fallback", show_default=True)
+    @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+    @_peer_options
+    def fetch(source: str, out_dir: Path, peers: tuple[str, ...], trackers: tuple[str, ...],
+              seed: bool, timeout: float | None, stall_timeout: float, webseed_mode: str,
+              quiet: bool, **opts: Any) -> None:
+        """Download a .torrent or magnet link, verify every piece, exit 0 when complete."""
+        opts["webseed_mode"] = webseed_mode
+        cfg = _config(opts)
+        display = _Display(quiet or opts["as_json"])
+
+        def done(result: app.FetchResult) -> None:
+            display.progress.stop()
+            if opts["as_json"]:
+                record = {"info_hash": result.info_hash, "path": str(result.path),
+                          "bytes": result.total_length, "seconds": result.seconds,
+                          "stats": result.stats, "verified": True}
+                click.echo(json.dumps(record))
+            else:
+                rate = result.total_length / max(result.seconds, 1e-9) / 1e6
+                click.echo(f"saved {result.path} ({result.total_length} bytes, every piece "
+                           f"verified, {result.seconds:.1f} s, {rate:.1f} MB/s)")
+            sys.stdout.flush()
+
+        with display.progress:
+            asyncio.run(app.fetch(
+                source, out_dir, config=cfg, host=opts["host"],
+                peers=[parse_address(p) for p in peers], extra_trackers=trackers,
+                seed_after=seed, stall_timeout=stall_timeout, timeout=timeout,
+                progress=display, events_path=opts["events"], on_complete=done,
+                dht_bootstrap=[parse_address(a) for a in opts["dht_bootstrap"]],
+            ))

@@ -1,0 +1,593 @@
+"""The hub's aiohttp application: the Hub HTTP API of the interfaces brief.
+
+Routes: ``GET /`` (redirect), ``GET /files`` (JSON or HTML), ``PUT|GET|HEAD|DELETE /files/{name}``,
+``GET /stats``, ``POST|GET /tokens``, ``DELETE /tokens/{id}``. Every error is a JSON body
+``{"error": ..., "status": ...}``. All state lives in ``app[...]`` keys (no globals).
+
+Downloads go through aiohttp's FileResponse (sendfile, Range, 416) with three fixes of ours:
+``If-Range`` is evaluated here (aiohttp ignores an ETag there), the ETag is the file's SHA-256,
+and ``Accept-Encoding`` is dropped so a stored ``x.gz`` is never served in place of ``x``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import email.utils
+import html
+import logging
+import math
+import time
+from collections import Counter
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+from urllib.parse import quote, unquote_to_bytes
+
+from aiohttp import hdrs, web
+from aiohttp.abc import AbstractAccessLogger, AbstractStreamWriter
+from multidict import CIMultiDict
+
+from hubswarm.errors import (
+    ConfigError,
+    DigestMismatchError,
+    DiskFullError,
+    StorageError,
+    UnsafePathError,
+    UploadTooLargeError,
+)
+from hubswarm.hub.auth import Role, TokenRecord, TokenStore
+from hubswarm.hub.store import FileStore, validate_name
+from hubswarm.limits import (
+    HUB_CHUNK,
+    HUB_DEFAULT_MAX_UPLOAD,
+    HUB_KEEPALIVE_TIMEOUT,
+    HUB_MAX_DIGEST_HEADER,
+    HUB_READ_TIMEOUT,
+    HUB_SHUTDOWN_TIMEOUT,
+)
+
+log = logging.getLogger(__name__)
+
+_FILES_PREFIX = "/files/"
+
+
+@dataclass(frozen=True, slots=True)
+class HubConfig:
+    """Everything the hub app and server need; the CLI fills it from its options."""
+
+    data_dir: Path
+    anonymous_read: bool = False
+    max_upload: int = HUB_DEFAULT_MAX_UPLOAD
+    # Seconds a body chunk may take to arrive (slow-loris, nginx client_body_timeout).
+    read_timeout: float = HUB_READ_TIMEOUT
+    # Seconds for a request's headers to arrive and between keep-alive requests.
+    keepalive_timeout: float = HUB_KEEPALIVE_TIMEOUT
+    shutdown_timeout: float = HUB_SHUTDOWN_TIMEOUT
+
+    def __post_init__(self) -> None:
+        if self.max_upload < 0:
+            raise ConfigError("max_upload must be >= 0")
+        if self.read_timeout <= 0 or self.keepalive_timeout <= 0:
+            raise ConfigError("timeouts must be > 0")
+
+
+@dataclass(slots=True)
+class HubStats:
+    """Counters behind ``GET /stats``; mutated only on the event loop.
+
+    ``bytes_sent`` counts file-body bytes handed to the kernel: for each download the file
+    position after sendfile (asyncio moves it by exactly the bytes sent, also on error) minus
+    the start offset, so an aborted download counts what really left, not its Content-Length.
+    Headers and JSON bodies are not counted. ``bytes_received`` counts upload body bytes.
+    """
+
+    started_at: float
+    started_monotonic: float
+    bytes_sent: int = 0
+    bytes_received: int = 0
+    requests: int = 0
+    active_requests: int = 0
+    downloads: Counter[str] = field(default_factory=Counter)
+    uploads: Counter[str] = field(default_factory=Counter)
+    # Set by the server once it knows its connections; else in-flight requests are reported.
+    connections_source: Callable[[], int] | None = None
+
+    def to_json(self) -> dict[str, object]:
+        """The JSON of ``GET /stats``."""
+        active = self.connections_source() if self.connections_source else self.active_requests
+        return {
+            "bytes_sent": self.bytes_sent,
+            "bytes_received": self.bytes_received,
+            "active_connections": active,
+            "requests": self.requests,
+            "downloads": dict(self.downloads),
+            "uploads": dict(self.uploads),
+            "started_at": self.started_at,
+            "uptime": time.monotonic() - self.started_monotonic,
+        }
+
+
+CONFIG_KEY = web.AppKey("hub_config", HubConfig)
+STORE_KEY = web.AppKey("hub_store", FileStore)
+TOKENS_KEY = web.AppKey("hub_tokens", TokenStore)
+STATS_KEY = web.AppKey("hub_stats", HubStats)
+
+
+# --- errors ------------------------------------------------------------------------------------
+
+
+def json_error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
+    """The API's error body ``{"error", "status"}``."""
+    return web.json_response(
+        {"error": message, "status": status}, status=status, headers=headers or {}
+    )
+
+
+class _HTTPJSONError(Exception):
+    """An API error raised inside handlers; the middleware turns it into the JSON response."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        close: bool = False,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        # True when the rest of the body will not be read: aiohttp would otherwise keep
+        # reading ("lingering") for up to 10 s before it could reuse the connection.
+        self.close = close
+        self.headers = headers or {}
+
+
+_STORAGE_STATUS: list[tuple[type[StorageError], int]] = [
+    (UnsafePathError, 400),
+    (DigestMismatchError, 400),
+    (UploadTooLargeError, 413),
+    (DiskFullError, 507),
+]
+
+
+@web.middleware
+async def _error_middleware(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    stats = request.app[STATS_KEY]
+    stats.requests += 1
+    stats.active_requests += 1
+    try:
+        return await handler(request)
+    except _HTTPJSONError as exc:
+        resp = json_error(exc.status, exc.message, exc.headers)
+        if exc.close:
+            resp.force_close()
+        return resp
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        # Router 404/405 and friends: same status, JSON body, keep headers such as Allow.
+        headers = {k: v for k, v in exc.headers.items() if k.lower() in ("allow",)}
+        return json_error(exc.status, exc.reason, headers)
+    except StorageError as exc:
+        status = next((s for cls, s in _STORAGE_STATUS if isinstance(exc, cls)), 500)
+        if status == 500:
+            log.error("storage error: %s", exc)
+        resp = json_error(status, str(exc))
+        if status in (413, 507):
+            resp.force_close()
+        return resp
+    finally:
+        stats.active_requests -= 1
+
+
+# --- auth --------------------------------------------------------------------------------------
+
+
+def _presented_token(request: web.Request) -> str | None:
+    auth = request.headers.get(hdrs.AUTHORIZATION)
+    if auth is not None:
+        scheme, _, value = auth.partition(" ")
+        if scheme.lower() != "bearer" or not value.strip():
+            raise _HTTPJSONError(401, "Authorization must be 'Bearer <token>'", headers=_CHALLENGE)
+        return value.strip()
+    return request.query.get("token")
+
+
+# RFC 6750 §3: a 401 names the scheme the client should use.
+_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="hubswarm"'}
+
+
+async def authorize(request: web.Request, need: Role) -> TokenRecord | None:
+    """Check the request's token against ``need``; 401 if missing/unknown, 403 if too weak.
+
+    Returns None for an anonymous read (server started with anonymous_read).
+    """
+    token = _presented_token(request)
+    if token is None:
+        if need == Role.READ and request.app[CONFIG_KEY].anonymous_read:
+            return None
+        raise _HTTPJSONError(401, "a token is required", headers=_CHALLENGE)
+    record = await asyncio.to_thread(request.app[TOKENS_KEY].lookup, token)
+    if record is None:
+        raise _HTTPJSONError(401, "unknown or revoked token", headers=_CHALLENGE)
+    if record.role < need:
+        raise _HTTPJSONError(403, f"role {record.role.label} may not do this ({need.label} needed)")
+    return record
+
+
+# --- names and digests ---------------------------------------------------------------------------
+
+
+def _name_from(request: web.Request) -> str:
+    """Decode the file name from the raw path, so ``%2F`` and ``%00`` are seen and rejected."""
+    raw = request.rel_url.raw_path
+    if not raw.startswith(_FILES_PREFIX):
+        raise _HTTPJSONError(400, "bad path")
+    try:
+        name = unquote_to_bytes(raw[len(_FILES_PREFIX) :]).decode("utf-8")
+    except UnicodeDecodeError:
+        raise _HTTPJSONError(400, "file name is not valid UTF-8") from None
+    try:
+        return validate_name(name)
+    except UnsafePathError as exc:
+        raise _HTTPJSONError(400, str(exc)) from None
+
+
+def _hex_sha256(value: str) -> str:
+    value = value.strip().lower()
+    if len(value) != 64 or any(c not in "0123456789abcdef" for c in value):
+        raise _HTTPJSONError(400, "X-Content-SHA256 must be 64 hex digits")
+    return value
+
+
+def _digest_sha256(value: str) -> str | None:
+    """The sha-256 of an RFC 3230 ``Digest`` header as hex, or None if it has none."""
+    for part in value.split(","):
+        algo, _, b64 = part.strip().partition("=")
+        if algo.strip().lower() != "sha-256":
+            continue
+        try:
+            raw = base64.b64decode(b64.strip(), validate=True)
+        except (binascii.Error, ValueError):
+            raise _HTTPJSONError(400, "Digest sha-256 is not valid base64") from None
+        if len(raw) != 32:
+            raise _HTTPJSONError(400, "Digest sha-256 must be 32 bytes")
+        return raw.hex()
+    return None
+
+
+def expected_sha256(headers: Any) -> str | None:
+    """The SHA-256 announced in ``X-Content-SHA256`` or ``Digest``; 400 if bad or differing."""
+    found: list[str] = []
+    if (x := headers.get("X-Content-SHA256")) is not None:
+        if len(x) > HUB_MAX_DIGEST_HEADER:
+            raise _HTTPJSONError(400, "X-Content-SHA256 too long")
+        found.append(_hex_sha256(x))
+    if (d := headers.get("Digest")) is not None:
+        if len(d) > HUB_MAX_DIGEST_HEADER:
+            raise _HTTPJSONError(400, "Digest too long")
+        if (h := _digest_sha256(d)) is not None:
+            found.append(h)
+    if len(set(found)) > 1:
+        raise _HTTPJSONError(400, "X-Content-SHA256 and Digest disagree")
+    return found[0] if found else None
+
+
+# --- download ----------------------------------------------------------------------------------
+
+
+def _etag_list_matches(header: str, etag: str, *, weak: bool) -> bool:
+    """RFC 9110 §13.1.1/§13.1.2 list match against our (strong) ETag."""
+    for raw in header.split(","):
+        tag = raw.strip()
+        if tag == "*":
+            return True
+        if tag.startswith("W/"):
+            if not weak:
+                continue
+            tag = tag[2:]
+        if tag == etag:
+            return True
+    return False
+
+
+def if_range_matches(value: str, etag: str, mtime: float, now: float) -> bool:
+    """RFC 9110 §13.1.5: does ``If-Range`` still describe the current file?
+
+    An entity-tag must match strongly; a date must equal Last-Modified exactly and the file must
+    be at least a second older than now (else the date is only a weak validator).
+    """
+    value = value.strip()
+    if value.startswith(('"', "W/")):
+        return value == etag
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return False
+    # aiohttp writes Last-Modified as ceil(st_mtime).
+    last_modified = math.ceil(mtime)
+    return int(when.timestamp()) == last_modified and now - mtime >= 1.0
+
+
+# Headers FileResponse must not see: we evaluate validators against the SHA-256 ETag ourselves,
+# and Accept-Encoding would make it serve a sibling "<name>.gz" instead of the file.
+_STRIPPED = (
+    hdrs.ACCEPT_ENCODING,
+    hdrs.IF_RANGE,
+    hdrs.IF_MATCH,
+    hdrs.IF_NONE_MATCH,
+    hdrs.IF_MODIFIED_SINCE,
+    hdrs.IF_UNMODIFIED_SINCE,
+)
+
+
+class HubFileResponse(web.FileResponse):
+    """FileResponse with the SHA-256 ETag, byte accounting and a re-prepare guard."""
+
+    def __init__(self, path: Path, *, name: str, sha256: str, identity: str, stats: HubStats):
+        super().__init__(
+            path,
+            chunk_size=HUB_CHUNK,
+            headers={
+                # Never let a browser render an uploaded file in the hub's origin.
+                hdrs.CONTENT_TYPE: "application/octet-stream",
+                "X-Content-Type-Options": "nosniff",
+                "Content-Security-Policy": "sandbox",
+            },
+        )
+        self.hub_name = name
+        self.hub_sha256 = sha256
+        # FileResponse's own ETag ("mtime_ns-size" hex) for the stat our sha256 belongs to.
+        self.hub_identity = identity
+        self._hub_stats = stats
+
+    async def prepare(self, request: web.BaseRequest) -> AbstractStreamWriter | None:
+        # The handler prepares the response itself (to count bytes); aiohttp calls prepare
+        # again afterwards, which FileResponse would answer by sending the file twice.
+        if self.prepared:
+            return await web.StreamResponse.prepare(self, request)
+        return await super().prepare(request)
+
+    async def _sendfile(
+        self, request: web.BaseRequest, fobj: IO[Any], offset: int, count: int
+    ) -> AbstractStreamWriter:
+        try:
+            return await super()._sendfile(request, fobj, offset, count)
+        finally:
+            sent = 0
+            with contextlib.suppress(OSError, ValueError):
+                sent = max(0, min(fobj.tell() - offset, count))
+            self._hub_stats.bytes_sent += sent
+
+
+async def _on_response_prepare(request: web.Request, response: web.StreamResponse) -> None:
+    if not isinstance(response, HubFileResponse) or hdrs.ETAG not in response.headers:
+        return
+    if response.headers[hdrs.ETAG] == f'"{response.hub_identity}"':
+        response.headers[hdrs.ETAG] = f'"{response.hub_sha256}"'
+        response.headers["X-Content-SHA256"] = response.hub_sha256
+    else:
+        # The file was replaced between our stat and FileResponse's open: we don't know the
+        # digest of what is being sent, so promise nothing.
+        del response.headers[hdrs.ETAG]
+
+
+async def get_file(request: web.Request) -> web.StreamResponse:
+    """``GET|HEAD /files/{name}``: the file, with ETag = SHA-256 and honest If-Range."""
+    await authorize(request, Role.READ)
+    name = _name_from(request)
+    store = request.app[STORE_KEY]
+    stats = request.app[STATS_KEY]
+    try:
+        info = await store.info(name)
+    except FileNotFoundError:
+        raise _HTTPJSONError(404, f"no such file: {name}") from None
+    etag = f'"{info.sha256}"'
+    headers = request.headers
+    if (inm := headers.get(hdrs.IF_NONE_MATCH)) is not None and _etag_list_matches(
+        inm, etag, weak=True
+    ):
+        return web.Response(status=304, headers={hdrs.ETAG: etag})
+    if (im := headers.get(hdrs.IF_MATCH)) is not None and not _etag_list_matches(
+        im, etag, weak=False
+    ):
+        raise _HTTPJSONError(412, "If-Match does not match the current file")
+    new_headers = CIMultiDict(headers)
+    for h in _STRIPPED:
+        new_headers.popall(h, None)
+    if (
+        hdrs.RANGE in headers
+        and (if_range := headers.get(hdrs.IF_RANGE)) is not None
+        and not if_range_matches(if_range, etag, info.mtime, time.time())
+    ):
+        # The client's partial copy is of another version: send the whole new file (§13.1.5).
+        new_headers.popall(hdrs.RANGE, None)
+    resp = HubFileResponse(
+        store.path(name),
+        name=name,
+        sha256=info.sha256,
+        identity=f"{info.mtime_ns:x}-{info.size:x}",
+        stats=stats,
+    )
+    await resp.prepare(request.clone(headers=new_headers))
+    if request.method == hdrs.METH_GET and resp.status in (200, 206):
+        stats.downloads[name] += 1
+    return resp
+
+
+# --- upload / delete / list ----------------------------------------------------------------------
+
+
+async def _body_chunks(
+    request: web.Request, timeout: float, stats: HubStats
+) -> AsyncGenerator[bytes, None]:
+    """The request body, chunk by chunk; each chunk must arrive within ``timeout`` seconds."""
+    while True:
+        try:
+            async with asyncio.timeout(timeout):
+                chunk = await request.content.readany()
+        except TimeoutError:
+            raise _HTTPJSONError(408, "request body too slow", close=True) from None
+        if not chunk:
+            return
+        stats.bytes_received += len(chunk)
+        yield chunk
+
+
+async def put_file(request: web.Request) -> web.Response:
+    """``PUT /files/{name}``: streamed, hashed, size-capped, atomic."""
+    await authorize(request, Role.WRITE)
+    name = _name_from(request)
+    config = request.app[CONFIG_KEY]
+    stats = request.app[STATS_KEY]
+    expected = expected_sha256(request.headers)
+    if request.content_length is not None and request.content_length > config.max_upload:
+        raise _HTTPJSONError(413, f"upload larger than {config.max_upload} bytes", close=True)
+    store = request.app[STORE_KEY]
+    async with contextlib.aclosing(_body_chunks(request, config.read_timeout, stats)) as chunks:
+        info, created = await store.put(
+            name, chunks, max_size=config.max_upload, expected_sha256=expected
+        )
+    stats.uploads[name] += 1
+    return web.json_response(info.to_json(), status=201 if created else 200)
+
+
+async def delete_file(request: web.Request) -> web.Response:
+    """``DELETE /files/{name}`` -> 204."""
+    await authorize(request, Role.WRITE)
+    name = _name_from(request)
+    try:
+        await request.app[STORE_KEY].delete(name)
+    except FileNotFoundError:
+        raise _HTTPJSONError(404, f"no such file: {name}") from None
+    return web.Response(status=204)
+
+
+def _wants_html(request: web.Request) -> bool:
+    accept = request.headers.get(hdrs.ACCEPT, "")
+    return "text/html" in accept and "application/json" not in accept
+
+
+def _html_listing(files: list[dict[str, object]], token: str | None) -> str:
+    suffix = f"?token={quote(token, safe='')}" if token else ""
+    rows = []
+    for f in files:
+        name = str(f["name"])
+        href = html.escape(_FILES_PREFIX + quote(name, safe="") + suffix, quote=True)
+        rows.append(
+            f'<tr><td><a href="{href}">{html.escape(name)}</a></td>'
+            f"<td>{f['size']}</td><td><code>{html.escape(str(f['sha256']))}</code></td></tr>"
+        )
+    return (
+        "<!doctype html><html><head><meta charset='utf-8'><title>hubswarm hub</title></head>"
+        "<body><h1>Files</h1><table><tr><th>name</th><th>size</th><th>sha256</th></tr>"
+        + "".join(rows)
+        + "</table></body></html>"
+    )
+
+
+async def list_files(request: web.Request) -> web.Response:
+    """``GET /files``: JSON, or a small HTML page for browsers (names escaped)."""
+    await authorize(request, Role.READ)
+    files = [f.to_json() for f in await request.app[STORE_KEY].list()]
+    if _wants_html(request):
+        return web.Response(
+            text=_html_listing(files, request.query.get("token")),
+            content_type="text/html",
+            headers={"Content-Security-Policy": "default-src 'none'"},
+        )
+    return web.json_response({"files": files})
+
+
+async def root(request: web.Request) -> web.StreamResponse:
+    """``GET /`` redirects to ``/files`` (keeping ?token=)."""
+    raise web.HTTPFound(request.rel_url.with_path("/files"))
+
+
+async def stats(request: web.Request) -> web.Response:
+    """``GET /stats``."""
+    await authorize(request, Role.READ)
+    return web.json_response(request.app[STATS_KEY].to_json())
+
+
+# --- tokens ------------------------------------------------------------------------------------
+
+
+async def create_token(request: web.Request) -> web.Response:
+    """``POST /tokens`` ``{"role": "read"}`` -> ``{"id","token","role"}`` (admin)."""
+    await authorize(request, Role.ADMIN)
+    try:
+        body = await request.json()
+        role = Role.parse(str(body["role"]))
+    except (ValueError, KeyError, TypeError, ConfigError) as exc:
+        raise _HTTPJSONError(400, f'body must be {{"role": "read|write|admin"}} ({exc})') from None
+    record, token = await asyncio.to_thread(request.app[TOKENS_KEY].create, role)
+    return web.json_response({"id": record.id, "token": token, "role": role.label}, status=201)
+
+
+async def list_tokens(request: web.Request) -> web.Response:
+    """``GET /tokens`` (admin): ids and roles, never the tokens."""
+    await authorize(request, Role.ADMIN)
+    records = await asyncio.to_thread(request.app[TOKENS_KEY].list)
+    return web.json_response({"tokens": [r.to_json() for r in records]})
+
+
+async def revoke_token(request: web.Request) -> web.Response:
+    """``DELETE /tokens/{id}`` (admin) -> 204, or 404."""
+    await authorize(request, Role.ADMIN)
+    token_id = request.match_info["id"]
+    if not await asyncio.to_thread(request.app[TOKENS_KEY].revoke, token_id):
+        raise _HTTPJSONError(404, f"no such token id: {token_id}")
+    return web.Response(status=204)
+
+
+# --- assembly ----------------------------------------------------------------------------------
+
+
+class QuietAccessLogger(AbstractAccessLogger):
+    """Access log without the query string, which may carry ``?token=``."""
+
+    def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
+        self.logger.info(
+            "%s %s %s %s %.3fs",
+            request.remote,
+            request.method,
+            request.path,
+            response.status,
+            time,
+        )
+
+
+async def _prepare_store(app: web.Application) -> None:
+    removed = await asyncio.to_thread(app[STORE_KEY].prepare)
+    if removed:
+        log.info("removed %d leftover partial uploads", removed)
+
+
+def create_app(config: HubConfig) -> web.Application:
+    """Build the hub application for ``config`` (the data folder is prepared on startup)."""
+    app = web.Application(middlewares=[_error_middleware])
+    app[CONFIG_KEY] = config
+    app[STORE_KEY] = FileStore(config.data_dir)
+    app[TOKENS_KEY] = TokenStore(config.data_dir)
+    app[STATS_KEY] = HubStats(started_at=time.time(), started_monotonic=time.monotonic())
+    app.on_startup.append(_prepare_store)
+    app.on_response_prepare.append(_on_response_prepare)
+    app.router.add_get("/", root)
+    app.router.add_get("/files", list_files)
+    # ".+" so that any name, even with an encoded "/" or "..", reaches validate_name -> 400.
+    app.router.add_get("/files/{name:[\\s\\S]+}", get_file)  # also answers HEAD
+    app.router.add_put("/files/{name:[\\s\\S]+}", put_file)
+    app.router.add_delete("/files/{name:[\\s\\S]+}", delete_file)
+    app.router.add_get("/stats", stats)
+    app.router.add_post("/tokens", create_token)
+    app.router.add_get("/tokens", list_tokens)
+    app.router.add_delete("/tokens/{id}", revoke_token)
+    return app

@@ -1,0 +1,737 @@
+"""Hub client: streamed upload, resumable verified download, listing.
+
+Theory of operation for ``download``: bytes go to ``DEST.part`` beside the destination, and
+``DEST.part.json`` (the sidecar) remembers the URL and the server's strong ETag (the file's
+SHA-256). A later call hashes the partial's bytes, asks for the rest with ``Range: bytes=N-``
+and ``If-Range: <etag>`` (RFC 9110 section 13.1.5): a 206 is appended, a 200 means the file
+changed and the download restarts from zero. The whole file's SHA-256 is checked against the
+server's before an atomic ``os.replace`` puts it in place. On a full disk the partial is kept
+(truncated to its last whole block), so running again after freeing space resumes.
+
+No aiohttp or OSError escapes this module: every failure becomes a ``HubError`` or a
+``StorageError`` from ``hubswarm.errors``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import hashlib
+import json
+import os
+import re
+import ssl as ssl_module
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NoReturn
+
+import aiohttp
+from yarl import URL
+
+from hubswarm.errors import (
+    AuthError,
+    ChecksumMismatchError,
+    ConfigError,
+    DiskFullError,
+    NotFoundError,
+    ServerError,
+    ServerUnreachableError,
+    StorageError,
+)
+from hubswarm.limits import (
+    HUB_CLIENT_CHUNK,
+    HUB_CLIENT_CONNECT_TIMEOUT,
+    HUB_CLIENT_MAX_ERROR_BODY,
+    HUB_CLIENT_MAX_JSON,
+    HUB_CLIENT_READ_BUFFER,
+    HUB_READ_TIMEOUT,
+)
+
+ProgressCallback = Callable[[int, int | None], None]
+"""Called as ``progress(bytes_done, total_or_None)`` after each block."""
+
+_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+_CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
+# Errors that mean "the disk is full", not "the disk is broken".
+_DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteFile:
+    """A file as the hub describes it (``PUT`` reply and ``GET /files`` entries)."""
+
+    name: str
+    size: int
+    sha256: str
+    mtime: float
+
+    @classmethod
+    def from_json(cls, obj: object) -> RemoteFile:
+        """Validate one JSON object from the hub; raises ServerError if it is malformed."""
+        if not isinstance(obj, dict):
+            raise ServerError("malformed file entry from server (not an object)")
+        try:
+            name, size, sha, mtime = obj["name"], obj["size"], obj["sha256"], obj["mtime"]
+        except KeyError as exc:
+            raise ServerError(f"malformed file entry from server (missing {exc})") from None
+        if not (
+            isinstance(name, str)
+            and isinstance(size, int)
+            and isinstance(sha, str)
+            and isinstance(mtime, int | float)
+        ):
+            raise ServerError("malformed file entry from server (wrong field types)")
+        return cls(name=name, size=size, sha256=sha.lower(), mtime=float(mtime))
+
+
+@dataclass(frozen=True, slots=True)
+class DownloadResult:
+    """What ``download`` did: where the file is, its checksum, and how much came over the wire."""
+
+    path: Path
+    size: int
+    sha256: str
+    verified: bool  # False only if the server sent no SHA-256 (not our hub)
+    resumed_from: int  # bytes of an earlier partial that were kept
+    bytes_received: int  # body bytes read from the network in this call
+    elapsed: float  # seconds, request to rename
+
+    @property
+    def rate(self) -> float:
+        """Network bytes per second of this call."""
+        return self.bytes_received / self.elapsed if self.elapsed > 0 else 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    """Connect and per-read timeouts in seconds (no total: big files take as long as they take)."""
+
+    connect: float = HUB_CLIENT_CONNECT_TIMEOUT
+    sock_read: float = HUB_READ_TIMEOUT
+
+    def __post_init__(self) -> None:
+        if self.connect <= 0 or self.sock_read <= 0:
+            raise ConfigError("timeouts must be positive")
+
+    def client_timeout(self) -> aiohttp.ClientTimeout:
+        """The aiohttp form."""
+        return aiohttp.ClientTimeout(
+            total=None, connect=self.connect, sock_connect=self.connect, sock_read=self.sock_read
+        )
+
+
+# --- URLs and TLS ------------------------------------------------------------------------------
+
+
+def file_url(url: str, name: str | None = None) -> str:
+    """The URL of one file: ``.../files/NAME`` is kept, a hub base URL gets ``/files/<name>``.
+
+    Raises:
+        ConfigError: not an http(s) URL, or a base URL and no name to append.
+    """
+    parsed = _parse_url(url)
+    parts = [p for p in parsed.path.split("/") if p]
+    if len(parts) >= 2 and parts[-2] == "files":
+        return str(parsed)
+    if not name:
+        raise ConfigError(f"{url}: expected a file URL like http://host:port/files/NAME")
+    base = parsed.with_query(None).with_fragment(None)
+    if parts and parts[-1] == "files":
+        return str(base / name)
+    return str(base.with_path(base.path.rstrip("/")) / "files" / name)
+
+
+def list_url(url: str) -> str:
+    """The ``/files`` listing URL of a hub given its base URL (or the listing URL itself)."""
+    parsed = _parse_url(url)
+    path = parsed.path.rstrip("/")
+    if not path.endswith("/files"):
+        path += "/files"
+    return str(parsed.with_path(path))
+
+
+def name_from_url(url: str) -> str:
+    """The file name a URL points at (its last path segment, percent-decoded).
+
+    Raises:
+        ConfigError: the URL names no file, or a name that is not a plain file name.
+    """
+    name = _parse_url(url).name
+    if not name or name in {".", ".."} or "/" in name or "\\" in name or "\x00" in name:
+        raise ConfigError(f"{url}: cannot take a file name from this URL (use -o PATH)")
+    return name
+
+
+def make_ssl_context(cacert: Path | None) -> ssl_module.SSLContext | None:
+    """A client TLS context trusting ``cacert`` (a PEM file), or None for the system default.
+
+    Raises:
+        ConfigError: the CA file cannot be read or parsed.
+    """
+    if cacert is None:
+        return None
+    try:
+        return ssl_module.create_default_context(cafile=str(cacert))
+    except (OSError, ssl_module.SSLError) as exc:
+        raise ConfigError(f"cannot load CA file {cacert}: {exc}") from exc
+
+
+def _parse_url(url: str) -> URL:
+    try:
+        parsed = URL(url)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"invalid URL {url!r}: {exc}") from exc
+    if parsed.scheme not in {"http", "https"} or not parsed.host:
+        raise ConfigError(f"invalid URL {url!r}: expected http(s)://host[:port]/...")
+    return parsed
+
+
+# --- session and error translation ----------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Http:
+    """One session (ours or the caller's) plus per-request settings."""
+
+    session: aiohttp.ClientSession
+    token: str | None
+    ssl: ssl_module.SSLContext | None
+    timeouts: Timeouts
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def kwargs(self, headers: dict[str, str]) -> dict[str, Any]:
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        kw: dict[str, Any] = {
+            "headers": headers,
+            "timeout": self.timeouts.client_timeout(),
+            "read_bufsize": HUB_CLIENT_READ_BUFFER,
+            "allow_redirects": True,
+            "max_redirects": 5,
+        }
+        if self.ssl is not None:
+            kw["ssl"] = self.ssl
+        return kw
+
+
+@contextlib.asynccontextmanager
+async def _http(
+    session: aiohttp.ClientSession | None,
+    token: str | None,
+    ssl: ssl_module.SSLContext | None,
+    timeouts: Timeouts | None,
+    url: str,
+) -> AsyncIterator[_Http]:
+    """Yield a session scope; any aiohttp failure inside becomes a HubError for ``url``."""
+    own: aiohttp.ClientSession | None = None
+    where = _where(url)
+    try:
+        if session is None:
+            # auto_decompress off: checksums are over the bytes the server stores.
+            own = aiohttp.ClientSession(auto_decompress=False)
+            session = own
+        yield _Http(session, token, ssl, timeouts or Timeouts())
+    except aiohttp.ClientSSLError as exc:
+        raise ServerUnreachableError(f"TLS handshake with {where} failed: {exc}", url=url) from exc
+    except aiohttp.ClientConnectorError as exc:
+        why = exc.os_error.strerror or _why(exc.os_error)
+        raise ServerUnreachableError(f"cannot connect to {where}: {why}", url=url) from exc
+    except TimeoutError as exc:  # also aiohttp.ServerTimeoutError (connect and sock_read)
+        raise ServerUnreachableError(f"timed out talking to {where}", url=url) from exc
+    except (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError) as exc:
+        raise ServerUnreachableError(
+            f"connection to {where} lost mid-transfer: {_why(exc)}", url=url
+        ) from exc
+    except aiohttp.InvalidURL as exc:
+        raise ConfigError(f"invalid URL {url!r}") from exc
+    except aiohttp.ClientConnectionError as exc:
+        raise ServerUnreachableError(f"connection to {where} failed: {_why(exc)}", url=url) from exc
+    except aiohttp.ClientError as exc:
+        raise ServerError(f"HTTP error from {where}: {_why(exc)}", url=url) from exc
+    finally:
+        if own is not None:
+            await own.close()
+
+
+def _where(url: str) -> str:
+    try:
+        u = URL(url)
+        return f"{u.host}:{u.port}"
+    except (ValueError, TypeError):
+        return url
+
+
+def _why(exc: BaseException) -> str:
+    return str(exc) or type(exc).__name__
+
+
+async def _read_bounded(resp: aiohttp.ClientResponse, limit: int) -> bytes:
+    """Read a whole (small) body, refusing more than ``limit`` bytes."""
+    if resp.content_length is not None and resp.content_length > limit:
+        raise ServerError(f"response too large ({resp.content_length} bytes)", url=str(resp.url))
+    buf = bytearray()
+    while chunk := await resp.content.readany():
+        buf += chunk
+        if len(buf) > limit:
+            raise ServerError(f"response larger than {limit} bytes", url=str(resp.url))
+    return bytes(buf)
+
+
+async def _raise_for_status(resp: aiohttp.ClientResponse) -> NoReturn:
+    """Turn an error response into the matching HubError, with the server's JSON message."""
+    url = str(resp.url)
+    message = resp.reason or "error"
+    with contextlib.suppress(aiohttp.ClientError, TimeoutError, ServerError):
+        body = await _read_bounded(resp, HUB_CLIENT_MAX_ERROR_BODY)
+        try:
+            obj = json.loads(body)
+            if isinstance(obj, dict) and isinstance(obj.get("error"), str):
+                message = obj["error"]
+        except ValueError:
+            pass
+    text = f"{resp.status} {message} ({url})"
+    status = resp.status
+    if status in (401, 403):
+        raise AuthError(text, status=status, url=url)
+    if status == 404:
+        raise NotFoundError(text, status=status, url=url)
+    raise ServerError(text, status=status, url=url)
+
+
+# --- local file helpers (run in a thread) ---------------------------------------------------
+
+
+def _storage_error(action: str, path: Path, exc: OSError) -> StorageError:
+    """``action`` is a verb: "read", "write", "save"."""
+    if exc.errno in _DISK_FULL:
+        return DiskFullError(f"disk full: cannot {action} {path} ({exc.strerror})")
+    return StorageError(f"cannot {action} {path}: {exc.strerror or exc}")
+
+
+def _hash_file(path: Path) -> tuple[Any, int]:
+    """SHA-256 object and length of a whole file (blocking)."""
+    h = hashlib.sha256()
+    n = 0
+    with open(path, "rb", buffering=0) as f:
+        buf = bytearray(HUB_CLIENT_CHUNK)
+        view = memoryview(buf)
+        while k := f.readinto(buf):
+            h.update(view[:k])
+            n += k
+    return h, n
+
+
+def _write_block(fd: int, blocks: list[bytes]) -> None:
+    """Write every block at the file position (blocking; short writes retried).
+
+    Module-level so tests can make it fail like a full disk.
+    """
+    for block in blocks:
+        view = memoryview(block)
+        while view:
+            written = os.write(fd, view)
+            view = view[written:]
+
+
+def _append(fd: int, hasher: Any, blocks: list[bytes], good: int) -> None:
+    """Write blocks, then hash them; on failure cut the file back to ``good`` bytes."""
+    try:
+        _write_block(fd, blocks)
+    except OSError:
+        # Keep the partial a clean prefix of the file so a resume can trust it.
+        with contextlib.suppress(OSError):
+            os.ftruncate(fd, good)
+            os.lseek(fd, good, os.SEEK_SET)
+        raise
+    for block in blocks:
+        hasher.update(block)
+
+
+def _write_sidecar(path: Path, meta: dict[str, Any]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(meta))
+    os.replace(tmp, path)
+
+
+def _read_sidecar(path: Path) -> dict[str, Any] | None:
+    try:
+        obj = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return obj if isinstance(obj, dict) else None
+
+
+def _finish(fd: int, part: Path, dest: Path, sidecar: Path) -> None:
+    """fsync, atomically rename into place, fsync the folder, drop the sidecar."""
+    os.fsync(fd)
+    os.replace(part, dest)
+    with contextlib.suppress(OSError):
+        dfd = os.open(dest.parent, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    sidecar.unlink(missing_ok=True)
+
+
+def _discard(*paths: Path) -> None:
+    for p in paths:
+        with contextlib.suppress(OSError):
+            p.unlink(missing_ok=True)
+
+
+def _sha_from_headers(resp: aiohttp.ClientResponse) -> str | None:
+    """The file's SHA-256 from ``X-Content-SHA256``, else from a strong ETag that is one."""
+    value = resp.headers.get("X-Content-SHA256", "").strip().lower()
+    if _SHA256_HEX.fullmatch(value):
+        return value
+    etag = resp.headers.get("ETag", "").strip()
+    if etag.startswith('"') and etag.endswith('"') and _SHA256_HEX.fullmatch(etag[1:-1].lower()):
+        return etag[1:-1].lower()
+    return None
+
+
+# --- upload ----------------------------------------------------------------------------------
+
+
+async def upload(
+    path: Path,
+    url: str,
+    *,
+    token: str | None,
+    progress: ProgressCallback | None,
+    session: aiohttp.ClientSession | None = None,
+    ssl: ssl_module.SSLContext | None = None,
+    timeouts: Timeouts | None = None,
+) -> RemoteFile:
+    """Stream ``path`` to ``url`` (a hub base URL or ``.../files/NAME``) with ``PUT``.
+
+    The SHA-256 is computed first (in a thread) and sent as ``X-Content-SHA256`` so the
+    server refuses a corrupted body. Returns the server's description of the stored file.
+
+    Raises:
+        StorageError: the local file cannot be read. HubError: any server or network failure.
+    """
+    target = file_url(url, path.name)
+    try:
+        hasher, size = await asyncio.to_thread(_hash_file, path)
+        f = await asyncio.to_thread(open, path, "rb", buffering=0)
+    except OSError as exc:
+        raise _storage_error("read", path, exc) from exc
+    digest = hasher.hexdigest()
+    read_error: list[OSError] = []
+
+    async def body() -> AsyncIterator[bytes]:
+        sent = 0
+        while sent < size:
+            try:
+                chunk = await asyncio.to_thread(f.read, min(HUB_CLIENT_CHUNK, size - sent))
+            except OSError as exc:
+                read_error.append(exc)
+                raise
+            if not chunk:
+                read_error.append(OSError(errno.EIO, "file shrank while uploading"))
+                raise read_error[-1]
+            sent += len(chunk)
+            yield chunk
+            if progress is not None:
+                progress(sent, size)
+
+    headers = {
+        "X-Content-SHA256": digest,
+        "Content-Length": str(size),
+        "Content-Type": "application/octet-stream",
+        "Accept": "application/json",
+    }
+    try:
+        async with _http(session, token, ssl, timeouts, target) as http:
+            data: Any = body() if size else b""
+            try:
+                async with http.session.put(target, data=data, **http.kwargs(headers)) as resp:
+                    if resp.status not in (200, 201):
+                        await _raise_for_status(resp)
+                    obj = _loads(await _read_bounded(resp, HUB_CLIENT_MAX_JSON), target)
+            except aiohttp.ClientError:
+                if read_error:
+                    raise _storage_error("read", path, read_error[0]) from read_error[0]
+                raise
+    finally:
+        await asyncio.to_thread(f.close)
+    if read_error:
+        raise _storage_error("read", path, read_error[0]) from read_error[0]
+    remote = RemoteFile.from_json(obj)
+    if remote.sha256 != digest or remote.size != size:
+        raise ChecksumMismatchError(
+            f"server stored {remote.size} bytes sha256 {remote.sha256[:16]}..., "
+            f"sent {size} bytes sha256 {digest[:16]}...",
+            url=target,
+        )
+    return remote
+
+
+def _loads(body: bytes, url: str) -> object:
+    try:
+        return json.loads(body)
+    except ValueError as exc:
+        raise ServerError(f"server sent invalid JSON ({url})", url=url) from exc
+
+
+# --- listing ---------------------------------------------------------------------------------
+
+
+async def list_files(
+    url: str,
+    token: str | None,
+    *,
+    session: aiohttp.ClientSession | None = None,
+    ssl: ssl_module.SSLContext | None = None,
+    timeouts: Timeouts | None = None,
+) -> list[RemoteFile]:
+    """The files a hub holds (``GET /files`` as JSON); ``url`` is the hub base URL."""
+    target = list_url(url)
+    async with (
+        _http(session, token, ssl, timeouts, target) as http,
+        http.session.get(target, **http.kwargs({"Accept": "application/json"})) as resp,
+    ):
+        if resp.status != 200:
+            await _raise_for_status(resp)
+        obj = _loads(await _read_bounded(resp, HUB_CLIENT_MAX_JSON), target)
+    if not isinstance(obj, dict) or not isinstance(obj.get("files"), list):
+        raise ServerError(f"server sent no file list ({target})", url=target)
+    return [RemoteFile.from_json(entry) for entry in obj["files"]]
+
+
+# --- download --------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Partial:
+    """The state of ``DEST.part``: open descriptor, bytes so far, running hash."""
+
+    fd: int
+    offset: int
+    hasher: Any
+    resumed_from: int
+
+
+async def download(
+    url: str,
+    dest: Path,
+    *,
+    token: str | None,
+    progress: ProgressCallback | None,
+    resume: bool = True,
+    session: aiohttp.ClientSession | None = None,
+    ssl: ssl_module.SSLContext | None = None,
+    timeouts: Timeouts | None = None,
+) -> DownloadResult:
+    """Download ``url`` to ``dest``, resuming ``dest.part`` if the server's file is unchanged.
+
+    Raises:
+        ChecksumMismatchError: the bytes do not hash to the server's SHA-256 (partial removed).
+        DiskFullError: the disk filled up (partial kept for a later resume).
+        HubError: network or server failure (partial kept). StorageError: other local errors.
+    """
+    _parse_url(url)
+    part = dest.with_name(dest.name + ".part")
+    sidecar = dest.with_name(dest.name + ".part.json")
+    started = time.perf_counter()
+    state = await _open_partial(url, part, sidecar, resume)
+    try:
+        async with _http(session, token, ssl, timeouts, url) as http:
+            received, expected_sha = await _fetch(http, url, part, sidecar, state, progress)
+        digest = state.hasher.hexdigest()
+        if expected_sha is not None and digest != expected_sha:
+            _close(state)
+            await asyncio.to_thread(_discard, part, sidecar)
+            raise ChecksumMismatchError(
+                f"{dest.name}: got sha256 {digest[:16]}..., server says {expected_sha[:16]}... "
+                "(partial removed; run again to download afresh)",
+                url=url,
+            )
+        try:
+            await asyncio.to_thread(_finish, state.fd, part, dest, sidecar)
+        except OSError as exc:
+            raise _storage_error("save", dest, exc) from exc
+    except BaseException:
+        if state.offset == 0:
+            # Nothing worth resuming: leave no empty partial behind (also on a 401 or 404).
+            _close(state)
+            _discard(part, sidecar)
+        raise
+    finally:
+        # Closing a descriptor does not block; doing it inline also works while cancelled.
+        _close(state)
+    return DownloadResult(
+        path=dest,
+        size=state.offset,
+        sha256=digest,
+        verified=expected_sha is not None,
+        resumed_from=state.resumed_from,
+        bytes_received=received,
+        elapsed=time.perf_counter() - started,
+    )
+
+
+def _close(state: _Partial) -> None:
+    if state.fd >= 0:
+        fd, state.fd = state.fd, -1
+        os.close(fd)
+
+
+async def _open_partial(url: str, part: Path, sidecar: Path, resume: bool) -> _Partial:
+    """Open ``part``: keep and hash its bytes if its sidecar is for this URL, else truncate."""
+
+    def work() -> _Partial:
+        meta = _read_sidecar(sidecar) if resume else None
+        keep = (
+            meta is not None
+            and meta.get("url") == url
+            and isinstance(meta.get("etag"), str)
+            and part.exists()
+        )
+        if keep:
+            hasher, n = _hash_file(part)
+            fd = os.open(part, os.O_WRONLY)
+            os.lseek(fd, n, os.SEEK_SET)
+            return _Partial(fd, n, hasher, n)
+        sidecar.unlink(missing_ok=True)
+        fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        return _Partial(fd, 0, hashlib.sha256(), 0)
+
+    try:
+        return await asyncio.to_thread(work)
+    except OSError as exc:
+        raise _storage_error("write", part, exc) from exc
+
+
+async def _restart(state: _Partial) -> None:
+    """Throw the partial's bytes away (the server's file changed or cannot continue it)."""
+
+    def work() -> None:
+        os.ftruncate(state.fd, 0)
+        os.lseek(state.fd, 0, os.SEEK_SET)
+
+    await asyncio.to_thread(work)
+    state.offset = 0
+    state.resumed_from = 0
+    state.hasher = hashlib.sha256()
+
+
+async def _fetch(
+    http: _Http,
+    url: str,
+    part: Path,
+    sidecar: Path,
+    state: _Partial,
+    progress: ProgressCallback | None,
+) -> tuple[int, str | None]:
+    """GET the body (the rest of it, if resuming) into ``state``; returns (received, sha)."""
+    meta = _read_sidecar(sidecar) if state.offset > 0 else None
+    # Two attempts at most: a resume the server cannot honour falls back to a full GET once.
+    for _attempt in range(2):
+        headers = {"Accept-Encoding": "identity"}
+        etag = meta.get("etag") if meta else None
+        if state.offset > 0 and isinstance(etag, str):
+            headers["Range"] = f"bytes={state.offset}-"
+            headers["If-Range"] = etag  # RFC 9110 13.1.5: the rest only if unchanged
+        async with http.session.get(url, **http.kwargs(headers)) as resp:
+            if resp.status == 416 and "Range" in headers:
+                # Partial already as long as the file (or longer): cannot trust it; start over.
+                await _restart(state)
+                meta = None
+                continue
+            if resp.status not in (200, 206):
+                await _raise_for_status(resp)
+            if resp.status == 206 and not _continues(resp, state.offset, etag):
+                # A range of a different file or of the wrong place (aiohttp < 3.15 serves a
+                # range despite a stale ETag If-Range, see PITFALLS): never splice; restart.
+                await _restart(state)
+                meta = None
+                continue
+            total = await _accept(resp, url, sidecar, state)
+            expected = _sha_from_headers(resp) or (meta or {}).get("sha256")
+            received = await _stream_body(resp, state, total, progress, part)
+        if total is not None and state.offset != total:
+            raise ServerUnreachableError(
+                f"connection closed after {state.offset} of {total} bytes (run again to resume)",
+                url=url,
+            )
+        return received, expected if isinstance(expected, str) else None
+    raise ServerError("server refused to serve the file from the start", url=url)
+
+
+def _continues(resp: aiohttp.ClientResponse, offset: int, etag: str | None) -> bool:
+    """Whether a 206 continues our partial: same ETag, range starting at our offset."""
+    match = _CONTENT_RANGE.fullmatch(resp.headers.get("Content-Range", ""))
+    return (
+        match is not None
+        and int(match.group(1)) == offset
+        and offset > 0
+        and etag is not None
+        and resp.headers.get("ETag") == etag
+    )
+
+
+async def _accept(
+    resp: aiohttp.ClientResponse, url: str, sidecar: Path, state: _Partial
+) -> int | None:
+    """Restart on a 200 and record its ETag in the sidecar; return the full size."""
+    if resp.status == 206:
+        match = _CONTENT_RANGE.fullmatch(resp.headers.get("Content-Range", ""))
+        if match is None or match.group(3) == "*":  # _continues checked the start
+            return None
+        return int(match.group(3))
+    # 200: the whole file from the start (new download, or the file changed).
+    if state.offset > 0:
+        await _restart(state)
+    new_etag = resp.headers.get("ETag")
+    if new_etag and not new_etag.startswith("W/"):
+        meta: dict[str, Any] = {"url": url, "etag": new_etag, "sha256": _sha_from_headers(resp)}
+        meta["size"] = resp.content_length
+        try:
+            await asyncio.to_thread(_write_sidecar, sidecar, meta)
+        except OSError as exc:
+            raise _storage_error("write", sidecar, exc) from exc
+    return resp.content_length
+
+
+async def _stream_body(
+    resp: aiohttp.ClientResponse,
+    state: _Partial,
+    total: int | None,
+    progress: ProgressCallback | None,
+    part: Path,
+) -> int:
+    """Copy the body into the partial in ~1 MiB batches, hashing as it goes (in a thread)."""
+    received = 0
+    batch: list[bytes] = []
+    batched = 0
+    eof = False
+    while not eof:
+        chunk = await resp.content.read(HUB_CLIENT_CHUNK)  # bounded: batch < 2 chunks
+        if chunk:
+            batch.append(chunk)
+            batched += len(chunk)
+        else:
+            eof = True
+        if batched >= HUB_CLIENT_CHUNK or (eof and batch):
+            try:
+                await asyncio.to_thread(_append, state.fd, state.hasher, batch, state.offset)
+            except OSError as exc:
+                err = _storage_error("write", part, exc)
+                if isinstance(err, DiskFullError):
+                    err = DiskFullError(
+                        f"{err} ({state.offset} bytes kept in {part.name}; "
+                        "free some space and run again to resume)"
+                    )
+                raise err from exc
+            state.offset += batched
+            received += batched
+            batch, batched = [], 0
+            if progress is not None:
+                progress(state.offset, total)
+    return received

@@ -1,0 +1,101 @@
+"""Run the hub: an AppRunner with slow-loris timeouts, TLS, and graceful shutdown on signals.
+
+``running_hub`` is the async context manager tests and the lab use; ``serve`` is what the CLI
+runs until SIGINT/SIGTERM. Shutdown stops accepting, gives in-flight requests
+``config.shutdown_timeout`` seconds, cancels the rest (their partial uploads are removed by the
+store's ``finally``), and sweeps ``.partial/`` once more.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import ssl
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+from aiohttp import web
+
+from hubswarm.errors import ConfigError
+from hubswarm.hub.app import STATS_KEY, STORE_KEY, HubConfig, QuietAccessLogger, create_app
+
+
+def make_ssl_context(cert: Path, key: Path) -> ssl.SSLContext:
+    """Server TLS context from PEM files (TLS 1.2+); raises ConfigError if they don't load."""
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        ctx.load_cert_chain(str(cert), str(key))
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"cannot load TLS certificate {cert} / key {key}: {exc}") from exc
+    return ctx
+
+
+def _format_url(host: str, port: int, tls: bool) -> str:
+    scheme = "https" if tls else "http"
+    shown = f"[{host}]" if ":" in host else host
+    return f"{scheme}://{shown}:{port}"
+
+
+async def _sweep_partials(app: web.Application) -> None:
+    # Every handler has finished or been cancelled by now: nothing in .partial/ is live.
+    await asyncio.to_thread(app[STORE_KEY].prepare)
+
+
+@contextlib.asynccontextmanager
+async def running_hub(
+    config: HubConfig,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    ssl_context: ssl.SSLContext | None = None,
+) -> AsyncIterator[str]:
+    """Serve the hub while the block runs; yield its base URL (real port when ``port`` is 0)."""
+    app = create_app(config)
+    app.on_cleanup.append(_sweep_partials)
+    runner = web.AppRunner(
+        app,
+        handle_signals=False,
+        shutdown_timeout=config.shutdown_timeout,
+        access_log_class=QuietAccessLogger,
+        # Time allowed for a request's headers and between keep-alive requests (slow-loris).
+        keepalive_timeout=config.keepalive_timeout,
+    )
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, host, port, ssl_context=ssl_context, reuse_address=True)
+        try:
+            await site.start()
+        except OSError as exc:
+            raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
+        server = runner.server
+        if server is not None:
+            app[STATS_KEY].connections_source = lambda: len(server.connections)
+        bound_port = int(runner.addresses[0][1])
+        yield _format_url(host, bound_port, ssl_context is not None)
+    finally:
+        await runner.cleanup()
+
+
+async def serve(
+    config: HubConfig,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    ssl_context: ssl.SSLContext | None = None,
+    ready: Callable[[str], None] | None = None,
+) -> None:
+    """Serve until SIGINT or SIGTERM, then shut down gracefully; ``ready(url)`` once listening."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    signals = (signal.SIGINT, signal.SIGTERM)
+    for sig in signals:
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        async with running_hub(config, host, port, ssl_context) as url:
+            if ready is not None:
+                ready(url)
+            # The server's lifetime: it ends only by a signal (or the caller cancelling us).
+            await stop.wait()
+    finally:
+        for sig in signals:
+            loop.remove_signal_handler(sig)

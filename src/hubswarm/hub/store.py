@@ -1,0 +1,317 @@
+"""The hub's file store: validated names, streamed atomic uploads, cached SHA-256.
+
+Layout under the data directory (see the interfaces brief)::
+
+    files/<name>        final files, only ever replaced atomically (os.replace)
+    .partial/           uploads in progress; same filesystem; emptied on start and on failure
+    .meta/<name>.json   cached {"size", "mtime_ns", "ino", "sha256"} of files/<name>
+                        (named by the SHA-256 of the name when "<name>.json" would be too long)
+
+Theory of operation: an upload streams into a fresh temp file in ``.partial/`` while SHA-256 is
+computed chunk by chunk; only after the size and digest checks pass and the data is fsync'ed is the
+temp file renamed over ``files/<name>``. Every exit path other than success removes the temp file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import hashlib
+import json
+import os
+import tempfile
+import unicodedata
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from hubswarm.errors import (
+    DigestMismatchError,
+    DiskFullError,
+    StorageError,
+    UnsafePathError,
+    UploadTooLargeError,
+)
+from hubswarm.limits import HUB_CHUNK, HUB_MAX_NAME_BYTES
+
+# ENOSPC: no space left on device; EDQUOT: disk quota exceeded. Both map to 507 (RFC 4918 §11.5).
+_DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+
+@dataclass(frozen=True, slots=True)
+class FileInfo:
+    """What the hub knows about one stored file (the JSON of list and upload replies)."""
+
+    name: str
+    size: int
+    sha256: str
+    mtime: float
+    # Not part of the JSON: lets the server notice a file replaced between stat and send.
+    mtime_ns: int = 0
+
+    def to_json(self) -> dict[str, object]:
+        """The ``{"name","size","sha256","mtime"}`` object of the Hub HTTP API."""
+        return {"name": self.name, "size": self.size, "sha256": self.sha256, "mtime": self.mtime}
+
+
+def validate_name(name: str) -> str:
+    """Return ``name`` if it is a safe flat file name, else raise UnsafePathError.
+
+    Rejected: empty, ``.``/``..``, a leading dot (hidden files, our own ``.partial``), ``/`` or
+    ``\\``, NUL and other control characters (C0, DEL, C1), lone surrogates, > 255 UTF-8 bytes.
+    """
+    if not name:
+        raise UnsafePathError("empty file name")
+    if name in (".", ".."):
+        raise UnsafePathError(f"reserved file name {name!r}")
+    if name.startswith("."):
+        raise UnsafePathError("file name must not start with a dot")
+    if "/" in name or "\\" in name:
+        raise UnsafePathError("file name must not contain a path separator")
+    for ch in name:
+        # Cc covers NUL, C0 controls, DEL and C1 controls; Cs are lone surrogates
+        # (from surrogateescape decoding) that cannot be encoded to UTF-8.
+        if unicodedata.category(ch) in ("Cc", "Cs"):
+            raise UnsafePathError("file name must not contain control characters")
+    if len(name.encode("utf-8")) > HUB_MAX_NAME_BYTES:
+        raise UnsafePathError(f"file name longer than {HUB_MAX_NAME_BYTES} bytes")
+    return name
+
+
+def write_all(f: BinaryIO, data: bytes) -> None:
+    """Write ``data`` fully (module-level so tests can simulate ENOSPC by replacing it)."""
+    f.write(data)
+
+
+def _is_disk_full(exc: OSError) -> bool:
+    return exc.errno in _DISK_FULL_ERRNOS
+
+
+class _PartialFile:
+    """A temp file in ``.partial/`` that hashes what it is given; methods block (use a thread)."""
+
+    def __init__(self, partial_dir: Path) -> None:
+        fd, path = tempfile.mkstemp(dir=partial_dir, prefix="up-", suffix=".part")
+        self.path = Path(path)
+        self._file: BinaryIO = os.fdopen(fd, "wb")
+        self._sha256 = hashlib.sha256()
+        self.size = 0
+
+    def write(self, data: bytes) -> None:
+        # hashlib releases the GIL for large buffers, so hashing here runs beside the loop.
+        self._sha256.update(data)
+        write_all(self._file, data)
+        self.size += len(data)
+
+    def finish(self) -> str:
+        """Flush and fsync; return the hex SHA-256."""
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._file.close()
+        return self._sha256.hexdigest()
+
+    def discard(self) -> None:
+        """Close and remove; never raises (it runs on every failure path)."""
+        with contextlib.suppress(OSError):
+            self._file.close()
+        with contextlib.suppress(OSError):
+            self.path.unlink()
+
+
+class FileStore:
+    """Flat file store of the hub, rooted at a data directory."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = Path(data_dir)
+        self.files_dir = self.data_dir / "files"
+        self.partial_dir = self.data_dir / ".partial"
+        self.meta_dir = self.data_dir / ".meta"
+
+    # --- setup -----------------------------------------------------------------------------
+
+    def prepare(self) -> int:
+        """Create the folders and remove leftover partial uploads; return how many were removed.
+
+        Blocking: call it before serving or through asyncio.to_thread.
+        """
+        for d in (self.files_dir, self.partial_dir, self.meta_dir):
+            d.mkdir(parents=True, exist_ok=True)
+        removed = 0
+        for entry in self.partial_dir.iterdir():
+            with contextlib.suppress(OSError):
+                entry.unlink()
+                removed += 1
+        return removed
+
+    def partials(self) -> list[Path]:
+        """Temp files currently in ``.partial/`` (tests assert this is empty after failures)."""
+        if not self.partial_dir.exists():
+            return []
+        return sorted(self.partial_dir.iterdir())
+
+    def path(self, name: str) -> Path:
+        """The final path of ``name`` (validated)."""
+        return self.files_dir / validate_name(name)
+
+    # --- upload ----------------------------------------------------------------------------
+
+    async def put(
+        self,
+        name: str,
+        chunks: AsyncIterator[bytes],
+        *,
+        max_size: int | None = None,
+        expected_sha256: str | None = None,
+    ) -> tuple[FileInfo, bool]:
+        """Stream ``chunks`` into ``files/<name>`` atomically; return (info, created).
+
+        Raises:
+            UnsafePathError, UploadTooLargeError, DigestMismatchError, DiskFullError, StorageError.
+            Whatever ``chunks`` raises (timeout, disconnect, cancellation) propagates. In every
+            failure case the partial file is gone and ``files/<name>`` is untouched.
+        """
+        final = self.path(name)
+        try:
+            part = await asyncio.to_thread(_PartialFile, self.partial_dir)
+        except OSError as exc:
+            raise self._translate(exc, name) from exc
+        committed = False
+        try:
+            buf = bytearray()
+            async for chunk in chunks:
+                buf += chunk
+                # Count while streaming: Content-Length may be absent (chunked) or a lie.
+                if max_size is not None and part.size + len(buf) > max_size:
+                    raise UploadTooLargeError(f"upload of {name!r} exceeds {max_size} bytes")
+                if len(buf) >= HUB_CHUNK:
+                    await self._write(part, bytes(buf), name)
+                    buf.clear()
+            if buf:
+                await self._write(part, bytes(buf), name)
+            try:
+                digest = await asyncio.to_thread(part.finish)
+            except OSError as exc:
+                raise self._translate(exc, name) from exc
+            if expected_sha256 is not None and digest != expected_sha256.lower():
+                raise DigestMismatchError(
+                    f"upload of {name!r}: sha256 {digest} != announced {expected_sha256.lower()}"
+                )
+            info, created = await asyncio.to_thread(self._commit, part.path, final, digest)
+            committed = True
+            return info, created
+        finally:
+            if not committed:
+                # Runs on cancellation too; discard is quick and must not be skipped.
+                part.discard()
+
+    async def _write(self, part: _PartialFile, data: bytes, name: str) -> None:
+        try:
+            await asyncio.to_thread(part.write, data)
+        except OSError as exc:
+            raise self._translate(exc, name) from exc
+
+    @staticmethod
+    def _translate(exc: OSError, name: str) -> StorageError:
+        if _is_disk_full(exc):
+            return DiskFullError(f"disk full while storing {name!r}")
+        return StorageError(f"cannot store {name!r}: {exc.strerror or exc}")
+
+    def _commit(self, part_path: Path, final: Path, digest: str) -> tuple[FileInfo, bool]:
+        created = not final.exists()
+        os.replace(part_path, final)
+        # fsync the directory so the rename itself survives a crash (POSIX rename semantics).
+        dir_fd = os.open(self.files_dir, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+        st = final.stat()
+        self._write_meta(final.name, st, digest)
+        return FileInfo(final.name, st.st_size, digest, st.st_mtime, st.st_mtime_ns), created
+
+    # --- metadata --------------------------------------------------------------------------
+
+    def _meta_path(self, name: str) -> Path:
+        # "<name>.json" could pass the 255-byte limit of a file name: long names use their hash.
+        if len(name.encode("utf-8")) + 5 > HUB_MAX_NAME_BYTES:
+            return self.meta_dir / f"{hashlib.sha256(name.encode('utf-8')).hexdigest()}.json"
+        return self.meta_dir / f"{name}.json"
+
+    def _write_meta(self, name: str, st: os.stat_result, digest: str) -> None:
+        record = {
+            "size": st.st_size,
+            "mtime_ns": st.st_mtime_ns,
+            "ino": st.st_ino,
+            "sha256": digest,
+        }
+        fd, tmp = tempfile.mkstemp(dir=self.partial_dir, prefix="meta-", suffix=".part")
+        try:
+            with os.fdopen(fd, "w") as f:
+                json.dump(record, f)
+            os.replace(tmp, self._meta_path(name))
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+
+    def info_sync(self, name: str) -> FileInfo:
+        """Stat ``files/<name>`` and return its info, hashing it if the cache is stale.
+
+        Blocking (may hash the whole file): call through asyncio.to_thread.
+        Raises FileNotFoundError if there is no such file.
+        """
+        final = self.path(name)
+        st = final.stat()
+        if not final.is_file():
+            raise FileNotFoundError(name)
+        try:
+            record = json.loads(self._meta_path(name).read_text())
+            if (record["size"], record["mtime_ns"], record["ino"]) == (
+                st.st_size,
+                st.st_mtime_ns,
+                st.st_ino,
+            ):
+                return FileInfo(
+                    name, st.st_size, str(record["sha256"]), st.st_mtime, st.st_mtime_ns
+                )
+        except (OSError, ValueError, KeyError, TypeError):
+            pass  # missing or stale cache: recompute below
+        h = hashlib.sha256()
+        with final.open("rb") as f:
+            while block := f.read(HUB_CHUNK * 4):
+                h.update(block)
+            st = os.fstat(f.fileno())
+        digest = h.hexdigest()
+        self._write_meta(name, st, digest)
+        return FileInfo(name, st.st_size, digest, st.st_mtime, st.st_mtime_ns)
+
+    async def info(self, name: str) -> FileInfo:
+        """Async wrapper of :meth:`info_sync`."""
+        return await asyncio.to_thread(self.info_sync, name)
+
+    def list_sync(self) -> list[FileInfo]:
+        """All stored files sorted by name (blocking)."""
+        out = []
+        for entry in sorted(os.listdir(self.files_dir)):
+            try:
+                validate_name(entry)
+                out.append(self.info_sync(entry))
+            except (UnsafePathError, FileNotFoundError):
+                continue  # a file dropped in by hand with an unsafe name is not served
+        return out
+
+    async def list(self) -> list[FileInfo]:
+        """Async wrapper of :meth:`list_sync`."""
+        return await asyncio.to_thread(self.list_sync)
+
+    def delete_sync(self, name: str) -> None:
+        """Remove ``files/<name>`` and its cached digest; FileNotFoundError if absent."""
+        self.path(name).unlink()
+        with contextlib.suppress(FileNotFoundError):
+            self._meta_path(name).unlink()
+
+    async def delete(self, name: str) -> None:
+        """Async wrapper of :meth:`delete_sync`."""
+        await asyncio.to_thread(self.delete_sync, name)

@@ -1,0 +1,56 @@
+"""A pre-started lab client: ``python3 -m hubswarm.lab.agent get URL OUT [TOKEN]``.
+
+On a loaded 2-core machine starting Python with aiohttp takes seconds, which would swamp the
+transfer times the lab measures. The agent is a real process on its emulated host (inside
+its namespace) that imports the hub client first, prints ``ready``, and starts the download
+(with ``hubswarm.hub.client.download``, the code behind ``hubswarm get``) only when the lab
+writes ``go`` on its stdin. It prints one JSON line: start and end on CLOCK_MONOTONIC, which
+all processes of the machine share, so the lab can place them on its own time line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+from pathlib import Path
+
+from hubswarm.errors import HubswarmError
+from hubswarm.hub import client
+
+
+async def _get(url: str, out: Path, token: str | None) -> dict[str, object]:
+    start = time.monotonic()
+    try:
+        result = await client.download(url, out, token=token, progress=None, resume=False)
+    except HubswarmError as exc:
+        return {"start": start, "end": time.monotonic(), "error": str(exc)[:300]}
+    return {
+        "start": start,
+        "end": time.monotonic(),
+        "error": None,
+        "bytes": result.bytes_received,
+        "size": result.size,
+        "sha256": result.sha256,
+        "verified": result.verified,
+    }
+
+
+def main(argv: list[str]) -> int:
+    """Wait for ``go`` on stdin, download, print a JSON line. Exit 0 if the download worked."""
+    if len(argv) not in (3, 4) or argv[0] != "get":
+        print("usage: python3 -m hubswarm.lab.agent get URL OUT [TOKEN]", file=sys.stderr)
+        return 2
+    url, out = argv[1], Path(argv[2])
+    token = argv[3] if len(argv) == 4 else None
+    print("ready", flush=True)
+    if sys.stdin.readline().strip() != "go":
+        return 3
+    report = asyncio.run(_get(url, out, token))
+    print(json.dumps(report), flush=True)
+    return 0 if report["error"] is None else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,259 @@
+"""What a run recorded, and what it measures (pure: no clock, no I/O).
+
+A runner returns a :class:`RunResult` (raw per-client events plus server counters);
+:func:`summarize` turns it into the numbers of one row of the comparison table. Times are
+seconds since the start of the run (t = 0 is the first scheduled arrival).
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from hubswarm.lab import bounds
+
+__all__ = [
+    "ClientRecord",
+    "FaultEvent",
+    "ReplicaSample",
+    "RunFailure",
+    "RunMetrics",
+    "RunResult",
+    "SecurityProbe",
+    "jain_index",
+    "percentile",
+    "summarize",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class ClientRecord:
+    """One client of a run: when it started and finished, what it received, from whom."""
+
+    index: int
+    start: float
+    end: float | None  # None: never completed
+    bytes_received: int
+    bytes_from_server: int
+    bytes_from_peers: int = 0
+    verified: bool = False
+    error: str | None = None
+    left_at: float | None = None  # churn: when it left the system
+
+    @property
+    def complete(self) -> bool:
+        """Finished with every byte, checked against the expected hash."""
+        return self.end is not None and self.verified
+
+    @property
+    def duration(self) -> float | None:
+        """Completion time (end - start), or None."""
+        return None if self.end is None else self.end - self.start
+
+
+@dataclass(frozen=True, slots=True)
+class FaultEvent:
+    """A fault the runner applied, when, and what exactly it did."""
+
+    at: float
+    kind: str
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicaSample:
+    """How many live hosts held each piece at time t (the data-storage row)."""
+
+    t: float
+    counts: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class SecurityProbe:
+    """What an unauthorized client obtained: 0 bytes means access control held."""
+
+    description: str
+    bytes_obtained: int
+    file_size: int
+    outcome: str = ""
+    authorized: bool = False  # a control probe with a valid token (must obtain everything)
+
+
+@dataclass(frozen=True, slots=True)
+class RunResult:
+    """Everything one architecture's run at one N recorded; what every runner must return."""
+
+    architecture: str
+    scenario: str
+    n: int
+    file_size: int
+    server_upload: float
+    uploads: tuple[float, ...]
+    downloads: tuple[float, ...]
+    clients: tuple[ClientRecord, ...]
+    server_bytes_sent: int | None = None
+    faults: tuple[FaultEvent, ...] = ()
+    replicas: tuple[ReplicaSample, ...] = ()
+    security: tuple[SecurityProbe, ...] = ()
+    emulation: str = "app"
+    pieces: int = 1
+    scenario_path: str | None = None
+    wall_time: float = 0.0
+    notes: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict of the raw data (runs.json)."""
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> RunResult:
+        """Inverse of :meth:`to_json`."""
+        d = dict(data)
+        d["uploads"] = tuple(d["uploads"])
+        d["downloads"] = tuple(d["downloads"])
+        d["clients"] = tuple(ClientRecord(**c) for c in d["clients"])
+        d["faults"] = tuple(FaultEvent(**f) for f in d.get("faults", ()))
+        d["replicas"] = tuple(
+            ReplicaSample(r["t"], tuple(r["counts"])) for r in d.get("replicas", ())
+        )
+        d["security"] = tuple(SecurityProbe(**s) for s in d.get("security", ()))
+        d["notes"] = tuple(d.get("notes", ()))
+        return cls(**d)
+
+
+@dataclass(frozen=True, slots=True)
+class RunFailure:
+    """A run that could not be made (for example: the swarm runner is not available yet)."""
+
+    architecture: str
+    scenario: str
+    n: int
+    error: str
+    scenario_path: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RunMetrics:
+    """The numbers of one run, ready for the table and the plots."""
+
+    architecture: str
+    scenario: str
+    n: int
+    completed: int
+    all_complete_time: float | None  # None if some client never completed
+    last_completion: float | None
+    completion_times: tuple[float, ...]
+    server_bytes_sent: int | None
+    server_share: float | None  # bytes from the server / bytes received by all clients
+    server_utilization: float | None
+    jain: float | None
+    stdev: float | None
+    p10: float | None
+    p50: float | None
+    p90: float | None
+    max_over_min: float | None
+    bound_cs: float
+    bound_p2p: float
+    efficiency: float | None
+    below_bound: bool  # a time below the fluid bound is a measurement bug
+    fault_completion: tuple[tuple[str, float, float], ...]  # (kind, at, fraction completed after)
+    min_replicas_end: int | None
+    unauthorized_bytes: int | None
+    notes: tuple[str, ...] = field(default=())
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """Linear-interpolation percentile (q in [0, 100]) of a non-empty sequence."""
+    if not values:
+        raise ValueError("percentile of nothing")
+    ordered = sorted(values)
+    pos = (len(ordered) - 1) * q / 100.0
+    lo, hi = math.floor(pos), math.ceil(pos)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
+
+
+def jain_index(values: Sequence[float]) -> float:
+    """Jain's fairness index ``(sum x)^2 / (n sum x^2)``: 1 is perfectly fair, 1/n the worst."""
+    if not values:
+        raise ValueError("fairness of nothing")
+    square_sum = math.fsum(x * x for x in values)
+    if square_sum == 0:
+        return 1.0
+    return math.fsum(values) ** 2 / (len(values) * square_sum)
+
+
+def summarize(run: RunResult) -> RunMetrics:
+    """Compute the table's numbers from a run's raw records."""
+    done = [c for c in run.clients if c.complete]
+    durations = [c.duration for c in done if c.duration is not None]
+    ends = [c.end for c in done if c.end is not None]
+    last = max(ends) if ends else None
+    everyone = len(done) == run.n and run.n > 0
+    t_all = last if everyone else None
+    received = sum(c.bytes_received for c in run.clients)
+    share = None
+    if received > 0:
+        from_server = sum(c.bytes_from_server for c in run.clients)
+        share = from_server / received
+    utilization = None
+    if run.server_bytes_sent is not None and last is not None and last > 0:
+        utilization = run.server_bytes_sent / (run.server_upload * last)
+    throughputs = [run.file_size / d for d in durations if d > 0]
+    d_min = min(run.downloads) if run.downloads else math.inf
+    bound_cs = bounds.d_cs(max(run.n, 1), run.file_size, run.server_upload, d_min)
+    bound_p2p = bounds.d_p2p(max(run.n, 1), run.file_size, run.server_upload, run.uploads, d_min)
+    eff = None
+    if (
+        t_all is not None
+        and t_all > 0
+        and sum(run.uploads) > 0
+        and run.architecture != "client-server"
+    ):
+        eff = bounds.efficiency(run.n, run.file_size, t_all, run.server_upload, run.uploads)
+    # Flash crowd: every client started at 0, so T is directly comparable to the bound.
+    # With staggered arrivals the bound is not the right yardstick; do not flag those.
+    flash = all(c.start == 0 for c in run.clients)
+    own_bound = bound_cs if run.architecture == "client-server" else bound_p2p
+    below = bool(flash and t_all is not None and t_all < own_bound * 0.98)
+    faults = []
+    for f in run.faults:
+        pending = [
+            c for c in run.clients if not (c.complete and c.end is not None and c.end <= f.at)
+        ]
+        after = [c for c in pending if c.complete]
+        faults.append((f.kind, f.at, len(after) / len(pending) if pending else 1.0))
+    min_replicas = (
+        min(run.replicas[-1].counts) if run.replicas and run.replicas[-1].counts else None
+    )
+    unauthorized = max((s.bytes_obtained for s in run.security if not s.authorized), default=None)
+    return RunMetrics(
+        architecture=run.architecture,
+        scenario=run.scenario,
+        n=run.n,
+        completed=len(done),
+        all_complete_time=t_all,
+        last_completion=last,
+        completion_times=tuple(durations),
+        server_bytes_sent=run.server_bytes_sent,
+        server_share=share,
+        server_utilization=utilization,
+        jain=jain_index(throughputs) if throughputs else None,
+        stdev=statistics.pstdev(durations) if durations else None,
+        p10=percentile(durations, 10) if durations else None,
+        p50=percentile(durations, 50) if durations else None,
+        p90=percentile(durations, 90) if durations else None,
+        max_over_min=(max(durations) / min(durations))
+        if durations and min(durations) > 0
+        else None,
+        bound_cs=bound_cs,
+        bound_p2p=bound_p2p,
+        efficiency=eff,
+        below_bound=below,
+        fault_completion=tuple(faults),
+        min_replicas_end=min_replicas,
+        unauthorized_bytes=unauthorized,
+        notes=run.notes,
+    )

@@ -1,0 +1,504 @@
+"""The emulated network: the only code of hubswarm that runs ``ip`` and ``tc``.
+
+Two emulations, one interface (:class:`Network`):
+
+* ``netns`` (root): a bridge ``hsw-br-<id>`` and per host a namespace ``hsw-<id>-h<i>`` joined
+  by a veth pair, addresses 10.77.x.y/16 *inside our own namespaces only*. Egress is shaped with
+  ``htb`` on both ends of each veth: the host end is the host's upload, the bridge end its
+  download (no IFB or police here, see PITFALLS.md). This kernel has no ``netem``, so delay and
+  loss are not emulated; :func:`probe_netem` says so for the report.
+* ``app`` (no root, or ``--no-netns``): everything on 127.0.0.1. For a server the lab puts a
+  shaping TCP proxy in front of it (one listener per client: the server's upload is a token
+  bucket shared by all clients, each client's download its own bucket); peers use their own
+  rate-limit flags.
+
+Everything we create carries the ``hsw-`` prefix and is removed on exit (context manager, plus
+an atexit hook while a network is open); :func:`cleanup_leftovers` removes what a killed run left.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import contextlib
+import math
+import os
+import secrets
+import signal
+import subprocess
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from types import FrameType, TracebackType
+from typing import Protocol
+
+from hubswarm.errors import NetnsError
+
+__all__ = [
+    "PREFIX",
+    "AppNetwork",
+    "Host",
+    "NetnsNetwork",
+    "Network",
+    "PortMap",
+    "TokenBucket",
+    "cleanup_leftovers",
+    "install_signal_cleanup",
+    "netns_available",
+    "probe_netem",
+]
+
+PREFIX = "hsw-"
+# Linux interface names hold at most 15 bytes (IFNAMSIZ 16 with the NUL).
+_IFNAMSIZ = 15
+# A slow `ip`/`tc` call on a loaded machine still returns in well under a second.
+_CMD_TIMEOUT = 20.0
+# The proxy forwards in chunks of this size; 16 KiB is the BitTorrent block and keeps the
+# token bucket's granularity fine at rates of a few hundred KiB/s.
+_PROXY_CHUNK = 16 * 1024
+# Token bucket depth: ~50 ms of transfer, at least one chunk (like tc's "burst" at these rates).
+_BURST_SECONDS = 0.05
+
+
+@dataclass(frozen=True, slots=True)
+class Host:
+    """One emulated host: index 0 is the server/seed, 1..N the clients."""
+
+    index: int
+    address: str
+    upload: float  # bytes/s, math.inf = unshaped
+    download: float
+    namespace: str | None = None
+
+
+class PortMap(Protocol):
+    """Where client i must connect to reach a server port (through shaping, if any)."""
+
+    def address_for(self, client: int) -> tuple[str, int]:
+        """(host, port) for client index ``client``."""
+        ...
+
+
+class Network(Protocol):
+    """What a runner may use of the emulated network."""
+
+    mode: str  # "netns" or "app"
+    hosts: tuple[Host, ...]
+    shaped: bool  # True: the kernel shapes every host, processes need no rate flags
+    notes: tuple[str, ...]
+
+    def wrap(self, host: int, argv: Sequence[str]) -> list[str]:
+        """The command line that runs argv on host ``host``."""
+        ...
+
+    def bind_address(self, host: int) -> str:
+        """The address a server on host ``host`` should listen on."""
+        ...
+
+    async def expose(self, host: int, port: int) -> PortMap:
+        """Make a server port on ``host`` reachable by the clients (shaped)."""
+        ...
+
+
+# --- helpers --------------------------------------------------------------------------------
+
+
+def _run(argv: Sequence[str], *, check: bool = True) -> subprocess.CompletedProcess[str]:
+    try:
+        done = subprocess.run(
+            list(argv), capture_output=True, text=True, timeout=_CMD_TIMEOUT, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise NetnsError(f"{' '.join(argv)}: {exc}") from exc
+    if check and done.returncode != 0:
+        raise NetnsError(f"{' '.join(argv)}: {done.stderr.strip() or done.returncode}")
+    return done
+
+
+def _bits(rate: float) -> str:
+    return f"{max(8, round(rate * 8))}bit"
+
+
+def netns_available() -> bool:
+    """True if we are root and ``ip netns`` works (the netns emulation can run)."""
+    if os.geteuid() != 0:
+        return False
+    try:
+        return _run(["ip", "netns", "list"], check=False).returncode == 0
+    except NetnsError:
+        return False
+
+
+def probe_netem() -> bool:
+    """Try ``tc qdisc add ... netem`` on a dummy link in a throwaway namespace of ours."""
+    if not netns_available():
+        return False
+    ns = f"{PREFIX}{secrets.token_hex(2)}-probe"
+    try:
+        _run(["ip", "netns", "add", ns])
+        _run(["ip", "-n", ns, "link", "add", "d0", "type", "dummy"])
+        tried = _run(
+            ["tc", "-n", ns, "qdisc", "add", "dev", "d0", "root", "netem", "delay", "1ms"],
+            check=False,
+        )
+        return tried.returncode == 0
+    except NetnsError:
+        return False
+    finally:
+        _run(["ip", "netns", "del", ns], check=False)
+
+
+def _our_namespaces() -> list[str]:
+    out = _run(["ip", "netns", "list"], check=False).stdout
+    return [line.split()[0] for line in out.splitlines() if line.startswith(PREFIX)]
+
+
+def _our_links() -> list[str]:
+    out = _run(["ip", "-o", "link", "show"], check=False).stdout
+    names = []
+    for line in out.splitlines():
+        parts = line.split(":", 2)
+        if len(parts) >= 2:
+            name = parts[1].strip().split("@", 1)[0]
+            if name.startswith(PREFIX):
+                names.append(name)
+    return names
+
+
+def _kill_namespace_pids(ns: str) -> None:
+    # Only processes inside a namespace we created: the lab started them.
+    out = _run(["ip", "netns", "pids", ns], check=False).stdout
+    for word in out.split():
+        with contextlib.suppress(ValueError, ProcessLookupError, PermissionError):
+            os.kill(int(word), signal.SIGKILL)
+
+
+def cleanup_leftovers() -> list[str]:
+    """Delete every namespace and link whose name starts with ``hsw-``; return their names."""
+    if os.geteuid() != 0:
+        return []
+    removed = []
+    for ns in _our_namespaces():
+        _kill_namespace_pids(ns)
+        if _run(["ip", "netns", "del", ns], check=False).returncode == 0:
+            removed.append(ns)
+    for link in _our_links():
+        if _run(["ip", "link", "del", link], check=False).returncode == 0:
+            removed.append(link)
+    return removed
+
+
+def install_signal_cleanup() -> None:
+    """Turn SIGTERM/SIGHUP into SystemExit so ``finally`` blocks and atexit hooks run."""
+
+    def _exit(signum: int, frame: FrameType | None) -> None:
+        raise SystemExit(128 + signum)
+
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        if signal.getsignal(sig) in (signal.SIG_DFL, None):
+            signal.signal(sig, _exit)
+
+
+# --- netns emulation --------------------------------------------------------------------------
+
+
+def _address(index: int) -> str:
+    # 10.77.0.1 .. 10.77.0.250, 10.77.1.1 ...: private addresses inside our own namespaces.
+    return f"10.77.{index // 250}.{index % 250 + 1}"
+
+
+class NetnsNetwork:
+    """Namespaces on a bridge, htb on both veth ends. Use as a context manager."""
+
+    mode = "netns"
+    shaped = True
+
+    def __init__(self, capacities: Sequence[tuple[float, float]], *, run_id: str | None = None):
+        """``capacities[i] = (upload, download)`` in bytes/s for host i (math.inf = unshaped)."""
+        self.run_id = run_id or secrets.token_hex(2)
+        self.bridge = f"{PREFIX}br-{self.run_id}"
+        if len(self.bridge) > _IFNAMSIZ or len(capacities) > 999:
+            raise NetnsError("run id too long or too many hosts for interface names")
+        self.hosts = tuple(
+            Host(i, _address(i), up, down, f"{PREFIX}{self.run_id}-h{i}")
+            for i, (up, down) in enumerate(capacities)
+        )
+        self.notes: tuple[str, ...] = ("netem absent: no delay/loss emulation",)
+        self._created: list[str] = []  # namespaces, then links, in creation order
+        self._open = False
+
+    def _veth(self, i: int, side: str) -> str:
+        return f"{PREFIX}{self.run_id}-{side}{i}"
+
+    def __enter__(self) -> NetnsNetwork:
+        if os.geteuid() != 0:
+            raise NetnsError("the netns emulation needs root (use --no-netns)")
+        atexit.register(self.close)
+        self._open = True
+        try:
+            self._setup()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _setup(self) -> None:
+        _run(["ip", "link", "add", self.bridge, "type", "bridge"])
+        self._created.append(self.bridge)
+        _run(["ip", "link", "set", self.bridge, "up"])
+        for host in self.hosts:
+            ns = host.namespace
+            assert ns is not None
+            outer, inner = self._veth(host.index, "b"), self._veth(host.index, "n")
+            _run(["ip", "netns", "add", ns])
+            self._created.append(ns)
+            _run(["ip", "link", "add", outer, "type", "veth", "peer", "name", inner])
+            self._created.append(outer)
+            _run(["ip", "link", "set", inner, "netns", ns])
+            _run(["ip", "link", "set", outer, "master", self.bridge, "up"])
+            _run(["ip", "-n", ns, "link", "set", "lo", "up"])
+            _run(["ip", "-n", ns, "addr", "add", f"{host.address}/16", "dev", inner])
+            _run(["ip", "-n", ns, "link", "set", inner, "up"])
+            # Egress of the host end = what the host uploads; egress of the bridge end =
+            # what the bridge delivers to the host, i.e. its download (PITFALLS.md: no IFB).
+            if math.isfinite(host.upload):
+                self._shape(["-n", ns], inner, host.upload)
+            if math.isfinite(host.download):
+                self._shape([], outer, host.download)
+
+    @staticmethod
+    def _shape(where: list[str], dev: str, rate: float) -> None:
+        _run(
+            [
+                "tc",
+                *where,
+                "qdisc",
+                "add",
+                "dev",
+                dev,
+                "root",
+                "handle",
+                "1:",
+                "htb",
+                "default",
+                "1",
+            ]
+        )
+        _run(
+            [
+                "tc",
+                *where,
+                "class",
+                "add",
+                "dev",
+                dev,
+                "parent",
+                "1:",
+                "classid",
+                "1:1",
+                "htb",
+                "rate",
+                _bits(rate),
+                "ceil",
+                _bits(rate),
+            ]
+        )
+
+    def close(self) -> None:
+        """Kill what runs in our namespaces, delete them and our links. Idempotent."""
+        if not self._open:
+            return
+        self._open = False
+        with contextlib.suppress(Exception):
+            atexit.unregister(self.close)
+        for name in reversed(self._created):
+            if name.startswith(f"{PREFIX}{self.run_id}-h"):
+                _kill_namespace_pids(name)
+                _run(["ip", "netns", "del", name], check=False)
+        for name in reversed(self._created):
+            if not name.startswith(f"{PREFIX}{self.run_id}-h"):
+                # veth bridge ends vanish with their namespace's peer; the bridge does not.
+                _run(["ip", "link", "del", name], check=False)
+        self._created.clear()
+
+    def wrap(self, host: int, argv: Sequence[str]) -> list[str]:
+        """``ip netns exec hsw-<id>-h<i> argv...`` (ip execs in place: the PID is argv's)."""
+        ns = self.hosts[host].namespace
+        assert ns is not None
+        return ["ip", "netns", "exec", ns, *argv]
+
+    def bind_address(self, host: int) -> str:
+        """Listen on every address of the host's namespace (loopback for local probes)."""
+        return "0.0.0.0"
+
+    async def expose(self, host: int, port: int) -> PortMap:
+        """The kernel shapes already: clients connect straight to the host's address."""
+        return _Direct(self.hosts[host].address, port)
+
+
+@dataclass(frozen=True, slots=True)
+class _Direct:
+    host: str
+    port: int
+
+    def address_for(self, client: int) -> tuple[str, int]:
+        return (self.host, self.port)
+
+
+# --- app emulation --------------------------------------------------------------------------
+
+
+class TokenBucket:
+    """A token bucket in bytes; a taker may go into debt and then sleeps it off (FIFO-ish)."""
+
+    def __init__(self, rate: float) -> None:
+        """``rate`` in bytes/s; math.inf means unlimited."""
+        self.rate = rate
+        self.burst = max(_PROXY_CHUNK, rate * _BURST_SECONDS) if math.isfinite(rate) else 0.0
+        self.tokens = self.burst
+        self._stamp = time.monotonic()
+
+    def reserve(self, n: int, now: float) -> float:
+        """Take n tokens at time ``now``; return how long the taker must wait (seconds)."""
+        if not math.isfinite(self.rate):
+            return 0.0
+        self.tokens = min(self.burst, self.tokens + (now - self._stamp) * self.rate)
+        self._stamp = now
+        self.tokens -= n
+        return 0.0 if self.tokens >= 0 else -self.tokens / self.rate
+
+    async def take(self, n: int) -> None:
+        """Wait until n bytes may pass."""
+        delay = self.reserve(n, time.monotonic())
+        if delay > 0:
+            await asyncio.sleep(delay)
+
+
+class AppNetwork:
+    """Everything on 127.0.0.1; servers are reached through a shaping proxy. Async context."""
+
+    mode = "app"
+    shaped = False
+
+    def __init__(self, capacities: Sequence[tuple[float, float]]) -> None:
+        """``capacities[i] = (upload, download)`` in bytes/s for host i."""
+        self.hosts = tuple(
+            Host(i, "127.0.0.1", up, down) for i, (up, down) in enumerate(capacities)
+        )
+        self.notes: tuple[str, ...] = (
+            "app emulation: loopback, server upload and client downloads capped by the lab's "
+            "token-bucket proxy; no delay/loss emulation",
+        )
+        self._servers: list[asyncio.Server] = []
+        self._writers: set[asyncio.StreamWriter] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def __aenter__(self) -> AppNetwork:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Stop the proxies and close every proxied connection."""
+        for server in self._servers:
+            server.close()
+        for writer in list(self._writers):
+            writer.close()
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        for server in self._servers:
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(2):
+                    await server.wait_closed()
+        self._servers.clear()
+
+    def wrap(self, host: int, argv: Sequence[str]) -> list[str]:
+        """Loopback: run argv as it is."""
+        return list(argv)
+
+    def bind_address(self, host: int) -> str:
+        """Loopback only."""
+        return "127.0.0.1"
+
+    async def expose(self, host: int, port: int) -> PortMap:
+        """One listener per client; server->client bytes pass the server's and client's buckets."""
+        upload = TokenBucket(self.hosts[host].upload)
+        ports: dict[int, int] = {}
+        for client in self.hosts:
+            if client.index == host:
+                continue
+            download = TokenBucket(client.download)
+            server = await asyncio.start_server(
+                self._handler(port, (upload, download)), "127.0.0.1", 0
+            )
+            self._servers.append(server)
+            ports[client.index] = server.sockets[0].getsockname()[1]
+        return _Proxied(ports)
+
+    def _handler(self, port: int, buckets: tuple[TokenBucket, ...]):  # type: ignore[no-untyped-def]
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            task = asyncio.current_task()
+            assert task is not None
+            self._tasks.add(task)
+            self._writers.add(writer)
+            up_writer = None
+            try:
+                try:
+                    up_reader, up_writer = await asyncio.open_connection("127.0.0.1", port)
+                except OSError:
+                    return
+                self._writers.add(up_writer)
+                async with asyncio.TaskGroup() as tg:
+                    tg.create_task(_pump(reader, up_writer, ()))
+                    tg.create_task(_pump(up_reader, writer, buckets))
+            except* (OSError, asyncio.IncompleteReadError):
+                pass
+            finally:
+                for w in (writer, up_writer):
+                    if w is not None:
+                        self._writers.discard(w)
+                        w.close()
+                self._tasks.discard(task)
+
+        return handle
+
+
+async def _pump(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, buckets: tuple[TokenBucket, ...]
+) -> None:
+    # Bounded: each read is at most one chunk; drain() applies the peer's backpressure.
+    while True:
+        data = await reader.read(_PROXY_CHUNK)
+        if not data:
+            if writer.can_write_eof():
+                writer.write_eof()
+            return
+        delays = [b.reserve(len(data), time.monotonic()) for b in buckets]
+        if delays and max(delays) > 0:
+            await asyncio.sleep(max(delays))
+        writer.write(data)
+        await writer.drain()
+
+
+@dataclass(frozen=True, slots=True)
+class _Proxied:
+    ports: dict[int, int]
+
+    def address_for(self, client: int) -> tuple[str, int]:
+        return ("127.0.0.1", self.ports[client])

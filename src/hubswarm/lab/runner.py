@@ -1,0 +1,654 @@
+"""Run one scenario point on one architecture, on an emulated network.
+
+Every architecture plugs in as an :class:`ArchitectureRunner`: given a :class:`RunPlan` (a
+scenario at one N with every client's capacities drawn), a :class:`Network` (hosts: 0 is the
+server or first seed, 1..N the clients) and a scratch folder, it returns a
+:class:`~hubswarm.lab.metrics.RunResult`. Processes are real (``python3 -m hubswarm ...``),
+started through :class:`Processes`, which kills every one of them by PID on the way out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import random
+import re
+import shutil
+import sys
+import time
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Protocol
+
+from hubswarm.errors import LabError
+from hubswarm.hub.auth import Role, TokenStore
+from hubswarm.lab import netem
+from hubswarm.lab.metrics import (
+    ClientRecord,
+    FaultEvent,
+    ReplicaSample,
+    RunFailure,
+    RunResult,
+    SecurityProbe,
+)
+from hubswarm.lab.netem import AppNetwork, NetnsNetwork, Network
+from hubswarm.lab.scenario import RunPlan, Scenario
+
+__all__ = [
+    "ArchitectureRunner",
+    "Campaign",
+    "ClientServerRunner",
+    "Processes",
+    "SwarmRunnerStub",
+    "make_runner",
+    "open_network",
+    "quick_plan",
+    "resolve_emulation",
+    "run_plan",
+    "run_scenarios",
+]
+
+# Starting a hub (Python + aiohttp imports) takes ~0.5 s; 30 s covers a loaded 2-core machine.
+_HUB_START_TIMEOUT = 30.0
+_STATS_INTERVAL = 0.5
+# Keep the last lines a server printed for error messages; drop the rest (bounded buffer).
+_KEEP_LINES = 50
+_SERVING = re.compile(rb"serving .* on (https?://\S+)")
+# 32 agents importing aiohttp at once on a loaded 2-core machine: allow minutes, not seconds.
+_AGENT_START_TIMEOUT = 180.0
+
+
+class ArchitectureRunner(Protocol):
+    """One architecture (client-server, hybrid, p2p) as the lab drives it."""
+
+    name: str
+
+    async def run(self, plan: RunPlan, network: Network, workdir: Path) -> RunResult:
+        """Distribute one file from host 0 to hosts 1..N per ``plan``; record everything.
+
+        Must return a RunResult with one ClientRecord per client (index 1..N, times in
+        seconds since the run's t=0), ``server_bytes_sent`` (bytes host 0 uploaded), the
+        faults applied, replica samples per piece, and must kill every process it started.
+        """
+        ...
+
+
+class Processes:
+    """Owns subprocesses: spawn, and on exit kill every one still running (by PID) and reap."""
+
+    def __init__(self) -> None:
+        self._procs: list[asyncio.subprocess.Process] = []
+
+    async def __aenter__(self) -> Processes:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.kill_all()
+
+    async def spawn(
+        self, argv: Sequence[str], *, merge_output: bool = False, stdin: bool = False
+    ) -> asyncio.subprocess.Process:
+        """Start argv with stdout piped (stderr piped or merged into stdout)."""
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *argv,
+                stdin=asyncio.subprocess.PIPE if stdin else asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT if merge_output else asyncio.subprocess.PIPE,
+            )
+        except OSError as exc:
+            raise LabError(f"cannot start {argv[0]}: {exc}") from exc
+        self._procs.append(proc)
+        return proc
+
+    async def kill_all(self) -> None:
+        """SIGKILL every child still running, then wait for all of them (bounded)."""
+        for proc in self._procs:
+            if proc.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
+        for proc in self._procs:
+            with contextlib.suppress(TimeoutError, ProcessLookupError):
+                async with asyncio.timeout(5):
+                    await proc.wait()
+        self._procs.clear()
+
+
+def resolve_emulation(requested: str, *, no_netns: bool = False) -> str:
+    """``auto`` -> ``netns`` when root and ip netns work, else ``app``. Raises LabError."""
+    if no_netns or requested == "app":
+        return "app"
+    available = netem.netns_available()
+    if requested == "netns" and not available:
+        raise LabError("emulation 'netns' needs root and ip netns (or use --no-netns)")
+    return "netns" if available else "app"
+
+
+@contextlib.asynccontextmanager
+async def open_network(plan: RunPlan, mode: str) -> AsyncIterator[Network]:
+    """Hosts 0 (server: upload u_s, download unshaped) and 1..N with the plan's capacities."""
+    capacities = [(plan.scenario.server_upload, math.inf)]
+    capacities += list(zip(plan.uploads, plan.downloads, strict=True))
+    if mode == "netns":
+        net = NetnsNetwork(capacities)
+        await asyncio.to_thread(net.__enter__)
+        try:
+            yield net
+        finally:
+            await asyncio.to_thread(net.close)
+    else:
+        async with AppNetwork(capacities) as app:
+            yield app
+
+
+def make_runner(name: str, *, python: str = sys.executable) -> ArchitectureRunner:
+    """The runner of an architecture name. Raises LabError for unknown names."""
+    if name == "client-server":
+        return ClientServerRunner(python=python)
+    if name in ("hybrid", "p2p"):
+        return SwarmRunnerStub(name)
+    raise LabError(f"unknown architecture {name!r}")
+
+
+async def run_plan(
+    plan: RunPlan, runner: ArchitectureRunner, *, mode: str, workdir: Path
+) -> RunResult:
+    """Open the network, run one architecture on it, close the network (always)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    async with open_network(plan, mode) as network:
+        return await runner.run(plan, network, workdir)
+
+
+class SwarmRunnerStub:
+    """Placeholder for the hybrid and p2p runners until the swarm lands."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    async def run(self, plan: RunPlan, network: Network, workdir: Path) -> RunResult:
+        """Always raises LabError."""
+        raise LabError(f"{self.name}: swarm runner not available yet")
+
+
+# --- client-server -----------------------------------------------------------------------------
+
+
+def _make_file(path: Path, size: int, seed: int) -> str:
+    """Write ``size`` seeded random bytes to path; return their SHA-256 hex."""
+    rng = random.Random(seed)
+    digest = hashlib.sha256()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("wb") as f:
+        left = size
+        while left > 0:
+            chunk = rng.randbytes(min(left, 1 << 20))
+            digest.update(chunk)
+            f.write(chunk)
+            left -= len(chunk)
+    return digest.hexdigest()
+
+
+def _check_file(path: Path, sha256: str) -> tuple[int, bool]:
+    try:
+        size = path.stat().st_size
+        digest = hashlib.sha256()
+        with path.open("rb") as f:
+            while block := f.read(1 << 20):
+                digest.update(block)
+    except OSError:
+        return 0, False
+    return size, digest.hexdigest() == sha256
+
+
+def _partial_bytes(folder: Path) -> int:
+    # A failed client may leave its partial download under another name in its folder.
+    total = 0
+    with contextlib.suppress(OSError):
+        for p in folder.rglob("*"):
+            if p.is_file() and not p.name.endswith(".json"):
+                total = max(total, p.stat().st_size)
+    return total
+
+
+class _Hub:
+    """A running ``hubswarm hub serve`` and its output pump (bounded)."""
+
+    def __init__(self, proc: asyncio.subprocess.Process, port: int, lines: list[bytes]) -> None:
+        self.proc = proc
+        self.port = port
+        self.lines = lines
+
+    def kill(self) -> None:
+        if self.proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.kill()
+
+
+class ClientServerRunner:
+    """The hub serves the file; N client agents (``hubswarm.hub.client.download``, the code of
+    ``hubswarm get``) fetch it per the arrival schedule, each on its own emulated host."""
+
+    name = "client-server"
+
+    def __init__(self, *, python: str = sys.executable) -> None:
+        self.python = python
+        self._hub_flags: str | None = None
+
+    async def _hub_help(self, procs: Processes) -> str:
+        if self._hub_flags is None:
+            proc = await procs.spawn([self.python, "-m", "hubswarm", "hub", "serve", "--help"])
+            try:
+                async with asyncio.timeout(_HUB_START_TIMEOUT):
+                    out, err = await proc.communicate()
+            except TimeoutError as exc:
+                raise LabError("'hubswarm hub serve --help' did not answer") from exc
+            if proc.returncode != 0:
+                tail = (err or out).decode(errors="replace").strip().splitlines()
+                raise LabError(
+                    "the hub is not available: 'hubswarm hub serve --help' failed"
+                    + (f": {tail[-1]}" if tail else "")
+                )
+            self._hub_flags = out.decode(errors="replace")
+        return self._hub_flags
+
+    async def _start_hub(
+        self,
+        procs: Processes,
+        tg: asyncio.TaskGroup,
+        network: Network,
+        data: Path,
+        *,
+        anonymous: bool,
+    ) -> _Hub:
+        flags = await self._hub_help(procs)
+        argv = [self.python, "-m", "hubswarm", "hub", "serve", "--data", str(data), "--port", "0"]
+        if anonymous:
+            argv.append("--anonymous-read")
+        if "--host" in flags:
+            argv += ["--host", network.bind_address(0)]
+        elif network.mode == "netns":
+            raise LabError("the hub has no --host flag: it cannot listen inside a namespace")
+        proc = await procs.spawn(network.wrap(0, argv), merge_output=True)
+        assert proc.stdout is not None
+        lines: list[bytes] = []
+        try:
+            async with asyncio.timeout(_HUB_START_TIMEOUT):
+                while True:
+                    line = await proc.stdout.readline()
+                    if not line:
+                        tail = b"".join(lines[-5:]).decode(errors="replace").strip()
+                        raise LabError(f"the hub exited before serving: {tail}")
+                    lines.append(line)
+                    match = _SERVING.search(line)
+                    if match:
+                        break
+        except TimeoutError as exc:
+            raise LabError("the hub did not print its URL in time") from exc
+        port_match = re.search(rb":(\d+)/?$", match.group(1))
+        if not port_match:
+            raise LabError(f"cannot read the hub's port from {line!r}")
+        tg.create_task(_drain(proc.stdout, lines))
+        return _Hub(proc, int(port_match.group(1)), lines)
+
+    async def _stats(self, procs: Processes, network: Network, port: int) -> int | None:
+        # curl inside the hub's own host: loopback there, no route from the lab needed.
+        url = f"http://127.0.0.1:{port}/stats"
+        proc = await procs.spawn(network.wrap(0, ["curl", "-s", "-m", "2", url]))
+        try:
+            async with asyncio.timeout(5):
+                out, _ = await proc.communicate()
+        except TimeoutError:
+            return None
+        try:
+            value = json.loads(out)["bytes_sent"]
+        except (ValueError, KeyError, TypeError):
+            return None
+        return value if isinstance(value, int) else None
+
+    async def _agents(
+        self,
+        procs: Processes,
+        network: Network,
+        jobs: Sequence[tuple[int, str, Path, str | None]],
+    ) -> list[asyncio.subprocess.Process]:
+        """Start one agent per (host, url, out, token) and wait until every one is ready."""
+        started = []
+        for host, url, out, token in jobs:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            argv = [self.python, "-m", "hubswarm.lab.agent", "get", url, str(out)]
+            if token is not None:
+                argv.append(token)
+            started.append(await procs.spawn(network.wrap(host, argv), stdin=True))
+        try:
+            async with asyncio.timeout(_AGENT_START_TIMEOUT):
+                for proc in started:
+                    assert proc.stdout is not None
+                    line = await proc.stdout.readline()
+                    if line.strip() != b"ready":
+                        assert proc.stderr is not None
+                        err = await proc.stderr.read(4096)
+                        raise LabError(f"a client agent failed to start: {err.decode()[-300:]}")
+        except TimeoutError as exc:
+            raise LabError(f"client agents not ready after {_AGENT_START_TIMEOUT:g} s") from exc
+        return started
+
+    async def run(self, plan: RunPlan, network: Network, workdir: Path) -> RunResult:
+        """Serve the file from host 0 to hosts 1..N; apply the faults; probe access control."""
+        scenario = plan.scenario
+        name = "payload.bin"
+        data = workdir / "hub-data"
+        source = data / "files" / name
+        sha256 = await asyncio.to_thread(_make_file, source, scenario.file_size, scenario.seed)
+        pieces = max(1, math.ceil(scenario.file_size / scenario.piece_size))
+        faults: list[FaultEvent] = []
+        replicas = [ReplicaSample(0.0, (1,) * pieces)]
+        notes = list(network.notes)
+        records: dict[int, ClientRecord] = {}
+        running: dict[int, asyncio.subprocess.Process] = {}
+        killed: set[int] = set()
+        last_stats: list[int] = []
+        started = time.monotonic()
+        security: tuple[SecurityProbe, ...] = ()
+        async with Processes() as procs, asyncio.TaskGroup() as tg:
+            hub = await self._start_hub(procs, tg, network, data, anonymous=True)
+            ports = await network.expose(0, hub.port)
+            jobs = []
+            for i in range(1, plan.n + 1):
+                host, port = ports.address_for(i)
+                url = f"http://{host}:{port}/files/{name}"
+                jobs.append((i, url, workdir / f"c{i}" / name, None))
+            agents = await self._agents(procs, network, jobs)
+            t0 = time.monotonic()
+            deadline = t0 + scenario.timeout
+            stop = asyncio.Event()
+
+            async def poll_stats() -> None:
+                while not stop.is_set():
+                    value = await self._stats(procs, network, hub.port)
+                    if value is not None:
+                        last_stats.append(value)
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(_STATS_INTERVAL):
+                            await stop.wait()
+
+            async def client(i: int) -> None:
+                proc = agents[i - 1]
+                out = jobs[i - 1][2]
+                await _sleep_until(t0 + plan.arrivals[i - 1])
+                start = time.monotonic() - t0
+                running[i] = proc
+                assert proc.stdin is not None
+                proc.stdin.write(b"go\n")
+                await proc.stdin.drain()
+                rng = random.Random(f"{scenario.seed}:leave:{i}")
+                rate = scenario.churn.random_leave_rate
+                leave_at = t0 + start + rng.expovariate(rate) if rate > 0 else math.inf
+                error: str | None = None
+                left_at: float | None = None
+                report: dict[str, object] = {}
+                try:
+                    async with asyncio.timeout_at(_loop_time(min(deadline, leave_at))):
+                        out_bytes, _ = await proc.communicate()
+                    report = _last_json(out_bytes)
+                except TimeoutError:
+                    with contextlib.suppress(ProcessLookupError):
+                        proc.kill()
+                    await proc.wait()
+                    if leave_at < deadline:
+                        error, left_at = "left (churn)", leave_at - t0
+                    else:
+                        error = "timeout"
+                end = time.monotonic() - t0
+                running.pop(i, None)
+                # The agent's own clock readings exclude pipe and scheduling delays.
+                if isinstance(report.get("start"), float):
+                    start = float(report["start"]) - t0  # type: ignore[arg-type]
+                if isinstance(report.get("end"), float):
+                    end = float(report["end"]) - t0  # type: ignore[arg-type]
+                if error is None and proc.returncode != 0:
+                    error = str(report.get("error") or f"exit {proc.returncode}")[:200]
+                    if i in killed:
+                        error = "killed (fault)"
+                got, ok = await asyncio.to_thread(_check_file, out, sha256)
+                if not got:
+                    got = await asyncio.to_thread(_partial_bytes, out.parent)
+                ok = ok and error is None
+                records[i] = ClientRecord(
+                    index=i,
+                    start=start,
+                    end=end if ok else None,
+                    bytes_received=got,
+                    bytes_from_server=got,
+                    verified=ok,
+                    error=error if not ok else None,
+                    left_at=left_at
+                    if left_at is not None
+                    else (end if scenario.churn.leave_after_complete is not False else None),
+                )
+
+            async def fault(kind: str, at: float, count: int) -> None:
+                await _sleep_until(t0 + at)
+                if kind == "kill_hub":
+                    hub.kill()
+                    replicas.append(ReplicaSample(time.monotonic() - t0, (0,) * pieces))
+                    faults.append(FaultEvent(at, kind, f"SIGKILL hub pid {hub.proc.pid}"))
+                elif kind == "kill_peers":
+                    victims = sorted(running)[:count]
+                    for i in victims:
+                        killed.add(i)
+                        with contextlib.suppress(ProcessLookupError):
+                            running[i].kill()
+                    faults.append(FaultEvent(at, kind, f"killed clients {victims}"))
+                else:
+                    faults.append(FaultEvent(at, kind, "not applicable to client-server"))
+
+            stats_task = tg.create_task(poll_stats())
+            fault_tasks = [
+                tg.create_task(fault(f.kind, f.at, f.count))
+                for f in scenario.faults
+                if f.kind in ("kill_hub", "kill_peers", "corrupt_peer")
+            ]
+            async with asyncio.TaskGroup() as clients:
+                for i in range(1, plan.n + 1):
+                    clients.create_task(client(i))
+            for task in fault_tasks:
+                task.cancel()
+            stop.set()
+            await stats_task
+            if hub.proc.returncode is None:
+                value = await self._stats(procs, network, hub.port)
+                if value is not None:
+                    last_stats.append(value)
+            hub.kill()
+            # Access control does not depend on N: probe once per scenario (smallest N).
+            if plan.n == min(scenario.clients):
+                security = await self._security_probes(procs, tg, network, workdir, source, name)
+            await procs.kill_all()
+        if any(f.kind == "kill_hub" for f in faults) and last_stats:
+            notes.append("server bytes: last /stats reading before the hub was killed")
+        return RunResult(
+            architecture=self.name,
+            scenario=scenario.name,
+            n=plan.n,
+            file_size=scenario.file_size,
+            server_upload=scenario.server_upload,
+            uploads=plan.uploads,
+            downloads=plan.downloads,
+            clients=tuple(records[i] for i in sorted(records)),
+            server_bytes_sent=max(last_stats) if last_stats else None,
+            faults=tuple(faults),
+            replicas=tuple(replicas),
+            security=security,
+            emulation=network.mode,
+            pieces=pieces,
+            scenario_path=scenario.path,
+            wall_time=time.monotonic() - started,
+            notes=tuple(notes),
+        )
+
+    async def _security_probes(
+        self,
+        procs: Processes,
+        tg: asyncio.TaskGroup,
+        network: Network,
+        workdir: Path,
+        source: Path,
+        name: str,
+    ) -> tuple[SecurityProbe, ...]:
+        """A hub that requires tokens; clients with no, forged, revoked and valid tokens try."""
+        data = workdir / "hub-locked"
+        target = data / "files" / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        await asyncio.to_thread(os.link, source, target)
+        valid, revoked = await asyncio.to_thread(_make_tokens, data)
+        hub = await self._start_hub(procs, tg, network, data, anonymous=False)
+        size = source.stat().st_size
+        # Straight to the hub (no shaping needed to test access control).
+        host = network.hosts[0].address if network.mode == "netns" else "127.0.0.1"
+        url = f"http://{host}:{hub.port}/files/{name}"
+        cases = (
+            ("no token", None, False),
+            ("forged token", "forged-" + "0" * 32, False),
+            ("revoked token", revoked, False),
+            ("valid read token (control)", valid, True),
+        )
+        jobs = [
+            (1, url, workdir / "probe" / f"p{k}" / name, token)
+            for k, (_, token, _) in enumerate(cases)
+        ]
+        probes = []
+        try:
+            agents = await self._agents(procs, network, jobs)
+            for proc in agents:
+                assert proc.stdin is not None
+                proc.stdin.write(b"go\n")
+            for (label, _, authorized), proc, job in zip(cases, agents, jobs, strict=True):
+                try:
+                    async with asyncio.timeout(_HUB_START_TIMEOUT):
+                        out_bytes, _ = await proc.communicate()
+                except TimeoutError:
+                    proc.kill()
+                    await proc.wait()
+                    out_bytes = b""
+                report = _last_json(out_bytes)
+                got = await asyncio.to_thread(_partial_bytes, job[2].parent)
+                outcome = f"exit {proc.returncode}"
+                if report.get("error"):
+                    outcome += f": {str(report['error'])[:160]}"
+                probes.append(SecurityProbe(f"client with {label}", got, size, outcome, authorized))
+        finally:
+            hub.kill()
+        return tuple(probes)
+
+
+def _last_json(out: bytes) -> dict[str, object]:
+    for line in reversed(out.decode(errors="replace").splitlines()):
+        with contextlib.suppress(ValueError):
+            value = json.loads(line)
+            if isinstance(value, dict):
+                return value
+    return {}
+
+
+def _make_tokens(data: Path) -> tuple[str, str]:
+    """A valid read token and a revoked one, straight in the hub's token store."""
+    store = TokenStore(data)
+    _, valid = store.create(Role.parse("read"))
+    record, revoked = store.create(Role.parse("read"))
+    store.revoke(record.id)
+    return valid, revoked
+
+
+async def _drain(stream: asyncio.StreamReader, lines: list[bytes]) -> None:
+    # Keep reading so the server never blocks on a full pipe; keep only the last lines.
+    while line := await stream.readline():
+        lines.append(line)
+        del lines[:-_KEEP_LINES]
+
+
+def _loop_time(monotonic_at: float) -> float:
+    """Convert a time.monotonic() deadline to the event loop's clock."""
+    loop = asyncio.get_running_loop()
+    return loop.time() + (monotonic_at - time.monotonic())
+
+
+async def _sleep_until(monotonic_at: float) -> None:
+    delay = monotonic_at - time.monotonic()
+    if delay > 0:
+        await asyncio.sleep(delay)
+
+
+# --- a campaign: many scenarios, every architecture ----------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Campaign:
+    """Everything a ``lab compare`` produced: runs, runs that could not be made, notes."""
+
+    results: tuple[RunResult, ...]
+    failures: tuple[RunFailure, ...]
+    notes: tuple[str, ...]
+
+
+def quick_plan(scenario: Scenario) -> Scenario:
+    """``--quick``: keep at most three client counts, none above 8."""
+    small = tuple(n for n in scenario.clients if n <= 8)[:3] or (min(scenario.clients),)
+    return dataclasses.replace(scenario, clients=small)
+
+
+async def run_scenarios(
+    scenarios: Sequence[Scenario],
+    *,
+    workdir: Path,
+    no_netns: bool = False,
+    quick: bool = False,
+    runners: Mapping[str, ArchitectureRunner] | None = None,
+    on_progress: Callable[[str], None] | None = None,
+) -> Campaign:
+    """Run every plan of every scenario on each of its architectures; never stop at a failure
+    of one run (it becomes a RunFailure), but let cancellation through."""
+    results: list[RunResult] = []
+    failures: list[RunFailure] = []
+    notes: list[str] = []
+    chosen = dict(runners or {})
+    modes = set()
+    for scenario in scenarios:
+        if quick:
+            scenario = quick_plan(scenario)
+        mode = resolve_emulation(scenario.emulation, no_netns=no_netns)
+        modes.add(mode)
+        for plan in scenario.plans():
+            for arch in scenario.architectures:
+                runner = chosen.setdefault(arch, make_runner(arch))
+                label = f"{scenario.name} N={plan.n} {arch} ({mode})"
+                if on_progress:
+                    on_progress(label)
+                folder = workdir / f"{scenario.name}-n{plan.n}-{arch}"
+                try:
+                    results.append(await run_plan(plan, runner, mode=mode, workdir=folder))
+                except LabError as exc:
+                    failures.append(
+                        RunFailure(arch, scenario.name, plan.n, str(exc), scenario.path)
+                    )
+                finally:
+                    await asyncio.to_thread(shutil.rmtree, folder, True)
+    if "netns" in modes and not await asyncio.to_thread(netem.probe_netem):
+        notes.append("netem absent: no delay/loss emulation (bandwidth shaped with htb only)")
+    if "app" in modes:
+        notes.append(
+            "app emulation: all hosts on 127.0.0.1; hub upload and client downloads capped by "
+            "the lab's token-bucket proxy"
+        )
+    return Campaign(tuple(results), tuple(failures), tuple(notes))

@@ -1,0 +1,400 @@
+"""Lab scenarios: a TOML file becomes frozen dataclasses, every mistake a ``ScenarioError``.
+
+A scenario describes one experiment (clients, file size, capacities, arrivals, churn, faults)
+and which architectures to run it on. ``clients`` may be a list: a sweep, one run per N.
+Sizes accept ``"8MiB"``-style strings; rates accept sizes per second (``"4MiB"``) or bit rates
+(``"40mbit"``). Every number ends up in bytes or bytes/s.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from hubswarm.errors import ScenarioError
+
+__all__ = [
+    "ARCHITECTURES",
+    "Arrivals",
+    "Churn",
+    "Fault",
+    "RateSpec",
+    "RunPlan",
+    "Scenario",
+    "default_scenario_dir",
+    "load_scenario",
+    "load_scenarios",
+    "parse_scenario",
+    "parse_size",
+]
+
+ARCHITECTURES = ("client-server", "hybrid", "p2p")
+FAULT_KINDS = ("kill_hub", "kill_peers", "corrupt_peer", "revoked_token")
+EMULATIONS = ("auto", "netns", "app")
+# Lab runs are short by design: a whole default set must fit in minutes on 2 cores.
+MAX_CLIENTS = 256
+MAX_TIMEOUT = 3600.0
+
+_UNITS = {
+    "": 1,
+    "b": 1,
+    "k": 1000,
+    "kb": 1000,
+    "kib": 1024,
+    "m": 1000**2,
+    "mb": 1000**2,
+    "mib": 1024**2,
+    "g": 1000**3,
+    "gb": 1000**3,
+    "gib": 1024**3,
+}
+_BIT_UNITS = {"bit": 1, "kbit": 1000, "mbit": 1000**2, "gbit": 1000**3}
+_SIZE_RE = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([a-zA-Z]*)\s*(?:/s)?\s*$")
+
+
+def parse_size(value: object, field_name: str, *, rate: bool = False) -> float:
+    """``4096``, ``"8MiB"``, ``"1.5 MB"`` (and for rates ``"40mbit"``) -> bytes (or bytes/s)."""
+    if isinstance(value, bool):
+        raise ScenarioError(f"must be a size, got {value!r}", field=field_name)
+    if isinstance(value, int | float):
+        number, unit = float(value), ""
+    elif isinstance(value, str):
+        match = _SIZE_RE.match(value)
+        if not match:
+            raise ScenarioError(f"must be a size like '8MiB', got {value!r}", field=field_name)
+        number, unit = float(match.group(1)), match.group(2).lower()
+    else:
+        raise ScenarioError(f"must be a size, got {value!r}", field=field_name)
+    if rate and unit in _BIT_UNITS:
+        result = number * _BIT_UNITS[unit] / 8
+    elif unit in _UNITS:
+        result = number * _UNITS[unit]
+    else:
+        raise ScenarioError(f"unknown unit {unit!r} in {value!r}", field=field_name)
+    if not math.isfinite(result) or result <= 0:
+        raise ScenarioError(f"must be positive, got {value!r}", field=field_name)
+    return result
+
+
+@dataclass(frozen=True, slots=True)
+class RateSpec:
+    """A per-client rate: fixed, uniform in [low, high], or a choice among values (bytes/s)."""
+
+    dist: Literal["fixed", "uniform", "choice"]
+    values: tuple[float, ...]
+
+    def sample(self, rng: random.Random, n: int) -> tuple[float, ...]:
+        """Draw n rates with the injected rng (same seed, same capacities)."""
+        if self.dist == "fixed":
+            return (self.values[0],) * n
+        if self.dist == "uniform":
+            return tuple(rng.uniform(self.values[0], self.values[1]) for _ in range(n))
+        return tuple(rng.choice(self.values) for _ in range(n))
+
+
+@dataclass(frozen=True, slots=True)
+class Arrivals:
+    """``flash``: everyone at t=0; ``poisson``: exponential inter-arrival times at ``rate``/s."""
+
+    kind: Literal["flash", "poisson"] = "flash"
+    rate: float = 0.0
+
+    def times(self, rng: random.Random, n: int) -> tuple[float, ...]:
+        """Arrival times of n clients, seconds after the start of the run."""
+        if self.kind == "flash":
+            return (0.0,) * n
+        t, out = 0.0, []
+        for _ in range(n):
+            out.append(t)
+            t += rng.expovariate(self.rate)
+        return tuple(out)
+
+
+@dataclass(frozen=True, slots=True)
+class Churn:
+    """Whether clients leave after completing (False, True = at once, or after seconds)."""
+
+    leave_after_complete: bool | float = False
+    random_leave_rate: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Fault:
+    """A fault at ``at`` seconds: kill_hub, kill_peers (count), corrupt_peer, revoked_token."""
+
+    kind: str
+    at: float = 0.0
+    count: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Scenario:
+    """One experiment, possibly a sweep over several client counts."""
+
+    name: str
+    clients: tuple[int, ...]
+    file_size: int
+    server_upload: float
+    client_upload: RateSpec
+    client_download: RateSpec
+    seed: int = 1
+    arrivals: Arrivals = field(default_factory=Arrivals)
+    churn: Churn = field(default_factory=Churn)
+    faults: tuple[Fault, ...] = ()
+    architectures: tuple[str, ...] = ARCHITECTURES
+    emulation: Literal["auto", "netns", "app"] = "auto"
+    timeout: float = 120.0
+    piece_size: int = 256 * 1024
+    description: str = ""
+    path: str | None = None
+
+    def plans(self) -> tuple[RunPlan, ...]:
+        """One concrete run per client count, capacities and arrivals drawn from ``seed``."""
+        out = []
+        for n in self.clients:
+            rng = random.Random(f"{self.seed}:{n}")
+            out.append(
+                RunPlan(
+                    scenario=self,
+                    n=n,
+                    uploads=self.client_upload.sample(rng, n),
+                    downloads=self.client_download.sample(rng, n),
+                    arrivals=self.arrivals.times(rng, n),
+                )
+            )
+        return tuple(out)
+
+
+@dataclass(frozen=True, slots=True)
+class RunPlan:
+    """One run of a scenario at a given N, with every client's capacities fixed."""
+
+    scenario: Scenario
+    n: int
+    uploads: tuple[float, ...]
+    downloads: tuple[float, ...]
+    arrivals: tuple[float, ...]
+
+    @property
+    def d_min(self) -> float:
+        """The slowest client download rate (bytes/s)."""
+        return min(self.downloads)
+
+
+# --- parsing --------------------------------------------------------------------------------
+
+
+def _positive_int(value: object, name: str, *, maximum: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ScenarioError(f"must be a positive integer, got {value!r}", field=name)
+    if maximum is not None and value > maximum:
+        raise ScenarioError(f"must be at most {maximum}, got {value}", field=name)
+    return value
+
+
+def _number(value: object, name: str, *, minimum: float = 0.0, strict: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ScenarioError(f"must be a number, got {value!r}", field=name)
+    if value < minimum or (strict and value == minimum):
+        op = ">" if strict else ">="
+        raise ScenarioError(f"must be {op} {minimum:g}, got {value!r}", field=name)
+    return float(value)
+
+
+def _rate_spec(value: object, name: str) -> RateSpec:
+    if not isinstance(value, Mapping):
+        return RateSpec("fixed", (parse_size(value, name, rate=True),))
+    dist = value.get("dist")
+    if dist == "uniform":
+        _only(value, {"dist", "min", "max"}, name)
+        if "min" not in value or "max" not in value:
+            raise ScenarioError("uniform needs min and max", field=name)
+        low = parse_size(value["min"], f"{name}.min", rate=True)
+        high = parse_size(value["max"], f"{name}.max", rate=True)
+        if low > high:
+            raise ScenarioError(f"min {low:g} is above max {high:g}", field=name)
+        return RateSpec("uniform", (low, high))
+    if dist == "choice":
+        _only(value, {"dist", "values"}, name)
+        values = value.get("values")
+        if not isinstance(values, list) or not values:
+            raise ScenarioError("choice needs a non-empty list of values", field=f"{name}.values")
+        return RateSpec("choice", tuple(parse_size(v, f"{name}.values", rate=True) for v in values))
+    raise ScenarioError(f"dist must be 'uniform' or 'choice', got {dist!r}", field=f"{name}.dist")
+
+
+def _only(table: Mapping[str, Any], allowed: set[str], name: str) -> None:
+    extra = sorted(set(table) - allowed)
+    if extra:
+        raise ScenarioError(f"unknown key(s) {', '.join(extra)}", field=name)
+
+
+def _arrivals(value: object) -> Arrivals:
+    if value == "flash":
+        return Arrivals()
+    if isinstance(value, Mapping):
+        table = value.get("poisson", value)
+        if isinstance(table, Mapping) and (value.get("kind", "poisson") == "poisson"):
+            if "rate" not in table:
+                raise ScenarioError("poisson needs a rate (arrivals per second)", field="arrivals")
+            rate = _number(table["rate"], "arrivals.rate", strict=True)
+            return Arrivals("poisson", rate)
+    raise ScenarioError(
+        f"must be 'flash' or {{poisson = {{rate = R}}}}, got {value!r}", field="arrivals"
+    )
+
+
+def _churn(value: object) -> Churn:
+    if not isinstance(value, Mapping):
+        raise ScenarioError(f"must be a table, got {value!r}", field="churn")
+    _only(value, {"leave_after_complete", "random_leave_rate"}, "churn")
+    leave = value.get("leave_after_complete", False)
+    if not isinstance(leave, bool):
+        leave = _number(leave, "churn.leave_after_complete")
+    rate = _number(value.get("random_leave_rate", 0.0), "churn.random_leave_rate")
+    return Churn(leave, rate)
+
+
+def _faults(value: object) -> tuple[Fault, ...]:
+    if not isinstance(value, list):
+        raise ScenarioError(f"must be a list of tables, got {value!r}", field="faults")
+    out = []
+    for i, item in enumerate(value):
+        name = f"faults[{i}]"
+        if not isinstance(item, Mapping):
+            raise ScenarioError(f"must be a table, got {item!r}", field=name)
+        _only(item, {"at", "kind", "count"}, name)
+        kind = item.get("kind")
+        if kind not in FAULT_KINDS:
+            raise ScenarioError(
+                f"kind must be one of {', '.join(FAULT_KINDS)}, got {kind!r}", field=f"{name}.kind"
+            )
+        at = _number(item.get("at", 0.0), f"{name}.at")
+        count = _positive_int(item.get("count", 1), f"{name}.count")
+        out.append(Fault(str(kind), at, count))
+    return tuple(out)
+
+
+_KEYS = {
+    "name",
+    "description",
+    "clients",
+    "file_size",
+    "server_upload",
+    "client_upload",
+    "client_download",
+    "seed",
+    "arrivals",
+    "churn",
+    "faults",
+    "architectures",
+    "emulation",
+    "timeout",
+    "piece_size",
+}
+
+
+def parse_scenario(data: Mapping[str, Any], *, path: str | None = None) -> Scenario:
+    """Validate a decoded TOML table. Raises ScenarioError naming the bad field."""
+    try:
+        return _parse(data, path)
+    except ScenarioError as exc:
+        if path and exc.path is None:
+            located = ScenarioError(str(exc), path=path)
+            located.field = exc.field
+            raise located from exc
+        raise
+
+
+def _parse(data: Mapping[str, Any], path: str | None) -> Scenario:
+    _only(data, _KEYS, "scenario")
+    name = data.get("name")
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9._-]{1,64}", name):
+        raise ScenarioError(f"must be 1-64 of [A-Za-z0-9._-], got {name!r}", field="name")
+    raw_clients = data.get("clients")
+    if raw_clients is None:
+        raise ScenarioError("is required", field="clients")
+    if isinstance(raw_clients, list):
+        if not raw_clients:
+            raise ScenarioError("a sweep needs at least one client count", field="clients")
+        clients = tuple(_positive_int(c, "clients", maximum=MAX_CLIENTS) for c in raw_clients)
+    else:
+        clients = (_positive_int(raw_clients, "clients", maximum=MAX_CLIENTS),)
+    for key in ("file_size", "server_upload", "client_upload", "client_download"):
+        if key not in data:
+            raise ScenarioError("is required", field=key)
+    file_size = int(parse_size(data["file_size"], "file_size"))
+    server_upload = parse_size(data["server_upload"], "server_upload", rate=True)
+    seed = data.get("seed", 1)
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise ScenarioError(f"must be an integer, got {seed!r}", field="seed")
+    architectures = data.get("architectures", list(ARCHITECTURES))
+    if (
+        not isinstance(architectures, list)
+        or not architectures
+        or any(a not in ARCHITECTURES for a in architectures)
+    ):
+        raise ScenarioError(
+            f"must be a non-empty list from {', '.join(ARCHITECTURES)}, got {architectures!r}",
+            field="architectures",
+        )
+    emulation = data.get("emulation", "auto")
+    if emulation not in EMULATIONS:
+        raise ScenarioError(
+            f"must be one of {', '.join(EMULATIONS)}, got {emulation!r}", field="emulation"
+        )
+    timeout = _number(data.get("timeout", 120.0), "timeout", strict=True)
+    if timeout > MAX_TIMEOUT:
+        raise ScenarioError(f"must be at most {MAX_TIMEOUT:g}, got {timeout:g}", field="timeout")
+    piece_size = int(parse_size(data.get("piece_size", 256 * 1024), "piece_size"))
+    description = data.get("description", "")
+    if not isinstance(description, str):
+        raise ScenarioError("must be a string", field="description")
+    return Scenario(
+        name=name,
+        clients=clients,
+        file_size=file_size,
+        server_upload=server_upload,
+        client_upload=_rate_spec(data["client_upload"], "client_upload"),
+        client_download=_rate_spec(data["client_download"], "client_download"),
+        seed=seed,
+        arrivals=_arrivals(data.get("arrivals", "flash")),
+        churn=_churn(data.get("churn", {})),
+        faults=_faults(data.get("faults", [])),
+        architectures=tuple(dict.fromkeys(architectures)),
+        emulation=emulation,
+        timeout=timeout,
+        piece_size=piece_size,
+        description=description,
+        path=path,
+    )
+
+
+def load_scenario(path: Path) -> Scenario:
+    """Read and validate one scenario file. Raises ScenarioError (with the path)."""
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ScenarioError(f"cannot read: {exc.strerror}", path=str(path)) from exc
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ScenarioError(f"not valid TOML: {exc}", path=str(path)) from exc
+    return parse_scenario(data, path=str(path))
+
+
+def load_scenarios(folder: Path) -> tuple[Scenario, ...]:
+    """Every ``*.toml`` of a folder, sorted by file name."""
+    files = sorted(folder.glob("*.toml"))
+    if not files:
+        raise ScenarioError(f"no *.toml scenario files in {folder}")
+    return tuple(load_scenario(p) for p in files)
+
+
+def default_scenario_dir() -> Path:
+    """The scenarios shipped with the package."""
+    return Path(__file__).parent / "scenarios"

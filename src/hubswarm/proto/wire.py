@@ -1,0 +1,877 @@
+"""Sans-IO peer wire protocol: handshake, BEP 3 messages, BEP 6, BEP 10 and BEP 9.
+
+Theory of operation (modelled on h11): a :class:`PeerConnection` never touches a socket.
+``receive_data(bytes) -> list[Event]`` parses what the peer sent; ``send(event) -> bytes``
+returns what to write. Our own handshake is produced by :meth:`PeerConnection.handshake`
+(or :meth:`PeerConnection.accept`), since its fields are the connection's own settings.
+
+States (of the connection as a whole, see ``_TRANSITIONS``)::
+
+    HANDSHAKE --remote handshake, info_hash matches--> OPEN
+    HANDSHAKE --remote handshake, our info_hash None--> AWAIT_ACCEPT --accept(info_hash)--> OPEN
+    any --peer violation--> ERROR   (receive_data raises RemoteProtocolError, send raises Local)
+
+A responder serving many torrents on one port is created with ``info_hash=None``. Its first
+event is the peer's :class:`Handshake`; the shell looks the torrent up by
+``event.info_hash``, then calls ``accept(info_hash)`` which returns our handshake bytes
+(or simply closes the socket to refuse). Bytes the peer pipelined meanwhile are buffered
+(bounded) and come out of the next ``receive_data(b"")``.
+
+Every length prefix is checked against the message type *before* any byte of the body is
+buffered, so a peer can never make the buffer exceed one legitimate message.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+from collections.abc import Collection
+from enum import Enum
+from typing import Any
+
+from hubswarm.errors import BencodeError, LocalProtocolError, MetainfoError, RemoteProtocolError
+from hubswarm.limits import (
+    BLOCK_SIZE,
+    METADATA_MAX_SIZE,
+    WIRE_MAX_BITFIELD,
+    WIRE_MAX_MESSAGE,
+    WIRE_MAX_PREACCEPT_BUFFER,
+)
+from hubswarm.proto import bencode
+from hubswarm.proto.wire_events import (
+    AllowedFast,
+    Bitfield,
+    Cancel,
+    Choke,
+    Event,
+    Extended,
+    ExtendedHandshake,
+    Handshake,
+    Have,
+    HaveAll,
+    HaveNone,
+    Interested,
+    KeepAlive,
+    MetadataData,
+    MetadataReject,
+    MetadataRequest,
+    NotInterested,
+    Piece,
+    Port,
+    Reject,
+    Request,
+    Suggest,
+    Unchoke,
+    UnknownMessage,
+    metadata_piece_count,
+    metadata_piece_size,
+)
+
+__all__ = [
+    "HANDSHAKE_LENGTH",
+    "PSTR",
+    "UT_METADATA",
+    "MetadataAssembler",
+    "PeerConnection",
+    "Role",
+    "State",
+    "bitfield_fits",
+    "make_reserved",
+]
+
+# BEP 3: <pstrlen=19><pstr><8 reserved><20 info_hash><20 peer_id>.
+PSTR = b"BitTorrent protocol"
+_PSTR_PREFIX = bytes((len(PSTR),)) + PSTR
+HANDSHAKE_LENGTH = 1 + len(PSTR) + 8 + 20 + 20
+UT_METADATA = "ut_metadata"
+
+# Message ids: BEP 3 (0-8), BEP 5 (9), BEP 6 (0x0D-0x11), BEP 10 (20).
+CHOKE, UNCHOKE, INTERESTED, NOT_INTERESTED, HAVE, BITFIELD, REQUEST, PIECE, CANCEL, PORT = range(10)
+SUGGEST, HAVE_ALL, HAVE_NONE, REJECT, ALLOWED_FAST = 0x0D, 0x0E, 0x0F, 0x10, 0x11
+EXTENDED = 20
+_FAST_IDS = frozenset((SUGGEST, HAVE_ALL, HAVE_NONE, REJECT, ALLOWED_FAST))
+# Exact length prefix (id byte included) of every fixed-size message.
+_FIXED_LENGTH = {
+    CHOKE: 1,
+    UNCHOKE: 1,
+    INTERESTED: 1,
+    NOT_INTERESTED: 1,
+    HAVE: 5,
+    REQUEST: 13,
+    CANCEL: 13,
+    PORT: 3,
+    SUGGEST: 5,
+    HAVE_ALL: 1,
+    HAVE_NONE: 1,
+    REJECT: 13,
+    ALLOWED_FAST: 5,
+}
+_MAX_PIECE_FRAME = 9 + BLOCK_SIZE  # id + index + begin + one block
+
+_U32 = struct.Struct(">I")
+_LEN_ID = struct.Struct(">IB")
+_LEN_ID_U32 = struct.Struct(">IBI")
+_LEN_ID_3U32 = struct.Struct(">IBIII")
+_PIECE_HEAD = struct.Struct(">IBII")
+_U32X2 = struct.Struct(">II")
+_U32X3 = struct.Struct(">III")
+_U16 = struct.Struct(">H")
+
+_KEEPALIVE = KeepAlive()
+_SIMPLE_EVENTS: dict[int, Event] = {
+    CHOKE: Choke(),
+    UNCHOKE: Unchoke(),
+    INTERESTED: Interested(),
+    NOT_INTERESTED: NotInterested(),
+    HAVE_ALL: HaveAll(),
+    HAVE_NONE: HaveNone(),
+}
+_SIMPLE_BYTES: dict[type[Any], bytes] = {
+    KeepAlive: b"\0\0\0\0",
+    Choke: _LEN_ID.pack(1, CHOKE),
+    Unchoke: _LEN_ID.pack(1, UNCHOKE),
+    Interested: _LEN_ID.pack(1, INTERESTED),
+    NotInterested: _LEN_ID.pack(1, NOT_INTERESTED),
+    HaveAll: _LEN_ID.pack(1, HAVE_ALL),
+    HaveNone: _LEN_ID.pack(1, HAVE_NONE),
+}
+
+
+def make_reserved(*, extension_protocol: bool, fast: bool, dht: bool) -> bytes:
+    """The 8 reserved handshake bytes with the BEP 10, BEP 6 and BEP 5 bits set as asked."""
+    reserved = bytearray(8)
+    if extension_protocol:
+        reserved[5] |= 0x10
+    if fast:
+        reserved[7] |= 0x04
+    if dht:
+        reserved[7] |= 0x01
+    return bytes(reserved)
+
+
+class Role(Enum):
+    """Who opened the TCP connection."""
+
+    INITIATOR = "initiator"
+    RESPONDER = "responder"
+
+
+class State(Enum):
+    """State of a :class:`PeerConnection` (see the module docstring)."""
+
+    HANDSHAKE = "handshake"
+    AWAIT_ACCEPT = "await_accept"
+    OPEN = "open"
+    ERROR = "error"
+
+
+class _Trigger(Enum):
+    HANDSHAKE_MATCHED = "handshake_matched"
+    HANDSHAKE_UNKNOWN_HASH = "handshake_unknown_hash"
+    ACCEPTED = "accepted"
+    VIOLATION = "violation"
+
+
+_TRANSITIONS: dict[State, dict[_Trigger, State]] = {
+    State.HANDSHAKE: {
+        _Trigger.HANDSHAKE_MATCHED: State.OPEN,
+        _Trigger.HANDSHAKE_UNKNOWN_HASH: State.AWAIT_ACCEPT,
+        _Trigger.VIOLATION: State.ERROR,
+    },
+    State.AWAIT_ACCEPT: {_Trigger.ACCEPTED: State.OPEN, _Trigger.VIOLATION: State.ERROR},
+    State.OPEN: {_Trigger.VIOLATION: State.ERROR},
+    State.ERROR: {_Trigger.VIOLATION: State.ERROR},
+}
+
+
+def bitfield_fits(bitfield: bytes, num_pieces: int) -> bool:
+    """True if ``bitfield`` has exactly ``ceil(num_pieces / 8)`` bytes and no spare bit set.
+
+    For a bitfield received before the metadata (magnet links) was known.
+    """
+    return len(bitfield) == (num_pieces + 7) // 8 and (
+        num_pieces == 0 or _bitfield_spare_ok(bitfield, num_pieces)
+    )
+
+
+def _bitfield_spare_ok(bitfield: bytes | memoryview, num_pieces: int) -> bool:
+    # BEP 3: "Spare bits at the end are set to zero."
+    spare = (-num_pieces) % 8
+    return spare == 0 or not bitfield[-1] & ((1 << spare) - 1)
+
+
+class PeerConnection:
+    """One peer wire connection, sans-IO: bytes in -> events, events in -> bytes.
+
+    Raises:
+        LocalProtocolError: an initiator without ``info_hash``, bad ids.
+    """
+
+    def __init__(
+        self,
+        role: Role,
+        *,
+        info_hash: bytes | None,
+        peer_id: bytes,
+        extension_protocol: bool = True,
+        fast: bool = True,
+        dht: bool = False,
+        num_pieces: int | None = None,
+    ) -> None:
+        if info_hash is not None and len(info_hash) != 20:
+            raise LocalProtocolError("info_hash must be 20 bytes")
+        if info_hash is None and role is Role.INITIATOR:
+            raise LocalProtocolError("an initiator must know the info_hash it asks for")
+        if len(peer_id) != 20:
+            raise LocalProtocolError("peer_id must be 20 bytes")
+        self.role = role
+        self.peer_id = bytes(peer_id)
+        self.reserved = make_reserved(extension_protocol=extension_protocol, fast=fast, dht=dht)
+        self._info_hash = None if info_hash is None else bytes(info_hash)
+        self._state = State.HANDSHAKE
+        self._buf = bytearray()
+        self._num_pieces: int | None = None
+        if num_pieces is not None:
+            self.set_num_pieces(num_pieces)
+        self._handshake_sent = False
+        self.remote_handshake: Handshake | None = None
+        # Negotiated: both sides set the bit.
+        self.supports_fast = False
+        self.supports_extensions = False
+        # BEP 3/6: a bitfield, have all or have none may only come first. Extended messages
+        # (libtorrent sends its extended handshake before the bitfield) and port do not count.
+        self._remote_may_send_bitfield = True
+        self._local_may_send_bitfield = True
+        self._local_extensions: dict[str, int] = {}
+        self._remote_extensions: dict[str, int] = {}
+        self.remote_extended_handshake: ExtendedHandshake | None = None
+        self._local_metadata_size: int | None = None
+        # BEP 3: connections start out choked and not interested.
+        self.am_choking = True
+        self.am_interested = False
+        self.peer_choking = True
+        self.peer_interested = False
+
+    # --- properties ------------------------------------------------------------------------
+
+    @property
+    def state(self) -> State:
+        """The current :class:`State`."""
+        return self._state
+
+    @property
+    def info_hash(self) -> bytes | None:
+        """Our info_hash (None for a responder until :meth:`accept`)."""
+        return self._info_hash
+
+    @property
+    def num_pieces(self) -> int | None:
+        """Pieces in the torrent, once known; indexes are validated against it."""
+        return self._num_pieces
+
+    @property
+    def remote_extensions(self) -> dict[str, int]:
+        """The remote's BEP 10 ids (name -> id), as of its last extended handshake."""
+        return dict(self._remote_extensions)
+
+    @property
+    def local_extensions(self) -> dict[str, int]:
+        """Our BEP 10 ids, as advertised in the extended handshake we sent."""
+        return dict(self._local_extensions)
+
+    @property
+    def remote_metadata_size(self) -> int | None:
+        """BEP 9 ``metadata_size`` from the remote's extended handshake."""
+        hs = self.remote_extended_handshake
+        return None if hs is None else hs.metadata_size
+
+    @property
+    def buffered(self) -> int:
+        """Bytes received but not yet turned into events (always bounded)."""
+        return len(self._buf)
+
+    # --- control ---------------------------------------------------------------------------
+
+    def set_num_pieces(self, num_pieces: int) -> None:
+        """Tell the connection the torrent's piece count (after metadata is known).
+
+        Raises:
+            LocalProtocolError: not positive, or a different count was set before.
+        """
+        if num_pieces < 1 or num_pieces > WIRE_MAX_BITFIELD * 8:
+            raise LocalProtocolError(f"num_pieces {num_pieces} out of range")
+        if self._num_pieces is not None and self._num_pieces != num_pieces:
+            raise LocalProtocolError("num_pieces already set to a different value")
+        self._num_pieces = num_pieces
+
+    def handshake(self) -> bytes:
+        """Our 68-byte handshake; call once (an initiator right away).
+
+        Raises:
+            LocalProtocolError: already sent, info_hash unknown, or the connection failed.
+        """
+        self._check_usable()
+        if self._handshake_sent:
+            raise LocalProtocolError("handshake already sent")
+        if self._info_hash is None:
+            raise LocalProtocolError("info_hash unknown: accept() the peer's handshake first")
+        self._handshake_sent = True
+        return _PSTR_PREFIX + self.reserved + self._info_hash + self.peer_id
+
+    def accept(self, info_hash: bytes) -> bytes:
+        """Serve the torrent the peer asked for (state AWAIT_ACCEPT); return our handshake.
+
+        Afterwards call ``receive_data(b"")`` to get messages the peer pipelined.
+
+        Raises:
+            LocalProtocolError: wrong state, or ``info_hash`` is not the one the peer sent.
+        """
+        self._check_usable()
+        if self._state is not State.AWAIT_ACCEPT or self.remote_handshake is None:
+            raise LocalProtocolError(f"accept() in state {self._state.name}")
+        if info_hash != self.remote_handshake.info_hash:
+            raise LocalProtocolError("accept() must name the info_hash the peer sent")
+        self._info_hash = bytes(info_hash)
+        self._transition(_Trigger.ACCEPTED)
+        return self.handshake()
+
+    def _in(self, state: State) -> bool:
+        # A method, so that mypy does not carry a narrowed state across transitions.
+        return self._state is state
+
+    def _check_usable(self) -> None:
+        if self._state is State.ERROR:
+            raise LocalProtocolError("connection is in ERROR state")
+
+    def _transition(self, trigger: _Trigger) -> None:
+        try:
+            self._state = _TRANSITIONS[self._state][trigger]
+        except KeyError:
+            raise LocalProtocolError(
+                f"no transition from {self._state.name} on {trigger.name}"
+            ) from None
+
+    def _violation(self, message: str) -> RemoteProtocolError:
+        self._transition(_Trigger.VIOLATION)
+        self._buf = bytearray()
+        return RemoteProtocolError(message)
+
+    # --- receiving -------------------------------------------------------------------------
+
+    def receive_data(self, data: bytes | bytearray | memoryview) -> list[Event]:
+        """Feed bytes read from the socket; return the complete events they finish.
+
+        Raises:
+            RemoteProtocolError: the peer broke the protocol (state becomes ERROR), or the
+                connection was already in ERROR.
+        """
+        if self._state is State.ERROR:
+            raise RemoteProtocolError("connection is in ERROR state")
+        events: list[Event] = []
+        try:
+            self._receive(memoryview(data).cast("B"), events)
+        except RemoteProtocolError:
+            if not self._in(State.ERROR):
+                self._transition(_Trigger.VIOLATION)
+                self._buf = bytearray()
+            raise
+        except (BencodeError, LocalProtocolError, ValueError, struct.error) as exc:
+            raise self._violation(f"malformed message: {exc}") from exc
+        return events
+
+    def _receive(self, view: memoryview, events: list[Event]) -> None:
+        buf = self._buf
+        n = len(view)
+        off = 0
+        # First finish the partial frame left over from the last call, pulling only the bytes
+        # it needs, so the rest of ``view`` is parsed in place (one copy per block).
+        while buf:
+            if self._state is State.AWAIT_ACCEPT:
+                self._stash(view[off:])
+                return
+            need = self._head_need(buf)
+            if len(buf) < need and off < n:
+                take = min(need - len(buf), n - off)
+                buf += view[off : off + take]
+                off += take
+            with memoryview(buf) as bmv:
+                consumed = self._parse(bmv, 0, len(buf), events)
+            if consumed:
+                del buf[:consumed]
+            elif off >= n:
+                return
+        if off < n:
+            pos = self._parse(view, off, n, events)
+            if pos < n:
+                self._stash(view[pos:])
+
+    def _stash(self, rest: memoryview) -> None:
+        if len(self._buf) + len(rest) > WIRE_MAX_PREACCEPT_BUFFER:
+            raise self._violation("too much data before the handshake was accepted")
+        self._buf += rest
+
+    def _head_need(self, buf: bytearray) -> int:
+        """Bytes the frame at the head of ``buf`` needs in all (its header if still unknown)."""
+        if self._state is State.HANDSHAKE:
+            return HANDSHAKE_LENGTH
+        if len(buf) < 4:
+            return 4
+        length: int = _U32.unpack_from(buf, 0)[0]
+        if length == 0:
+            return 4
+        if len(buf) < 5:
+            return 5
+        self._check_head(length, buf[4])
+        return 4 + length
+
+    def _parse_handshake(self, mv: memoryview, pos: int, end: int, events: list[Event]) -> int:
+        avail = min(end - pos, HANDSHAKE_LENGTH)
+        k = min(avail, len(_PSTR_PREFIX))
+        if mv[pos : pos + k] != _PSTR_PREFIX[:k]:
+            raise self._violation("not a BitTorrent handshake (bad pstrlen or pstr)")
+        if avail < HANDSHAKE_LENGTH:
+            return pos
+        start = pos + len(_PSTR_PREFIX)
+        hs = Handshake(
+            info_hash=bytes(mv[start + 8 : start + 28]),
+            peer_id=bytes(mv[start + 28 : start + 48]),
+            reserved=bytes(mv[start : start + 8]),
+        )
+        if self._info_hash is not None and hs.info_hash != self._info_hash:
+            raise self._violation("handshake info_hash does not match ours")
+        self.remote_handshake = hs
+        self.supports_fast = hs.fast and bool(self.reserved[7] & 0x04)
+        self.supports_extensions = hs.extension_protocol and bool(self.reserved[5] & 0x10)
+        self._transition(
+            _Trigger.HANDSHAKE_MATCHED
+            if self._info_hash is not None
+            else _Trigger.HANDSHAKE_UNKNOWN_HASH
+        )
+        events.append(hs)
+        return pos + HANDSHAKE_LENGTH
+
+    def _check_head(self, length: int, msg_id: int) -> None:
+        """Validate a length prefix against its message id before buffering the body."""
+        fixed = _FIXED_LENGTH.get(msg_id)
+        if fixed is not None:
+            if length != fixed:
+                raise self._violation(f"message {msg_id} with length {length}, expected {fixed}")
+            if msg_id in _FAST_IDS and not self.supports_fast:
+                raise self._violation(f"fast-extension message {msg_id} without BEP 6 agreed")
+        elif msg_id == PIECE:
+            if not 9 < length <= _MAX_PIECE_FRAME:
+                raise self._violation(f"piece message of length {length}")
+        elif msg_id == BITFIELD:
+            if length > WIRE_MAX_BITFIELD:
+                raise self._violation(f"bitfield of {length} bytes exceeds {WIRE_MAX_BITFIELD}")
+            n = self._num_pieces
+            if n is not None and length != 1 + (n + 7) // 8:
+                raise self._violation(f"bitfield length {length - 1} for {n} pieces")
+        elif msg_id == EXTENDED:
+            if not self.supports_extensions:
+                raise self._violation("extended message without BEP 10 agreed")
+            if not 2 <= length <= WIRE_MAX_MESSAGE:
+                raise self._violation(f"extended message of length {length}")
+        elif length > WIRE_MAX_MESSAGE:
+            raise self._violation(f"message {msg_id} of {length} bytes exceeds {WIRE_MAX_MESSAGE}")
+
+    def _parse(self, mv: memoryview, pos: int, end: int, events: list[Event]) -> int:
+        """Parse whole frames of ``mv[pos:end]``, validate the head of a partial one.
+
+        Returns the offset after the last whole frame.
+        """
+        if self._state is not State.OPEN:
+            if self._state is State.HANDSHAKE:
+                pos = self._parse_handshake(mv, pos, end, events)
+            if not self._in(State.OPEN):
+                return pos
+        num_pieces = self._num_pieces
+        append = events.append
+        while True:
+            avail = end - pos
+            if avail < 4:
+                return pos
+            (length,) = _U32.unpack_from(mv, pos)
+            if length == 0:
+                append(_KEEPALIVE)
+                pos += 4
+                continue
+            if avail < 5:
+                return pos
+            msg_id = mv[pos + 4]
+            if msg_id == PIECE:  # the hot path: no dict lookups, one copy of the block
+                if not 9 < length <= _MAX_PIECE_FRAME:
+                    raise self._violation(f"piece message of length {length}")
+                if avail < 4 + length:
+                    return pos
+                index, begin = _U32X2.unpack_from(mv, pos + 5)
+                if num_pieces is not None and index >= num_pieces:
+                    raise self._violation(f"piece index {index} >= {num_pieces}")
+                append(Piece(index, begin, bytes(mv[pos + 13 : pos + 4 + length])))
+                self._remote_may_send_bitfield = False
+                pos += 4 + length
+                continue
+            self._check_head(length, msg_id)
+            if avail < 4 + length:
+                return pos
+            append(self._decode(msg_id, mv[pos + 5 : pos + 4 + length]))
+            pos += 4 + length
+
+    def _check_index(self, index: int) -> None:
+        if self._num_pieces is not None and index >= self._num_pieces:
+            raise self._violation(f"piece index {index} >= {self._num_pieces}")
+
+    def _decode(self, msg_id: int, payload: memoryview) -> Event:
+        """Decode one message whose length was validated by :meth:`_check_head`."""
+        if msg_id in (BITFIELD, HAVE_ALL, HAVE_NONE):
+            if not self._remote_may_send_bitfield:
+                raise self._violation("bitfield/have all/have none not the first message")
+            self._remote_may_send_bitfield = False
+        elif msg_id not in (EXTENDED, PORT):
+            self._remote_may_send_bitfield = False
+        simple = _SIMPLE_EVENTS.get(msg_id)
+        if simple is not None:
+            if msg_id <= NOT_INTERESTED:
+                self._update_remote_flags(msg_id)
+            return simple
+        if msg_id in (REQUEST, CANCEL, REJECT):
+            index, begin, length = _U32X3.unpack_from(payload)
+            self._check_index(index)
+            # BEP 3 practice: a request for 0 or more than one block is a violation.
+            if not 0 < length <= BLOCK_SIZE:
+                raise self._violation(f"request length {length} not in 1..{BLOCK_SIZE}")
+            cls = Request if msg_id == REQUEST else Cancel if msg_id == CANCEL else Reject
+            return cls(index, begin, length)
+        if msg_id in (HAVE, SUGGEST, ALLOWED_FAST):
+            (index,) = _U32.unpack_from(payload)
+            self._check_index(index)
+            cls1 = Have if msg_id == HAVE else Suggest if msg_id == SUGGEST else AllowedFast
+            return cls1(index)
+        if msg_id == BITFIELD:
+            n = self._num_pieces
+            if n is not None and not _bitfield_spare_ok(payload, n):
+                raise self._violation("bitfield has spare bits set")
+            return Bitfield(bytes(payload))
+        if msg_id == PORT:
+            return Port(_U16.unpack_from(payload)[0])
+        if msg_id == EXTENDED:
+            return self._decode_extended(payload[0], bytes(payload[1:]))
+        return UnknownMessage(msg_id, bytes(payload))
+
+    def _update_remote_flags(self, msg_id: int) -> None:
+        if msg_id == CHOKE:
+            self.peer_choking = True
+        elif msg_id == UNCHOKE:
+            self.peer_choking = False
+        elif msg_id == INTERESTED:
+            self.peer_interested = True
+        else:
+            self.peer_interested = False
+
+    def _decode_extended(self, ext_id: int, body: bytes) -> Event:
+        if ext_id == 0:
+            return self._decode_extended_handshake(body)
+        if ext_id == self._local_extensions.get(UT_METADATA):
+            return self._decode_metadata(ext_id, body)
+        return Extended(ext_id, body)
+
+    def _decode_extended_handshake(self, body: bytes) -> ExtendedHandshake:
+        try:
+            d = bencode.decode(body)
+        except BencodeError as exc:
+            raise self._violation(f"extended handshake is not bencode: {exc}") from exc
+        if not isinstance(d, dict):
+            raise self._violation("extended handshake is not a dictionary")
+        raw_m = d.get(b"m", {})
+        if not isinstance(raw_m, dict):
+            raise self._violation("extended handshake 'm' is not a dictionary")
+        m: dict[str, int] = {}
+        for key, value in raw_m.items():
+            # BEP 10: ids are single bytes; 0 disables. Entries we cannot read are skipped.
+            if isinstance(value, int) and 0 <= value <= 255:
+                try:
+                    m[key.decode()] = value
+                except UnicodeDecodeError:
+                    continue
+            else:
+                raise self._violation(f"extension id {value!r} is not in 0..255")
+        size = d.get(b"metadata_size")
+        metadata_size: int | None = None
+        if isinstance(size, int) and size != 0:
+            # BEP 9: bounded so that an assembler never allocates more than the cap.
+            if not 0 < size <= METADATA_MAX_SIZE:
+                raise self._violation(f"metadata_size {size} not in 1..{METADATA_MAX_SIZE}")
+            metadata_size = size
+        v = d.get(b"v")
+        p = d.get(b"p")
+        reqq = d.get(b"reqq")
+        yourip = d.get(b"yourip")
+        hs = ExtendedHandshake(
+            m=m,
+            metadata_size=metadata_size,
+            v=v.decode("utf-8", "replace") if isinstance(v, bytes) else None,
+            p=p if isinstance(p, int) and 0 < p <= 0xFFFF else None,
+            reqq=reqq if isinstance(reqq, int) and reqq > 0 else None,
+            yourip=yourip if isinstance(yourip, bytes) and len(yourip) in (4, 16) else None,
+        )
+        for name, ext in m.items():
+            if ext == 0:
+                self._remote_extensions.pop(name, None)
+            else:
+                self._remote_extensions[name] = ext
+        self.remote_extended_handshake = hs
+        return hs
+
+    def _decode_metadata(self, ext_id: int, body: bytes) -> Event:
+        try:
+            d, end = bencode.decode_prefix(body)
+        except BencodeError as exc:
+            raise self._violation(f"ut_metadata message is not bencode: {exc}") from exc
+        if not isinstance(d, dict):
+            raise self._violation("ut_metadata message is not a dictionary")
+        msg_type = d.get(b"msg_type")
+        piece = d.get(b"piece")
+        if not isinstance(msg_type, int) or not isinstance(piece, int):
+            raise self._violation("ut_metadata message without integer msg_type and piece")
+        if not 0 <= piece < metadata_piece_count(METADATA_MAX_SIZE):
+            raise self._violation(f"ut_metadata piece {piece} out of range")
+        if msg_type == 0:
+            return MetadataRequest(piece)
+        if msg_type == 2:
+            return MetadataReject(piece)
+        if msg_type != 1:
+            # BEP 9: unknown msg_type values are to be ignored.
+            return Extended(ext_id, body)
+        total = d.get(b"total_size")
+        if not isinstance(total, int) or not 0 < total <= METADATA_MAX_SIZE:
+            raise self._violation(f"ut_metadata total_size {total!r} out of range")
+        known = self.remote_metadata_size
+        if known is not None and known != total:
+            raise self._violation(f"total_size {total} != metadata_size {known}")
+        data = body[end:]
+        expected = metadata_piece_size(total, piece)
+        if expected == 0 or len(data) != expected:
+            raise self._violation(f"metadata piece {piece}: {len(data)} bytes, want {expected}")
+        return MetadataData(piece, total, data)
+
+    # --- sending ---------------------------------------------------------------------------
+
+    def send(self, event: Event) -> bytes:
+        """Return the bytes for ``event`` (anything but :class:`Handshake`).
+
+        Raises:
+            LocalProtocolError: the event is not allowed now (before our handshake, a fast or
+                extended message not negotiated, a bitfield not first, an index out of range).
+        """
+        self._check_usable()
+        if not self._handshake_sent:
+            raise LocalProtocolError("send our handshake first")
+        if type(event) is Piece:  # hot path
+            self._local_index(event.piece_index)
+            self._local_may_send_bitfield = False
+            block = event.block
+            return _PIECE_HEAD.pack(9 + len(block), PIECE, event.piece_index, event.begin) + block
+        simple = _SIMPLE_BYTES.get(type(event))
+        if simple is not None:
+            self._local_first(event)
+            self._update_local_flags(event)
+            return simple
+        self._local_first(event)
+        match event:
+            case Have(piece_index=i):
+                self._local_index(i)
+                return _LEN_ID_U32.pack(5, HAVE, i)
+            case Suggest(piece_index=i):
+                self._local_index(i)
+                return _LEN_ID_U32.pack(5, SUGGEST, i)
+            case AllowedFast(piece_index=i):
+                self._local_index(i)
+                return _LEN_ID_U32.pack(5, ALLOWED_FAST, i)
+            case Request(piece_index=i, begin=b, length=n):
+                self._local_index(i)
+                return _LEN_ID_3U32.pack(13, REQUEST, i, b, n)
+            case Cancel(piece_index=i, begin=b, length=n):
+                self._local_index(i)
+                return _LEN_ID_3U32.pack(13, CANCEL, i, b, n)
+            case Reject(piece_index=i, begin=b, length=n):
+                self._local_index(i)
+                return _LEN_ID_3U32.pack(13, REJECT, i, b, n)
+            case Bitfield(bitfield=bits):
+                count = self._num_pieces
+                if len(bits) + 1 > WIRE_MAX_BITFIELD:
+                    raise LocalProtocolError("bitfield too large")
+                if count is not None and (
+                    len(bits) != (count + 7) // 8 or not _bitfield_spare_ok(bits, count)
+                ):
+                    raise LocalProtocolError(f"bitfield does not fit {count} pieces")
+                return _LEN_ID.pack(1 + len(bits), BITFIELD) + bits
+            case Port(port=port):
+                return _LEN_ID.pack(3, PORT) + _U16.pack(port)
+            case ExtendedHandshake():
+                return self._send_extended_handshake(event)
+            case MetadataRequest(piece=piece):
+                return self._send_metadata({b"msg_type": 0, b"piece": piece}, b"")
+            case MetadataReject(piece=piece):
+                return self._send_metadata({b"msg_type": 2, b"piece": piece}, b"")
+            case MetadataData(piece=piece, total_size=total, data=data):
+                d = {b"msg_type": 1, b"piece": piece, b"total_size": total}
+                return self._send_metadata(d, data)
+            case Extended(ext_id=ext_id, payload=payload):
+                return self._extended_frame(ext_id, payload)
+            case UnknownMessage(msg_id=msg_id, payload=payload):
+                if msg_id in _FIXED_LENGTH or msg_id in (BITFIELD, PIECE, EXTENDED):
+                    raise LocalProtocolError(f"message id {msg_id} has its own event type")
+                if len(payload) + 1 > WIRE_MAX_MESSAGE:
+                    raise LocalProtocolError("message too large")
+                return _LEN_ID.pack(1 + len(payload), msg_id) + payload
+            case Handshake():
+                raise LocalProtocolError("use handshake() or accept() to send the handshake")
+        raise LocalProtocolError(f"cannot send {event!r}")
+
+    def piece_header(self, piece_index: int, begin: int, length: int) -> bytes:
+        """The 13-byte header of a piece message whose block the caller writes right after.
+
+        Same checks as ``send(Piece(...))``; lets the shell ``writelines([header, block])``
+        from a memoryview without joining the block into a new bytes object.
+        """
+        self._check_usable()
+        if not self._handshake_sent:
+            raise LocalProtocolError("send our handshake first")
+        if not 0 < length <= BLOCK_SIZE:
+            raise LocalProtocolError(f"block length {length} not in 1..{BLOCK_SIZE}")
+        self._local_index(piece_index)
+        self._local_may_send_bitfield = False
+        return _PIECE_HEAD.pack(9 + length, PIECE, piece_index, begin)
+
+    def _local_index(self, index: int) -> None:
+        if self._num_pieces is not None and index >= self._num_pieces:
+            raise LocalProtocolError(f"piece index {index} >= {self._num_pieces}")
+
+    def _local_first(self, event: Event) -> None:
+        # Mirror of the receive-side rule, plus: fast and extended messages need both bits.
+        if isinstance(event, Suggest | HaveAll | HaveNone | Reject | AllowedFast):
+            if not self.supports_fast:
+                raise LocalProtocolError("BEP 6 was not agreed with this peer")
+        elif (
+            isinstance(
+                event,
+                ExtendedHandshake | MetadataRequest | MetadataData | MetadataReject | Extended,
+            )
+        ) and not self.supports_extensions:
+            raise LocalProtocolError("BEP 10 was not agreed with this peer")
+        if isinstance(event, Bitfield | HaveAll | HaveNone):
+            if not self._local_may_send_bitfield:
+                raise LocalProtocolError("bitfield/have all/have none must be the first message")
+            self._local_may_send_bitfield = False
+        elif not isinstance(
+            event,
+            KeepAlive
+            | Port
+            | ExtendedHandshake
+            | MetadataRequest
+            | MetadataData
+            | MetadataReject
+            | Extended,
+        ):
+            self._local_may_send_bitfield = False
+
+    def _update_local_flags(self, event: Event) -> None:
+        match event:
+            case Choke():
+                self.am_choking = True
+            case Unchoke():
+                self.am_choking = False
+            case Interested():
+                self.am_interested = True
+            case NotInterested():
+                self.am_interested = False
+            case _:
+                pass
+
+    def _extended_frame(self, ext_id: int, payload: bytes) -> bytes:
+        if len(payload) + 2 > WIRE_MAX_MESSAGE:
+            raise LocalProtocolError("extended message too large")
+        return _LEN_ID.pack(2 + len(payload), EXTENDED) + bytes((ext_id,)) + payload
+
+    def _send_extended_handshake(self, event: ExtendedHandshake) -> bytes:
+        d: dict[bytes, Any] = {b"m": {k.encode(): v for k, v in event.m.items()}}
+        if event.metadata_size is not None:
+            d[b"metadata_size"] = event.metadata_size
+        if event.v is not None:
+            d[b"v"] = event.v.encode()
+        if event.p is not None:
+            d[b"p"] = event.p
+        if event.reqq is not None:
+            d[b"reqq"] = event.reqq
+        if event.yourip is not None:
+            d[b"yourip"] = event.yourip
+        frame = self._extended_frame(0, bencode.encode(d))
+        for name, ext in event.m.items():
+            if ext == 0:
+                self._local_extensions.pop(name, None)
+            else:
+                self._local_extensions[name] = ext
+        if event.metadata_size is not None:
+            self._local_metadata_size = event.metadata_size
+        return frame
+
+    def _send_metadata(self, d: dict[bytes, int], data: bytes) -> bytes:
+        ext_id = self._remote_extensions.get(UT_METADATA)
+        if not ext_id:
+            raise LocalProtocolError("the peer did not advertise ut_metadata")
+        return self._extended_frame(ext_id, bencode.encode(d) + data)
+
+
+class MetadataAssembler:
+    """Collects BEP 9 metadata pieces and checks them against the info_hash.
+
+    Pure and bounded: at most ``METADATA_MAX_SIZE`` bytes are held.
+    """
+
+    def __init__(self, info_hash: bytes, metadata_size: int) -> None:
+        if len(info_hash) != 20:
+            raise LocalProtocolError("info_hash must be 20 bytes")
+        if not 0 < metadata_size <= METADATA_MAX_SIZE:
+            raise RemoteProtocolError(
+                f"metadata_size {metadata_size} not in 1..{METADATA_MAX_SIZE}"
+            )
+        self.info_hash = bytes(info_hash)
+        self.metadata_size = metadata_size
+        self.num_pieces = metadata_piece_count(metadata_size)
+        self._pieces: list[bytes | None] = [None] * self.num_pieces
+        self.resets = 0
+
+    def missing(self) -> list[int]:
+        """Metadata pieces not yet received, in order."""
+        return [i for i, p in enumerate(self._pieces) if p is None]
+
+    def next_request(self, in_flight: Collection[int] = ()) -> int | None:
+        """The first missing piece not already in ``in_flight``, or None."""
+        for i, p in enumerate(self._pieces):
+            if p is None and i not in in_flight:
+                return i
+        return None
+
+    def add(self, event: MetadataData) -> bytes | None:
+        """Store one piece; return the whole verified metadata once complete, else None.
+
+        Raises:
+            RemoteProtocolError: the piece does not fit this metadata's size.
+            MetainfoError: all pieces arrived but their SHA-1 is not the info_hash; the
+                assembler has been reset and every piece is missing again.
+        """
+        if event.total_size != self.metadata_size:
+            raise RemoteProtocolError(
+                f"total_size {event.total_size} != metadata_size {self.metadata_size}"
+            )
+        if len(event.data) != metadata_piece_size(self.metadata_size, event.piece):
+            raise RemoteProtocolError(f"metadata piece {event.piece} has the wrong size")
+        self._pieces[event.piece] = event.data
+        if any(p is None for p in self._pieces):
+            return None
+        raw = b"".join(p for p in self._pieces if p is not None)
+        if hashlib.sha1(raw).digest() != self.info_hash:
+            self._pieces = [None] * self.num_pieces
+            self.resets += 1
+            raise MetainfoError("metadata does not match the info_hash; starting over")
+        return raw

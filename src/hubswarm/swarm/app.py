@@ -1,0 +1,267 @@
+"""What ``hubswarm share`` and ``hubswarm fetch`` do, as library functions.
+
+The CLI parses arguments and prints; these functions own the peer, the torrent session
+and (optionally) a DHT node, and return typed results.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hubswarm.errors import ConfigError, MetainfoError, NoPeersError
+from hubswarm.proto.metainfo import Magnet, Metainfo, build_magnet, parse_magnet, parse_metainfo
+from hubswarm.swarm.client import SwarmPeer
+from hubswarm.swarm.maketorrent import create_torrent
+from hubswarm.swarm.session import DHTLike, SessionConfig, TorrentSession
+
+ProgressCallback = Callable[[TorrentSession], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """What to download: from a .torrent file or a magnet link."""
+
+    info_hash: bytes
+    name: str | None
+    metainfo: Metainfo | None
+    trackers: tuple[tuple[str, ...], ...]
+    web_seeds: tuple[str, ...]
+    peers: tuple[tuple[str, int], ...]
+
+
+def load_source(text: str) -> Source:
+    """Parse a magnet link or read and parse a .torrent file.
+
+    Raises:
+        MetainfoError: invalid magnet or torrent; ConfigError: unreadable file.
+    """
+    if text.startswith("magnet:"):
+        m = parse_magnet(text)
+        return Source(
+            m.info_hash, m.display_name, None, tuple((t,) for t in m.trackers), m.web_seeds, m.peers
+        )
+    try:
+        data = Path(text).read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read {text}: {exc.strerror or exc}") from exc
+    mi = parse_metainfo(data)
+    return Source(mi.info_hash, mi.info.name, mi, mi.announce_list, mi.url_list, ())
+
+
+@dataclass(frozen=True, slots=True)
+class FetchResult:
+    """A finished download: every piece verified."""
+
+    info_hash: str
+    name: str
+    path: Path
+    total_length: int
+    seconds: float
+    stats: dict[str, Any] = field(default_factory=dict)
+
+
+@contextlib.asynccontextmanager
+async def _maybe_dht(
+    bootstrap: Sequence[tuple[str, int]], host: str, state_file: Path | None
+) -> AsyncIterator[DHTLike | None]:
+    """A DHT node bootstrapped from ``bootstrap``, or None when no bootstrap is given."""
+    if not bootstrap:
+        yield None
+        return
+    from hubswarm.swarm.dht.node import DHTNode  # the DHT is optional at run time
+
+    async with DHTNode(host=host, port=0, bootstrap=list(bootstrap), state_path=state_file) as node:
+        yield node  # type: ignore[misc]
+
+
+async def fetch(
+    source_text: str,
+    out_dir: Path,
+    *,
+    config: SessionConfig,
+    host: str = "0.0.0.0",
+    peers: Sequence[tuple[str, int]] = (),
+    extra_trackers: Sequence[str] = (),
+    seed_after: bool = False,
+    stall_timeout: float = 60.0,
+    timeout: float | None = None,
+    progress: ProgressCallback | None = None,
+    events_path: Path | None = None,
+    dht_bootstrap: Sequence[tuple[str, int]] = (),
+    on_complete: Callable[[FetchResult], None] | None = None,
+) -> FetchResult:
+    """Download a torrent or magnet into ``out_dir``; return once every piece is verified.
+
+    With ``seed_after`` keep seeding until cancelled (Ctrl-C) after ``on_complete``.
+
+    Raises:
+        NoPeersError: nothing arrived for ``stall_timeout`` seconds.
+        MetainfoError, ConfigError, DiskFullError, TimeoutError.
+    """
+    src = load_source(source_text)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    config.seed = seed_after
+    trackers = list(src.trackers) + [(t,) for t in extra_trackers]
+    started = time.monotonic()
+    async with (
+        _maybe_dht(dht_bootstrap, host, None) as dht,
+        SwarmPeer(config, host=host, dht=dht) as peer,
+        peer.torrent(
+            src.info_hash,
+            out_dir,
+            info=src.metainfo.info if src.metainfo else None,
+            trackers=trackers,
+            web_seeds=src.web_seeds,
+            peers=list(src.peers) + list(peers),
+            events_path=events_path,
+        ) as session,
+    ):
+        await _wait(session, stall_timeout, timeout, progress)
+        assert session.info is not None
+        result = FetchResult(
+            info_hash=src.info_hash.hex(),
+            name=session.info.name,
+            path=out_dir / session.info.name,
+            total_length=session.info.total_length,
+            seconds=time.monotonic() - started,
+            stats=session.progress()["stats"],
+        )
+        if on_complete is not None:
+            on_complete(result)
+        if seed_after:
+            while True:
+                if progress is not None:
+                    progress(session)
+                await asyncio.sleep(1.0)
+        return result
+
+
+async def _wait(
+    session: TorrentSession,
+    stall_timeout: float,
+    timeout: float | None,
+    progress: ProgressCallback | None,
+) -> None:
+    deadline = None if timeout is None else time.monotonic() + timeout
+    last_bytes, last_change = -1, time.monotonic()
+    while not session.complete.is_set():
+        if session.error is not None:
+            raise session.error
+        st = session.stats
+        got = st.downloaded_from_peers + st.downloaded_from_webseeds
+        now = time.monotonic()
+        if got != last_bytes or session.metadata_ready.is_set() and got == 0 and session.links:
+            if got != last_bytes:
+                last_bytes, last_change = got, now
+        if now - last_change > stall_timeout:
+            what = "no peers" if not session.links else "no data from peers"
+            raise NoPeersError(f"{what} for {stall_timeout:.0f} s")
+        if deadline is not None and now > deadline:
+            raise TimeoutError(f"download not complete after {timeout} s")
+        if progress is not None:
+            progress(session)
+        with contextlib.suppress(TimeoutError):
+            await session.wait_complete(0.5)
+    if progress is not None:
+        progress(session)
+
+
+@dataclass(frozen=True, slots=True)
+class ShareInfo:
+    """What ``share`` tells the user once it is seeding."""
+
+    torrent_path: Path
+    info_hash: str
+    magnet: str
+    port: int
+    name: str
+    total_length: int
+
+
+async def share(
+    path: Path,
+    *,
+    config: SessionConfig,
+    host: str = "0.0.0.0",
+    torrent_out: Path | None = None,
+    trackers: Sequence[str] = (),
+    web_seeds: Sequence[str] = (),
+    piece_length: int | None = None,
+    private: bool = False,
+    ready: Callable[[ShareInfo], None] | None = None,
+    progress: ProgressCallback | None = None,
+    events_path: Path | None = None,
+    dht_bootstrap: Sequence[tuple[str, int]] = (),
+    duration: float | None = None,
+) -> ShareInfo:
+    """Make a torrent of ``path`` (or load ``path`` if it is a .torrent) and seed it.
+
+    Seeds until cancelled, or for ``duration`` seconds.
+
+    Raises:
+        MetainfoError, ConfigError: bad input; the data must verify completely.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"{path} does not exist")
+    info, data = await asyncio.to_thread(
+        create_torrent,
+        path,
+        piece_length=piece_length,
+        trackers=tuple(trackers),
+        web_seeds=tuple(web_seeds),
+        private=private,
+    )
+    mi = parse_metainfo(data)
+    torrent_path = torrent_out or Path(f"{info.name}.torrent")
+    torrent_path.write_bytes(data)
+    config.seed = True
+    async with (
+        _maybe_dht(dht_bootstrap, host, None) as dht,
+        SwarmPeer(config, host=host, dht=dht) as peer,
+        peer.torrent(
+            mi.info_hash,
+            path.parent,
+            info=mi.info,
+            trackers=mi.announce_list,
+            web_seeds=mi.url_list,
+            events_path=events_path,
+        ) as session,
+    ):
+        if not session.is_seed:
+            missing = session.info.num_pieces - session.picker.have.count()  # type: ignore[union-attr]
+            raise MetainfoError(f"{path}: {missing} pieces do not verify; cannot seed")
+        magnet = Magnet(
+            info_hash=mi.info_hash,
+            display_name=info.name,
+            trackers=tuple(mi.trackers),
+            web_seeds=mi.url_list,
+            peers=((_advertised_host(host), peer.port),),
+        )
+        shared = ShareInfo(
+            torrent_path=torrent_path,
+            info_hash=mi.info_hash.hex(),
+            magnet=build_magnet(magnet),
+            port=peer.port,
+            name=info.name,
+            total_length=info.total_length,
+        )
+        if ready is not None:
+            ready(shared)
+        deadline = None if duration is None else time.monotonic() + duration
+        while deadline is None or time.monotonic() < deadline:
+            if progress is not None:
+                progress(session)
+            await asyncio.sleep(1.0)
+        return shared
+
+
+def _advertised_host(host: str) -> str:
+    # A peer bound to every interface is reachable on loopback from this machine.
+    return "127.0.0.1" if host in ("0.0.0.0", "", "::") else host

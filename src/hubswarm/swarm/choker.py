@@ -1,0 +1,156 @@
+"""Pure choker: whom to upload to (BEP 3 "Choking and Optimistic Unchoking", libtorrent).
+
+Every ``choke_interval`` the session calls ``decide(peers, now, seeding=...)`` with a fresh
+``PeerStats`` snapshot per connected peer and applies the result: send ``unchoke`` to
+peers in ``decision.unchoke`` that it is choking, ``choke`` to those in ``decision.choke``
+that it is not (the decision is the full target state, not a delta).
+
+* Regular slots (``slots``, default 4) go to interested peers by reciprocation: the
+  fastest download rate *from* them while leeching (tit-for-tat); while seeding, the
+  fastest upload rate *to* them (libtorrent's "fastest upload" seed choker: peers that
+  can take data fastest spread it fastest). Ties break at random.
+* Anti-snubbing: while leeching, a peer we are interested in that sent no block for
+  ``snub_timeout`` gets no regular slot (it may still win the optimistic one).
+* One optimistic unchoke, rotated every ``optimistic_interval`` (default 30 s) among the
+  other interested peers; peers connected for less than ``new_peer_age`` are
+  ``new_peer_weight`` (3) times as likely to be picked (mainline): they have nothing to
+  reciprocate with yet.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Hashable, Iterable
+from dataclasses import dataclass
+
+from hubswarm.limits import (
+    CHOKE_INTERVAL,
+    OPTIMISTIC_INTERVAL,
+    OPTIMISTIC_NEW_PEER_WEIGHT,
+    SNUB_TIMEOUT,
+    UNCHOKE_SLOTS,
+)
+
+PeerKey = Hashable
+
+
+@dataclass(frozen=True, slots=True)
+class PeerStats:
+    """A snapshot of one connected peer, as the choker needs it.
+
+    ``download_rate``: bytes/s the peer sends us; ``upload_rate``: bytes/s we send it.
+    ``last_piece_at``: when it last sent us a block (None: never); ``snubbed`` forces the
+    snub state (e.g. after request time-outs).
+    """
+
+    peer_id: PeerKey
+    interested: bool  # peer_interested: it wants our data
+    download_rate: float = 0.0
+    upload_rate: float = 0.0
+    connected_at: float = 0.0
+    last_piece_at: float | None = None
+    am_interested: bool = False  # we want its data (snubbing only applies then)
+    snubbed: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ChokeDecision:
+    """Target state: ``unchoke`` (includes ``optimistic``) and ``choke`` partition the peers."""
+
+    unchoke: frozenset[PeerKey]
+    choke: frozenset[PeerKey]
+    optimistic: PeerKey | None
+
+
+class Choker:
+    """Choke decisions for one torrent; keeps only the optimistic-unchoke rotation state."""
+
+    def __init__(
+        self,
+        *,
+        rng: random.Random,
+        slots: int = UNCHOKE_SLOTS,
+        choke_interval: float = CHOKE_INTERVAL,
+        optimistic_interval: float = OPTIMISTIC_INTERVAL,
+        snub_timeout: float = SNUB_TIMEOUT,
+        new_peer_weight: int = OPTIMISTIC_NEW_PEER_WEIGHT,
+        new_peer_age: float | None = None,
+    ) -> None:
+        if slots < 0 or choke_interval <= 0 or optimistic_interval <= 0:
+            raise ValueError("slots must be >= 0 and intervals positive")
+        self.slots = slots
+        self.choke_interval = choke_interval
+        self.optimistic_interval = optimistic_interval
+        self.snub_timeout = snub_timeout
+        self.new_peer_weight = new_peer_weight
+        # "New" = not yet through one full optimistic rotation.
+        self.new_peer_age = optimistic_interval if new_peer_age is None else new_peer_age
+        self._rng = rng
+        self._optimistic: PeerKey | None = None
+        self._optimistic_at = float("-inf")
+        self._last_round_at: float | None = None
+
+    @property
+    def optimistic(self) -> PeerKey | None:
+        """The current optimistic unchoke, if any."""
+        return self._optimistic
+
+    def next_round_at(self) -> float:
+        """When the next ``decide`` is due (``-inf`` before the first round)."""
+        if self._last_round_at is None:
+            return float("-inf")
+        return self._last_round_at + self.choke_interval
+
+    def is_snubbed(self, peer: PeerStats, now: float) -> bool:
+        """A peer we want data from that sent no block for ``snub_timeout`` (libtorrent)."""
+        if peer.snubbed:
+            return True
+        if not peer.am_interested:
+            return False
+        since = peer.last_piece_at if peer.last_piece_at is not None else peer.connected_at
+        return now - since >= self.snub_timeout
+
+    def decide(self, peers: Iterable[PeerStats], now: float, *, seeding: bool) -> ChokeDecision:
+        """One choke round: regular slots by reciprocation plus one optimistic unchoke."""
+        self._last_round_at = now
+        stats = list(peers)
+        by_id = {p.peer_id: p for p in stats}
+        interested = [p for p in stats if p.interested]
+
+        # Regular slots. Shuffle then stable-sort: random tie-break among equal rates.
+        eligible = [p for p in interested if seeding or not self.is_snubbed(p, now)]
+        self._rng.shuffle(eligible)
+        if seeding:
+            eligible.sort(key=lambda p: p.upload_rate, reverse=True)
+        else:
+            eligible.sort(key=lambda p: p.download_rate, reverse=True)
+        regular = [p.peer_id for p in eligible[: self.slots]]
+        regular_set = set(regular)
+
+        # Optimistic unchoke: keep it for optimistic_interval unless it left, lost
+        # interest or earned a regular slot.
+        current = by_id.get(self._optimistic) if self._optimistic is not None else None
+        expired = now - self._optimistic_at >= self.optimistic_interval
+        if current is None or not current.interested or current.peer_id in regular_set or expired:
+            pool = [p for p in interested if p.peer_id not in regular_set]
+            if expired and len(pool) > 1:
+                pool = [p for p in pool if p.peer_id != self._optimistic]
+            self._optimistic = self._pick_optimistic(pool, now)
+            self._optimistic_at = now
+
+        unchoke = set(regular)
+        if self._optimistic is not None:
+            unchoke.add(self._optimistic)
+        return ChokeDecision(
+            unchoke=frozenset(unchoke),
+            choke=frozenset(p.peer_id for p in stats if p.peer_id not in unchoke),
+            optimistic=self._optimistic,
+        )
+
+    def _pick_optimistic(self, pool: list[PeerStats], now: float) -> PeerKey | None:
+        if not pool:
+            return None
+        weights = [
+            self.new_peer_weight if now - p.connected_at < self.new_peer_age else 1 for p in pool
+        ]
+        return self._rng.choices(pool, weights=weights, k=1)[0].peer_id

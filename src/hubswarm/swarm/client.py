@@ -1,0 +1,130 @@
+"""One peer process: a listening port shared by its torrents (every peer is also a server).
+
+:class:`SwarmPeer` accepts incoming connections, reads the remote handshake, looks the
+torrent up by ``info_hash`` and hands the connection to that :class:`TorrentSession`
+(which answers with our handshake through ``PeerConnection.accept``). Unknown info-hashes
+are refused by closing the socket, as BEP 3 peers do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Iterable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from hubswarm.errors import RemoteProtocolError
+from hubswarm.limits import HANDSHAKE_TIMEOUT
+from hubswarm.proto import wire
+from hubswarm.proto.metainfo import InfoDict
+from hubswarm.swarm.peer import READ_CHUNK, read_handshake
+from hubswarm.swarm.session import DHTLike, SessionConfig, TorrentSession
+
+log = logging.getLogger(__name__)
+
+
+class SwarmPeer:
+    """A listening peer and the torrents it serves; an async context manager."""
+
+    def __init__(
+        self, config: SessionConfig, *, host: str = "0.0.0.0", dht: DHTLike | None = None
+    ) -> None:
+        self.config = config
+        self.host = host
+        self.dht = dht
+        self.sessions: dict[bytes, TorrentSession] = {}
+        self.port = 0
+        self._server: asyncio.Server | None = None
+        self._handlers: set[asyncio.Task[Any]] = set()
+        self.http: aiohttp.ClientSession | None = None
+
+    async def __aenter__(self) -> SwarmPeer:
+        self._server = await asyncio.start_server(
+            self._on_connection, self.host, self.config.listen_port, limit=READ_CHUNK * 2
+        )
+        self.port = int(self._server.sockets[0].getsockname()[1])
+        self.config.listen_port = self.port
+        self.http = aiohttp.ClientSession()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._server is not None:
+            self._server.close()
+        for task in list(self._handlers):
+            task.cancel()
+        if self._handlers:
+            await asyncio.wait(self._handlers, timeout=5)
+        if self.http is not None:
+            await self.http.close()
+
+    @contextlib.asynccontextmanager
+    async def torrent(
+        self,
+        info_hash: bytes,
+        out_dir: Path,
+        *,
+        info: InfoDict | None = None,
+        trackers: Iterable[Iterable[str]] = (),
+        web_seeds: Iterable[str] = (),
+        peers: Iterable[tuple[str, int]] = (),
+        events_path: Path | None = None,
+    ) -> AsyncIterator[TorrentSession]:
+        """Run one torrent on this peer for the duration of the block."""
+        session = TorrentSession(
+            info_hash,
+            out_dir,
+            self.config,
+            info=info,
+            trackers=trackers,
+            web_seeds=web_seeds,
+            peers=peers,
+            dht=self.dht,
+            http=self.http,
+            events_path=events_path,
+        )
+        session.listen_port = self.port
+        self.sessions[info_hash] = session
+        try:
+            async with session:
+                yield session
+        finally:
+            self.sessions.pop(info_hash, None)
+
+    async def _on_connection(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._handlers.add(task)
+        try:
+            await self._serve(reader, writer)
+        finally:
+            self._handlers.discard(task)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peername = writer.get_extra_info("peername")
+        address = (str(peername[0]), int(peername[1])) if peername else ("?", 0)
+        conn = wire.PeerConnection(
+            wire.Role.RESPONDER,
+            info_hash=None,
+            peer_id=self.config.peer_id,
+            dht=self.dht is not None,
+        )
+        try:
+            _, hs = await read_handshake(conn, reader, HANDSHAKE_TIMEOUT)
+            session = self.sessions.get(conn.remote_handshake.info_hash)  # type: ignore[union-attr]
+            if session is None:
+                log.debug("refusing %s:%d: unknown info_hash", *address)
+                writer.close()
+                return
+            writer.write(conn.accept(session.info_hash))
+            rest = conn.receive_data(b"")
+        except (RemoteProtocolError, OSError, TimeoutError) as exc:
+            log.debug("incoming %s:%d failed: %s", *address, exc)
+            writer.close()
+            return
+        await session.run_link(conn, reader, writer, address, rest, outgoing=False)

@@ -1,0 +1,551 @@
+"""The DHT node: an asyncio UDP shell around :mod:`hubswarm.proto.krpc` and the pure parts.
+
+The protocol callback decides synchronously (parse, rate-limit, answer from the routing table,
+token secrets and peer store) and sends at most one small datagram. Our own queries wait on a
+future with a per-query timeout. Background work (token rotation, expiry, bucket refresh,
+pinging nodes that queried us) lives in a TaskGroup owned by ``async with DHTNode(...)``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import random
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from hubswarm.errors import DHTError, KRPCError
+from hubswarm.limits import (
+    DHT_ALPHA,
+    DHT_AMPLIFICATION_FACTOR,
+    DHT_BUCKET_REFRESH,
+    DHT_K,
+    DHT_MAX_PEERS_REPLY,
+    DHT_PING_QUEUE,
+    DHT_QUERY_TIMEOUT,
+    DHT_RATE_BURST,
+    DHT_RATE_PER_IP,
+    DHT_TOKEN_ROTATE,
+)
+from hubswarm.proto import krpc
+from hubswarm.proto.krpc import (
+    AnnouncePeer,
+    CompactNode,
+    FindNode,
+    GetPeers,
+    Ping,
+    Query,
+    QueryBody,
+    Response,
+)
+from hubswarm.swarm.dht.lookup import Lookup, LookupResult
+from hubswarm.swarm.dht.peerstore import PeerStore
+from hubswarm.swarm.dht.routing import InsertOutcome, RoutingTable
+from hubswarm.swarm.dht.tokens import RateLimiter, TokenSecrets
+
+__all__ = ["DHTNode", "DHTStats", "parse_address"]
+
+log = logging.getLogger(__name__)
+Address = tuple[str, int]
+VERSION = b"HS01"
+_PING_WORKERS = 4
+_STATE_MAX_NODES = 2000
+
+
+def parse_address(text: str) -> Address:
+    """Parse ``HOST:PORT`` (IPv4 literal or name resolved later by the OS).
+
+    Raises:
+        DHTError: not HOST:PORT with a port in 1..65535.
+    """
+    host, sep, port_text = text.rpartition(":")
+    if not sep or not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise DHTError(f"expected HOST:PORT, got {text!r}")
+    return host, int(port_text)
+
+
+@dataclass(slots=True)
+class DHTStats:
+    """Counters of what the node saw; the defences show up here, never as exceptions."""
+
+    datagrams_in: int = 0
+    malformed: int = 0
+    rate_limited: int = 0
+    unknown_transaction: int = 0
+    wrong_address: int = 0
+    queries_in: int = 0
+    responses_in: int = 0
+    errors_in: int = 0
+    queries_out: int = 0
+    timeouts: int = 0
+    bad_tokens: int = 0
+    truncated_replies: int = 0
+    internal_errors: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        """The counters by name."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+class _Protocol(asyncio.DatagramProtocol):
+    def __init__(self, node: DHTNode) -> None:
+        self._node = node
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        self._node._on_datagram(data, addr)
+
+    def error_received(self, exc: Exception) -> None:
+        # ICMP port unreachable and the like: the query's timeout handles it.
+        log.debug("dht socket error: %s", exc)
+
+
+class DHTNode:
+    """A BEP 5 DHT node bound to ``host:port`` (UDP); use as ``async with DHTNode(...) as node``."""
+
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        node_id: bytes | None = None,
+        bootstrap: Iterable[Address] = (),
+        state_path: str | os.PathLike[str] | None = None,
+        rng: random.Random | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        query_timeout: float = DHT_QUERY_TIMEOUT,
+        k: int = DHT_K,
+        alpha: int = DHT_ALPHA,
+        rate_per_ip: float = DHT_RATE_PER_IP,
+        rate_burst: float = DHT_RATE_BURST,
+        maintenance_interval: float = 5.0,
+        refresh_after: float = DHT_BUCKET_REFRESH,
+        token_rotate_after: float = DHT_TOKEN_ROTATE,
+        auto_bootstrap: bool = True,
+    ) -> None:
+        self._rng = rng if rng is not None else random.Random()
+        self._clock = clock
+        self.host = host
+        self._port = port
+        self._state_path = Path(state_path) if state_path is not None else None
+        self._node_id_given = node_id is not None
+        self.node_id = node_id if node_id is not None else self._rng.randbytes(20)
+        if len(self.node_id) != 20:
+            raise DHTError("node_id must be 20 bytes")
+        self.bootstrap_addresses = list(bootstrap)
+        self.query_timeout = query_timeout
+        self.k = k
+        self.alpha = alpha
+        self.maintenance_interval = maintenance_interval
+        self.refresh_after = refresh_after
+        self.auto_bootstrap = auto_bootstrap
+        self.table = RoutingTable(self.node_id, clock(), k=k)
+        self.transactions = krpc.TransactionTable(self._rng)
+        self.tokens = TokenSecrets(self._rng, token_rotate_after)
+        self.limiter = RateLimiter(rate_per_ip, rate_burst)
+        self.peers = PeerStore()
+        self.stats = DHTStats()
+        self._saved_contacts: list[CompactNode] = []
+        self._waiters: dict[bytes, asyncio.Future[Response]] = {}
+        self._transport: asyncio.DatagramTransport | None = None
+        self._tg: asyncio.TaskGroup | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._ping_queue: asyncio.Queue[Address] = asyncio.Queue(maxsize=DHT_PING_QUEUE)
+        self._ping_wanted: set[Address] = set()
+
+    # --- lifecycle -------------------------------------------------------------------------------
+
+    @property
+    def address(self) -> Address:
+        """The bound ``(host, port)``."""
+        if self._transport is None:
+            raise DHTError("DHT node is not running")
+        host, port = self._transport.get_extra_info("sockname")[:2]
+        return str(host), int(port)
+
+    async def __aenter__(self) -> DHTNode:
+        if self._state_path is not None:
+            await asyncio.to_thread(self.load_state, self._state_path)
+        loop = asyncio.get_running_loop()
+        try:
+            transport, _ = await loop.create_datagram_endpoint(
+                lambda: _Protocol(self), local_addr=(self.host, self._port)
+            )
+        except OSError as exc:
+            raise DHTError(f"cannot bind UDP {self.host}:{self._port}: {exc}") from exc
+        self._transport = transport
+        self._tg = asyncio.TaskGroup()
+        await self._tg.__aenter__()
+        try:
+            self._tasks.append(self._tg.create_task(self._maintenance()))
+            for _ in range(_PING_WORKERS):
+                self._tasks.append(self._tg.create_task(self._ping_worker()))
+            if self.auto_bootstrap and (self.bootstrap_addresses or self._saved_contacts):
+                await self.bootstrap()
+        except BaseException as exc:
+            await self._shutdown(type(exc), exc, exc.__traceback__)
+            raise
+        return self
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        await self._shutdown(*exc_info)
+
+    async def _shutdown(self, *exc_info: Any) -> None:
+        for task in self._tasks:
+            task.cancel()
+        self._tasks.clear()
+        try:
+            if self._tg is not None:
+                await self._tg.__aexit__(*exc_info)
+        finally:
+            self._tg = None
+            for fut in self._waiters.values():
+                fut.cancel()
+            self._waiters.clear()
+            if self._transport is not None:
+                self._transport.close()
+                self._transport = None
+            if self._state_path is not None:
+                try:
+                    await asyncio.to_thread(self.save_state, self._state_path)
+                except DHTError as exc:
+                    log.warning("%s", exc)
+
+    # --- routing table persistence ------------------------------------------------------
+
+    def save_state(self, path: str | os.PathLike[str]) -> None:
+        """Write our node id and the routing table's contacts to ``path`` (JSON, atomic rename).
+
+        Raises:
+            DHTError: the file cannot be written.
+        """
+        state = {
+            "node_id": self.node_id.hex(),
+            "nodes": [
+                [e.node.node_id.hex(), e.node.ip, e.node.port]
+                for e in list(self.table.entries())[:_STATE_MAX_NODES]
+            ],
+        }
+        target = Path(path)
+        tmp = target.with_name(target.name + ".tmp")
+        try:
+            tmp.write_text(json.dumps(state))
+            tmp.replace(target)
+        except OSError as exc:
+            raise DHTError(f"cannot save DHT state to {target}: {exc}") from exc
+
+    def load_state(self, path: str | os.PathLike[str]) -> int:
+        """Read a file written by :meth:`save_state`: our id (unless given) and contacts to try.
+
+        A missing file is a fresh start; returns the number of contacts loaded.
+
+        Raises:
+            DHTError: the file exists but is not a valid state file.
+        """
+        target = Path(path)
+        try:
+            text = target.read_text()
+        except FileNotFoundError:
+            return 0
+        except OSError as exc:
+            raise DHTError(f"cannot read DHT state {target}: {exc}") from exc
+        try:
+            state = json.loads(text)
+            node_id = bytes.fromhex(state["node_id"])
+            contacts = [
+                CompactNode(bytes.fromhex(h), str(ip), int(port))
+                for h, ip, port in state["nodes"][:_STATE_MAX_NODES]
+            ]
+        except (ValueError, KeyError, TypeError, KRPCError) as exc:
+            raise DHTError(f"{target} is not a DHT state file: {exc}") from exc
+        if not self._node_id_given and len(node_id) == 20:
+            self.node_id = node_id
+            self.table = RoutingTable(node_id, self._clock(), k=self.k)
+        self._saved_contacts = contacts
+        return len(contacts)
+
+    # --- sending and receiving ----------------------------------------------------------
+
+    def _send(self, msg: krpc.Message, address: Address) -> int:
+        data = krpc.encode_message(msg)
+        if self._transport is not None:
+            self._transport.sendto(data, address)
+        return len(data)
+
+    def _on_datagram(self, data: bytes, addr: Any) -> None:
+        self.stats.datagrams_in += 1
+        address: Address = (str(addr[0]), int(addr[1]))
+        try:
+            try:
+                msg = krpc.decode_message(data)
+            except KRPCError as exc:
+                self.stats.malformed += 1
+                tid = krpc.peek_query_transaction_id(data)
+                # BEP 5 "Errors": answer a broken query with 203 (or 204 for unknown methods),
+                # rate-limited like any query; an error is no bigger than the query's t allows.
+                if tid is not None and self.limiter.allow(address[0], self._clock()):
+                    self._send(krpc.Error(tid, exc.code, str(exc)[:64]), address)
+                return
+            match msg:
+                case Query():
+                    self._on_query(msg, address, len(data))
+                case Response():
+                    self._on_reply(msg, address)
+                case krpc.Error():
+                    self._on_reply(msg, address)
+        except Exception:  # a bug of ours must not stop the node; it is counted and logged
+            self.stats.internal_errors += 1
+            log.exception("DHT: error handling a datagram from %s", address)
+
+    def _on_reply(self, msg: Response | krpc.Error, address: Address) -> None:
+        now = self._clock()
+        tid = msg.transaction_id
+        pending = self.transactions.match(tid, address, now)
+        if pending is None:
+            if tid in self._waiters:
+                self.stats.wrong_address += 1
+            else:
+                self.stats.unknown_transaction += 1
+            return
+        waiter = self._waiters.get(tid)
+        if isinstance(msg, krpc.Error):
+            self.stats.errors_in += 1
+            if waiter is not None and not waiter.done():
+                waiter.set_exception(KRPCError(msg.message or "KRPC error", code=msg.code))
+            return
+        self.stats.responses_in += 1
+        outcome, questionable = self.table.insert(
+            CompactNode(msg.node_id, address[0], address[1]), now
+        )
+        if outcome is InsertOutcome.CACHED:
+            for node in questionable:
+                self._want_ping(node.address)
+        if waiter is not None and not waiter.done():
+            waiter.set_result(msg)
+
+    def _want_ping(self, address: Address) -> None:
+        if address in self._ping_wanted:
+            return
+        try:
+            self._ping_queue.put_nowait(address)
+        except asyncio.QueueFull:
+            return
+        self._ping_wanted.add(address)
+
+    def _on_query(self, msg: Query, address: Address, size: int) -> None:
+        now = self._clock()
+        ip = address[0]
+        if not self.limiter.allow(ip, now):
+            self.stats.rate_limited += 1
+            return
+        self.stats.queries_in += 1
+        body = msg.body
+        sender = CompactNode(body.node_id, ip, address[1])
+        verified = self.table.heard_query(sender, now)
+        if not verified and self.table.would_accept(sender.node_id, now):
+            # BEP 5: only nodes that answered us are good; ping before trusting it.
+            self._want_ping(address)
+        reply: krpc.Message
+        match body:
+            case Ping():
+                reply = Response(msg.transaction_id, self.node_id, version=VERSION)
+            case FindNode(target=target):
+                reply = Response(
+                    msg.transaction_id,
+                    self.node_id,
+                    nodes=tuple(self.table.closest(target, self.k, now)),
+                    version=VERSION,
+                )
+            case GetPeers(info_hash=info_hash):
+                peers = self.peers.get(info_hash, now, DHT_MAX_PEERS_REPLY, self._rng)
+                reply = Response(
+                    msg.transaction_id,
+                    self.node_id,
+                    nodes=() if peers else tuple(self.table.closest(info_hash, self.k, now)),
+                    values=tuple(peers),
+                    token=self.tokens.token_for(ip),
+                    version=VERSION,
+                )
+            case AnnouncePeer():
+                if not self.tokens.is_valid(body.token, ip):
+                    self.stats.bad_tokens += 1
+                    reply = krpc.Error(msg.transaction_id, krpc.ERROR_PROTOCOL, "bad token")
+                else:
+                    # BEP 5: with implied_port the peer's port is the UDP source port.
+                    port = address[1] if body.implied_port else body.port
+                    self.peers.add(body.info_hash, (ip, port), now)
+                    reply = Response(msg.transaction_id, self.node_id, version=VERSION)
+        if isinstance(reply, Response) and not verified:
+            reply = self._fit(reply, DHT_AMPLIFICATION_FACTOR * size)
+        self._send(reply, address)
+
+    def _fit(self, reply: Response, budget: int) -> Response:
+        """Trim values, then nodes, until the reply fits ``budget`` bytes (no amplification)."""
+        values, nodes = list(reply.values), list(reply.nodes)
+        for _ in range(len(values) + len(nodes) + 1):
+            candidate = Response(
+                reply.transaction_id,
+                reply.node_id,
+                tuple(nodes),
+                tuple(values),
+                reply.token,
+                reply.version,
+            )
+            if len(krpc.encode_message(candidate)) <= budget:
+                if len(values) < len(reply.values) or len(nodes) < len(reply.nodes):
+                    self.stats.truncated_replies += 1
+                return candidate
+            if values:
+                values.pop()
+            elif nodes:
+                nodes.pop()
+        self.stats.truncated_replies += 1
+        return Response(reply.transaction_id, reply.node_id, token=reply.token)
+
+    # --- our queries ---------------------------------------------------------------------------
+
+    async def query(
+        self, address: Address, body: QueryBody, node_id: bytes | None = None
+    ) -> Response:
+        """Send one query and wait ``query_timeout`` for its response.
+
+        Raises:
+            TimeoutError: no answer in time (the node is marked as failed).
+            KRPCError: the node answered with a KRPC error.
+            DHTError: the node is not running.
+        """
+        if self._transport is None:
+            raise DHTError("DHT node is not running")
+        now = self._clock()
+        method = type(body).__name__
+        pending = self.transactions.open(address, method, now, self.query_timeout, node_id)
+        tid = pending.transaction_id
+        waiter: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
+        self._waiters[tid] = waiter
+        try:
+            self.stats.queries_out += 1
+            self._send(Query(tid, body, VERSION), address)
+            async with asyncio.timeout(self.query_timeout):
+                return await waiter
+        except TimeoutError:
+            self.stats.timeouts += 1
+            if node_id is not None:
+                self.table.mark_failed(node_id, self._clock())
+            raise
+        finally:
+            self._waiters.pop(tid, None)
+            self.transactions.cancel(tid)
+
+    async def _try_query(
+        self, address: Address, body: QueryBody, node_id: bytes | None = None
+    ) -> Response | None:
+        try:
+            return await self.query(address, body, node_id)
+        except (TimeoutError, KRPCError):
+            return None
+
+    async def ping(self, address: Address) -> bytes | None:
+        """Ping ``address``; return its node id, or None if it did not answer."""
+        resp = await self._try_query(address, Ping(self.node_id))
+        return None if resp is None else resp.node_id
+
+    async def lookup(self, target: bytes, *, get_peers: bool = False) -> LookupResult:
+        """Iterative lookup (find_node, or get_peers when ``get_peers``) towards ``target``."""
+        lk = Lookup(target, self.node_id, self.k, self.alpha)
+        lk.add_candidates(self.table.closest(target, 2 * self.k))
+        if not self.table.closest(target, 1):
+            lk.add_candidates(self._saved_contacts)
+        body: QueryBody = (
+            GetPeers(self.node_id, target) if get_peers else FindNode(self.node_id, target)
+        )
+        while batch := lk.next_round():
+            async with asyncio.TaskGroup() as tg:
+                tasks = [
+                    (node, tg.create_task(self._try_query(node.address, body, node.node_id)))
+                    for node in batch
+                ]
+            for node, task in tasks:
+                resp = task.result()
+                if resp is None:
+                    lk.on_failure(node)
+                else:
+                    lk.on_response(node, resp.nodes, resp.values, resp.token)
+            lk.end_round()
+        return lk.result()
+
+    async def bootstrap(self, addresses: Iterable[Address] | None = None) -> int:
+        """Ping the bootstrap addresses, then look up our own id; return the table size."""
+        targets = list(self.bootstrap_addresses if addresses is None else addresses)
+        async with asyncio.TaskGroup() as tg:
+            for address in targets:
+                tg.create_task(self.ping(address))
+        seeds = [n for n in self._saved_contacts if self.table.get(n.node_id) is None]
+        if seeds:
+            async with asyncio.TaskGroup() as tg:
+                for node in seeds[: 4 * self.k]:
+                    tg.create_task(self.ping(node.address))
+        await self.lookup(self.node_id)
+        return len(self.table)
+
+    async def find_node(self, target: bytes) -> list[CompactNode]:
+        """The k nodes closest to ``target`` that answered an iterative lookup."""
+        return list((await self.lookup(target)).closest)
+
+    async def get_peers(self, info_hash: bytes) -> list[Address]:
+        """Peers announced for ``info_hash`` anywhere on the DHT (plus our own store)."""
+        result = await self.lookup(info_hash, get_peers=True)
+        found = dict.fromkeys(result.peers)
+        for peer in self.peers.get(info_hash, self._clock(), DHT_MAX_PEERS_REPLY, self._rng):
+            found.setdefault(peer)
+        return list(found)
+
+    async def announce_peer(self, info_hash: bytes, port: int, implied_port: bool = False) -> int:
+        """Announce that a peer of ours serves ``info_hash`` on TCP ``port`` to the k closest.
+
+        Returns how many nodes accepted the announce.
+        """
+        result = await self.lookup(info_hash, get_peers=True)
+        async with asyncio.TaskGroup() as tg:
+            tasks = [
+                tg.create_task(
+                    self._try_query(
+                        node.address,
+                        AnnouncePeer(self.node_id, info_hash, port, token, implied_port),
+                        node.node_id,
+                    )
+                )
+                for node, token in result.tokens.items()
+            ]
+        return sum(1 for t in tasks if t.result() is not None)
+
+    # --- background --------------------------------------------------------------------------
+
+    async def _ping_worker(self) -> None:
+        while True:
+            address = await self._ping_queue.get()
+            try:
+                await self.ping(address)
+            finally:
+                self._ping_wanted.discard(address)
+
+    async def _maintenance(self) -> None:
+        while True:
+            await asyncio.sleep(self.maintenance_interval)
+            now = self._clock()
+            self.tokens.tick(now)
+            self.peers.expire(now)
+            self.transactions.expire(now)
+            if not len(self.table) and self.bootstrap_addresses:
+                with contextlib.suppress(DHTError):
+                    await self.bootstrap()
+                continue
+            # BEP 5: refresh buckets unchanged for 15 minutes with a lookup of a random id
+            # in their range; a few per tick keeps the bursts small.
+            for bucket in self.table.stale_buckets(now, self.refresh_after)[:4]:
+                bucket.last_changed = now
+                await self.lookup(bucket.random_id(self._rng))

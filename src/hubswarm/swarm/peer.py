@@ -1,0 +1,313 @@
+"""One peer connection: an asyncio shell that drives :class:`hubswarm.proto.wire.PeerConnection`.
+
+Theory of operation
+-------------------
+A :class:`PeerLink` owns one TCP stream and one sans-IO ``PeerConnection``. Its reader
+loop turns bytes into events and hands each event to its :class:`LinkOwner` (the torrent
+session), which decides synchronously (picker, choker) and queues messages back with
+:meth:`PeerLink.send`. Writes go straight into the transport's buffer; the reader awaits
+``drain()`` once per batch so a slow peer pushes back on us, never the other way round.
+
+Uploads run in a second task: requests the peer makes are queued (bounded by
+``MAX_INCOMING_REQUEST_QUEUE``, as libtorrent's 2000), each block is read from the store,
+passes the upload rate limiters and is written. Choking the peer drops its queue (BEP 3),
+answering each dropped request with ``reject`` when the fast extension is on (BEP 6).
+
+A peer's protocol violation (RemoteProtocolError), a reset connection or an idle timeout
+ends only this link; the owner is told once, in ``link_closed``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from hubswarm.errors import HubswarmError, RemoteProtocolError
+from hubswarm.limits import (
+    KEEPALIVE_INTERVAL,
+    MAX_INCOMING_REQUEST_QUEUE,
+    PEER_IDLE_TIMEOUT,
+)
+from hubswarm.proto import wire
+from hubswarm.proto.wire_events import Event, KeepAlive, Piece, Reject, Request
+from hubswarm.swarm.bitfield import Bitfield
+from hubswarm.swarm.ratelimit import RateLimiter
+
+log = logging.getLogger(__name__)
+
+# Bytes read from the socket per call: large reads amortise the per-call overhead of asyncio
+# and the parser; 256 KiB holds 16 piece messages.
+READ_CHUNK = 256 * 1024
+# Drain the transport once its buffer holds this much (asyncio's default high-water mark is 64 KiB,
+# too small to keep a loopback link full).
+WRITE_HIGH_WATER = 4 * 1024 * 1024
+
+
+class RateMeter:
+    """Bytes per second over a sliding window of one-second buckets (for choking and queues)."""
+
+    def __init__(self, window: float = 5.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.window = window
+        self._clock = clock
+        self._buckets: deque[tuple[int, int]] = deque()
+        self.total = 0
+
+    def add(self, n: int) -> None:
+        """Count ``n`` bytes now."""
+        self.total += n
+        sec = int(self._clock())
+        if self._buckets and self._buckets[-1][0] == sec:
+            self._buckets[-1] = (sec, self._buckets[-1][1] + n)
+        else:
+            self._buckets.append((sec, n))
+            self._trim(sec)
+
+    def _trim(self, sec: int) -> None:
+        while self._buckets and self._buckets[0][0] <= sec - self.window:
+            self._buckets.popleft()
+
+    @property
+    def rate(self) -> float:
+        """Average bytes/s over the window."""
+        sec = int(self._clock())
+        self._trim(sec)
+        return sum(n for _, n in self._buckets) / self.window
+
+
+class LinkOwner(Protocol):
+    """What a link needs from the torrent session that owns it."""
+
+    async def on_event(self, link: PeerLink, event: Event) -> None:
+        """Handle one event from the peer (may send messages through ``link.send``)."""
+
+    async def read_block(self, link: PeerLink, request: Request) -> bytes | None:
+        """Bytes for an upload request, or None to reject it."""
+
+    def link_closed(self, link: PeerLink, error: BaseException | None) -> None:
+        """The link ended (called exactly once)."""
+
+
+@dataclass(slots=True)
+class PeerState:
+    """What we know about the remote peer (the session's bookkeeping lives here too)."""
+
+    has: Bitfield | None = None
+    # Before the metadata arrives (magnet) the piece count is unknown: keep what was said.
+    pending_bitfield: bytes | None = None
+    pending_all: bool = False
+    pending_haves: set[int] = field(default_factory=set)
+    inflight: set[object] = field(default_factory=set)  # BlockRequests we sent
+    metadata_inflight: set[int] = field(default_factory=set)
+    allowed_fast: set[int] = field(default_factory=set)
+    last_piece_at: float | None = None
+    strikes: int = 0
+    snubbed: bool = False
+    is_seed: bool = False
+
+
+class PeerLink:
+    """One established connection (handshake done); run it with :meth:`run`."""
+
+    def __init__(
+        self,
+        owner: LinkOwner,
+        conn: wire.PeerConnection,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        address: tuple[str, int],
+        *,
+        outgoing: bool,
+        upload_limiter: RateLimiter | None = None,
+        download_limiter: RateLimiter | None = None,
+        idle_timeout: float = PEER_IDLE_TIMEOUT,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.owner = owner
+        self.conn = conn
+        self.reader = reader
+        self.writer = writer
+        self.address = address
+        self.outgoing = outgoing
+        self.upload_limiter = upload_limiter
+        self.download_limiter = download_limiter
+        self.idle_timeout = idle_timeout
+        self.clock = clock
+        self.connected_at = clock()
+        self.download_rate = RateMeter(clock=clock)
+        self.upload_rate = RateMeter(clock=clock)
+        self.state = PeerState()
+        self._uploads: deque[Request] = deque()
+        self._upload_ready = asyncio.Event()
+        self._closed = False
+        self._last_send_at = clock()
+
+    def __repr__(self) -> str:
+        return f"<PeerLink {self.address[0]}:{self.address[1]}>"
+
+    # --- sending --------------------------------------------------------------------------
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def send(self, event: Event) -> None:
+        """Queue a message for the peer (never blocks; back-pressure is applied by ``run``)."""
+        if self._closed:
+            return
+        data = self.conn.send(event)
+        self.writer.write(data)
+        self._last_send_at = self.clock()
+
+    def send_many(self, events: list[Event]) -> None:
+        """Queue several messages in one write."""
+        if self._closed or not events:
+            return
+        self.writer.write(b"".join(self.conn.send(e) for e in events))
+        self._last_send_at = self.clock()
+
+    async def drain(self) -> None:
+        """Wait while the transport holds more than ``WRITE_HIGH_WATER`` bytes."""
+        transport = self.writer.transport
+        if transport.get_write_buffer_size() > WRITE_HIGH_WATER:
+            await self.writer.drain()
+
+    # --- uploads --------------------------------------------------------------------------
+
+    def queue_upload(self, request: Request) -> None:
+        """Queue a block the peer asked for; an overflowing queue is rejected (BEP 6)."""
+        if len(self._uploads) >= MAX_INCOMING_REQUEST_QUEUE:
+            if self.conn.supports_fast:
+                self.send(Reject(request.piece_index, request.begin, request.length))
+            return
+        self._uploads.append(request)
+        self._upload_ready.set()
+
+    def cancel_upload(self, request: Request) -> None:
+        """The peer cancelled a request (BEP 3 ``cancel``)."""
+        with contextlib.suppress(ValueError):
+            self._uploads.remove(request)
+
+    def clear_uploads(self, *, keep_pieces: set[int] | None = None) -> None:
+        """We choked the peer: drop its queued requests (reject each with BEP 6)."""
+        keep: deque[Request] = deque()
+        for req in self._uploads:
+            if keep_pieces and req.piece_index in keep_pieces:
+                keep.append(req)
+            elif self.conn.supports_fast and not self._closed:
+                self.send(Reject(req.piece_index, req.begin, req.length))
+        self._uploads = keep
+
+    async def _upload_loop(self) -> None:
+        while not self._closed:
+            if not self._uploads:
+                self._upload_ready.clear()
+                await self._upload_ready.wait()
+                continue
+            req = self._uploads.popleft()
+            block = await self.owner.read_block(self, req)
+            if block is None:
+                if self.conn.supports_fast:
+                    self.send(Reject(req.piece_index, req.begin, req.length))
+                continue
+            if self.upload_limiter is not None:
+                await self.upload_limiter.acquire(len(block))
+            if self._closed:
+                return
+            self.send(Piece(req.piece_index, req.begin, block))
+            self.upload_rate.add(len(block))
+            await self.writer.drain()
+
+    # --- the connection -------------------------------------------------------------------
+
+    async def run(self, first_events: list[Event] | None = None) -> None:
+        """Read and dispatch until the peer goes away or misbehaves; then close."""
+        error: BaseException | None = None
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self._upload_loop())
+                tg.create_task(self._keepalive_loop())
+                await self._read_loop(first_events or [])
+                self._closed = True
+                self._upload_ready.set()
+                raise _LinkDone
+        except* _LinkDone:
+            pass
+        except* (RemoteProtocolError, HubswarmError, OSError, TimeoutError) as eg:
+            error = eg.exceptions[0]
+            log.debug("%r closed: %s", self, error)
+        finally:
+            self._closed = True
+            self.writer.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.writer.wait_closed(), 1.0)
+            self.owner.link_closed(self, error)
+
+    async def _read_loop(self, first_events: list[Event]) -> None:
+        for event in first_events:
+            await self.owner.on_event(self, event)
+        while True:
+            async with asyncio.timeout(self.idle_timeout):
+                data = await self.reader.read(READ_CHUNK)
+            if not data:
+                return
+            if self.download_limiter is not None:
+                await self.download_limiter.acquire(len(data))
+            for event in self.conn.receive_data(data):
+                if type(event) is Piece:
+                    self.download_rate.add(len(event.block))
+                await self.owner.on_event(self, event)
+            await self.drain()
+
+    async def _keepalive_loop(self) -> None:
+        # BEP 3: keep-alives every two minutes so that the peer does not time us out.
+        while not self._closed:
+            await asyncio.sleep(KEEPALIVE_INTERVAL / 4)
+            if self.clock() - self._last_send_at >= KEEPALIVE_INTERVAL:
+                self.send(KeepAlive())
+
+    def close(self) -> None:
+        """Ask the link to end (the reader sees EOF; ``run`` returns)."""
+        if not self._closed:
+            self._closed = True
+            self._upload_ready.set()
+            self.writer.close()
+
+
+class _LinkDone(Exception):
+    """Internal: the reader finished normally; ends the link's task group."""
+
+
+async def open_stream(
+    host: str, port: int, timeout: float
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """Connect with a deadline; OSError/TimeoutError propagate to the caller."""
+    async with asyncio.timeout(timeout):
+        return await asyncio.open_connection(host, port, limit=READ_CHUNK * 2)
+
+
+async def read_handshake(
+    conn: wire.PeerConnection, reader: asyncio.StreamReader, timeout: float
+) -> tuple[list[Event], Event]:
+    """Read until the peer's handshake; return (events after it, the handshake event).
+
+    Raises:
+        RemoteProtocolError: the peer broke the protocol or closed first.
+        TimeoutError: no handshake in time.
+    """
+    async with asyncio.timeout(timeout):
+        while True:
+            data = await reader.read(READ_CHUNK)
+            if not data:
+                raise RemoteProtocolError("connection closed during the handshake")
+            events = conn.receive_data(data)
+            if events:
+                return events[1:], events[0]
+
+
+Awaiting = Callable[[], Awaitable[None]]

@@ -1,0 +1,140 @@
+"""Token-bucket rate limiting: a pure bucket and an asyncio wrapper that chains buckets.
+
+``TokenBucket`` is pure (``now`` is passed in): ``consume(n, now)`` *reserves* ``n`` bytes
+and returns how long the caller must wait before sending them. The bucket may go into
+debt, so a 16 KiB block passes a bucket whose burst is smaller, and callers are served in
+the order they reserve (FIFO fairness between consumers of one bucket).
+
+``RateLimiter`` wraps a bucket for asyncio; a per-peer limiter with ``parent=`` a global
+limiter makes each send wait on both: first its own bucket, then the parent's (tokens
+are taken from the global bucket only when the peer is ready to send, so a slow peer does
+not hold global bandwidth hostage). A rate of 0 or None means unlimited.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+
+from hubswarm.limits import BLOCK_SIZE
+
+# Default burst: 0.1 s of transfer, but at least 4 blocks so one piece message (16 KiB +
+# 13 bytes) never has to wait on an idle link.
+_DEFAULT_BURST_SECONDS = 0.1
+_MIN_DEFAULT_BURST = 4 * BLOCK_SIZE
+
+
+def default_burst(rate: float | None) -> float:
+    """The burst used when none is given: max(0.1 s of rate, 64 KiB)."""
+    if not rate:
+        return 0.0
+    return max(rate * _DEFAULT_BURST_SECONDS, _MIN_DEFAULT_BURST)
+
+
+class TokenBucket:
+    """A pure token bucket of ``rate_bytes_per_s`` refilling up to ``burst`` tokens."""
+
+    __slots__ = ("_tokens", "_updated_at", "burst", "rate")
+
+    def __init__(self, rate_bytes_per_s: float | None, burst: float | None, now: float) -> None:
+        self.rate: float | None = None
+        self.burst = 0.0
+        self._tokens = 0.0
+        self._updated_at = now
+        self.set_rate(rate_bytes_per_s, burst, now)
+
+    @property
+    def unlimited(self) -> bool:
+        """True when the rate is 0/None: every consume returns 0."""
+        return not self.rate
+
+    def set_rate(self, rate_bytes_per_s: float | None, burst: float | None, now: float) -> None:
+        """Change the rate (None/0 = unlimited); the bucket starts full after a change."""
+        if rate_bytes_per_s is not None and rate_bytes_per_s < 0:
+            raise ValueError("rate must be >= 0")
+        self.rate = rate_bytes_per_s or None
+        self.burst = default_burst(self.rate) if burst is None else float(burst)
+        self._tokens = self.burst
+        self._updated_at = now
+
+    def tokens(self, now: float) -> float:
+        """Tokens available at ``now`` (negative while in debt)."""
+        self._refill(now)
+        return self._tokens
+
+    def consume(self, n: int, now: float) -> float:
+        """Reserve ``n`` bytes; return the delay in seconds before they may be sent."""
+        if n < 0:
+            raise ValueError("n must be >= 0")
+        if self.rate is None:
+            return 0.0
+        self._refill(now)
+        self._tokens -= n
+        return 0.0 if self._tokens >= 0 else -self._tokens / self.rate
+
+    reserve = consume
+
+    def delay(self, n: int, now: float) -> float:
+        """How long ``consume(n, now)`` would make the caller wait, without reserving."""
+        if self.rate is None:
+            return 0.0
+        self._refill(now)
+        left = self._tokens - n
+        return 0.0 if left >= 0 else -left / self.rate
+
+    def refund(self, n: int, now: float) -> None:
+        """Give back a reservation that was not used (e.g. the sender was cancelled)."""
+        if self.rate is None:
+            return
+        self._refill(now)
+        self._tokens = min(self.burst, self._tokens + n)
+
+    def _refill(self, now: float) -> None:
+        assert self.rate is not None
+        elapsed = now - self._updated_at
+        if elapsed > 0:
+            self._tokens = min(self.burst, self._tokens + elapsed * self.rate)
+            self._updated_at = now
+
+
+class RateLimiter:
+    """``await limiter.acquire(n)`` before sending ``n`` bytes; chains to ``parent``."""
+
+    def __init__(
+        self,
+        rate_bytes_per_s: float | None,
+        burst: float | None = None,
+        *,
+        parent: RateLimiter | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self._clock = clock
+        self._sleep = sleep
+        self.parent = parent
+        self.bucket = TokenBucket(rate_bytes_per_s, burst, clock())
+
+    def set_rate(self, rate_bytes_per_s: float | None, burst: float | None = None) -> None:
+        """Change this limiter's rate (None/0 = unlimited)."""
+        self.bucket.set_rate(rate_bytes_per_s, burst, self._clock())
+
+    async def acquire(self, n: int) -> None:
+        """Wait until ``n`` bytes may be sent under this limiter and all its parents.
+
+        If cancelled while waiting, the reservation is refunded and CancelledError re-raised.
+        """
+        limiter: RateLimiter | None = self
+        while limiter is not None:
+            await limiter._acquire_one(n)
+            limiter = limiter.parent
+
+    async def _acquire_one(self, n: int) -> None:
+        delay = self.bucket.consume(n, self._clock())
+        if delay <= 0:
+            return
+        try:
+            await self._sleep(delay)
+        except asyncio.CancelledError:
+            self.bucket.refund(n, self._clock())
+            raise

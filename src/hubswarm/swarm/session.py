@@ -1,0 +1,982 @@
+"""One torrent in the swarm: peers, piece picking, choking, trackers, web seeds, metadata.
+
+Theory of operation
+-------------------
+A :class:`TorrentSession` is an ``async with`` object that owns one ``asyncio.TaskGroup``:
+the tracker announce loop, the DHT loop (when a DHT node is given and the torrent is not
+private, BEP 27), the dialer that keeps up to ``max_peers`` connections, the choke round,
+the request-timeout sweep, one worker per web seed, and one task per peer link.
+
+Decisions are made synchronously by pure code (``PiecePicker``, ``Choker``) and then the
+I/O is done (messages written to links, blocks read or written by ``PieceStore`` in
+worker threads). Every piece is SHA-1 checked before it is written or announced with
+``have``; a peer that contributed to ``BAN_STRIKES`` bad pieces is disconnected and banned.
+
+A magnet link starts the session without an info dict: links fetch the metadata with
+``ut_metadata`` (BEP 9), the info dict is checked against the info-hash, and then the
+storage and the picker are set up and the download proceeds as for a .torrent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import random
+import secrets
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import aiohttp
+
+from hubswarm import __version__
+from hubswarm.errors import (
+    DiskFullError,
+    HubswarmError,
+    LocalProtocolError,
+    MetainfoError,
+    RemoteProtocolError,
+    StorageError,
+    TrackerError,
+)
+from hubswarm.limits import BLOCK_SIZE, HANDSHAKE_TIMEOUT
+from hubswarm.proto import wire
+from hubswarm.proto.metainfo import InfoDict, parse_info
+from hubswarm.proto.tracker import AnnounceRequest
+from hubswarm.proto.wire_events import (
+    AllowedFast,
+    Bitfield as BitfieldMsg,
+    Cancel,
+    Choke,
+    Event,
+    ExtendedHandshake,
+    Have,
+    HaveAll,
+    HaveNone,
+    Interested,
+    MetadataData,
+    MetadataReject,
+    MetadataRequest,
+    NotInterested,
+    Piece,
+    Reject,
+    Request,
+    Unchoke,
+    metadata_piece_count,
+)
+from hubswarm.swarm import tracker_client, webseed
+from hubswarm.swarm.bitfield import Bitfield
+from hubswarm.swarm.choker import Choker, PeerStats
+from hubswarm.swarm.peer import PeerLink, RateMeter, open_stream, read_handshake
+from hubswarm.swarm.picker import BlockRequest, PiecePicker, request_queue_depth
+from hubswarm.swarm.ratelimit import RateLimiter
+from hubswarm.swarm.storage import PieceStore
+
+log = logging.getLogger(__name__)
+
+# A peer that contributed to this many pieces that failed their hash is banned (libtorrent
+# bans a peer once it is the sole contributor of a bad piece; we allow one honest mistake).
+BAN_STRIKES = 2
+# Pieces kept in memory for uploads: each upload request for a block of a cached piece
+# is served without a disk read (one read per piece instead of one per 16 KiB block).
+UPLOAD_CACHE_PIECES = 16
+# Requests kept in flight to a peer before its rate is known (libtorrent starts slow-start
+# at a few requests and grows; 64 x 16 KiB = 1 MiB in flight fills a loopback link at once).
+INITIAL_QUEUE_DEPTH = 64
+# Our local extension id for ut_metadata (BEP 10: ids are chosen by the receiver).
+UT_METADATA_ID = 1
+# Seconds between retries of an unreachable peer address, doubling up to the maximum.
+RETRY_MIN, RETRY_MAX = 2.0, 60.0
+
+
+def make_peer_id(rng: random.Random | None = None) -> bytes:
+    """An Azureus-style peer id: ``-HS0100-`` and 12 random characters."""
+    alphabet = "0123456789abcdefghijklmnopqrstuvwxyz"
+    pick = rng.choice if rng is not None else secrets.choice
+    return b"-HS0100-" + "".join(pick(alphabet) for _ in range(12)).encode()
+
+
+class DHTLike(Protocol):
+    """What the session needs from a DHT node (``hubswarm.swarm.dht``)."""
+
+    async def get_peers(self, info_hash: bytes) -> list[tuple[str, int]]: ...
+
+    async def announce_peer(self, info_hash: bytes, port: int) -> Any: ...
+
+
+@dataclass(slots=True)
+class SessionConfig:
+    """Knobs of one peer process; intervals are configurable so the lab can run in seconds."""
+
+    peer_id: bytes = field(default_factory=make_peer_id)
+    listen_port: int = 0
+    max_peers: int = 50
+    upload_rate: float | None = None  # bytes/s, all peers together
+    download_rate: float | None = None
+    peer_upload_rate: float | None = None  # bytes/s per peer
+    unchoke_slots: int = 4
+    choke_interval: float = 10.0
+    optimistic_interval: float = 30.0
+    snub_timeout: float = 60.0
+    request_timeout: float = 30.0
+    connect_timeout: float = 5.0
+    announce_interval: float | None = None  # override the tracker's interval
+    numwant: int = 50
+    webseed_mode: str = "fallback"  # "fallback": only pieces no peer has; "always"; "off"
+    webseed_workers: int = 2
+    seed: bool = True  # keep seeding after completion
+    use_dht: bool = True
+    announce_ip: str | None = None  # the tracker `ip` parameter (lab behind addresses)
+    corrupt_uploads: bool = False  # lab fault: this peer serves corrupt blocks
+    rng_seed: int | None = None
+
+
+@dataclass(slots=True)
+class TorrentStats:
+    """Counters for the CLI and the lab (bytes are payload bytes)."""
+
+    started_at: float = 0.0
+    completed_at: float | None = None
+    downloaded_from_peers: int = 0
+    downloaded_from_webseeds: int = 0
+    uploaded: int = 0
+    bad_pieces: int = 0
+    banned: int = 0
+    pieces_from_webseeds: int = 0
+
+
+class TorrentSession:
+    """Download and/or seed one torrent; ``async with`` runs it, leaving stops it."""
+
+    def __init__(
+        self,
+        info_hash: bytes,
+        out_dir: Path,
+        config: SessionConfig,
+        *,
+        info: InfoDict | None = None,
+        trackers: Iterable[Iterable[str]] = (),
+        web_seeds: Iterable[str] = (),
+        peers: Iterable[tuple[str, int]] = (),
+        dht: DHTLike | None = None,
+        http: aiohttp.ClientSession | None = None,
+        events_path: Path | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.info_hash = info_hash
+        self.out_dir = Path(out_dir)
+        self.config = config
+        self.info = info
+        self.trackers = [list(t) for t in trackers if t]
+        self.web_seeds = list(web_seeds)
+        self.dht = dht
+        self.clock = clock
+        self.rng = random.Random(config.rng_seed)
+        self.stats = TorrentStats()
+        self.links: set[PeerLink] = set()
+        self.store: PieceStore | None = None
+        self.picker: PiecePicker | None = None
+        self.choker = Choker(
+            rng=self.rng,
+            slots=config.unchoke_slots,
+            choke_interval=config.choke_interval,
+            optimistic_interval=config.optimistic_interval,
+            snub_timeout=config.snub_timeout,
+        )
+        self.upload_limiter = RateLimiter(config.upload_rate)
+        self.download_limiter = RateLimiter(config.download_rate)
+        self.listen_port = config.listen_port
+        self.complete = asyncio.Event()
+        self.metadata_ready = asyncio.Event()
+        self.upload_meter = RateMeter()
+        self.download_meter = RateMeter()
+        self._candidates: dict[tuple[str, int], float] = {}  # address -> next attempt at
+        self._retry_after: dict[tuple[str, int], float] = {}
+        self._connecting: set[tuple[str, int]] = set()
+        self._banned: set[str] = set()
+        self._banned_addresses: set[tuple[str, int]] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.error: HubswarmError | None = None
+        self._failed = asyncio.Event()
+        self._strikes: dict[tuple[str, int], int] = {}
+        self._metadata: wire.MetadataAssembler | None = None
+        self._setup_lock = asyncio.Lock()
+        self._upload_cache: dict[int, bytes] = {}
+        self._tg: asyncio.TaskGroup | None = None
+        self._http = http
+        self._own_http = False
+        self._wake_dialer = asyncio.Event()
+        self._events_file = events_path.open("a") if events_path is not None else None
+        for address in peers:
+            self.add_peer(address)
+
+    # --- lifecycle ------------------------------------------------------------------------
+
+    async def __aenter__(self) -> TorrentSession:
+        self.stats.started_at = time.time()
+        if self._http is None:
+            self._http = aiohttp.ClientSession()
+            self._own_http = True
+        self._tg = asyncio.TaskGroup()
+        await self._tg.__aenter__()
+        try:
+            if self.info is not None:
+                await self._setup(self.info)
+            self._spawn(self._dialer())
+            self._spawn(self._ticker())
+            if self.trackers:
+                self._spawn(self._announce_loop())
+            if self.dht is not None and self.config.use_dht and not self._private:
+                self._spawn(self._dht_loop())
+            if self.config.webseed_mode != "off":
+                for url in self.web_seeds:
+                    for _ in range(self.config.webseed_workers):
+                        self._spawn(self._webseed_worker(url))
+        except BaseException:
+            await self._stop()
+            raise
+        return self
+
+    def _spawn(self, coro: Any) -> None:
+        """Start a task in the session's group; remembered so that ``_stop`` can cancel it."""
+        assert self._tg is not None
+        task = self._tg.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def fail(self, error: HubswarmError) -> None:
+        """A fatal error (disk full, ...): ``wait_complete`` raises it."""
+        if self.error is None:
+            self.error = error
+            self._log_event("failed", error=str(error))
+            self._failed.set()
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self._stop()
+
+    async def _stop(self) -> None:
+        if self.trackers:
+            with contextlib.suppress(HubswarmError, TimeoutError):
+                await self._announce_all("stopped", timeout=2.0)
+        for link in list(self.links):
+            link.close()
+        tg, self._tg = self._tg, None
+        if tg is not None:
+            # Cancel the long-running loops: the group ends when every task has finished.
+            for task in list(self._tasks):
+                task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await tg.__aexit__(None, None, None)
+        if self.store is not None:
+            await self.store.close()
+        if self._own_http and self._http is not None:
+            await self._http.close()
+        if self._events_file is not None:
+            self._events_file.close()
+            self._events_file = None
+
+    @property
+    def _private(self) -> bool:
+        return self.info is not None and self.info.private
+
+    def _log_event(self, kind: str, **fields: Any) -> None:
+        if self._events_file is not None:
+            record = {"t": time.time(), "event": kind, **fields}
+            self._events_file.write(json.dumps(record) + "\n")
+            self._events_file.flush()
+
+    async def _setup(self, info: InfoDict) -> None:
+        """Open the storage, recheck existing data and build the picker."""
+        async with self._setup_lock:
+            if self.store is not None:
+                return
+            self.info = info
+            store = PieceStore(info, self.out_dir)
+            await store.__aenter__()
+            have = await store.recheck()
+            self.store = store
+            self.picker = PiecePicker(
+                info.num_pieces,
+                info.piece_size,
+                rng=self.rng,
+                have=have,
+                max_in_progress=store.max_pieces_in_flight,
+            )
+            self.metadata_ready.set()
+            self._log_event("metadata", pieces=info.num_pieces, have=have.count())
+            if self.picker.is_complete:
+                self._mark_complete()
+            for link in list(self.links):
+                self._adopt_pending(link)
+
+    @property
+    def left(self) -> int:
+        """Bytes still missing (for tracker announces)."""
+        if self.info is None or self.picker is None:
+            return 1
+        return sum(self.info.piece_size(i) for i in self.picker.have.missing())
+
+    @property
+    def is_seed(self) -> bool:
+        return self.picker is not None and self.picker.is_complete
+
+    def _mark_complete(self) -> None:
+        if self.complete.is_set():
+            return
+        self.stats.completed_at = time.time()
+        self.complete.set()
+        self._log_event("complete")
+        log.info("torrent %s complete", self.info_hash.hex())
+        for link in list(self.links):
+            if link.conn.am_interested:
+                link.send(NotInterested())
+            if link.state.is_seed:  # two seeds have nothing to say to each other
+                link.close()
+        if self.trackers and self._tg is not None:
+            self._spawn(self._announce_completed())
+
+    async def wait_complete(self, timeout: float | None = None) -> None:
+        """Wait until every piece is verified."""
+        async with asyncio.timeout(timeout), asyncio.TaskGroup() as tg:
+            done = tg.create_task(self.complete.wait())
+            failed = tg.create_task(self._failed.wait())
+            await asyncio.wait({done, failed}, return_when=asyncio.FIRST_COMPLETED)
+            done.cancel()
+            failed.cancel()
+        if self.error is not None:
+            raise self.error
+
+    # --- peer sources ---------------------------------------------------------------------
+
+    def add_peer(self, address: tuple[str, int]) -> None:
+        """A candidate address to dial (from a tracker, the DHT, a magnet or the CLI)."""
+        host, port = address
+        if not 0 < port < 65536 or self.is_banned(address):
+            return
+        if address not in self._candidates:
+            self._candidates[address] = 0.0
+            self._wake_dialer.set()
+
+    def _connected_addresses(self) -> set[tuple[str, int]]:
+        return {link.address for link in self.links}
+
+    async def _dialer(self) -> None:
+        while True:
+            self._wake_dialer.clear()
+            now = self.clock()
+            connected = self._connected_addresses()
+            room = self.config.max_peers - len(self.links) - len(self._connecting)
+            if not (self.complete.is_set() and not self.config.seed):
+                for address, at in list(self._candidates.items()):
+                    if room <= 0:
+                        break
+                    if at > now or address in connected or address in self._connecting:
+                        continue
+                    if self.is_banned(address):
+                        continue
+                    self._connecting.add(address)
+                    room -= 1
+                    assert self._tg is not None
+                    self._spawn(self._dial(address))
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(1.0):
+                    await self._wake_dialer.wait()
+
+    async def _dial(self, address: tuple[str, int]) -> None:
+        try:
+            reader, writer = await open_stream(*address, timeout=self.config.connect_timeout)
+        except (OSError, TimeoutError) as exc:
+            log.debug("dial %s:%d failed: %s", *address, exc)
+            self._connecting.discard(address)
+            self._retry(address)
+            return
+        conn = wire.PeerConnection(
+            wire.Role.INITIATOR,
+            info_hash=self.info_hash,
+            peer_id=self.config.peer_id,
+            dht=self.dht is not None,
+        )
+        try:
+            writer.write(conn.handshake())
+            rest, hs = await read_handshake(conn, reader, HANDSHAKE_TIMEOUT)
+        except (RemoteProtocolError, OSError, TimeoutError) as exc:
+            log.debug("handshake with %s:%d failed: %s", *address, exc)
+            writer.close()
+            self._connecting.discard(address)
+            self._retry(address)
+            return
+        self._connecting.discard(address)
+        self._retry_after.pop(address, None)
+        await self.run_link(conn, reader, writer, address, rest, outgoing=True)
+
+    def _retry(self, address: tuple[str, int]) -> None:
+        delay = min(RETRY_MAX, self._retry_after.get(address, RETRY_MIN / 2) * 2)
+        self._retry_after[address] = delay
+        if address in self._candidates:
+            self._candidates[address] = self.clock() + delay
+
+    async def run_link(
+        self,
+        conn: wire.PeerConnection,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        address: tuple[str, int],
+        first_events: list[Event],
+        *,
+        outgoing: bool,
+    ) -> None:
+        """Run an established connection (ours or accepted by the listener) until it ends."""
+        hs = conn.remote_handshake
+        if (
+            hs is None
+            or hs.peer_id == self.config.peer_id
+            or self.is_banned(address)
+            or len(self.links) >= self.config.max_peers * 2
+        ):
+            writer.close()
+            return
+        if any(link.conn.remote_handshake and
+               link.conn.remote_handshake.peer_id == hs.peer_id for link in self.links):
+            writer.close()  # already connected to this peer the other way round
+            return
+        if self.info is not None:
+            conn.set_num_pieces(self.info.num_pieces)
+        limiter = (
+            RateLimiter(self.config.peer_upload_rate, parent=self.upload_limiter)
+            if self.config.peer_upload_rate
+            else self.upload_limiter
+        )
+        link = PeerLink(
+            self,
+            conn,
+            reader,
+            writer,
+            address,
+            outgoing=outgoing,
+            upload_limiter=limiter,
+            download_limiter=self.download_limiter,
+        )
+        self.links.add(link)
+        if outgoing:
+            self._candidates.setdefault(address, 0.0)
+        self._log_event("peer_connected", peer=f"{address[0]}:{address[1]}", outgoing=outgoing)
+        try:
+            self._send_opening(link)
+        except (OSError, LocalProtocolError) as exc:
+            log.debug("opening to %r failed: %s", link, exc)
+            link.close()
+        await link.run(first_events)
+
+    def _send_opening(self, link: PeerLink) -> None:
+        conn = link.conn
+        opening: list[Event] = []
+        if conn.supports_extensions:
+            opening.append(
+                ExtendedHandshake(
+                    m={wire.UT_METADATA: UT_METADATA_ID},
+                    metadata_size=len(self.info.raw) if self.info is not None else None,
+                    v=f"hubswarm {__version__}",
+                    p=self.listen_port or None,
+                    reqq=2000,
+                )
+            )
+        have = self.picker.have if self.picker is not None else None
+        if have is None or have.count() == 0:
+            if conn.supports_fast:
+                opening.append(HaveNone())
+        elif have.is_complete and conn.supports_fast:
+            opening.append(HaveAll())
+        else:
+            opening.append(BitfieldMsg(have.to_bytes()))
+        link.send_many(opening)
+
+    # --- events from links ----------------------------------------------------------------
+
+    async def on_event(self, link: PeerLink, event: Event) -> None:  # noqa: C901 - a dispatch
+        """Dispatch one message from a peer (BEP 3, 6, 9, 10)."""
+        st = link.state
+        match event:
+            case Piece():
+                await self._on_piece(link, event)
+            case Have(piece_index=i):
+                if st.has is None:
+                    st.pending_haves.add(i)
+                    return
+                if not st.has[i]:
+                    st.has.set(i)
+                    if self.picker is not None:
+                        self.picker.peer_have(i)
+                        st.is_seed = st.has.is_complete
+                        self._update_interest(link)
+            case BitfieldMsg(bitfield=bits):
+                st.pending_bitfield = bits
+                self._adopt_pending(link)
+            case HaveAll():
+                st.pending_all = True
+                self._adopt_pending(link)
+            case HaveNone():
+                pass
+            case Request():
+                if link.conn.am_choking:
+                    if link.conn.supports_fast:
+                        link.send(Reject(event.piece_index, event.begin, event.length))
+                    return
+                link.queue_upload(event)
+            case Cancel(piece_index=i, begin=b, length=n):
+                link.cancel_upload(Request(i, b, n))
+            case Unchoke():
+                self._fill_requests(link)
+            case Choke():
+                if self.picker is not None:
+                    released = self.picker.peer_choked(link, st.allowed_fast)
+                    for req in released:
+                        st.inflight.discard(req)
+            case Interested():
+                self._maybe_unchoke_now(link)
+            case NotInterested():
+                pass
+            case Reject(piece_index=i, begin=b, length=n):
+                if self.picker is not None:
+                    req = BlockRequest(i, b, n)
+                    if req in st.inflight:
+                        st.inflight.discard(req)
+                        self.picker.request_rejected(link, req)
+            case AllowedFast(piece_index=i):
+                st.allowed_fast.add(i)
+            case ExtendedHandshake():
+                self._maybe_request_metadata(link)
+            case MetadataRequest(piece=piece):
+                self._serve_metadata(link, piece)
+            case MetadataData():
+                await self._on_metadata(link, event)
+            case MetadataReject(piece=piece):
+                st.metadata_inflight.discard(piece)
+            case _:
+                pass  # keep-alive, port, suggest, unknown and other extensions
+
+    def _adopt_pending(self, link: PeerLink) -> None:
+        """Turn what the peer said before we knew the piece count into its have-set."""
+        st = link.state
+        if self.info is None or self.picker is None:
+            return
+        n = self.info.num_pieces
+        if st.has is None:
+            has = Bitfield(n)
+            if st.pending_all:
+                has = Bitfield.all(n)
+            elif st.pending_bitfield is not None:
+                try:
+                    has = Bitfield.from_bytes(st.pending_bitfield, n)
+                except (ValueError, HubswarmError):
+                    link.close()
+                    return
+            for i in st.pending_haves:
+                if 0 <= i < n:
+                    has.set(i)
+            st.has = has
+            self.picker.peer_bitfield(has)
+        elif st.pending_bitfield is not None or st.pending_all:
+            return  # a second bitfield: the wire core already refuses it
+        st.pending_bitfield, st.pending_all = None, False
+        st.pending_haves.clear()
+        st.is_seed = st.has.is_complete
+        if self.is_seed and st.is_seed:
+            link.close()
+            return
+        self._update_interest(link)
+
+    def _update_interest(self, link: PeerLink) -> None:
+        st = link.state
+        if self.picker is None or st.has is None:
+            return
+        want = not self.picker.is_complete and self.picker.is_interesting(st.has)
+        if want and not link.conn.am_interested:
+            link.send(Interested())
+        elif not want and link.conn.am_interested:
+            link.send(NotInterested())
+        if want:
+            self._fill_requests(link)
+
+    def _fill_requests(self, link: PeerLink) -> None:
+        """Keep the peer's request pipeline full (depth adapted to its measured rate)."""
+        picker, st = self.picker, link.state
+        if picker is None or st.has is None or link.closed or not link.conn.am_interested:
+            return
+        if link.conn.peer_choking and not st.allowed_fast:
+            return
+        # Slow start: a new link gets a deep queue at once (rate unknown yet, and a loopback or
+        # LAN link fills 16 requests in well under a millisecond); then rate x 3 s.
+        depth = max(INITIAL_QUEUE_DEPTH, request_queue_depth(link.download_rate.rate))
+        missing = depth - len(st.inflight)
+        if missing < max(1, depth // 4):
+            return  # refill in batches: fewer picker calls, larger writes
+        has = st.has
+        if link.conn.peer_choking:
+            has = Bitfield.from_indices(len(has), (i for i in st.allowed_fast if has[i]))
+        reqs = picker.next_requests(link, has, missing, self.clock())
+        if not reqs:
+            return
+        st.inflight.update(reqs)
+        link.send_many([Request(r.piece_index, r.begin, r.length) for r in reqs])
+
+    async def _on_piece(self, link: PeerLink, event: Piece) -> None:
+        picker, store, st = self.picker, self.store, link.state
+        if picker is None or store is None:
+            return
+        req = BlockRequest(event.piece_index, event.begin, len(event.block))
+        if req not in st.inflight:
+            return  # unrequested or cancelled: BEP 3 allows it to arrive; ignore
+        st.inflight.discard(req)
+        st.last_piece_at = self.clock()
+        st.snubbed = False
+        self.stats.downloaded_from_peers += len(event.block)
+        self.download_meter.add(len(event.block))
+        await self._accept_block(link, req, event.block, source="peer")
+        self._fill_requests(link)
+
+    async def _accept_block(
+        self, key: object, req: BlockRequest, block: bytes, *, source: str
+    ) -> None:
+        """Store one block; when its piece is complete, verify and announce it."""
+        picker, store = self.picker, self.store
+        assert picker is not None and store is not None
+        try:
+            received = picker.block_received(key, req)
+        except LocalProtocolError:
+            return
+        for other, dup in received.cancels:
+            if isinstance(other, PeerLink) and not other.closed:
+                other.state.inflight.discard(dup)
+                other.send(Cancel(dup.piece_index, dup.begin, dup.length))
+        if not received.stored:
+            return
+        store.add_block(req.piece_index, req.begin, block)
+        if received.piece_done:
+            await self._finish_piece(req.piece_index, source=source)
+
+    async def _finish_piece(self, index: int, *, source: str) -> None:
+        picker, store = self.picker, self.store
+        assert picker is not None and store is not None
+        try:
+            ok = await store.finish_piece(index)
+        except DiskFullError as exc:
+            picker.piece_complete(index, False)
+            self.fail(exc)
+            raise
+        contributors = picker.piece_complete(index, ok)
+        if not ok:
+            self.stats.bad_pieces += 1
+            self._log_event("bad_piece", index=index)
+            log.warning("piece %d failed its hash check", index)
+            for peer in contributors:
+                if isinstance(peer, PeerLink):
+                    self._strike(peer)
+            return
+        if source == "webseed":
+            self.stats.pieces_from_webseeds += 1
+        self._log_event("piece", index=index, source=source)
+        for link in list(self.links):
+            if link.closed:
+                continue
+            if link.state.has is None or not link.state.has[index]:
+                link.send(Have(index))
+            if link.conn.am_interested and link.state.has is not None:
+                if not picker.is_interesting(link.state.has):
+                    link.send(NotInterested())
+        if picker.is_complete:
+            self._mark_complete()
+
+    def _strike(self, link: PeerLink) -> None:
+        key = link.address
+        self._strikes[key] = self._strikes.get(key, 0) + 1
+        if self._strikes[key] < BAN_STRIKES:
+            return
+        log.warning("banning %s:%d after %d bad pieces", *key, self._strikes[key])
+        # On loopback (and in a single-IP lab) every peer shares one address: ban the
+        # (ip, port) there, the whole IP elsewhere.
+        self._banned_addresses.add(key)
+        if not key[0].startswith("127."):
+            self._banned.add(key[0])
+        self._candidates.pop(key, None)
+        self.stats.banned += 1
+        self._log_event("banned", peer=f"{key[0]}:{key[1]}")
+        link.close()
+
+    def is_banned(self, address: tuple[str, int]) -> bool:
+        """True for an address (or its IP) banned for sending corrupt data."""
+        return address[0] in self._banned or address in self._banned_addresses
+
+    def _maybe_unchoke_now(self, link: PeerLink) -> None:
+        # Do not make a new interested peer wait for the next round when a slot is free.
+        unchoked = sum(1 for lk in self.links if not lk.conn.am_choking)
+        if link.conn.am_choking and unchoked < self.config.unchoke_slots + 1:
+            link.send(Unchoke())
+
+    async def read_block(self, link: PeerLink, request: Request) -> bytes | None:
+        """Bytes for an upload (from the piece cache, else one disk read per piece)."""
+        store = self.store
+        if store is None or link.conn.am_choking:
+            return None
+        i = request.piece_index
+        if not store.have[i]:
+            return None
+        piece = self._upload_cache.get(i)
+        if piece is None:
+            try:
+                piece = await store.read_block(i, 0, store.layout.piece_size(i))
+            except (StorageError, LocalProtocolError):
+                return None
+            if len(self._upload_cache) >= UPLOAD_CACHE_PIECES:
+                self._upload_cache.pop(next(iter(self._upload_cache)))
+            self._upload_cache[i] = piece
+        end = request.begin + request.length
+        if end > len(piece):
+            return None
+        block = piece[request.begin : end]
+        if self.config.corrupt_uploads:
+            block = bytes(b ^ 0xFF for b in block[:16]) + block[16:]
+        self.stats.uploaded += len(block)
+        self.upload_meter.add(len(block))
+        return block
+
+    def link_closed(self, link: PeerLink, error: BaseException | None) -> None:
+        """Forget a link: its pieces leave the availability count, its blocks go back."""
+        self.links.discard(link)
+        if self.picker is not None:
+            self.picker.peer_left(link, link.state.has)
+        if error is not None:
+            self._retry(link.address)
+        self._log_event("peer_closed", peer=f"{link.address[0]}:{link.address[1]}")
+        self._wake_dialer.set()
+
+    # --- metadata (BEP 9) -----------------------------------------------------------------
+
+    def _maybe_request_metadata(self, link: PeerLink) -> None:
+        if self.info is not None:
+            return
+        size = link.conn.remote_metadata_size
+        if size is None or wire.UT_METADATA not in link.conn.remote_extensions:
+            return
+        if self._metadata is None:
+            try:
+                self._metadata = wire.MetadataAssembler(self.info_hash, size)
+            except HubswarmError:
+                return
+        elif self._metadata.metadata_size != size:
+            return
+        busy: set[int] = set()
+        for other in self.links:
+            busy |= other.state.metadata_inflight
+        for piece in self._metadata.missing():
+            if piece not in busy or len(busy) >= len(self._metadata.missing()):
+                link.state.metadata_inflight.add(piece)
+                link.send(MetadataRequest(piece))
+
+    def _serve_metadata(self, link: PeerLink, piece: int) -> None:
+        if self.info is None or wire.UT_METADATA not in link.conn.remote_extensions:
+            if wire.UT_METADATA in link.conn.remote_extensions:
+                link.send(MetadataReject(piece))
+            return
+        raw = self.info.raw
+        if piece >= metadata_piece_count(len(raw)):
+            link.send(MetadataReject(piece))
+            return
+        start = piece * 16384
+        link.send(MetadataData(piece, len(raw), raw[start : start + 16384]))
+
+    async def _on_metadata(self, link: PeerLink, event: MetadataData) -> None:
+        link.state.metadata_inflight.discard(event.piece)
+        if self.info is not None or self._metadata is None:
+            return
+        try:
+            raw = self._metadata.add(event)
+        except MetainfoError as exc:
+            log.warning("metadata from %r rejected: %s", link, exc)
+            return
+        if raw is None:
+            return
+        info = parse_info(raw, self.info_hash)
+        self._log_event("metadata_fetched", size=len(raw), peer=f"{link.address[0]}")
+        for other in self.links:
+            other.conn.set_num_pieces(info.num_pieces)
+        await self._setup(info)
+
+    # --- periodic work --------------------------------------------------------------------
+
+    async def _ticker(self) -> None:
+        """Choke rounds and request time-outs (one loop, so they never race)."""
+        while True:
+            now = self.clock()
+            if now >= self.choker.next_round_at():
+                self._choke_round(now)
+            if self.picker is not None:
+                for key, req in self.picker.expired_requests(now, self.config.request_timeout):
+                    self.picker.request_timed_out(key, req)
+                    if isinstance(key, PeerLink):
+                        key.state.inflight.discard(req)
+                        key.state.snubbed = True
+                for link in list(self.links):
+                    self._fill_requests(link)
+            await asyncio.sleep(min(1.0, self.config.choke_interval))
+
+    def _choke_round(self, now: float) -> None:
+        links = [lk for lk in self.links if not lk.closed]
+        stats = [
+            PeerStats(
+                peer_id=lk,
+                interested=lk.conn.peer_interested,
+                download_rate=lk.download_rate.rate,
+                upload_rate=lk.upload_rate.rate,
+                connected_at=lk.connected_at,
+                last_piece_at=lk.state.last_piece_at,
+                am_interested=lk.conn.am_interested,
+                snubbed=lk.state.snubbed,
+            )
+            for lk in links
+        ]
+        decision = self.choker.decide(stats, now, seeding=self.is_seed)
+        for lk in links:
+            if lk in decision.unchoke and lk.conn.am_choking:
+                lk.send(Unchoke())
+            elif lk in decision.choke and not lk.conn.am_choking:
+                lk.send(Choke())
+                lk.clear_uploads()
+
+    # --- trackers -------------------------------------------------------------------------
+
+    def _announce_request(self, event: str | None) -> AnnounceRequest:
+        return AnnounceRequest(
+            info_hash=self.info_hash,
+            peer_id=self.config.peer_id,
+            port=self.listen_port or 6881,
+            uploaded=self.stats.uploaded,
+            downloaded=self.stats.downloaded_from_peers + self.stats.downloaded_from_webseeds,
+            left=self.left,
+            event=event,  # type: ignore[arg-type]
+            numwant=self.config.numwant,
+            ip=self.config.announce_ip,
+        )
+
+    async def _announce_all(self, event: str | None, *, timeout: float = 10.0) -> float | None:
+        """Announce to every tracker; return the smallest interval they asked for."""
+        assert self._http is not None
+        intervals: list[float] = []
+        for tier in self.trackers:
+            for url in tier:
+                try:
+                    resp = await tracker_client.announce(
+                        self._http, url, self._announce_request(event), timeout=timeout
+                    )
+                except TrackerError as exc:
+                    log.info("tracker %s: %s", url, exc)
+                    continue
+                intervals.append(float(resp.min_interval or resp.interval))
+                for address in resp.peers:
+                    self.add_peer(address)
+                break  # BEP 12: the first tracker of a tier that answers is enough
+        return min(intervals) if intervals else None
+
+    async def _announce_loop(self) -> None:
+        event: str | None = "started"
+        failures = 0
+        while True:
+            interval = await self._announce_all(event)
+            if interval is None:
+                failures += 1
+                interval = min(RETRY_MAX, RETRY_MIN * 2**failures)
+            else:
+                failures, event = 0, None
+            if self.config.announce_interval is not None:
+                interval = min(interval, self.config.announce_interval)
+            await asyncio.sleep(max(1.0, interval))
+
+    async def _announce_completed(self) -> None:
+        with contextlib.suppress(HubswarmError, TimeoutError):
+            await self._announce_all("completed")
+
+    async def _dht_loop(self) -> None:
+        assert self.dht is not None
+        while True:
+            if self._private:
+                return
+            try:
+                for address in await self.dht.get_peers(self.info_hash):
+                    self.add_peer(address)
+                if self.listen_port:
+                    await self.dht.announce_peer(self.info_hash, self.listen_port)
+            except HubswarmError as exc:
+                log.info("DHT: %s", exc)
+            wait = 5.0 if not self.links else (self.config.announce_interval or 60.0)
+            await asyncio.sleep(wait)
+
+    # --- web seeds (BEP 19) ---------------------------------------------------------------
+
+    async def _webseed_worker(self, url: str) -> None:
+        await self.metadata_ready.wait()
+        key = f"webseed:{url}"
+        failures = 0
+        assert self._http is not None
+        while not self.complete.is_set():
+            picker, store, info = self.picker, self.store, self.info
+            assert picker is not None and store is not None and info is not None
+            has = self._webseed_candidates()
+            blocks = picker.next_requests(key, has, -(-info.piece_length // BLOCK_SIZE), self.clock())
+            if not blocks:
+                picker.peer_left(key, None)
+                await asyncio.sleep(0.5)
+                continue
+            by_piece: dict[int, list[BlockRequest]] = {}
+            for b in blocks:
+                by_piece.setdefault(b.piece_index, []).append(b)
+            try:
+                for index, reqs in by_piece.items():
+                    start = min(r.begin for r in reqs)
+                    end = max(r.begin + r.length for r in reqs)
+                    offset = index * info.piece_length + start
+                    data = await webseed.fetch(
+                        self._http, url, info, store.layout, offset, end - start,
+                        timeout=self.config.request_timeout,
+                    )
+                    self.stats.downloaded_from_webseeds += len(data)
+                    self.download_meter.add(len(data))
+                    if self.download_limiter is not None:
+                        await self.download_limiter.acquire(len(data))
+                    for r in reqs:
+                        chunk = data[r.begin - start : r.begin - start + r.length]
+                        await self._accept_block(key, r, chunk, source="webseed")
+                failures = 0
+            except HubswarmError as exc:
+                picker.peer_left(key, None)
+                failures += 1
+                log.info("web seed %s: %s", url, exc)
+                await asyncio.sleep(min(RETRY_MAX, RETRY_MIN * 2**failures))
+
+    def _webseed_candidates(self) -> Bitfield:
+        """Pieces the web seed may serve: all of them, or only those no peer has (fallback)."""
+        assert self.picker is not None and self.info is not None
+        n = self.info.num_pieces
+        if self.config.webseed_mode == "always" or not self.links:
+            return Bitfield.all(n)
+        avail = self.picker.availability
+        return Bitfield.from_indices(n, (i for i in range(n) if avail[i] <= 0))
+
+    # --- reporting ------------------------------------------------------------------------
+
+    def progress(self) -> dict[str, Any]:
+        """A snapshot for progress displays and the lab."""
+        have = self.picker.have.count() if self.picker is not None else 0
+        total = self.info.num_pieces if self.info is not None else 0
+        return {
+            "pieces": have,
+            "total_pieces": total,
+            "peers": len(self.links),
+            "down_rate": self.download_meter.rate,
+            "up_rate": self.upload_meter.rate,
+            "left": self.left if self.info is not None else None,
+            "stats": asdict(self.stats),
+        }

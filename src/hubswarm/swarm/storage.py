@@ -1,0 +1,450 @@
+"""Piece storage: blocks -> verified pieces -> files on disk, and blocks back out for upload.
+
+Theory of operation
+-------------------
+* Incoming blocks are assembled in memory (``add_block``), at most ``max_pieces_in_flight``
+  pieces at once (``STORAGE_MAX_BUFFER_BYTES`` / piece length, at least 4). The picker's
+  ``max_in_progress`` should be set to the same number so this bound is never hit.
+* ``await finish_piece(i)`` (or ``write_piece(i, data)`` for a whole piece, e.g. from a
+  web seed) hashes with SHA-1 and writes **in a worker thread** (``asyncio.to_thread``);
+  only a piece whose hash matches touches the disk. Returns True/False.
+* A file being downloaded lives at ``<name>.part`` (sparse, preallocated by truncate).
+  When every piece touching it verifies, it is fsynced and atomically renamed to its final
+  name, so a final-named file never holds unverified bytes; a killed download loses at
+  most the pieces in flight and ``recheck()`` finds the rest in the ``.part`` files.
+* ``await recheck()`` hashes what is on disk (final and ``.part`` files), returns the good
+  pieces, renames complete ``.part`` files to final and demotes damaged final files back to
+  ``.part``. Seeding a finished folder = recheck says every piece is good.
+* BEP 47 padding files are never created; their bytes read as zeros.
+* Path safety: every file path is re-checked to stay inside ``root`` (no ``..``, no absolute
+  part, no symlink leading out) -> ``UnsafePathError``. ENOSPC/EDQUOT -> ``DiskFullError``
+  (the piece is not marked good).
+* Disk I/O uses positional ``os.pread``/``os.pwrite`` on descriptors kept in a small LRU
+  cache, under one lock per store; hashing runs outside that lock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import hashlib
+import os
+import threading
+from collections import OrderedDict
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING
+
+from hubswarm.errors import DiskFullError, LocalProtocolError, StorageError, UnsafePathError
+from hubswarm.limits import (
+    BLOCK_SIZE,
+    PARTIAL_SUFFIX,
+    STORAGE_FILE_HANDLES,
+    STORAGE_MAX_BUFFER_BYTES,
+)
+from hubswarm.swarm.bitfield import Bitfield
+from hubswarm.swarm.layout import Layout
+
+if TYPE_CHECKING:
+    from hubswarm.proto.metainfo import InfoDict
+
+_DISK_FULL = {errno.ENOSPC, errno.EDQUOT}
+# recheck() hashes this many pieces per worker-thread call, so cancellation is prompt.
+_RECHECK_BATCH = 16
+
+
+def _safe_paths(root: Path, parts: tuple[str, ...]) -> tuple[Path, Path]:
+    """(final, partial) paths for a file inside ``root``.
+
+    Raises:
+        UnsafePathError: a component is empty, ``.``/``..``, absolute or holds a separator,
+            or an existing symlink leads outside ``root``.
+    """
+    for part in parts:
+        if (
+            not part
+            or part in (".", "..")
+            or "/" in part
+            or "\\" in part
+            or "\x00" in part
+            or os.path.isabs(part)
+        ):
+            raise UnsafePathError(f"unsafe path component {part!r} in {'/'.join(parts)!r}")
+    final = root.joinpath(*parts)
+    partial = final.with_name(final.name + PARTIAL_SUFFIX)
+    real_root = root.resolve()
+    for candidate in (final, partial):
+        # resolve() follows every existing symlink on the way, so a link out is caught.
+        if not candidate.resolve().is_relative_to(real_root):
+            raise UnsafePathError(f"{'/'.join(parts)!r} leads outside {root}")
+    return final, partial
+
+
+class _PieceBuffer:
+    __slots__ = ("data", "filled", "got")
+
+    def __init__(self, size: int, nblocks: int) -> None:
+        self.data = bytearray(size)
+        self.got = bytearray(nblocks)  # 1 per block received
+        self.filled = 0
+
+
+class PieceStore:
+    """Pieces of one torrent on disk under ``root``; an async context manager."""
+
+    def __init__(
+        self,
+        info: InfoDict,
+        root: Path,
+        *,
+        block_size: int = BLOCK_SIZE,
+        max_buffer_bytes: int = STORAGE_MAX_BUFFER_BYTES,
+        max_open_files: int = STORAGE_FILE_HANDLES,
+    ) -> None:
+        """Raises ``UnsafePathError`` if a file path would leave ``root``."""
+        self.info = info
+        self.root = Path(root)
+        self.layout = Layout.from_info(info)
+        self.block_size = block_size
+        self.max_pieces_in_flight = max(4, max_buffer_bytes // max(1, info.piece_length))
+        self._max_open = max(1, max_open_files)
+        paths = [_safe_paths(self.root, f.path) for f in info.files]
+        self._final = [p[0] for p in paths]
+        self._partial = [p[1] for p in paths]
+        self._partial_index = {p: i for i, p in enumerate(self._partial)}
+        clash = set(self._final) & set(self._partial)
+        if clash:
+            # Files "a" and "a.part": one file's partial name is another's final name.
+            raise UnsafePathError(f"file names clash with partial names: {sorted(map(str, clash))}")
+        # A file is "done" once it carries its final name (all its pieces verified).
+        self._done = [f.length == 0 or f.padding for f in info.files]
+        self.have = Bitfield(self.layout.num_pieces)
+        self._buffers: dict[int, _PieceBuffer] = {}
+        self._fds: OrderedDict[Path, int] = OrderedDict()
+        self._lock = threading.Lock()
+        self._closed = False
+
+    # --- lifecycle ------------------------------------------------------------------------
+
+    async def __aenter__(self) -> PieceStore:
+        """Create ``root`` and the zero-length files (they hold no unverified bytes)."""
+        await asyncio.to_thread(self._prepare)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Drop in-flight piece buffers and close every file handle (idempotent)."""
+        self._buffers.clear()
+        await asyncio.to_thread(self._close_all)
+
+    def final_path(self, file_index: int) -> Path:
+        """Where the file ends up once complete."""
+        return self._final[file_index]
+
+    def partial_path(self, file_index: int) -> Path:
+        """Where the file lives while incomplete."""
+        return self._partial[file_index]
+
+    def file_done(self, file_index: int) -> bool:
+        """True once the file carries its final name (all its pieces verified)."""
+        return self._done[file_index]
+
+    # --- incoming -------------------------------------------------------------------------
+
+    def add_block(self, piece_index: int, begin: int, data: bytes) -> bool:
+        """Buffer one block of our block grid; True when the piece's buffer is full.
+
+        Raises:
+            LocalProtocolError: off-grid block, bad range, or piece already verified.
+            StorageError: more than ``max_pieces_in_flight`` pieces would be buffered.
+        """
+        self._check_open()
+        size = self.layout.piece_size(piece_index)
+        if self.have[piece_index]:
+            raise LocalProtocolError(f"piece {piece_index} is already verified")
+        k, rem = divmod(begin, self.block_size)
+        if rem or len(data) != min(self.block_size, size - begin) or begin >= size:
+            raise LocalProtocolError(f"block ({piece_index}, {begin}, {len(data)}) is off-grid")
+        buf = self._buffers.get(piece_index)
+        if buf is None:
+            if len(self._buffers) >= self.max_pieces_in_flight:
+                raise StorageError(
+                    f"more than {self.max_pieces_in_flight} pieces in flight "
+                    "(set PiecePicker max_in_progress to PieceStore.max_pieces_in_flight)"
+                )
+            nblocks = -(-size // self.block_size)
+            buf = self._buffers[piece_index] = _PieceBuffer(size, nblocks)
+        if not buf.got[k]:
+            buf.data[begin : begin + len(data)] = data
+            buf.got[k] = 1
+            buf.filled += 1
+        return buf.filled == len(buf.got)
+
+    def discard_piece(self, piece_index: int) -> None:
+        """Forget a buffered piece (e.g. the download was abandoned)."""
+        self._buffers.pop(piece_index, None)
+
+    async def finish_piece(self, piece_index: int) -> bool:
+        """Hash the full buffer off the event loop; write it if good. The buffer is freed.
+
+        Raises:
+            LocalProtocolError: the piece's buffer is not full.
+            DiskFullError: ENOSPC/EDQUOT while writing (the piece is not marked good).
+        """
+        buf = self._buffers.get(piece_index)
+        if buf is None or buf.filled != len(buf.got):
+            raise LocalProtocolError(f"piece {piece_index} is not fully received")
+        del self._buffers[piece_index]
+        # The buffer left _buffers above, so the worker thread owns it: no copy needed.
+        return await asyncio.to_thread(self._verify_and_write, piece_index, buf.data)
+
+    async def write_piece(self, piece_index: int, data: bytes) -> bool:
+        """Verify and write a whole piece (web seed, tests); True if its hash matched."""
+        self._check_open()
+        if len(data) != self.layout.piece_size(piece_index):
+            raise LocalProtocolError(f"piece {piece_index} must be {len(data)} bytes")
+        self._buffers.pop(piece_index, None)
+        return await asyncio.to_thread(self._verify_and_write, piece_index, bytes(data))
+
+    # --- outgoing -------------------------------------------------------------------------
+
+    async def read_block(self, piece_index: int, begin: int, length: int) -> bytes:
+        """Read bytes of a verified piece for upload (off the event loop).
+
+        Raises:
+            LocalProtocolError: the range is outside the piece.
+            StorageError: we do not have the piece, or the read failed.
+        """
+        self._check_open()
+        self.layout.check_block(piece_index, begin, length)
+        if not self.have[piece_index]:
+            raise StorageError(f"piece {piece_index} is not verified")
+        return await asyncio.to_thread(self._read, piece_index, begin, length)
+
+    # --- resume ---------------------------------------------------------------------------
+
+    async def recheck(self) -> Bitfield:
+        """Hash existing data (final and .part files); return and adopt the good pieces.
+
+        Complete files are renamed to their final names; final-named files with a bad
+        piece are demoted to ``.part``.
+        """
+        self._check_open()
+        good = Bitfield(self.layout.num_pieces)
+        for start in range(0, self.layout.num_pieces, _RECHECK_BATCH):
+            batch = range(start, min(start + _RECHECK_BATCH, self.layout.num_pieces))
+            for i, ok in zip(batch, await asyncio.to_thread(self._check_batch, batch), strict=True):
+                if ok:
+                    good.set(i)
+        await asyncio.to_thread(self._adopt, good)
+        return good.copy()
+
+    # --- worker-thread side ---------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StorageError("piece store is closed")
+
+    def _verify_and_write(self, piece_index: int, data: bytes | bytearray) -> bool:
+        if hashlib.sha1(data).digest() != self.info.piece_hashes[piece_index]:
+            return False
+        with self._lock:
+            # A write whose awaiting task was cancelled can still run after close().
+            self._check_open()
+            if self.have[piece_index]:
+                return True  # a duplicate (endgame); already on disk
+            try:
+                for span in self.layout.spans(piece_index):
+                    if span.file.padding:
+                        continue
+                    fd = self._fd(span.file_index, write=True)
+                    start = span.buffer_offset
+                    self._pwrite_all(
+                        fd, memoryview(data)[start : start + span.length], span.file_offset
+                    )
+                self.have.set(piece_index)
+                for f in self.layout.completed_files(piece_index, self.have):
+                    if not self._done[f]:
+                        self._finalize(f)
+            except OSError as exc:
+                # fsync/rename can fail late (delayed allocation reports ENOSPC at fsync).
+                self.have.clear(piece_index)
+                raise self._translate(exc) from exc
+            except StorageError:
+                self.have.clear(piece_index)
+                raise
+        return True
+
+    def _translate(self, exc: OSError) -> StorageError:
+        if exc.errno in _DISK_FULL:
+            return DiskFullError(f"disk full under {self.root}: {exc}")
+        return StorageError(f"I/O error under {self.root}: {exc}")
+
+    def _prepare(self) -> None:
+        with self._lock:
+            self.root.mkdir(parents=True, exist_ok=True)
+            for f, entry in enumerate(self.info.files):
+                if entry.length == 0 and not entry.padding:
+                    final = self._final[f]
+                    final.parent.mkdir(parents=True, exist_ok=True)
+                    final.touch(exist_ok=True)
+
+    def _pwrite_all(self, fd: int, chunk: memoryview, offset: int) -> None:
+        try:
+            while chunk:
+                n = os.pwrite(fd, chunk, offset)
+                chunk = chunk[n:]
+                offset += n
+        except OSError as exc:
+            raise self._translate(exc) from exc
+
+    def _read(self, piece_index: int, begin: int, length: int) -> bytes:
+        with self._lock:
+            self._check_open()
+            out = bytearray(length)
+            for span in self.layout.spans(piece_index, begin, length):
+                if span.file.padding:
+                    continue  # BEP 47: zeros
+                fd = self._open_cached(self._path(span.file_index), create=False)
+                try:
+                    chunk = os.pread(fd, span.length, span.file_offset)
+                except OSError as exc:
+                    raise StorageError(f"read failed: {exc}") from exc
+                if len(chunk) != span.length:
+                    raise StorageError(f"{self._path(span.file_index)} is shorter than expected")
+                out[span.buffer_offset : span.buffer_offset + span.length] = chunk
+            return bytes(out)
+
+    def _check_batch(self, batch: range) -> list[bool]:
+        results = []
+        for i in batch:
+            try:
+                data = self._read_any(i)
+            except StorageError:
+                results.append(False)
+                continue
+            results.append(
+                data is not None and hashlib.sha1(data).digest() == self.info.piece_hashes[i]
+            )
+        return results
+
+    def _read_any(self, piece_index: int) -> bytes | None:
+        """The piece from whatever exists on disk (final or .part), None if missing."""
+        with self._lock:
+            self._check_open()
+            out = bytearray(self.layout.piece_size(piece_index))
+            for span in self.layout.spans(piece_index):
+                if span.file.padding:
+                    continue
+                f = span.file_index
+                path = self._final[f] if self._final[f].exists() else self._partial[f]
+                if not path.is_file():
+                    return None
+                fd = self._open_cached(path, create=False)
+                try:
+                    chunk = os.pread(fd, span.length, span.file_offset)
+                except OSError as exc:
+                    raise StorageError(f"read failed: {exc}") from exc
+                if len(chunk) != span.length:
+                    return None
+                out[span.buffer_offset : span.buffer_offset + span.length] = chunk
+            return bytes(out)
+
+    def _adopt(self, good: Bitfield) -> None:
+        with self._lock:
+            self._check_open()
+            self.have = good.copy()
+            for f, entry in enumerate(self.info.files):
+                if entry.padding:
+                    continue
+                complete = self.layout.file_complete(f, good)
+                final, partial = self._final[f], self._partial[f]
+                if complete and entry.length == 0:
+                    final.parent.mkdir(parents=True, exist_ok=True)
+                    final.touch(exist_ok=True)
+                    self._done[f] = True
+                elif complete and not final.exists():
+                    self._finalize(f)
+                elif complete:
+                    self._done[f] = True
+                elif final.exists():
+                    # Unverified bytes under a final name: demote (keeps the invariant).
+                    self._close_path(final)
+                    os.replace(final, partial)
+                    self._done[f] = False
+                else:
+                    self._done[f] = False
+
+    def _finalize(self, f: int) -> None:
+        """fsync and atomically rename a complete file to its final name (lock held)."""
+        entry = self.info.files[f]
+        final, partial = self._final[f], self._partial[f]
+        final.parent.mkdir(parents=True, exist_ok=True)
+        if entry.length == 0:
+            final.touch(exist_ok=True)
+        else:
+            fd = self._fd(f, write=True)
+            os.ftruncate(fd, entry.length)  # a stale oversized .part must not keep its tail
+            os.fsync(fd)
+            self._close_path(partial)
+            os.replace(partial, final)
+            # fsync the directory so the rename itself survives a crash.
+            dir_fd = os.open(final.parent, os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
+        self._done[f] = True
+
+    def _path(self, f: int) -> Path:
+        return self._final[f] if self._done[f] else self._partial[f]
+
+    def _fd(self, f: int, *, write: bool) -> int:
+        return self._open_cached(self._path(f), create=write)
+
+    def _open_cached(self, path: Path, *, create: bool) -> int:
+        """A cached descriptor: .part files read-write (created sparse at full size when
+        ``create``), final files read-only (a seed folder may be read-only)."""
+        fd = self._fds.get(path)
+        if fd is not None:
+            self._fds.move_to_end(path)
+            return fd
+        while len(self._fds) >= self._max_open:
+            _, old = self._fds.popitem(last=False)
+            os.close(old)
+        index = self._partial_index.get(path)
+        try:
+            if index is not None:
+                flags = os.O_RDWR | os.O_NOFOLLOW
+                if create:
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    flags |= os.O_CREAT
+                fd = os.open(path, flags, 0o644)
+                size = self.info.files[index].length
+                if create and os.fstat(fd).st_size != size:
+                    os.ftruncate(fd, size)  # sparse preallocation
+            else:
+                fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        except OSError as exc:
+            raise self._translate(exc) from exc
+        self._fds[path] = fd
+        return fd
+
+    def _close_path(self, path: Path) -> None:
+        fd = self._fds.pop(path, None)
+        if fd is not None:
+            os.close(fd)
+
+    def _close_all(self) -> None:
+        with self._lock:
+            self._closed = True
+            while self._fds:
+                _, fd = self._fds.popitem()
+                os.close(fd)

@@ -1,0 +1,81 @@
+"""File-name validation: property tests for what is accepted and what is refused."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from hubswarm.errors import UnsafePathError
+from hubswarm.hub.store import FileStore, validate_name
+
+# Any text a safe name may contain: no separators, no control characters, no surrogates.
+_safe_chars = st.characters(
+    blacklist_categories=("Cc", "Cs"), blacklist_characters="/\\"
+)
+safe_names = st.text(_safe_chars, min_size=1, max_size=80).filter(
+    lambda s: not s.startswith(".") and len(s.encode("utf-8")) <= 255
+)
+
+
+@given(safe_names)
+def test_valid_names_round_trip(name: str) -> None:
+    assert validate_name(name) == name
+    store = FileStore(Path("/nonexistent"))
+    # The path stays directly inside files/ with exactly this name.
+    p = store.path(name)
+    assert p.parent == store.files_dir
+    assert p.name == name
+
+
+@given(st.text(max_size=40), st.sampled_from(["/", "\\", "\x00"]), st.text(max_size=40))
+def test_separators_and_nul_rejected(prefix: str, bad: str, suffix: str) -> None:
+    with pytest.raises(UnsafePathError):
+        validate_name(prefix + bad + suffix)
+
+
+@given(st.text(max_size=40), st.characters(whitelist_categories=("Cc",)), st.text(max_size=40))
+def test_control_chars_rejected(prefix: str, ctrl: str, suffix: str) -> None:
+    with pytest.raises(UnsafePathError):
+        validate_name(prefix + ctrl + suffix)
+
+
+@given(safe_names)
+def test_leading_dot_rejected(name: str) -> None:
+    with pytest.raises(UnsafePathError):
+        validate_name("." + name)
+
+
+@pytest.mark.parametrize(
+    "name", ["", ".", "..", "../x", "a/../b", "/etc/passwd", "\\\\server\\x", "C:\\x", ".partial"]
+)
+def test_classic_bad_names(name: str) -> None:
+    with pytest.raises(UnsafePathError):
+        validate_name(name)
+
+
+def test_length_limit_in_utf8_bytes() -> None:
+    assert validate_name("a" * 255) == "a" * 255
+    with pytest.raises(UnsafePathError):
+        validate_name("a" * 256)
+    # 128 two-byte characters = 256 bytes: refused although only 128 characters long.
+    with pytest.raises(UnsafePathError):
+        validate_name("é" * 128)
+    assert validate_name("é" * 127)
+
+
+@given(st.integers(min_value=1, max_value=300))
+def test_dot_only_names_rejected(n: int) -> None:
+    with pytest.raises(UnsafePathError):
+        validate_name("." * n)
+
+
+def test_long_name_meta_file_fits(tmp_path: Path) -> None:
+    store = FileStore(tmp_path)
+    name = "b" * 255
+    meta = store._meta_path(name)
+    assert len(meta.name.encode()) <= 255
+    assert meta.name == hashlib.sha256(name.encode()).hexdigest() + ".json"

@@ -1,0 +1,178 @@
+"""Real third-party peers for interop tests: libtorrent sessions and aria2c processes.
+
+Everything listens on 127.0.0.1 only and is stopped by the code that started it (by PID for
+processes). Loops are bounded by a deadline.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+try:
+    import libtorrent as lt
+except ImportError as exc:  # pragma: no cover - install.sh --test installs it
+    raise RuntimeError(
+        "libtorrent's Python bindings are missing: run `bash scripts/install.sh --test`"
+    ) from exc
+
+
+def free_port() -> int:
+    """A TCP port that was free a moment ago on 127.0.0.1."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def lt_settings(port: int, *, dht: bool = False, **extra: Any) -> dict[str, Any]:
+    """libtorrent settings for a single-IP lab on loopback (see PITFALLS.md)."""
+    settings: dict[str, Any] = {
+        "listen_interfaces": f"127.0.0.1:{port}",
+        "enable_dht": dht,
+        "enable_lsd": False,
+        "enable_upnp": False,
+        "enable_natpmp": False,
+        "enable_ip_notifier": False,
+        # uTP was ~16x slower than TCP here; aria2 has no uTP at all.
+        "enable_outgoing_utp": False,
+        "enable_incoming_utp": False,
+        "allow_multiple_connections_per_ip": True,
+        "dht_restrict_routing_ips": False,
+        "dht_restrict_search_ips": False,
+        "ssrf_mitigation": False,
+        "announce_to_all_trackers": True,
+        "announce_to_all_tiers": True,
+        "alert_mask": lt.alert.category_t.all_categories,
+        # plaintext so that both sides agree (we do not implement MSE/PE)
+        "out_enc_policy": 2,
+        "in_enc_policy": 2,
+        "min_reconnect_time": 1,
+        "peer_connect_timeout": 3,
+    }
+    settings.update(extra)
+    return settings
+
+
+class LtPeer:
+    """One libtorrent session with at most one torrent, on 127.0.0.1."""
+
+    def __init__(self, *, dht: bool = False, **extra: Any) -> None:
+        self.port = free_port()
+        self.session = lt.session(lt_settings(self.port, dht=dht, **extra))
+        self.handle: Any = None
+
+    def add(
+        self,
+        save_path: Path,
+        *,
+        torrent: bytes | None = None,
+        magnet: str | None = None,
+        seed_mode: bool = False,
+    ) -> Any:
+        """Add a torrent (bencoded bytes) or a magnet link; return the handle."""
+        if torrent is not None:
+            params = lt.add_torrent_params()
+            params.ti = lt.torrent_info(lt.bdecode(torrent))
+        else:
+            assert magnet is not None
+            params = lt.parse_magnet_uri(magnet)
+        params.save_path = str(save_path)
+        if seed_mode:
+            params.flags |= lt.torrent_flags.seed_mode
+        self.handle = self.session.add_torrent(params)
+        return self.handle
+
+    def connect(self, host: str, port: int) -> None:
+        """Tell libtorrent to dial a peer directly."""
+        self.handle.connect_peer((host, port))
+
+    def progress(self) -> float:
+        return float(self.handle.status().progress)
+
+    def is_seed(self) -> bool:
+        st = self.handle.status()
+        return bool(st.is_seeding or st.is_finished)
+
+    def wait(self, predicate: Any, timeout: float, what: str) -> None:
+        """Poll ``predicate()`` until true or fail after ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.session.pop_alerts()
+            if predicate():
+                return
+            time.sleep(0.1)
+        st = self.handle.status() if self.handle is not None else None
+        state = (
+            f"progress={st.progress:.3f} peers={st.num_peers} state={st.state} error={st.errc.message()}"
+            if st is not None
+            else "no torrent"
+        )
+        raise AssertionError(f"libtorrent: {what} not reached in {timeout} s ({state})")
+
+    def close(self) -> None:
+        if self.handle is not None:
+            with contextlib.suppress(Exception):
+                self.session.remove_torrent(self.handle)
+        self.session.pause()
+        del self.session
+
+
+@contextlib.contextmanager
+def lt_peer(**kwargs: Any) -> Iterator[LtPeer]:
+    peer = LtPeer(**kwargs)
+    try:
+        yield peer
+    finally:
+        peer.close()
+
+
+def aria2c_path() -> str:
+    path = shutil.which("aria2c")
+    if path is None:
+        raise AssertionError("aria2c is missing: run `bash scripts/install.sh --test` (Debian aria2)")
+    return path
+
+
+@contextlib.contextmanager
+def aria2c(args: list[str], *, cwd: Path, log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """Run aria2c with lab-safe options; stop it by PID when the block ends."""
+    port = free_port()
+    cmd = [
+        aria2c_path(),
+        "--enable-dht=false",
+        "--enable-dht6=false",
+        "--bt-enable-lpd=false",
+        "--enable-peer-exchange=false",
+        "--disable-ipv6=true",
+        f"--listen-port={port}",
+        "--bt-require-crypto=false",
+        "--bt-min-crypto-level=plain",
+        "--check-certificate=false",
+        "--console-log-level=warn",
+        "--summary-interval=0",
+        "--file-allocation=none",
+        f"--log={log}",
+        "--log-level=info",
+        *args,
+    ]
+    proc = subprocess.Popen(
+        cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.kill(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=10)

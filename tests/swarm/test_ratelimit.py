@@ -1,0 +1,127 @@
+"""Token bucket accuracy with a fake clock; RateLimiter chaining, fairness, cancellation."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from hubswarm.swarm.ratelimit import RateLimiter, TokenBucket
+
+
+class FakeClock:
+    """A clock that only moves when someone sleeps on it."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, delay: float) -> None:
+        self.now += delay
+        await asyncio.sleep(0)
+
+
+def test_bucket_burst_then_rate() -> None:
+    b = TokenBucket(1000.0, burst=500.0, now=0.0)
+    assert b.consume(500, 0.0) == 0.0
+    assert b.consume(1000, 0.0) == pytest.approx(1.0)  # in debt by 1000 bytes
+    assert b.delay(1, 1.0) == pytest.approx(0.001)
+    assert b.tokens(2.0) == pytest.approx(500.0)  # refilled, capped at burst
+
+
+def test_bucket_long_run_accuracy() -> None:
+    rate = 100_000.0
+    b = TokenBucket(rate, burst=16_384, now=0.0)
+    now, sent = 0.0, 0
+    while now < 100.0:
+        now += b.consume(16_397, now)  # one piece message at a time, sent when allowed
+        sent += 16_397
+    assert sent / now == pytest.approx(rate, rel=0.01)
+
+
+def test_unlimited_and_rate_change() -> None:
+    b = TokenBucket(None, burst=None, now=0.0)
+    assert b.unlimited
+    assert b.consume(10**9, 0.0) == 0.0
+    b.set_rate(0, None, 0.0)
+    assert b.unlimited
+    b.set_rate(10.0, 10.0, 0.0)
+    assert b.consume(20, 0.0) == pytest.approx(1.0)
+    with pytest.raises(ValueError):
+        b.set_rate(-1, None, 0.0)
+
+
+def test_two_consumers_share_fairly() -> None:
+    b = TokenBucket(1000.0, burst=100.0, now=0.0)
+    # Each consumer sends again as soon as its previous send was allowed; reservation order
+    # alternates, so each gets half.
+    ready = {"a": 0.0, "b": 0.0}
+    sent = {"a": 0, "b": 0}
+    while min(ready.values()) < 60.0:
+        who = min(ready, key=lambda k: (ready[k], k))
+        ready[who] = ready[who] + b.consume(100, ready[who])
+        sent[who] += 100
+    assert sent["a"] / sent["b"] == pytest.approx(1.0, rel=0.02)
+    total_time = max(ready.values())
+    assert (sent["a"] + sent["b"]) / total_time == pytest.approx(1000.0, rel=0.02)
+
+
+async def test_limiter_chain_waits_on_peer_and_global_fake_clock() -> None:
+    clock = FakeClock()
+    glob = RateLimiter(10_000.0, burst=1000.0, clock=clock, sleep=clock.sleep)
+    slow = RateLimiter(1_000.0, burst=1000.0, parent=glob, clock=clock, sleep=clock.sleep)
+    fast = RateLimiter(None, parent=glob, clock=clock, sleep=clock.sleep)
+
+    for _ in range(50):
+        await slow.acquire(1000)
+    # the slow peer is held to its own 1000 B/s
+    assert 50_000 / clock.now == pytest.approx(1000.0, rel=0.03)
+
+    start = clock.now
+    for _ in range(50):
+        await fast.acquire(1000)
+    # the unlimited peer is held to the global 10 kB/s
+    assert 50_000 / (clock.now - start) == pytest.approx(10_000.0, rel=0.03)
+
+
+async def test_limiter_real_clock_short() -> None:
+    # 40 kB/s, burst 4 kB: 20 kB in chunks of 2 kB must take at least (20-4)/40 = 0.4 s.
+    glob = RateLimiter(40_000.0, burst=4_000.0)
+    a = RateLimiter(None, parent=glob)
+    b = RateLimiter(None, parent=glob)
+    counts = {"a": 0, "b": 0}
+
+    async def worker(name: str, lim: RateLimiter) -> None:
+        for _ in range(5):
+            await lim.acquire(2_000)
+            counts[name] += 1
+
+    t0 = time.monotonic()
+    async with asyncio.timeout(5):
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(worker("a", a))
+            tg.create_task(worker("b", b))
+    elapsed = time.monotonic() - t0
+    assert counts == {"a": 5, "b": 5}
+    assert elapsed >= 0.38  # a lower bound only: never a timed assertion on speed
+
+
+async def test_cancel_refunds_reservation() -> None:
+    clock = FakeClock()
+    never = asyncio.Event()
+
+    async def blocked_sleep(delay: float) -> None:
+        await never.wait()
+
+    lim = RateLimiter(100.0, burst=100.0, clock=clock, sleep=blocked_sleep)
+    await lim.acquire(100)  # drains the burst
+    task = asyncio.create_task(lim.acquire(1000))
+    await asyncio.sleep(0)
+    assert lim.bucket.tokens(clock.now) == pytest.approx(-1000.0)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert lim.bucket.tokens(clock.now) == pytest.approx(0.0)
