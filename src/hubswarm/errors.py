@@ -110,7 +110,7 @@ class UnsafePathError(StorageError):
 
 
 class DiskFullError(StorageError):
-    """The disk (or quota) is full; partial data was removed."""
+    """The disk (or quota) is full; the raiser says whether partial data was kept."""
 
 
 class UploadTooLargeError(StorageError):

@@ -15,6 +15,7 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import BinaryIO
+from urllib.parse import quote
 
 import aiohttp
 import pytest
@@ -391,15 +392,16 @@ async def test_leftover_partials_removed_on_start(make_hub: HubFactory, tmp_path
 
 
 async def test_delete_list_html_stats_and_errors(hub: Hub, session: aiohttp.ClientSession) -> None:
-    evil = "<script>alert(1)</script>&.txt"
-    await put(session, hub, evil.replace("/", "%2F").replace("<", "%3C"), b"x")
+    evil = '<img src=x onerror=alert(1)>&"q.txt'
+    evil_url = URL(f"{hub.url}/files/{quote(evil, safe='')}", encoded=True)
+    await put(session, hub, quote(evil, safe=""), b"x")
     async with session.get(
         f"{hub.url}/files", headers={**hub.auth("read"), "Accept": "text/html"}
     ) as r:
         assert r.content_type == "text/html"
         page = await r.text()
-    assert "<script>" not in page
-    assert "&lt;script&gt;" in page
+    assert "<img" not in page
+    assert "&lt;img src=x onerror=alert(1)&gt;&amp;&quot;q.txt" in page
     async with session.get(f"{hub.url}/", headers=hub.auth("read"), allow_redirects=False) as r:
         assert r.status == 302
         assert r.headers["Location"].endswith("/files")
@@ -411,16 +413,15 @@ async def test_delete_list_html_stats_and_errors(hub: Hub, session: aiohttp.Clie
     async with session.post(f"{hub.url}/files", headers=hub.auth("read")) as r:
         assert r.status == 405
         assert (await r.json())["status"] == 405
-    name = URL(f"{hub.url}/files/").join(URL(evil.replace("<", "%3C").replace(">", "%3E")))
-    async with session.delete(name, headers=hub.auth("read")) as r:
+    async with session.delete(evil_url, headers=hub.auth("read")) as r:
         assert r.status == 403
     async with session.get(f"{hub.url}/files", headers=hub.auth("read")) as r:
         names = [f["name"] for f in (await r.json())["files"]]
     assert names == [evil]
-    async with session.delete(
-        f"{hub.url}/files/{evil}".replace("<", "%3C"), headers=hub.auth("write")
-    ) as r:
+    async with session.delete(evil_url, headers=hub.auth("write")) as r:
         assert r.status == 204
+    async with session.get(evil_url, headers=hub.auth("read")) as r:
+        assert r.status == 404
     async with session.get(f"{hub.url}/stats", headers=hub.auth("read")) as r:
         stats = await r.json()
     assert stats["uploads"] == {evil: 1}
@@ -456,3 +457,42 @@ async def test_tls_round_trip(make_hub: HubFactory, tmp_path: Path) -> None:
             with pytest.raises(aiohttp.ClientError):
                 await plain.get(hub.url.replace("https", "http") + "/files")
     assert sha256_file(hub.data_dir / "files" / "t.bin") == hashlib.sha256(data).hexdigest()
+
+
+async def test_expect_100_continue(make_hub: HubFactory) -> None:
+    async with make_hub(max_upload=1000) as hub:
+        token = hub.tokens["write"]
+
+        def exchange(length: int, auth: bool, send_body: bool) -> bytes:
+            with _raw_connect(hub.url) as s:
+                head = b"PUT /files/e HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+                if auth:
+                    head += f"Authorization: Bearer {token}\r\n".encode()
+                s.sendall(head + f"Content-Length: {length}\r\n\r\n".encode())
+                first = s.recv(65536)
+                if send_body and first.startswith(b"HTTP/1.1 100"):
+                    s.sendall(b"e" * length)
+                    first += s.recv(65536)
+                return first
+
+        # Refused before the body is sent: no "100 Continue", the final status at once.
+        too_big = await asyncio.to_thread(exchange, 10**12, True, False)
+        assert too_big.startswith(b"HTTP/1.1 413")
+        no_token = await asyncio.to_thread(exchange, 10, False, False)
+        assert no_token.startswith(b"HTTP/1.1 401")
+        ok = await asyncio.to_thread(exchange, 10, True, True)
+        assert ok.startswith(b"HTTP/1.1 100 Continue\r\n\r\n")
+        assert b"HTTP/1.1 201" in ok
+        assert (hub.data_dir / "files" / "e").read_bytes() == b"e" * 10
+        assert hub.partials() == []
+
+
+@pytest.mark.parametrize("name", ["ünï cödé 名前.txt", "a b+c%d&e=f?g#h", "x" * 255, "-rf", "a..b"])
+async def test_unusual_but_valid_names(hub: Hub, session: aiohttp.ClientSession, name: str) -> None:
+    url = URL(f"{hub.url}/files/{quote(name, safe='')}", encoded=True)
+    async with session.put(url, data=name.encode(), headers=hub.auth("write")) as r:
+        assert r.status == 201
+        assert (await r.json())["name"] == name
+    async with session.get(url, headers=hub.auth("read")) as r:
+        assert await r.read() == name.encode()
+    assert (hub.data_dir / "files" / name).read_bytes() == name.encode()

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import io
 import json
+import os
+import time
 from pathlib import Path
 
 import aiohttp
 import pytest
 from click.testing import CliRunner
+from hypothesis import given
+from hypothesis import strategies as st
 
 from hubswarm.cli import cli
 from hubswarm.errors import ConfigError
-from hubswarm.hub.auth import Role, TokenStore, hash_token
+from hubswarm.hub.auth import RateLimiter, Role, TokenBucket, TokenStore, hash_token
 
 from .conftest import HubFactory
 
@@ -121,9 +126,7 @@ async def test_http_roles_and_cli_revocation(
         assert res.exit_code == 0
         async with session.get(url, headers=hub.auth("read")) as r:
             assert r.status == 401
-        async with session.delete(
-            f"{hub.url}/tokens/{made['id']}", headers=hub.auth("admin")
-        ) as r:
+        async with session.delete(f"{hub.url}/tokens/{made['id']}", headers=hub.auth("admin")) as r:
             assert r.status == 204
         async with session.get(url, params={"token": made["token"]}) as r:
             assert r.status == 401
@@ -140,3 +143,64 @@ async def test_anonymous_read(make_hub: HubFactory, session: aiohttp.ClientSessi
             assert r.status == 401
         async with session.get(f"{hub.url}/tokens") as r:
             assert r.status == 401
+
+
+# --- rate limit ----------------------------------------------------------------------------------
+
+
+def test_token_bucket_with_injected_clock() -> None:
+    b = TokenBucket(rate=100.0, burst=200.0, now=0.0)
+    assert b.reserve(200, now=0.0) == 0.0  # the burst is free
+    assert b.reserve(50, now=0.0) == pytest.approx(0.5)  # 50 bytes of debt at 100 B/s
+    assert b.reserve(50, now=0.0) == pytest.approx(1.0)  # debt accumulates fairly
+    # After 2 s the debt is paid and 100 bytes are back: 100 more are free.
+    assert b.reserve(100, now=2.0) == 0.0
+    # Idle time refills at most the burst.
+    assert b.reserve(200, now=1000.0) == 0.0
+    assert b.reserve(1, now=1000.0) > 0
+    with pytest.raises(ConfigError):
+        TokenBucket(rate=0, burst=1, now=0)
+
+
+@given(st.lists(st.tuples(st.integers(1, 10_000), st.floats(0, 5)), max_size=50))
+def test_token_bucket_never_exceeds_rate(steps: list[tuple[int, float]]) -> None:
+    # Property: bytes allowed by time t never exceed burst + rate * t.
+    rate, burst = 1000.0, 2000.0
+    b = TokenBucket(rate, burst, now=0.0)
+    now = 0.0
+    sent = 0
+    for n, dt in steps:
+        now += dt
+        wait = b.reserve(n, now)
+        sent += n
+        assert sent <= burst + rate * (now + wait) + 1e-6
+
+
+def test_rate_limiter_keys_are_separate() -> None:
+    clock = [0.0]
+    lim = RateLimiter(rate=10.0, burst=10.0, clock=lambda: clock[0])
+    assert lim.reserve("a", 10) == 0.0
+    assert lim.reserve("a", 10) == pytest.approx(1.0)
+    assert lim.reserve("b", 10) == 0.0
+
+
+async def test_rate_limited_transfers_are_correct_and_paced(
+    make_hub: HubFactory, session: aiohttp.ClientSession
+) -> None:
+    rate = 1 << 20
+    data = os.urandom(3 * rate)
+    async with make_hub(rate_limit=rate) as hub:
+        t0 = time.monotonic()
+        async with session.put(
+            f"{hub.url}/files/r", data=io.BytesIO(data), headers=hub.auth("write")
+        ) as r:
+            assert r.status == 201
+        async with session.get(
+            f"{hub.url}/files/r", headers={**hub.auth("read"), "Range": "bytes=100-"}
+        ) as r:
+            assert r.status == 206
+            assert await r.read() == data[100:]
+        elapsed = time.monotonic() - t0
+    # A lower bound only (never an upper one): 6 MiB through two 1 MiB/s buckets with 1 MiB
+    # bursts cannot take less than about 2 s each way.
+    assert elapsed > 3.0

@@ -397,6 +397,11 @@ def test_file_url_forms() -> None:
         client.Timeouts(connect=0)
 
 
+async def test_token_with_newline_is_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="printable"):
+        await client.list_files("http://127.0.0.1:9", "abc\r\nX-Evil: 1")
+
+
 _names = st.text(min_size=1, max_size=40).filter(
     lambda s: s not in {".", ".."} and not any(c in s for c in "/\\\x00")
 )

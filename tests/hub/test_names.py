@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import tempfile
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hubswarm.errors import UnsafePathError
 from hubswarm.hub.store import FileStore, validate_name
 
 # Any text a safe name may contain: no separators, no control characters, no surrogates.
-_safe_chars = st.characters(
-    blacklist_categories=("Cc", "Cs"), blacklist_characters="/\\"
-)
+_safe_chars = st.characters(blacklist_categories=("Cc", "Cs"), blacklist_characters="/\\")
 safe_names = st.text(_safe_chars, min_size=1, max_size=80).filter(
     lambda s: not s.startswith(".") and len(s.encode("utf-8")) <= 255
 )
@@ -79,3 +80,25 @@ def test_long_name_meta_file_fits(tmp_path: Path) -> None:
     meta = store._meta_path(name)
     assert len(meta.name.encode()) <= 255
     assert meta.name == hashlib.sha256(name.encode()).hexdigest() + ".json"
+
+
+@settings(max_examples=50)
+@given(safe_names, st.binary(max_size=100))
+def test_valid_names_round_trip_through_the_store(name: str, data: bytes) -> None:
+    # The filesystem must accept every name validate_name lets through.
+    async def scenario(root: Path) -> None:
+        store = FileStore(root)
+        store.prepare()
+
+        async def body() -> AsyncIterator[bytes]:
+            yield data
+
+        info, created = await store.put(name, body())
+        assert created
+        assert info.name == name
+        assert [f.name for f in await store.list()] == [name]
+        assert store.path(name).read_bytes() == data
+        assert (await store.info(name)).sha256 == hashlib.sha256(data).hexdigest()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        asyncio.run(scenario(Path(tmp)))

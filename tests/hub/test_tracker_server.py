@@ -8,6 +8,7 @@ import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -34,9 +35,8 @@ def pid(n: int) -> bytes:
     return b"-HS0001-" + bytes([0xF0]) + n.to_bytes(11)
 
 
-def req(n: int, port: int | None = None, **kw: object) -> AnnounceRequest:
-    return AnnounceRequest(info_hash=kw.pop("info_hash", IH), peer_id=pid(n),  # type: ignore[arg-type]
-                           port=port or 6000 + n, **kw)  # type: ignore[arg-type]  # fmt: skip
+def req(n: int, port: int | None = None, *, info_hash: bytes = IH, **kw: Any) -> AnnounceRequest:
+    return AnnounceRequest(info_hash=info_hash, peer_id=pid(n), port=port or 6000 + n, **kw)
 
 
 @dataclass
@@ -251,7 +251,7 @@ async def test_create_tracker_app_with_allow_list() -> None:
 
 async def test_cli_runs_and_stops_on_sigterm() -> None:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "hubswarm.cli.tracker", "tracker", "--port", "0",
+        sys.executable, "-m", "hubswarm", "tracker", "--port", "0",
         "--interval", "5",
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip

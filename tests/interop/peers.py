@@ -6,6 +6,7 @@ processes). Loops are bounded by a deadline.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import shutil
@@ -13,7 +14,8 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+import warnings
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -111,11 +113,22 @@ class LtPeer:
             time.sleep(0.1)
         st = self.handle.status() if self.handle is not None else None
         state = (
-            f"progress={st.progress:.3f} peers={st.num_peers} state={st.state} error={st.errc.message()}"
+            f"progress={st.progress:.3f} peers={st.num_peers} state={st.state} "
+            f"error={st.errc.message()}"
             if st is not None
             else "no torrent"
         )
         raise AssertionError(f"libtorrent: {what} not reached in {timeout} s ({state})")
+
+    async def await_(self, predicate: Callable[[], bool], timeout: float, what: str) -> None:
+        """Like :meth:`wait`, but yields to the event loop (our own peers run on it)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.session.pop_alerts()
+            if predicate():
+                return
+            await asyncio.sleep(0.1)
+        self.wait(predicate, 0, what)  # raises with libtorrent's state
 
     def close(self) -> None:
         if self.handle is not None:
@@ -123,6 +136,20 @@ class LtPeer:
                 self.session.remove_torrent(self.handle)
         self.session.pause()
         del self.session
+
+
+def lt_make_torrent(path: Path, piece_length: int, trackers: tuple[str, ...] = ()) -> bytes:
+    """A v1-only .torrent of ``path`` made by libtorrent (its info-hash is sha1(info))."""
+    with warnings.catch_warnings():
+        # add_files / create_torrent(file_storage) are deprecated in 2.1 but still the simplest.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        fs = lt.file_storage()
+        lt.add_files(fs, str(path))
+        ct = lt.create_torrent(fs, piece_length, flags=lt.create_torrent.v1_only)
+        for tier, url in enumerate(trackers):
+            ct.add_tracker(url, tier)
+        lt.set_piece_hashes(ct, str(path.parent))
+        return bytes(lt.bencode(ct.generate()))
 
 
 @contextlib.contextmanager
@@ -137,7 +164,9 @@ def lt_peer(**kwargs: Any) -> Iterator[LtPeer]:
 def aria2c_path() -> str:
     path = shutil.which("aria2c")
     if path is None:
-        raise AssertionError("aria2c is missing: run `bash scripts/install.sh --test` (Debian aria2)")
+        raise AssertionError(
+            "aria2c is missing: run `bash scripts/install.sh --test` (Debian aria2)"
+        )
     return path
 
 

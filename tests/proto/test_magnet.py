@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hubswarm.errors import MetainfoError
@@ -107,13 +107,14 @@ url = st.builds(
 magnets = st.builds(
     Magnet,
     info_hash=st.binary(min_size=20, max_size=20),
-    display_name=st.none() | st.text(st.characters(blacklist_categories=("Cs",)), max_size=30),
+    display_name=st.none() | st.text(st.characters(exclude_categories=["Cs"]), max_size=30),
     trackers=st.lists(url, unique=True, max_size=4).map(tuple),
     web_seeds=st.lists(url, unique=True, max_size=3).map(tuple),
     peers=st.lists(st.tuples(host, st.integers(1, 65535)), unique=True, max_size=4).map(tuple),
 )
 
 
+@settings(max_examples=100)
 @given(magnets)
 def test_magnet_round_trip(m: Magnet) -> None:
     uri = build_magnet(m)

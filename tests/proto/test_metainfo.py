@@ -6,7 +6,7 @@ import hashlib
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hubswarm.errors import BencodeError, MetainfoError
@@ -304,6 +304,25 @@ def test_utf8_twins_preferred() -> None:
     assert parsed.files[0].path == ("né", "café")
 
 
+def test_padding_files_may_share_a_path() -> None:
+    # libtorrent's hybrids name pads by size: ".pad/16374" can appear many times.
+    pad = {b"attr": b"p", b"length": PL - 10, b"path": [b".pad", b"16374"]}
+    files = [
+        {b"length": 10, b"path": [b"a"]},
+        pad,
+        {b"length": 10, b"path": [b"b"]},
+        pad,
+        {b"length": 10, b"path": [b"c"]},
+    ]
+    info = info_dict(files=files, pieces=b"".join(hashes_for(2 * PL + 10)))
+    parsed = parse_metainfo(torrent(info)).info
+    assert [f.padding for f in parsed.files] == [False, True, False, True, False]
+    assert parsed.files[4].offset == 2 * PL
+    real_dup = [*files, {b"length": 1, b"path": [b"a"]}]
+    with pytest.raises(MetainfoError, match="duplicate"):
+        parse_metainfo(torrent(info_dict(files=real_dup, pieces=b"".join(hashes_for(2 * PL + 11)))))
+
+
 def test_padding_files_are_marked() -> None:
     files = [
         {b"length": 10, b"path": [b"a"]},
@@ -366,7 +385,7 @@ def test_info_hash_field_checked() -> None:
 
 
 component = st.text(
-    st.characters(blacklist_categories=("Cs",), blacklist_characters="/\\\x00"),
+    st.characters(exclude_categories=["Cs"], exclude_characters="/\\\x00"),
     min_size=1,
     max_size=12,
 ).filter(lambda s: s not in (".", ".."))
@@ -394,6 +413,7 @@ def info_args(draw: st.DrawFn) -> tuple[Any, ...]:
     return name, piece_length, list(zip(kept, sizes, strict=True)), None, private
 
 
+@settings(max_examples=75)
 @given(info_args(), st.lists(st.lists(st.just("http://t/a") | st.just("udp://u:1/x"))))
 def test_build_parse_round_trip(args: tuple[Any, ...], tiers: list[list[str]]) -> None:
     name, piece_length, files, length, private = args

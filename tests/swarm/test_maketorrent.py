@@ -92,7 +92,7 @@ def test_reads_in_bounded_chunks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 
         def read(self, n: int = -1) -> bytes:
             reads.append(n)
-            return self._f.read(n)
+            return bytes(self._f.read(n))
 
     monkeypatch.setattr(maketorrent, "MAKETORRENT_READ_CHUNK", 1000)
     monkeypatch.setattr(maketorrent, "open", Recorder, raising=False)
@@ -226,3 +226,22 @@ def test_cli_show_bad_input(tmp_path: Path, cli: click.Group) -> None:
     for arg in (str(bad), str(tmp_path / "missing"), "magnet:?dn=x"):
         result = runner.invoke(cli, ["torrent", "show", arg])
         assert result.exit_code != 0
+
+
+def test_broken_symlink_refused(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "f").write_bytes(b"1")
+    (root / "dangling").symlink_to(root / "nowhere")
+    with pytest.raises(ConfigError):
+        create_torrent(root)
+
+
+def test_dot_path_takes_the_folder_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = tmp_path / "named"
+    root.mkdir()
+    (root / "f").write_bytes(b"1")
+    monkeypatch.chdir(root)
+    info, _ = create_torrent(Path("."))
+    assert info.name == "named"
+    assert info.files[0].path == ("named", "f")

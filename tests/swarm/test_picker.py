@@ -232,3 +232,78 @@ def test_request_queue_depth() -> None:
     assert request_queue_depth(10 * B) == 30  # 10 blocks/s x 3 s
     assert request_queue_depth(100 * B, target_latency_s=1.0) == 100
     assert request_queue_depth(1e12) == MAX_OUTSTANDING_REQUESTS_OUT
+
+
+def check_invariants(p: PiecePicker) -> None:
+    """Incremental state == state recomputed from scratch."""
+    fresh = {i for i in range(p.num_pieces) if not p.have[i] and i not in p._pieces}
+    assert {i for i in range(p.num_pieces) if p._fresh & p._bit(i)} == fresh
+    assert set(p._slot) == fresh
+    for a, level in enumerate(p._levels):
+        for k, i in enumerate(level):
+            assert p.availability[i] == a
+            assert p._slot[i] == k
+    for i, piece in p._pieces.items():
+        unreq = sum(1 for b in piece.blocks if not b.received and not b.requested_by)
+        assert piece.unrequested == unreq
+        assert (i in p._open) == (unreq > 0)
+        assert piece.received == sum(b.received for b in piece.blocks)
+        for k, b in enumerate(piece.blocks):
+            for peer in b.requested_by:
+                assert p.block(i, k) in p._peer_requests[peer]
+    for peer, reqs in p._peer_requests.items():
+        for r in reqs:
+            assert peer in p._pieces[r.piece_index].blocks[r.begin // B].requested_by
+
+
+def test_random_operations_keep_invariants_and_finish() -> None:
+    rng = random.Random(42)
+    n = 40
+    p = make(n, piece=3 * B, last=B + 1, seed=3, max_in_progress=8)
+    bitfields: dict[str, Bitfield] = {}
+    inflight: dict[str, list[BlockRequest]] = {}
+    for step in range(4000):
+        op = rng.random()
+        if op < 0.05 and len(bitfields) < 6:
+            name = f"p{step}"
+            bf = (
+                Bitfield.all(n)
+                if rng.random() < 0.3
+                else Bitfield.from_indices(n, rng.sample(range(n), rng.randrange(1, n)))
+            )
+            bitfields[name] = bf
+            inflight[name] = []
+            p.peer_bitfield(bf)
+        elif op < 0.08 and bitfields:
+            name = rng.choice(sorted(bitfields))
+            released = p.peer_left(name, bitfields.pop(name))
+            assert set(released) == set(inflight.pop(name))
+        elif op < 0.1 and bitfields:
+            name = rng.choice(sorted(bitfields))
+            assert set(p.peer_choked(name)) == set(inflight[name])
+            inflight[name] = []
+        elif op < 0.5 and bitfields:
+            name = rng.choice(sorted(bitfields))
+            got = p.next_requests(name, bitfields[name], rng.randrange(1, 10), float(step))
+            assert not set(got) & set(inflight[name])
+            inflight[name].extend(got)
+        elif bitfields:
+            name = rng.choice(sorted(bitfields))
+            if not inflight[name]:
+                continue
+            r = inflight[name].pop(0)
+            if rng.random() < 0.1:
+                p.request_timed_out(name, r)
+                continue
+            res = p.block_received(name, r)
+            for other, req in res.cancels:
+                inflight[other].remove(req)
+            if res.piece_done:
+                contributors = p.piece_complete(r.piece_index, rng.random() > 0.1)
+                assert name in contributors
+                for other in inflight:  # endgame leftovers for this piece were dropped
+                    inflight[other] = [x for x in inflight[other] if x.piece_index != r.piece_index]
+        check_invariants(p)
+        if p.is_complete:
+            break
+    assert p.is_complete

@@ -6,8 +6,10 @@ import asyncio
 import time
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from hubswarm.swarm.ratelimit import RateLimiter, TokenBucket
+from hubswarm.swarm.ratelimit import RateLimiter, RateMeter, TokenBucket
 
 
 class FakeClock:
@@ -125,3 +127,42 @@ async def test_cancel_refunds_reservation() -> None:
     with pytest.raises(asyncio.CancelledError):
         await task
     assert lim.bucket.tokens(clock.now) == pytest.approx(0.0)
+
+
+@given(
+    rate=st.floats(100.0, 1e6),
+    burst=st.floats(0.0, 1e5),
+    sends=st.lists(st.tuples(st.integers(1, 50_000), st.floats(0.0, 2.0)), min_size=1, max_size=60),
+)
+def test_bucket_never_exceeds_rate_plus_burst(
+    rate: float, burst: float, sends: list[tuple[int, float]]
+) -> None:
+    # Each sender arrives `gap` seconds after the previous one and sends after its delay;
+    # by any send time t, the bytes sent must fit in burst + rate * t.
+    b = TokenBucket(rate, burst=burst, now=0.0)
+    now, total, sent_at = 0.0, 0, []
+    for n, gap in sends:
+        now += gap
+        when = now + b.consume(n, now)
+        total += n
+        sent_at.append((when, total))
+    for when, cumulative in sent_at:
+        assert cumulative <= burst + rate * when + 1e-6 * cumulative + 1
+
+
+def test_rate_meter_steady_and_decay() -> None:
+    m = RateMeter(window=5.0, resolution=0.5)
+    assert m.rate(0.0) == 0.0
+    for k in range(200):  # 1000 B every 0.1 s = 10 kB/s for 20 s
+        m.record(1000, k * 0.1)
+    assert m.rate(20.0) == pytest.approx(10_000.0, rel=0.1)
+    assert m.total == 200_000
+    assert m.rate(30.0) == 0.0  # nothing for longer than the window
+    assert len(m._slots) <= 11
+
+
+def test_rate_meter_young_peer_not_underrated() -> None:
+    m = RateMeter(window=10.0)
+    m.record(5000, 100.0)
+    m.record(5000, 100.5)
+    assert m.rate(101.0) == pytest.approx(10_000.0)

@@ -12,6 +12,8 @@ import pytest
 
 from hubswarm.errors import DiskFullError, LocalProtocolError, StorageError, UnsafePathError
 from hubswarm.proto.metainfo import FileEntry, InfoDict, build_info
+from hubswarm.swarm.bitfield import Bitfield
+from hubswarm.swarm.picker import PiecePicker
 from hubswarm.swarm.storage import PieceStore
 
 B = 16 * 1024
@@ -246,3 +248,76 @@ async def test_oversized_stale_part_is_trimmed(tmp_path: Path) -> None:
         assert (await store.recheck()).is_complete
     assert (tmp_path / "tor" / "x").read_bytes() == contents["x"]
     assert not part.exists()
+
+
+async def test_picker_and_store_together(tmp_path: Path) -> None:
+    """The session's loop in miniature: pick -> receive -> store -> hash -> piece_complete."""
+    info, stream, contents = make_torrent(SIZES, seed=11)
+    seed_has = Bitfield.all(info.num_pieces)
+    async with PieceStore(info, tmp_path, max_buffer_bytes=4 * PL) as store:
+        picker = PiecePicker(
+            info.num_pieces,
+            info.piece_size,
+            rng=random.Random(0),
+            max_in_progress=store.max_pieces_in_flight,
+        )
+        picker.peer_bitfield(seed_has)
+        corrupt_once = {3}
+        for _ in range(1000):
+            if picker.is_complete:
+                break
+            for req in picker.next_requests("seed", seed_has, 7, now=0.0):
+                start = req.piece_index * PL + req.begin
+                block = stream[start : start + req.length]
+                if req.piece_index in corrupt_once and req.begin == 0:
+                    corrupt_once.discard(req.piece_index)
+                    block = b"\xee" * len(block)
+                res = picker.block_received("seed", req)
+                if not res.stored:
+                    continue
+                if store.add_block(req.piece_index, req.begin, block):
+                    ok = await store.finish_piece(req.piece_index)
+                    blamed = picker.piece_complete(req.piece_index, ok)
+                    assert ok or blamed == ["seed"]
+        assert picker.is_complete
+        assert not corrupt_once  # the bad piece happened, was rejected and fetched again
+        assert store.have == picker.have
+    for name, data in contents.items():
+        assert (tmp_path / "tor" / name).read_bytes() == data
+
+
+async def test_enospc_at_fsync_keeps_part_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    info, stream, _ = make_torrent({"x": PL})
+
+    def full(fd: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    async with PieceStore(info, tmp_path) as store:
+        monkeypatch.setattr(os, "fsync", full)
+        with pytest.raises(DiskFullError):
+            await store.write_piece(0, piece(stream, 0))
+        assert not store.have[0]
+        assert not store.final_path(0).exists()
+
+
+async def test_padding_files_never_created_and_read_as_zeros(tmp_path: Path) -> None:
+    rng = random.Random(12)
+    a, b = rng.randbytes(PL - 10), rng.randbytes(PL)
+    stream = a + bytes(10) + b
+    hashes = tuple(hashlib.sha1(stream[i : i + PL]).digest() for i in range(0, len(stream), PL))
+    base = build_info("tor", PL, list(hashes), files=[(("a",), 2 * PL)])
+    files = (
+        FileEntry(path=("tor", "a"), length=PL - 10, offset=0),
+        FileEntry(path=("tor", ".pad", "10"), length=10, offset=PL - 10, padding=True),
+        FileEntry(path=("tor", "b"), length=PL, offset=PL),
+    )
+    info = InfoDict(name="tor", piece_length=PL, piece_hashes=hashes, files=files,
+                    private=False, raw=base.raw, info_hash=base.info_hash)  # fmt: skip
+    async with PieceStore(info, tmp_path) as store:
+        for i in range(2):
+            assert await store.write_piece(i, piece(stream, i))
+        assert await store.read_block(0, PL - 20, 20) == a[-10:] + bytes(10)
+    assert final_files(tmp_path) == {"tor/a", "tor/b"}
+    assert (tmp_path / "tor" / "a").read_bytes() == a

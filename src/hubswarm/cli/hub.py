@@ -9,12 +9,19 @@ import sys
 from pathlib import Path
 
 import click
+from aiohttp import web
 
 from hubswarm.errors import ConfigError
 from hubswarm.hub.app import HubConfig
 from hubswarm.hub.auth import Role, TokenStore
 from hubswarm.hub.server import make_ssl_context, serve
-from hubswarm.limits import HUB_DEFAULT_MAX_UPLOAD, HUB_KEEPALIVE_TIMEOUT, HUB_READ_TIMEOUT
+from hubswarm.hub.tracker import TrackerState, add_tracker_routes
+from hubswarm.limits import (
+    HUB_DEFAULT_MAX_UPLOAD,
+    HUB_KEEPALIVE_TIMEOUT,
+    HUB_READ_TIMEOUT,
+    TRACKER_DEFAULT_INTERVAL,
+)
 
 _SIZE = re.compile(r"^\s*(\d+)\s*([kmgt]?)(i?b)?\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
@@ -60,8 +67,21 @@ def hub() -> None:
     show_default=True,
     help="Largest upload in bytes (suffixes K, M, G, T allowed).",
 )
+@click.option(
+    "--rate-limit",
+    default=None,
+    help="Per-token limit in bytes/s for uploads and downloads together (suffixes allowed).",
+)
 @click.option("--read-timeout", default=HUB_READ_TIMEOUT, show_default=True, type=float)
 @click.option("--keepalive-timeout", default=HUB_KEEPALIVE_TIMEOUT, show_default=True, type=float)
+@click.option(
+    "--tracker/--no-tracker",
+    default=True,
+    show_default=True,
+    help="Also serve a BitTorrent tracker at /announce and /scrape (the hybrid).",
+)
+@click.option("--tracker-interval", default=TRACKER_DEFAULT_INTERVAL, show_default=True, type=int)
+@click.option("--trust-ip-param", is_flag=True, help="Tracker: take the announce ip parameter.")
 def serve_cmd(
     data_dir: Path,
     host: str,
@@ -70,8 +90,12 @@ def serve_cmd(
     tls_key: Path | None,
     anonymous_read: bool,
     max_upload: str,
+    rate_limit: str | None,
     read_timeout: float,
     keepalive_timeout: float,
+    tracker: bool,
+    tracker_interval: int,
+    trust_ip_param: bool,
 ) -> None:
     """Serve DATA over HTTP(S) until SIGINT/SIGTERM; prints the URL it listens on."""
     if (tls_cert is None) != (tls_key is None):
@@ -81,6 +105,7 @@ def serve_cmd(
         data_dir=data_dir,
         anonymous_read=anonymous_read,
         max_upload=parse_size(max_upload),
+        rate_limit=parse_size(rate_limit) if rate_limit is not None else None,
         read_timeout=read_timeout,
         keepalive_timeout=keepalive_timeout,
     )
@@ -90,7 +115,12 @@ def serve_cmd(
         click.echo(f"hubswarm hub: serving {data_dir} on {url}")
         sys.stdout.flush()
 
-    asyncio.run(serve(config, host, port, ssl_context, ready))
+    def configure(app: web.Application) -> None:
+        # One hub process is file server, tracker and (through GET /files) web seed.
+        state = TrackerState(interval=tracker_interval, trust_ip_param=trust_ip_param)
+        add_tracker_routes(app, state)
+
+    asyncio.run(serve(config, host, port, ssl_context, ready, configure if tracker else None))
 
 
 @hub.group("token")

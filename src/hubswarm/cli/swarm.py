@@ -25,9 +25,20 @@ from hubswarm.swarm import app
 from hubswarm.swarm.session import SessionConfig, TorrentSession
 
 _UNITS = {
-    "": 1, "b": 1, "k": 1000, "kb": 1000, "kib": 1024, "m": 1000**2, "mb": 1000**2,
-    "mib": 1024**2, "g": 1000**3, "gb": 1000**3, "gib": 1024**3,
-    "kbit": 125, "mbit": 125_000, "gbit": 125_000_000,
+    "": 1,
+    "b": 1,
+    "k": 1000,
+    "kb": 1000,
+    "kib": 1024,
+    "m": 1000**2,
+    "mb": 1000**2,
+    "mib": 1024**2,
+    "g": 1000**3,
+    "gb": 1000**3,
+    "gib": 1024**3,
+    "kbit": 125,
+    "mbit": 125_000,
+    "gbit": 125_000_000,
 }
 
 
@@ -124,7 +135,11 @@ class _Display:
         if self.task is None:
             self.task = self.progress.add_task(name, total=total, up=up, peers=0)
         self.progress.update(
-            self.task, description=name, total=total, completed=done, up=up,
+            self.task,
+            description=name,
+            total=total,
+            completed=done,
+            up=up,
             peers=len(session.links),
         )
 
@@ -141,16 +156,27 @@ def register(cli: click.Group) -> None:
     @click.option("--private", is_flag=True, help="BEP 27 private torrent (no DHT).")
     @click.option("--duration", type=float, help="Seed for this many seconds, then exit.")
     @_peer_options
-    def share(path: Path, trackers: tuple[str, ...], web_seeds: tuple[str, ...],
-              output: Path | None, piece_length: int | None, private: bool,
-              duration: float | None, **opts: Any) -> None:
+    def share(
+        path: Path,
+        trackers: tuple[str, ...],
+        web_seeds: tuple[str, ...],
+        output: Path | None,
+        piece_length: int | None,
+        private: bool,
+        duration: float | None,
+        **opts: Any,
+    ) -> None:
         """Make a torrent of PATH, print its magnet link and seed it until interrupted."""
         cfg = _config(opts)
 
         def ready(info: app.ShareInfo) -> None:
             if opts["as_json"]:
-                record = {"torrent": str(info.torrent_path), "info_hash": info.info_hash,
-                          "magnet": info.magnet, "port": info.port}
+                record = {
+                    "torrent": str(info.torrent_path),
+                    "info_hash": info.info_hash,
+                    "magnet": info.magnet,
+                    "port": info.port,
+                }
                 click.echo(json.dumps(record))
             else:
                 click.echo(f"torrent: {info.torrent_path}")
@@ -160,30 +186,63 @@ def register(cli: click.Group) -> None:
             sys.stdout.flush()
 
         events = opts["events"]
-        asyncio.run(app.share(
-            path, config=cfg, host=opts["host"], torrent_out=output, trackers=trackers,
-            web_seeds=web_seeds, piece_length=piece_length, private=private, ready=ready,
-            events_path=events, duration=duration,
-            dht_bootstrap=[parse_address(a) for a in opts["dht_bootstrap"]],
-        ))
+        asyncio.run(
+            app.share(
+                path,
+                config=cfg,
+                host=opts["host"],
+                torrent_out=output,
+                trackers=trackers,
+                web_seeds=web_seeds,
+                piece_length=piece_length,
+                private=private,
+                ready=ready,
+                events_path=events,
+                duration=duration,
+                dht_bootstrap=[parse_address(a) for a in opts["dht_bootstrap"]],
+            )
+        )
 
     @cli.command()
     @click.argument("source")
-    @click.option("-o", "--output", "out_dir", default=".", type=click.Path(path_type=Path),
-                  help="Folder to download into.")
+    @click.option(
+        "-o",
+        "--output",
+        "out_dir",
+        default=".",
+        type=click.Path(path_type=Path),
+        help="Folder to download into.",
+    )
     @click.option("--peer", "peers", multiple=True, help="Peer HOST:PORT to dial (repeatable).")
     @click.option("--tracker", "trackers", multiple=True, help="Extra announce URL.")
     @click.option("--seed", is_flag=True, help="Keep seeding after the download completes.")
     @click.option("--timeout", type=float, help="Give up after this many seconds.")
-    @click.option("--stall-timeout", default=60.0, show_default=True,
-                  help="Give up when nothing arrives for this many seconds.")
-    @click.option("--webseed-mode", type=click.Choice(["fallback", "always", "off"]),
-                  default="fallback", show_default=True)
+    @click.option(
+        "--stall-timeout",
+        default=60.0,
+        show_default=True,
+        help="Give up when nothing arrives for this many seconds.",
+    )
+    @click.option(
+        "--webseed-mode",
+        type=click.Choice(["fallback", "always", "off"]),
+        default="fallback",
+        show_default=True,
+    )
     @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
     @_peer_options
-    def fetch(source: str, out_dir: Path, peers: tuple[str, ...], trackers: tuple[str, ...],
-              seed: bool, timeout: float | None, stall_timeout: float, webseed_mode: str,
-              quiet: bool, **opts: Any) -> None:
+    def fetch(
+        source: str,
+        out_dir: Path,
+        peers: tuple[str, ...],
+        trackers: tuple[str, ...],
+        seed: bool,
+        timeout: float | None,
+        stall_timeout: float,
+        webseed_mode: str,
+        quiet: bool,
+        **opts: Any,
+    ) -> None:
         """Download a .torrent or magnet link, verify every piece, exit 0 when complete."""
         opts["webseed_mode"] = webseed_mode
         cfg = _config(opts)
@@ -192,21 +251,38 @@ def register(cli: click.Group) -> None:
         def done(result: app.FetchResult) -> None:
             display.progress.stop()
             if opts["as_json"]:
-                record = {"info_hash": result.info_hash, "path": str(result.path),
-                          "bytes": result.total_length, "seconds": result.seconds,
-                          "stats": result.stats, "verified": True}
+                record = {
+                    "info_hash": result.info_hash,
+                    "path": str(result.path),
+                    "bytes": result.total_length,
+                    "seconds": result.seconds,
+                    "stats": result.stats,
+                    "verified": True,
+                }
                 click.echo(json.dumps(record))
             else:
                 rate = result.total_length / max(result.seconds, 1e-9) / 1e6
-                click.echo(f"saved {result.path} ({result.total_length} bytes, every piece "
-                           f"verified, {result.seconds:.1f} s, {rate:.1f} MB/s)")
+                click.echo(
+                    f"saved {result.path} ({result.total_length} bytes, every piece "
+                    f"verified, {result.seconds:.1f} s, {rate:.1f} MB/s)"
+                )
             sys.stdout.flush()
 
         with display.progress:
-            asyncio.run(app.fetch(
-                source, out_dir, config=cfg, host=opts["host"],
-                peers=[parse_address(p) for p in peers], extra_trackers=trackers,
-                seed_after=seed, stall_timeout=stall_timeout, timeout=timeout,
-                progress=display, events_path=opts["events"], on_complete=done,
-                dht_bootstrap=[parse_address(a) for a in opts["dht_bootstrap"]],
-            ))
+            asyncio.run(
+                app.fetch(
+                    source,
+                    out_dir,
+                    config=cfg,
+                    host=opts["host"],
+                    peers=[parse_address(p) for p in peers],
+                    extra_trackers=trackers,
+                    seed_after=seed,
+                    stall_timeout=stall_timeout,
+                    timeout=timeout,
+                    progress=display,
+                    events_path=opts["events"],
+                    on_complete=done,
+                    dht_bootstrap=[parse_address(a) for a in opts["dht_bootstrap"]],
+                )
+            )

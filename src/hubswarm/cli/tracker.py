@@ -82,10 +82,3 @@ def tracker(
 def register(cli: click.Group) -> None:
     """Add the ``tracker`` command to the root group."""
     cli.add_command(tracker)
-
-
-if __name__ == "__main__":  # `python -m hubswarm.cli.tracker ...` until the root loads us
-    from hubswarm.cli import cli as _root
-
-    register(_root)
-    _root(prog_name="hubswarm")

@@ -105,7 +105,9 @@ def put(
     started = time.perf_counter()
     with _progress(f"put {file.name}") as progress:
         remote = asyncio.run(
-            client.upload(file, target, token=token, progress=progress, ssl=ssl, timeouts=timeouts)
+            client.upload(
+                file, target, token=token or None, progress=progress, ssl=ssl, timeouts=timeouts
+            )
         )
     rate = _mb_per_s(remote.size, time.perf_counter() - started)
     click.echo(f"uploaded {remote.name} ({remote.size} bytes, sha256 {remote.sha256}, {rate})")
@@ -145,7 +147,7 @@ def get(
             client.download(
                 target,
                 dest,
-                token=token,
+                token=token or None,
                 progress=progress,
                 resume=not no_resume,
                 ssl=ssl,
@@ -176,7 +178,7 @@ def ls(
     """List the files of the hub at URL: size, modified time (UTC), sha256, name."""
     ssl = client.make_ssl_context(cacert)
     timeouts = client.Timeouts(connect=connect_timeout, sock_read=read_timeout)
-    files = asyncio.run(client.list_files(url, token, ssl=ssl, timeouts=timeouts))
+    files = asyncio.run(client.list_files(url, token or None, ssl=ssl, timeouts=timeouts))
     for f in sorted(files, key=lambda f: f.name):
         when = datetime.fromtimestamp(f.mtime, UTC).strftime("%Y-%m-%d %H:%M:%S")
         click.echo(f"{f.size:>14}  {when}  {f.sha256}  {f.name}")

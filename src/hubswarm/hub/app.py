@@ -39,13 +39,15 @@ from hubswarm.errors import (
     UnsafePathError,
     UploadTooLargeError,
 )
-from hubswarm.hub.auth import Role, TokenRecord, TokenStore
+from hubswarm.hub.auth import RateLimiter, Role, TokenRecord, TokenStore
 from hubswarm.hub.store import FileStore, validate_name
 from hubswarm.limits import (
     HUB_CHUNK,
     HUB_DEFAULT_MAX_UPLOAD,
     HUB_KEEPALIVE_TIMEOUT,
     HUB_MAX_DIGEST_HEADER,
+    HUB_RATE_CHUNK,
+    HUB_RATE_MIN_BURST,
     HUB_READ_TIMEOUT,
     HUB_SHUTDOWN_TIMEOUT,
 )
@@ -67,10 +69,14 @@ class HubConfig:
     # Seconds for a request's headers to arrive and between keep-alive requests.
     keepalive_timeout: float = HUB_KEEPALIVE_TIMEOUT
     shutdown_timeout: float = HUB_SHUTDOWN_TIMEOUT
+    # Optional per-token limit in bytes/s, shared by all uploads and downloads of one token.
+    rate_limit: int | None = None
 
     def __post_init__(self) -> None:
         if self.max_upload < 0:
             raise ConfigError("max_upload must be >= 0")
+        if self.rate_limit is not None and self.rate_limit <= 0:
+            raise ConfigError("rate_limit must be > 0 bytes/s")
         if self.read_timeout <= 0 or self.keepalive_timeout <= 0:
             raise ConfigError("timeouts must be > 0")
 
@@ -115,6 +121,8 @@ CONFIG_KEY = web.AppKey("hub_config", HubConfig)
 STORE_KEY = web.AppKey("hub_store", FileStore)
 TOKENS_KEY = web.AppKey("hub_tokens", TokenStore)
 STATS_KEY = web.AppKey("hub_stats", HubStats)
+# Present only when the hub runs with a rate limit.
+RATE_KEY = web.AppKey("hub_rate", RateLimiter)
 
 
 # --- errors ------------------------------------------------------------------------------------
@@ -220,6 +228,22 @@ async def authorize(request: web.Request, need: Role) -> TokenRecord | None:
     if record.role < need:
         raise _HTTPJSONError(403, f"role {record.role.label} may not do this ({need.label} needed)")
     return record
+
+
+Throttle = Callable[[int], float]
+
+
+def throttle_for(request: web.Request, record: TokenRecord | None) -> Throttle | None:
+    """Rate-limit hook of the request's token: n bytes -> seconds to wait; None if unlimited."""
+    limiter = request.app.get(RATE_KEY)
+    if limiter is None:
+        return None
+    key = record.id if record is not None else ""
+
+    def reserve(n: int) -> float:
+        return limiter.reserve(key, n)
+
+    return reserve
 
 
 # --- names and digests ---------------------------------------------------------------------------
@@ -331,7 +355,16 @@ _STRIPPED = (
 class HubFileResponse(web.FileResponse):
     """FileResponse with the SHA-256 ETag, byte accounting and a re-prepare guard."""
 
-    def __init__(self, path: Path, *, name: str, sha256: str, identity: str, stats: HubStats):
+    def __init__(
+        self,
+        path: Path,
+        *,
+        name: str,
+        sha256: str,
+        identity: str,
+        stats: HubStats,
+        throttle: Throttle | None = None,
+    ):
         super().__init__(
             path,
             chunk_size=HUB_CHUNK,
@@ -347,6 +380,7 @@ class HubFileResponse(web.FileResponse):
         # FileResponse's own ETag ("mtime_ns-size" hex) for the stat our sha256 belongs to.
         self.hub_identity = identity
         self._hub_stats = stats
+        self._throttle = throttle
 
     async def prepare(self, request: web.BaseRequest) -> AbstractStreamWriter | None:
         # The handler prepares the response itself (to count bytes); aiohttp calls prepare
@@ -359,12 +393,34 @@ class HubFileResponse(web.FileResponse):
         self, request: web.BaseRequest, fobj: IO[Any], offset: int, count: int
     ) -> AbstractStreamWriter:
         try:
-            return await super()._sendfile(request, fobj, offset, count)
+            if self._throttle is None:
+                return await super()._sendfile(request, fobj, offset, count)
+            return await self._throttled_send(request, fobj, offset, count, self._throttle)
         finally:
             sent = 0
             with contextlib.suppress(OSError, ValueError):
                 sent = max(0, min(fobj.tell() - offset, count))
             self._hub_stats.bytes_sent += sent
+
+    async def _throttled_send(
+        self, request: web.BaseRequest, fobj: IO[Any], offset: int, count: int, throttle: Throttle
+    ) -> AbstractStreamWriter:
+        # sendfile cannot be paced: a rate-limited download goes out in small timed writes.
+        writer = await web.StreamResponse.prepare(self, request)
+        assert writer is not None
+        await asyncio.to_thread(fobj.seek, offset)
+        left = count
+        while left > 0:
+            n = min(HUB_RATE_CHUNK, left)
+            if (delay := throttle(n)) > 0:
+                await asyncio.sleep(delay)
+            chunk = await asyncio.to_thread(fobj.read, n)
+            if not chunk:
+                raise ConnectionResetError("file shrank while being sent")
+            await writer.write(chunk)
+            left -= len(chunk)
+        await self.write_eof()
+        return writer
 
 
 async def _on_response_prepare(request: web.Request, response: web.StreamResponse) -> None:
@@ -381,7 +437,7 @@ async def _on_response_prepare(request: web.Request, response: web.StreamRespons
 
 async def get_file(request: web.Request) -> web.StreamResponse:
     """``GET|HEAD /files/{name}``: the file, with ETag = SHA-256 and honest If-Range."""
-    await authorize(request, Role.READ)
+    record = await authorize(request, Role.READ)
     name = _name_from(request)
     store = request.app[STORE_KEY]
     stats = request.app[STATS_KEY]
@@ -415,6 +471,7 @@ async def get_file(request: web.Request) -> web.StreamResponse:
         sha256=info.sha256,
         identity=f"{info.mtime_ns:x}-{info.size:x}",
         stats=stats,
+        throttle=throttle_for(request, record),
     )
     await resp.prepare(request.clone(headers=new_headers))
     if request.method == hdrs.METH_GET and resp.status in (200, 206):
@@ -426,7 +483,7 @@ async def get_file(request: web.Request) -> web.StreamResponse:
 
 
 async def _body_chunks(
-    request: web.Request, timeout: float, stats: HubStats
+    request: web.Request, timeout: float, stats: HubStats, throttle: Throttle | None
 ) -> AsyncGenerator[bytes, None]:
     """The request body, chunk by chunk; each chunk must arrive within ``timeout`` seconds."""
     while True:
@@ -438,12 +495,42 @@ async def _body_chunks(
         if not chunk:
             return
         stats.bytes_received += len(chunk)
+        if throttle is not None and (delay := throttle(len(chunk))) > 0:
+            # Not reading is what slows the sender: TCP flow control pushes back.
+            await asyncio.sleep(delay)
         yield chunk
+
+
+async def _expect_upload(request: web.Request) -> web.StreamResponse | None:
+    """``Expect: 100-continue`` (curl -T sends it): refuse a bad upload before its body is sent.
+
+    Runs outside the middlewares (aiohttp calls it before the handler), so it answers errors
+    itself; on success the handler repeats the checks and reads the body.
+    """
+    try:
+        if request.headers.get(hdrs.EXPECT, "").lower() != "100-continue":
+            # RFC 9110 §10.1.1: an expectation we don't know -> 417.
+            raise _HTTPJSONError(417, "only 'Expect: 100-continue' is supported")
+        await authorize(request, Role.WRITE)
+        _name_from(request)
+        expected_sha256(request.headers)
+        limit = request.app[CONFIG_KEY].max_upload
+        if request.content_length is not None and request.content_length > limit:
+            raise _HTTPJSONError(413, f"upload larger than {limit} bytes", close=True)
+    except _HTTPJSONError as exc:
+        resp = json_error(exc.status, exc.message, exc.headers)
+        resp.force_close()  # the client will not send the body: close rather than wait for it
+        return resp
+    if request.version >= (1, 1):
+        await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        # As aiohttp's default handler does: the interim reply is not part of the response.
+        request.writer.output_size = 0
+    return None
 
 
 async def put_file(request: web.Request) -> web.Response:
     """``PUT /files/{name}``: streamed, hashed, size-capped, atomic."""
-    await authorize(request, Role.WRITE)
+    record = await authorize(request, Role.WRITE)
     name = _name_from(request)
     config = request.app[CONFIG_KEY]
     stats = request.app[STATS_KEY]
@@ -451,7 +538,8 @@ async def put_file(request: web.Request) -> web.Response:
     if request.content_length is not None and request.content_length > config.max_upload:
         raise _HTTPJSONError(413, f"upload larger than {config.max_upload} bytes", close=True)
     store = request.app[STORE_KEY]
-    async with contextlib.aclosing(_body_chunks(request, config.read_timeout, stats)) as chunks:
+    body = _body_chunks(request, config.read_timeout, stats, throttle_for(request, record))
+    async with contextlib.aclosing(body) as chunks:
         info, created = await store.put(
             name, chunks, max_size=config.max_upload, expected_sha256=expected
         )
@@ -578,13 +666,16 @@ def create_app(config: HubConfig) -> web.Application:
     app[STORE_KEY] = FileStore(config.data_dir)
     app[TOKENS_KEY] = TokenStore(config.data_dir)
     app[STATS_KEY] = HubStats(started_at=time.time(), started_monotonic=time.monotonic())
+    if config.rate_limit is not None:
+        burst = max(config.rate_limit, HUB_RATE_MIN_BURST)
+        app[RATE_KEY] = RateLimiter(config.rate_limit, burst, time.monotonic)
     app.on_startup.append(_prepare_store)
     app.on_response_prepare.append(_on_response_prepare)
     app.router.add_get("/", root)
     app.router.add_get("/files", list_files)
-    # ".+" so that any name, even with an encoded "/" or "..", reaches validate_name -> 400.
+    # Any name (even with an encoded "/", "..", or a newline) reaches validate_name -> JSON 400.
     app.router.add_get("/files/{name:[\\s\\S]+}", get_file)  # also answers HEAD
-    app.router.add_put("/files/{name:[\\s\\S]+}", put_file)
+    app.router.add_put("/files/{name:[\\s\\S]+}", put_file, expect_handler=_expect_upload)
     app.router.add_delete("/files/{name:[\\s\\S]+}", delete_file)
     app.router.add_get("/stats", stats)
     app.router.add_post("/tokens", create_token)

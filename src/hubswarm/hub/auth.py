@@ -207,3 +207,49 @@ class TokenStore:
         """Remove a token by id; return False if there was none."""
         with self._locked() as records:
             return records.pop(token_id, None) is not None
+
+
+# --- rate limit ------------------------------------------------------------------------------
+
+
+class TokenBucket:
+    """Token bucket (RFC 2697 style) that may go into debt: ``reserve`` says how long to wait.
+
+    Pure: ``now`` is passed in. Going into debt lets concurrent requests of one token share the
+    rate fairly without a queue: each waits for its own share of the debt.
+    """
+
+    def __init__(self, rate: float, burst: float, now: float) -> None:
+        if rate <= 0 or burst <= 0:
+            raise ConfigError("rate and burst must be > 0")
+        self.rate = rate
+        self.burst = burst
+        self._level = burst
+        self._updated = now
+
+    def reserve(self, n: int, now: float) -> float:
+        """Take ``n`` bytes; return the seconds to wait before sending them (0 if none)."""
+        self._level = min(self.burst, self._level + max(0.0, now - self._updated) * self.rate)
+        self._updated = max(self._updated, now)
+        self._level -= n
+        return 0.0 if self._level >= 0 else -self._level / self.rate
+
+
+class RateLimiter:
+    """One TokenBucket per token id (anonymous readers share one); bounded by the token count."""
+
+    def __init__(self, rate: float, burst: float, clock: Callable[[], float]) -> None:
+        self.rate = rate
+        self.burst = burst
+        self._clock = clock
+        self._buckets: dict[str, TokenBucket] = {}
+
+    def reserve(self, key: str, n: int) -> float:
+        """Seconds the holder of ``key`` must wait before moving ``n`` more bytes."""
+        now = self._clock()
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            if len(self._buckets) >= HUB_MAX_TOKENS + 1:
+                self._buckets.clear()  # revoked ids pile up only slowly; start afresh
+            bucket = self._buckets[key] = TokenBucket(self.rate, self.burst, now)
+        return bucket.reserve(n, now)

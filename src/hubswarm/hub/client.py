@@ -21,6 +21,7 @@ import hashlib
 import json
 import os
 import re
+import socket
 import ssl as ssl_module
 import time
 from collections.abc import AsyncIterator, Callable
@@ -57,6 +58,8 @@ _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
 # Errors that mean "the disk is full", not "the disk is broken".
 _DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+# Downloads push each finished 32 MiB window towards the disk while the rest arrives.
+_WRITEBACK_WINDOW = 32 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,6 +229,8 @@ async def _http(
     url: str,
 ) -> AsyncIterator[_Http]:
     """Yield a session scope; any aiohttp failure inside becomes a HubError for ``url``."""
+    if token and not token.isprintable():  # a newline would split the header
+        raise ConfigError("the token must be printable text (check $HUBSWARM_TOKEN)")
     own: aiohttp.ClientSession | None = None
     where = _where(url)
     try:
@@ -237,7 +242,7 @@ async def _http(
     except aiohttp.ClientSSLError as exc:
         raise ServerUnreachableError(f"TLS handshake with {where} failed: {exc}", url=url) from exc
     except aiohttp.ClientConnectorError as exc:
-        why = exc.os_error.strerror or _why(exc.os_error)
+        why = _os_reason(exc.os_error)
         raise ServerUnreachableError(f"cannot connect to {where}: {why}", url=url) from exc
     except TimeoutError as exc:  # also aiohttp.ServerTimeoutError (connect and sock_read)
         raise ServerUnreachableError(f"timed out talking to {where}", url=url) from exc
@@ -251,6 +256,8 @@ async def _http(
         raise ServerUnreachableError(f"connection to {where} failed: {_why(exc)}", url=url) from exc
     except aiohttp.ClientError as exc:
         raise ServerError(f"HTTP error from {where}: {_why(exc)}", url=url) from exc
+    except OSError as exc:  # socket errors aiohttp did not wrap; local file errors are wrapped
+        raise ServerUnreachableError(f"connection to {where} failed: {_why(exc)}", url=url) from exc
     finally:
         if own is not None:
             await own.close()
@@ -262,6 +269,13 @@ def _where(url: str) -> str:
         return f"{u.host}:{u.port}"
     except (ValueError, TypeError):
         return url
+
+
+def _os_reason(exc: OSError) -> str:
+    """ "Connection refused", "Name or service not known": the words a user can act on."""
+    if exc.errno and exc.errno > 0 and not isinstance(exc, socket.gaierror):
+        return os.strerror(exc.errno)
+    return exc.strerror or _why(exc)
 
 
 def _why(exc: BaseException) -> str:
@@ -336,8 +350,14 @@ def _write_block(fd: int, blocks: list[bytes]) -> None:
             view = view[written:]
 
 
-def _append(fd: int, hasher: Any, blocks: list[bytes], good: int) -> None:
-    """Write blocks, then hash them; on failure cut the file back to ``good`` bytes."""
+def _hash_blocks(hasher: Any, blocks: list[bytes]) -> None:
+    """Feed blocks to the running hash (blocking; hashlib releases the GIL on big blocks)."""
+    for block in blocks:
+        hasher.update(block)
+
+
+def _append(fd: int, blocks: list[bytes], good: int) -> None:
+    """Write blocks at ``good``; on failure cut the file back to ``good`` bytes."""
     try:
         _write_block(fd, blocks)
     except OSError:
@@ -346,8 +366,14 @@ def _append(fd: int, hasher: Any, blocks: list[bytes], good: int) -> None:
             os.ftruncate(fd, good)
             os.lseek(fd, good, os.SEEK_SET)
         raise
-    for block in blocks:
-        hasher.update(block)
+    end = good + sum(len(b) for b in blocks)
+    if end // _WRITEBACK_WINDOW > good // _WRITEBACK_WINDOW and hasattr(os, "posix_fadvise"):
+        # Start writing finished windows to disk now (Linux: DONTNEED begins asynchronous
+        # writeback, mm/fadvise.c), so the final fsync does not find the whole file dirty.
+        start = good // _WRITEBACK_WINDOW * _WRITEBACK_WINDOW
+        stop = end // _WRITEBACK_WINDOW * _WRITEBACK_WINDOW
+        with contextlib.suppress(OSError):
+            os.posix_fadvise(fd, start, stop - start, os.POSIX_FADV_DONTNEED)
 
 
 def _write_sidecar(path: Path, meta: dict[str, Any]) -> None:
@@ -615,7 +641,10 @@ async def _restart(state: _Partial) -> None:
         os.ftruncate(state.fd, 0)
         os.lseek(state.fd, 0, os.SEEK_SET)
 
-    await asyncio.to_thread(work)
+    try:
+        await asyncio.to_thread(work)
+    except OSError as exc:
+        raise StorageError(f"cannot truncate partial download: {exc.strerror or exc}") from exc
     state.offset = 0
     state.resumed_from = 0
     state.hasher = hashlib.sha256()
@@ -712,16 +741,24 @@ async def _stream_body(
     batched = 0
     eof = False
     while not eof:
-        chunk = await resp.content.read(HUB_CLIENT_CHUNK)  # bounded: batch < 2 chunks
+        # readchunk hands over the received buffers as they are (no join, no copy); each is
+        # one socket read (asyncio reads at most 256 KiB), so a batch stays under 2 chunks.
+        chunk, end_of_http_chunk = await resp.content.readchunk()
         if chunk:
             batch.append(chunk)
             batched += len(chunk)
-        else:
+        elif not end_of_http_chunk:  # (b"", False) is EOF; (b"", True) a chunk boundary
             eof = True
         if batched >= HUB_CLIENT_CHUNK or (eof and batch):
             try:
-                await asyncio.to_thread(_append, state.fd, state.hasher, batch, state.offset)
-            except OSError as exc:
+                # Hash and write the batch in two threads at once: on two cores the SHA-256
+                # (~1.4 GB/s) and the page-cache copy overlap instead of adding up.
+                async with asyncio.TaskGroup() as tg:
+                    tg.create_task(asyncio.to_thread(_hash_blocks, state.hasher, batch))
+                    await asyncio.to_thread(_append, state.fd, batch, state.offset)
+            except* OSError as group:
+                exc = group.exceptions[0]
+                assert isinstance(exc, OSError)
                 err = _storage_error("write", part, exc)
                 if isinstance(err, DiskFullError):
                     err = DiskFullError(

@@ -19,6 +19,7 @@ from aiohttp import web
 
 from hubswarm.errors import ConfigError
 from hubswarm.hub.app import STATS_KEY, STORE_KEY, HubConfig, QuietAccessLogger, create_app
+from hubswarm.limits import HUB_LINGERING_TIME, HUB_READ_BUFSIZE
 
 
 def make_ssl_context(cert: Path, key: Path) -> ssl.SSLContext:
@@ -49,9 +50,15 @@ async def running_hub(
     host: str = "127.0.0.1",
     port: int = 0,
     ssl_context: ssl.SSLContext | None = None,
+    configure: Callable[[web.Application], None] | None = None,
 ) -> AsyncIterator[str]:
-    """Serve the hub while the block runs; yield its base URL (real port when ``port`` is 0)."""
+    """Serve the hub while the block runs; yield its base URL (real port when ``port`` is 0).
+
+    ``configure(app)`` may add routes (the tracker's ``/announce``) before the app starts.
+    """
     app = create_app(config)
+    if configure is not None:
+        configure(app)
     app.on_cleanup.append(_sweep_partials)
     runner = web.AppRunner(
         app,
@@ -60,6 +67,11 @@ async def running_hub(
         access_log_class=QuietAccessLogger,
         # Time allowed for a request's headers and between keep-alive requests (slow-loris).
         keepalive_timeout=config.keepalive_timeout,
+        # How long a refused body is still read and dropped before the socket is closed.
+        lingering_time=min(HUB_LINGERING_TIME, config.read_timeout),
+        # Body buffer per connection: lets the socket keep filling while a chunk is hashed and
+        # written in a thread (aiohttp's 64 KiB default serializes network and disk).
+        read_bufsize=HUB_READ_BUFSIZE,
     )
     await runner.setup()
     try:
@@ -83,6 +95,7 @@ async def serve(
     port: int = 8080,
     ssl_context: ssl.SSLContext | None = None,
     ready: Callable[[str], None] | None = None,
+    configure: Callable[[web.Application], None] | None = None,
 ) -> None:
     """Serve until SIGINT or SIGTERM, then shut down gracefully; ``ready(url)`` once listening."""
     loop = asyncio.get_running_loop()
@@ -91,7 +104,7 @@ async def serve(
     for sig in signals:
         loop.add_signal_handler(sig, stop.set)
     try:
-        async with running_hub(config, host, port, ssl_context) as url:
+        async with running_hub(config, host, port, ssl_context, configure) as url:
             if ready is not None:
                 ready(url)
             # The server's lifetime: it ends only by a signal (or the caller cancelling us).

@@ -179,17 +179,22 @@ class FileStore:
             raise self._translate(exc, name) from exc
         committed = False
         try:
-            buf = bytearray()
+            # Small network chunks are batched into writes of >= HUB_CHUNK; a list + one join
+            # copies each byte once (a single large chunk is not copied at all).
+            pending: list[bytes] = []
+            pending_len = 0
             async for chunk in chunks:
-                buf += chunk
+                pending.append(chunk)
+                pending_len += len(chunk)
                 # Count while streaming: Content-Length may be absent (chunked) or a lie.
-                if max_size is not None and part.size + len(buf) > max_size:
+                if max_size is not None and part.size + pending_len > max_size:
                     raise UploadTooLargeError(f"upload of {name!r} exceeds {max_size} bytes")
-                if len(buf) >= HUB_CHUNK:
-                    await self._write(part, bytes(buf), name)
-                    buf.clear()
-            if buf:
-                await self._write(part, bytes(buf), name)
+                if pending_len >= HUB_CHUNK:
+                    await self._write(part, b"".join(pending), name)
+                    pending.clear()
+                    pending_len = 0
+            if pending_len:
+                await self._write(part, b"".join(pending), name)
             try:
                 digest = await asyncio.to_thread(part.finish)
             except OSError as exc:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import sys
 import time
 from pathlib import Path
@@ -19,13 +20,25 @@ from pathlib import Path
 from hubswarm.errors import HubswarmError
 from hubswarm.hub import client
 
+_RECEIVED = re.compile(r"received (\d+) of \d+")
+
 
 async def _get(url: str, out: Path, token: str | None) -> dict[str, object]:
+    received = [0]
+
+    def progress(done: int, total: int | None) -> None:
+        # The client discards a failed partial; this is how many bytes arrived anyway.
+        received[0] = done
+
     start = time.monotonic()
     try:
-        result = await client.download(url, out, token=token, progress=None, resume=False)
+        result = await client.download(url, out, token=token, progress=progress, resume=False)
     except HubswarmError as exc:
-        return {"start": start, "end": time.monotonic(), "error": str(exc)[:300]}
+        end = time.monotonic()
+        # Progress comes in ~1 MiB batches; aiohttp's message counts the bytes of a cut body.
+        cut = _RECEIVED.search(str(exc))
+        got = max(received[0], int(cut.group(1)) if cut else 0)
+        return {"start": start, "end": end, "error": str(exc)[:300], "bytes": got}
     return {
         "start": start,
         "end": time.monotonic(),

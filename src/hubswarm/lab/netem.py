@@ -2,7 +2,7 @@
 
 Two emulations, one interface (:class:`Network`):
 
-* ``netns`` (root): a bridge ``hsw-br-<id>`` and per host a namespace ``hsw-<id>-h<i>`` joined
+* ``netns`` (root): a bridge ``hsw-<id>-br`` and per host a namespace ``hsw-<id>-h<i>`` joined
   by a veth pair, addresses 10.77.x.y/16 *inside our own namespaces only*. Egress is shaped with
   ``htb`` on both ends of each veth: the host end is the host's upload, the bridge end its
   download (no IFB or police here, see PITFALLS.md). This kernel has no ``netem``, so delay and
@@ -25,6 +25,7 @@ import math
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import time
 from collections.abc import Sequence
@@ -44,6 +45,7 @@ __all__ = [
     "TokenBucket",
     "cleanup_leftovers",
     "install_signal_cleanup",
+    "leftovers",
     "netns_available",
     "probe_netem",
 ]
@@ -58,6 +60,8 @@ _CMD_TIMEOUT = 20.0
 _PROXY_CHUNK = 16 * 1024
 # Token bucket depth: ~50 ms of transfer, at least one chunk (like tc's "burst" at these rates).
 _BURST_SECONDS = 0.05
+# Receive buffer of the proxy's connection to a server (see _connect_small).
+_UPSTREAM_RCVBUF = 64 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +101,10 @@ class Network(Protocol):
 
     async def expose(self, host: int, port: int) -> PortMap:
         """Make a server port on ``host`` reachable by the clients (shaped)."""
+        ...
+
+    async def isolate(self, host: int) -> None:
+        """Cut ``host`` off the network at once (a crashed machine: nothing more leaves it)."""
         ...
 
 
@@ -148,19 +156,19 @@ def probe_netem() -> bool:
         _run(["ip", "netns", "del", ns], check=False)
 
 
-def _our_namespaces() -> list[str]:
+def _our_namespaces(prefix: str = PREFIX) -> list[str]:
     out = _run(["ip", "netns", "list"], check=False).stdout
-    return [line.split()[0] for line in out.splitlines() if line.startswith(PREFIX)]
+    return [line.split()[0] for line in out.splitlines() if line.startswith(prefix)]
 
 
-def _our_links() -> list[str]:
+def _our_links(prefix: str = PREFIX) -> list[str]:
     out = _run(["ip", "-o", "link", "show"], check=False).stdout
     names = []
     for line in out.splitlines():
         parts = line.split(":", 2)
         if len(parts) >= 2:
             name = parts[1].strip().split("@", 1)[0]
-            if name.startswith(PREFIX):
+            if name.startswith(prefix):
                 names.append(name)
     return names
 
@@ -173,16 +181,30 @@ def _kill_namespace_pids(ns: str) -> None:
             os.kill(int(word), signal.SIGKILL)
 
 
-def cleanup_leftovers() -> list[str]:
-    """Delete every namespace and link whose name starts with ``hsw-``; return their names."""
+def leftovers(prefix: str = PREFIX) -> list[str]:
+    """Names of namespaces and links starting with ``prefix`` (must start with ``hsw-``)."""
+    if not prefix.startswith(PREFIX):
+        raise ValueError(f"only names starting with {PREFIX!r} are ours")
+    if os.geteuid() != 0:
+        return []
+    return _our_namespaces(prefix) + _our_links(prefix)
+
+
+def cleanup_leftovers(prefix: str = PREFIX) -> list[str]:
+    """Delete every namespace and link whose name starts with ``prefix`` (default ``hsw-``).
+
+    Returns the names removed. A prefix that does not start with ``hsw-`` is refused.
+    """
+    if not prefix.startswith(PREFIX):
+        raise ValueError(f"only names starting with {PREFIX!r} are ours")
     if os.geteuid() != 0:
         return []
     removed = []
-    for ns in _our_namespaces():
+    for ns in _our_namespaces(prefix):
         _kill_namespace_pids(ns)
         if _run(["ip", "netns", "del", ns], check=False).returncode == 0:
             removed.append(ns)
-    for link in _our_links():
+    for link in _our_links(prefix):
         if _run(["ip", "link", "del", link], check=False).returncode == 0:
             removed.append(link)
     return removed
@@ -216,14 +238,17 @@ class NetnsNetwork:
     def __init__(self, capacities: Sequence[tuple[float, float]], *, run_id: str | None = None):
         """``capacities[i] = (upload, download)`` in bytes/s for host i (math.inf = unshaped)."""
         self.run_id = run_id or secrets.token_hex(2)
-        self.bridge = f"{PREFIX}br-{self.run_id}"
+        # Every name of a run starts with hsw-<id>, so one prefix finds all of them.
+        self.bridge = f"{PREFIX}{self.run_id}-br"
         if len(self.bridge) > _IFNAMSIZ or len(capacities) > 999:
             raise NetnsError("run id too long or too many hosts for interface names")
         self.hosts = tuple(
             Host(i, _address(i), up, down, f"{PREFIX}{self.run_id}-h{i}")
             for i, (up, down) in enumerate(capacities)
         )
-        self.notes: tuple[str, ...] = ("netem absent: no delay/loss emulation",)
+        self.notes: tuple[str, ...] = (
+            "netns emulation: bandwidth shaped with htb on both ends of each veth",
+        )
         self._created: list[str] = []  # namespaces, then links, in creation order
         self._open = False
 
@@ -343,6 +368,22 @@ class NetnsNetwork:
         """The kernel shapes already: clients connect straight to the host's address."""
         return _Direct(self.hosts[host].address, port)
 
+    async def isolate(self, host: int) -> None:
+        """Drop what the host has queued and reset its TCP connections (after its process died).
+
+        A killed process's sockets live on and drain their send buffers (megabytes at these
+        rates), so the fault would not bite. Deleting the shaping qdisc drops the queue;
+        ``ss -K`` (SOCK_DESTROY) aborts the orphaned sockets with a RST, which the clients see
+        at once, as with the app emulation's aborted proxy connections.
+        """
+        ns = self.hosts[host].namespace
+        assert ns is not None
+        dev = self._veth(host, "n")
+        await asyncio.to_thread(
+            _run, ["tc", "-n", ns, "qdisc", "del", "dev", dev, "root"], check=False
+        )
+        await asyncio.to_thread(_run, ["ip", "netns", "exec", ns, "ss", "-t", "-K"], check=False)
+
 
 @dataclass(frozen=True, slots=True)
 class _Direct:
@@ -400,6 +441,8 @@ class AppNetwork:
         self._servers: list[asyncio.Server] = []
         self._writers: set[asyncio.StreamWriter] = set()
         self._tasks: set[asyncio.Task[None]] = set()
+        # Per exposed host: its listeners and live connections (for isolate()).
+        self._by_host: dict[int, tuple[list[asyncio.Server], set[asyncio.StreamWriter]]] = {}
 
     async def __aenter__(self) -> AppNetwork:
         return self
@@ -439,31 +482,45 @@ class AppNetwork:
     async def expose(self, host: int, port: int) -> PortMap:
         """One listener per client; server->client bytes pass the server's and client's buckets."""
         upload = TokenBucket(self.hosts[host].upload)
+        servers, live = self._by_host.setdefault(host, ([], set()))
         ports: dict[int, int] = {}
         for client in self.hosts:
             if client.index == host:
                 continue
             download = TokenBucket(client.download)
             server = await asyncio.start_server(
-                self._handler(port, (upload, download)), "127.0.0.1", 0
+                self._handler(port, (upload, download), live), "127.0.0.1", 0
             )
             self._servers.append(server)
+            servers.append(server)
             ports[client.index] = server.sockets[0].getsockname()[1]
         return _Proxied(ports)
 
-    def _handler(self, port: int, buckets: tuple[TokenBucket, ...]):  # type: ignore[no-untyped-def]
+    async def isolate(self, host: int) -> None:
+        """Stop the host's listeners and abort its connections (buffered bytes are dropped)."""
+        servers, live = self._by_host.get(host, ([], set()))
+        for server in servers:
+            server.close()
+        for writer in list(live):
+            writer.transport.abort()
+
+    def _handler(  # type: ignore[no-untyped-def]
+        self, port: int, buckets: tuple[TokenBucket, ...], live: set[asyncio.StreamWriter]
+    ):
         async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             task = asyncio.current_task()
             assert task is not None
             self._tasks.add(task)
             self._writers.add(writer)
+            live.add(writer)
             up_writer = None
             try:
                 try:
-                    up_reader, up_writer = await asyncio.open_connection("127.0.0.1", port)
+                    up_reader, up_writer = await _connect_small(port)
                 except OSError:
                     return
                 self._writers.add(up_writer)
+                live.add(up_writer)
                 async with asyncio.TaskGroup() as tg:
                     tg.create_task(_pump(reader, up_writer, ()))
                     tg.create_task(_pump(up_reader, writer, buckets))
@@ -473,10 +530,25 @@ class AppNetwork:
                 for w in (writer, up_writer):
                     if w is not None:
                         self._writers.discard(w)
+                        live.discard(w)
                         w.close()
                 self._tasks.discard(task)
 
         return handle
+
+
+async def _connect_small(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    # A small receive window towards the server keeps the bytes a server has "sent" close to
+    # the bytes delivered (loopback autotuning would otherwise buffer megabytes in the kernel).
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _UPSTREAM_RCVBUF)
+        sock.setblocking(False)
+        await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
+        return await asyncio.open_connection(sock=sock)
+    except BaseException:
+        sock.close()
+        raise
 
 
 async def _pump(

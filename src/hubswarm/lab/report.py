@@ -235,7 +235,53 @@ def _verdict(feature: str, cs: list[RunMetrics], p2p: list[RunMetrics]) -> str:
         )
     else:
         raise ValueError(feature)
-    return base + ("" if p2p else "; P2P side pending (swarm runner not available yet)")
+    return base + "; " + _verdict_p2p(feature, p2p)
+
+
+def _verdict_p2p(feature: str, p2p: list[RunMetrics]) -> str:
+    if not p2p:
+        return "P2P side pending (swarm runner not available yet)"
+    if feature == "Architecture":
+        share = [m.server_share for m in p2p if m.server_share is not None]
+        mean = sum(share) / len(share) if share else 1.0
+        return (
+            f"P2P confirmed: peers supplied {_pct(1 - mean)} of the bytes"
+            if mean < 0.5
+            else f"P2P: the server still supplied {_pct(mean)}"
+        )
+    if feature == "Data Storage":
+        ends = [m.min_replicas_end for m in p2p if m.min_replicas_end is not None]
+        return (
+            f"P2P confirmed: at least {min(ends)} copies of every piece"
+            if ends and min(ends) > 1
+            else "P2P: no spread of copies measured"
+        )
+    if feature == "Scalability":
+        sweep = [m for m in _sweep(p2p) if m.last_completion]
+        if len(sweep) < 2 or not sweep[0].last_completion or not sweep[-1].last_completion:
+            return "P2P: no sweep"
+        grow = sweep[-1].last_completion / sweep[0].last_completion
+        ratio = sweep[-1].n / sweep[0].n
+        word = "confirmed" if grow < 0.5 * ratio else "NOT confirmed"
+        return f"P2P {word}: time ×{grow:.1f} for ×{ratio:.0f} N"
+    if feature == "Reliability":
+        fracs = [f[2] for m in p2p for f in m.fault_completion if f[0] == "kill_hub"]
+        if not fracs:
+            return "P2P: no kill_hub run"
+        word = "confirmed" if min(fracs) > 0 else "NOT confirmed"
+        return f"P2P {word}: {_pct(min(fracs))} completed after kill_hub"
+    if feature == "Cost":
+        with_bytes = [m for m in p2p if m.server_bytes_sent is not None]
+        if not with_bytes:
+            return "P2P: server bytes unknown"
+        return f"P2P server upload stays near F: {len(with_bytes)} runs measured"
+    if feature == "Security":
+        got = [m.unauthorized_bytes for m in p2p if m.unauthorized_bytes is not None]
+        if not got:
+            return "P2P: probe pending"
+        return f"P2P: an outsider obtained up to {max(got)} bytes"
+    jains = [m.jain for m in p2p if m.jain is not None]
+    return f"P2P Jain index ≥ {min(jains):.2f}" if jains else "P2P: no data"
 
 
 def build_table(results: Sequence[RunResult]) -> tuple[TableRow, ...]:

@@ -47,6 +47,7 @@ __all__ = [
     "ClientServerRunner",
     "Processes",
     "SwarmRunnerStub",
+    "make_payload",
     "make_runner",
     "open_network",
     "quick_plan",
@@ -185,8 +186,8 @@ class SwarmRunnerStub:
 # --- client-server -----------------------------------------------------------------------------
 
 
-def _make_file(path: Path, size: int, seed: int) -> str:
-    """Write ``size`` seeded random bytes to path; return their SHA-256 hex."""
+def make_payload(path: Path, size: int, seed: int) -> str:
+    """Write ``size`` seeded random bytes to path; return their SHA-256 hex (for any runner)."""
     rng = random.Random(seed)
     digest = hashlib.sha256()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -242,26 +243,10 @@ class ClientServerRunner:
 
     name = "client-server"
 
-    def __init__(self, *, python: str = sys.executable) -> None:
+    def __init__(self, *, python: str = sys.executable, probe_security: bool = True) -> None:
+        """``probe_security``: run the access-control probes (once per scenario, smallest N)."""
         self.python = python
-        self._hub_flags: str | None = None
-
-    async def _hub_help(self, procs: Processes) -> str:
-        if self._hub_flags is None:
-            proc = await procs.spawn([self.python, "-m", "hubswarm", "hub", "serve", "--help"])
-            try:
-                async with asyncio.timeout(_HUB_START_TIMEOUT):
-                    out, err = await proc.communicate()
-            except TimeoutError as exc:
-                raise LabError("'hubswarm hub serve --help' did not answer") from exc
-            if proc.returncode != 0:
-                tail = (err or out).decode(errors="replace").strip().splitlines()
-                raise LabError(
-                    "the hub is not available: 'hubswarm hub serve --help' failed"
-                    + (f": {tail[-1]}" if tail else "")
-                )
-            self._hub_flags = out.decode(errors="replace")
-        return self._hub_flags
+        self.probe_security = probe_security
 
     async def _start_hub(
         self,
@@ -272,14 +257,10 @@ class ClientServerRunner:
         *,
         anonymous: bool,
     ) -> _Hub:
-        flags = await self._hub_help(procs)
         argv = [self.python, "-m", "hubswarm", "hub", "serve", "--data", str(data), "--port", "0"]
+        argv += ["--host", network.bind_address(0)]
         if anonymous:
             argv.append("--anonymous-read")
-        if "--host" in flags:
-            argv += ["--host", network.bind_address(0)]
-        elif network.mode == "netns":
-            raise LabError("the hub has no --host flag: it cannot listen inside a namespace")
         proc = await procs.spawn(network.wrap(0, argv), merge_output=True)
         assert proc.stdout is not None
         lines: list[bytes] = []
@@ -350,7 +331,7 @@ class ClientServerRunner:
         name = "payload.bin"
         data = workdir / "hub-data"
         source = data / "files" / name
-        sha256 = await asyncio.to_thread(_make_file, source, scenario.file_size, scenario.seed)
+        sha256 = await asyncio.to_thread(make_payload, source, scenario.file_size, scenario.seed)
         pieces = max(1, math.ceil(scenario.file_size / scenario.piece_size))
         faults: list[FaultEvent] = []
         replicas = [ReplicaSample(0.0, (1,) * pieces)]
@@ -361,15 +342,37 @@ class ClientServerRunner:
         last_stats: list[int] = []
         started = time.monotonic()
         security: tuple[SecurityProbe, ...] = ()
+        probe = self.probe_security and plan.n == min(scenario.clients)
         async with Processes() as procs, asyncio.TaskGroup() as tg:
-            hub = await self._start_hub(procs, tg, network, data, anonymous=True)
+            # Everything slow (interpreters starting) happens before t0, concurrently.
+            locked = self._lock_hub_data(workdir, source, name) if probe else None
+            hubs = [self._start_hub(procs, tg, network, data, anonymous=True)]
+            if locked is not None:
+                hubs.append(self._start_hub(procs, tg, network, locked[0], anonymous=False))
+            started_hubs = await asyncio.gather(*hubs)
+            hub = started_hubs[0]
             ports = await network.expose(0, hub.port)
             jobs = []
             for i in range(1, plan.n + 1):
                 host, port = ports.address_for(i)
                 url = f"http://{host}:{port}/files/{name}"
                 jobs.append((i, url, workdir / f"c{i}" / name, None))
-            agents = await self._agents(procs, network, jobs)
+            probe_jobs: list[tuple[int, str, Path, str | None]] = []
+            if locked is not None:
+                # Straight to the locked hub: access control needs no shaping.
+                host = network.hosts[0].address if network.mode == "netns" else "127.0.0.1"
+                url = f"http://{host}:{started_hubs[1].port}/files/{name}"
+                probe_jobs = [
+                    (1, url, workdir / "probe" / f"p{k}" / name, token)
+                    for k, (_, token, _) in enumerate(locked[1])
+                ]
+            everyone = await self._agents(procs, network, [*jobs, *probe_jobs])
+            agents = everyone[: len(jobs)]
+            if locked is not None:
+                security = await self._run_probes(
+                    everyone[len(jobs) :], locked[1], probe_jobs, scenario.file_size
+                )
+                started_hubs[1].kill()
             t0 = time.monotonic()
             deadline = t0 + scenario.timeout
             stop = asyncio.Event()
@@ -423,7 +426,9 @@ class ClientServerRunner:
                         error = "killed (fault)"
                 got, ok = await asyncio.to_thread(_check_file, out, sha256)
                 if not got:
-                    got = await asyncio.to_thread(_partial_bytes, out.parent)
+                    reported = report.get("bytes")
+                    got = reported if isinstance(reported, int) else 0
+                    got = max(got, await asyncio.to_thread(_partial_bytes, out.parent))
                 ok = ok and error is None
                 records[i] = ClientRecord(
                     index=i,
@@ -441,7 +446,10 @@ class ClientServerRunner:
             async def fault(kind: str, at: float, count: int) -> None:
                 await _sleep_until(t0 + at)
                 if kind == "kill_hub":
+                    # A crashed machine: the process dies and nothing more leaves the host
+                    # (a killed process's socket buffers would otherwise still drain).
                     hub.kill()
+                    await network.isolate(0)
                     replicas.append(ReplicaSample(time.monotonic() - t0, (0,) * pieces))
                     faults.append(FaultEvent(at, kind, f"SIGKILL hub pid {hub.proc.pid}"))
                 elif kind == "kill_peers":
@@ -451,15 +459,13 @@ class ClientServerRunner:
                         with contextlib.suppress(ProcessLookupError):
                             running[i].kill()
                     faults.append(FaultEvent(at, kind, f"killed clients {victims}"))
+                elif kind == "revoked_token":
+                    faults.append(FaultEvent(at, kind, "revoked token probed: see security"))
                 else:
                     faults.append(FaultEvent(at, kind, "not applicable to client-server"))
 
             stats_task = tg.create_task(poll_stats())
-            fault_tasks = [
-                tg.create_task(fault(f.kind, f.at, f.count))
-                for f in scenario.faults
-                if f.kind in ("kill_hub", "kill_peers", "corrupt_peer")
-            ]
+            fault_tasks = [tg.create_task(fault(f.kind, f.at, f.count)) for f in scenario.faults]
             async with asyncio.TaskGroup() as clients:
                 for i in range(1, plan.n + 1):
                     clients.create_task(client(i))
@@ -472,12 +478,17 @@ class ClientServerRunner:
                 if value is not None:
                     last_stats.append(value)
             hub.kill()
-            # Access control does not depend on N: probe once per scenario (smallest N).
-            if plan.n == min(scenario.clients):
-                security = await self._security_probes(procs, tg, network, workdir, source, name)
             await procs.kill_all()
-        if any(f.kind == "kill_hub" for f in faults) and last_stats:
-            notes.append("server bytes: last /stats reading before the hub was killed")
+        server_bytes = max(last_stats) if last_stats else None
+        if any(f.kind == "kill_hub" for f in faults):
+            # The hub adds a response to /stats when it ends; responses cut by the kill never
+            # do. In client-server every byte a client got came from the hub: count those.
+            delivered = sum(r.bytes_received for r in records.values())
+            server_bytes = max(server_bytes or 0, delivered)
+            notes.append(
+                "server bytes after kill_hub: bytes the clients received (the hub's /stats "
+                "counts a response only when it ends)"
+            )
         return RunResult(
             architecture=self.name,
             scenario=scenario.name,
@@ -487,7 +498,7 @@ class ClientServerRunner:
             uploads=plan.uploads,
             downloads=plan.downloads,
             clients=tuple(records[i] for i in sorted(records)),
-            server_bytes_sent=max(last_stats) if last_stats else None,
+            server_bytes_sent=server_bytes,
             faults=tuple(faults),
             replicas=tuple(replicas),
             security=security,
@@ -498,58 +509,52 @@ class ClientServerRunner:
             notes=tuple(notes),
         )
 
-    async def _security_probes(
-        self,
-        procs: Processes,
-        tg: asyncio.TaskGroup,
-        network: Network,
-        workdir: Path,
-        source: Path,
-        name: str,
-    ) -> tuple[SecurityProbe, ...]:
-        """A hub that requires tokens; clients with no, forged, revoked and valid tokens try."""
+    @staticmethod
+    def _lock_hub_data(
+        workdir: Path, source: Path, name: str
+    ) -> tuple[Path, tuple[tuple[str, str | None, bool], ...]]:
+        """A data dir for a hub that requires tokens, and the probe cases against it."""
         data = workdir / "hub-locked"
         target = data / "files" / name
         target.parent.mkdir(parents=True, exist_ok=True)
-        await asyncio.to_thread(os.link, source, target)
-        valid, revoked = await asyncio.to_thread(_make_tokens, data)
-        hub = await self._start_hub(procs, tg, network, data, anonymous=False)
-        size = source.stat().st_size
-        # Straight to the hub (no shaping needed to test access control).
-        host = network.hosts[0].address if network.mode == "netns" else "127.0.0.1"
-        url = f"http://{host}:{hub.port}/files/{name}"
+        os.link(source, target)
+        valid, revoked = _make_tokens(data)
         cases = (
             ("no token", None, False),
             ("forged token", "forged-" + "0" * 32, False),
             ("revoked token", revoked, False),
             ("valid read token (control)", valid, True),
         )
-        jobs = [
-            (1, url, workdir / "probe" / f"p{k}" / name, token)
-            for k, (_, token, _) in enumerate(cases)
-        ]
+        return data, cases
+
+    @staticmethod
+    async def _run_probes(
+        agents: Sequence[asyncio.subprocess.Process],
+        cases: Sequence[tuple[str, str | None, bool]],
+        jobs: Sequence[tuple[int, str, Path, str | None]],
+        size: int,
+    ) -> tuple[SecurityProbe, ...]:
+        """Let the probe agents go; record what each obtained."""
+        for proc in agents:
+            assert proc.stdin is not None
+            proc.stdin.write(b"go\n")
         probes = []
-        try:
-            agents = await self._agents(procs, network, jobs)
-            for proc in agents:
-                assert proc.stdin is not None
-                proc.stdin.write(b"go\n")
-            for (label, _, authorized), proc, job in zip(cases, agents, jobs, strict=True):
-                try:
-                    async with asyncio.timeout(_HUB_START_TIMEOUT):
-                        out_bytes, _ = await proc.communicate()
-                except TimeoutError:
-                    proc.kill()
-                    await proc.wait()
-                    out_bytes = b""
-                report = _last_json(out_bytes)
-                got = await asyncio.to_thread(_partial_bytes, job[2].parent)
-                outcome = f"exit {proc.returncode}"
-                if report.get("error"):
-                    outcome += f": {str(report['error'])[:160]}"
-                probes.append(SecurityProbe(f"client with {label}", got, size, outcome, authorized))
-        finally:
-            hub.kill()
+        for (label, _, authorized), proc, job in zip(cases, agents, jobs, strict=True):
+            try:
+                async with asyncio.timeout(_HUB_START_TIMEOUT):
+                    out_bytes, _ = await proc.communicate()
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
+                out_bytes = b""
+            report = _last_json(out_bytes)
+            got = await asyncio.to_thread(_partial_bytes, job[2].parent)
+            reported = report.get("bytes")
+            got = max(got, reported if isinstance(reported, int) else 0)
+            outcome = f"exit {proc.returncode}"
+            if report.get("error"):
+                outcome += f": {str(report['error'])[:160]}"
+            probes.append(SecurityProbe(f"client with {label}", got, size, outcome, authorized))
         return tuple(probes)
 
 

@@ -87,14 +87,24 @@ def _check_port(port: object, *, allow_zero: bool = False) -> int:
     return port
 
 
+def _ip_octets(ip: object) -> bytes:
+    # Hot path (every contact of every response): parse, then insist on the canonical text so
+    # that " 1.2.3.4", "01.2.3.4" or "+1.2.3.4" are refused.
+    if isinstance(ip, str):
+        parts = ip.split(".")
+        if len(parts) == 4:
+            try:
+                octets = bytes(map(int, parts))
+            except ValueError:
+                pass
+            else:
+                if f"{octets[0]}.{octets[1]}.{octets[2]}.{octets[3]}" == ip:
+                    return octets
+    raise KRPCError(f"{ip!r} is not an IPv4 address")
+
+
 def _check_ip(ip: str) -> str:
-    # Hot path (every contact of every response): a dotted quad check without ipaddress.
-    parts = ip.split(".") if isinstance(ip, str) else []
-    if len(parts) != 4 or not all(
-        p.isdigit() and p.isascii() and len(p) <= 3 and int(p) <= 255 and (p == "0" or p[0] != "0")
-        for p in parts
-    ):
-        raise KRPCError(f"{ip!r} is not an IPv4 address")
+    _ip_octets(ip)
     return ip
 
 
@@ -122,8 +132,7 @@ class CompactNode:
 
 def encode_peer(ip: str, port: int) -> bytes:
     """Compact peer info: 4-byte IPv4 then 2-byte port, network order (BEP 5)."""
-    octets = bytes(int(p) for p in _check_ip(ip).split("."))
-    return octets + _check_port(port, allow_zero=True).to_bytes(2, "big")
+    return _ip_octets(ip) + _check_port(port, allow_zero=True).to_bytes(2, "big")
 
 
 def _decode_peer(data: bytes) -> Address:

@@ -237,11 +237,14 @@ def _parse_files(info: dict[bytes, Any], name: str) -> tuple[FileEntry, ...]:
         for part in parts:
             _check_component(part, f"files[{i}] path component")
         path = (name, *parts)
-        if path in seen:
-            raise MetainfoError(f"duplicate file path {'/'.join(parts)!r}")
-        seen.add(path)
         attr = item.get(b"attr", b"")
         padding = isinstance(attr, bytes) and b"p" in attr  # BEP 47 padding file
+        # Padding files are never written, and libtorrent names them by size alone
+        # (".pad/16381" may repeat), so only real files must have distinct paths.
+        if not padding:
+            if path in seen:
+                raise MetainfoError(f"duplicate file path {'/'.join(parts)!r}")
+            seen.add(path)
         entries.append(FileEntry(path=path, length=length, offset=offset, padding=padding))
         offset += length
     # A path that is both a file and a folder ("a" and "a/b") cannot be stored.
@@ -276,6 +279,9 @@ def _parse_info_dict(info: Any, raw: bytes) -> InfoDict:
         )
 
     pieces = info.get(b"pieces")
+    if pieces is None and info.get(b"meta version") == 2:
+        # BEP 52 v2-only torrents have no v1 'pieces'; hybrids (v1 + v2) parse as v1.
+        raise MetainfoError("v2-only torrents (BEP 52) are not supported")
     if not isinstance(pieces, bytes):
         raise MetainfoError("'pieces' must be a string")
     if len(pieces) % _HASH_LEN:

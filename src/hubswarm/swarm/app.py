@@ -77,7 +77,7 @@ async def _maybe_dht(
     from hubswarm.swarm.dht.node import DHTNode  # the DHT is optional at run time
 
     async with DHTNode(host=host, port=0, bootstrap=list(bootstrap), state_path=state_file) as node:
-        yield node  # type: ignore[misc]
+        yield node
 
 
 async def fetch(
@@ -101,11 +101,15 @@ async def fetch(
     With ``seed_after`` keep seeding until cancelled (Ctrl-C) after ``on_complete``.
 
     Raises:
-        NoPeersError: nothing arrived for ``stall_timeout`` seconds.
-        MetainfoError, ConfigError, DiskFullError, TimeoutError.
+        NoPeersError: nothing arrived for ``stall_timeout`` seconds, or not complete
+            after ``timeout`` seconds.
+        MetainfoError, ConfigError, StorageError (DiskFullError).
     """
     src = load_source(source_text)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot create {out_dir}: {exc.strerror or exc}") from exc
     config.seed = seed_after
     trackers = list(src.trackers) + [(t,) for t in extra_trackers]
     started = time.monotonic()
@@ -156,14 +160,13 @@ async def _wait(
         st = session.stats
         got = st.downloaded_from_peers + st.downloaded_from_webseeds
         now = time.monotonic()
-        if got != last_bytes or session.metadata_ready.is_set() and got == 0 and session.links:
-            if got != last_bytes:
-                last_bytes, last_change = got, now
+        if got != last_bytes:
+            last_bytes, last_change = got, now
         if now - last_change > stall_timeout:
             what = "no peers" if not session.links else "no data from peers"
             raise NoPeersError(f"{what} for {stall_timeout:.0f} s")
         if deadline is not None and now > deadline:
-            raise TimeoutError(f"download not complete after {timeout} s")
+            raise NoPeersError(f"download not complete after {timeout:g} s")
         if progress is not None:
             progress(session)
         with contextlib.suppress(TimeoutError):
@@ -220,7 +223,10 @@ async def share(
     )
     mi = parse_metainfo(data)
     torrent_path = torrent_out or Path(f"{info.name}.torrent")
-    torrent_path.write_bytes(data)
+    try:
+        torrent_path.write_bytes(data)
+    except OSError as exc:
+        raise ConfigError(f"cannot write {torrent_path}: {exc.strerror or exc}") from exc
     config.seed = True
     async with (
         _maybe_dht(dht_bootstrap, host, None) as dht,

@@ -17,7 +17,7 @@ from typing import Any
 
 import aiohttp
 
-from hubswarm.errors import RemoteProtocolError
+from hubswarm.errors import ConfigError, RemoteProtocolError
 from hubswarm.limits import HANDSHAKE_TIMEOUT
 from hubswarm.proto import wire
 from hubswarm.proto.metainfo import InfoDict
@@ -25,6 +25,10 @@ from hubswarm.swarm.peer import READ_CHUNK, read_handshake
 from hubswarm.swarm.session import DHTLike, SessionConfig, TorrentSession
 
 log = logging.getLogger(__name__)
+
+# Connections still in their handshake that the listener holds at once (beyond the peers it
+# may keep): bounds what a flood of idle sockets can pin (libtorrent: half_open_limit).
+MAX_PENDING_INCOMING = 64
 
 
 class SwarmPeer:
@@ -43,9 +47,13 @@ class SwarmPeer:
         self.http: aiohttp.ClientSession | None = None
 
     async def __aenter__(self) -> SwarmPeer:
-        self._server = await asyncio.start_server(
-            self._on_connection, self.host, self.config.listen_port, limit=READ_CHUNK * 2
-        )
+        try:
+            self._server = await asyncio.start_server(
+                self._on_connection, self.host, self.config.listen_port, limit=READ_CHUNK * 2
+            )
+        except OSError as exc:
+            where = f"{self.host}:{self.config.listen_port}"
+            raise ConfigError(f"cannot listen on {where}: {exc.strerror or exc}") from exc
         self.port = int(self._server.sockets[0].getsockname()[1])
         self.config.listen_port = self.port
         self.http = aiohttp.ClientSession()
@@ -58,8 +66,14 @@ class SwarmPeer:
             task.cancel()
         if self._handlers:
             await asyncio.wait(self._handlers, timeout=5)
+        if self._server is not None:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(5):
+                    await self._server.wait_closed()
+            self._server = None
         if self.http is not None:
             await self.http.close()
+            self.http = None
 
     @contextlib.asynccontextmanager
     async def torrent(
@@ -99,9 +113,16 @@ class SwarmPeer:
     ) -> None:
         task = asyncio.current_task()
         assert task is not None
+        if len(self._handlers) >= MAX_PENDING_INCOMING + 2 * self.config.max_peers:
+            writer.close()  # a connection flood: refuse before reading anything
+            return
         self._handlers.add(task)
         try:
             await self._serve(reader, writer)
+        except Exception as exc:
+            # A bug while serving one connection must not go unseen, nor leak the socket.
+            log.error("incoming connection failed", exc_info=exc)
+            writer.close()
         finally:
             self._handlers.discard(task)
 
@@ -115,16 +136,23 @@ class SwarmPeer:
             dht=self.dht is not None,
         )
         try:
-            _, hs = await read_handshake(conn, reader, HANDSHAKE_TIMEOUT)
+            _, _hs = await read_handshake(conn, reader, HANDSHAKE_TIMEOUT)
             session = self.sessions.get(conn.remote_handshake.info_hash)  # type: ignore[union-attr]
             if session is None:
                 log.debug("refusing %s:%d: unknown info_hash", *address)
                 writer.close()
                 return
             writer.write(conn.accept(session.info_hash))
+            if session.info is not None:
+                conn.set_num_pieces(session.info.num_pieces)  # check the pipelined messages too
             rest = conn.receive_data(b"")
         except (RemoteProtocolError, OSError, TimeoutError) as exc:
+            # Also what an MSE/PE (encrypted) handshake gets: we speak plaintext only, and
+            # libtorrent falls back to plaintext when the socket closes.
             log.debug("incoming %s:%d failed: %s", *address, exc)
             writer.close()
             return
-        await session.run_link(conn, reader, writer, address, rest, outgoing=False)
+        except BaseException:
+            writer.close()
+            raise
+        await session.run_incoming(conn, reader, writer, address, rest)

@@ -109,6 +109,7 @@ class PeerState:
     strikes: int = 0
     snubbed: bool = False
     is_seed: bool = False
+    pointless: bool = False  # closed because neither side wants anything (two seeds)
 
 
 class PeerLink:
@@ -146,6 +147,10 @@ class PeerLink:
         self._upload_ready = asyncio.Event()
         self._closed = False
         self._last_send_at = clock()
+        # A deeper transport buffer than asyncio's 64 KiB keeps a fast link full; drain()
+        # (uploads, and the reader once per batch) still pushes back above it.
+        with contextlib.suppress(AttributeError, NotImplementedError):
+            writer.transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
 
     def __repr__(self) -> str:
         return f"<PeerLink {self.address[0]}:{self.address[1]}>"
@@ -173,8 +178,7 @@ class PeerLink:
 
     async def drain(self) -> None:
         """Wait while the transport holds more than ``WRITE_HIGH_WATER`` bytes."""
-        transport = self.writer.transport
-        if transport.get_write_buffer_size() > WRITE_HIGH_WATER:
+        if self.writer.transport.get_write_buffer_size() > WRITE_HIGH_WATER:
             await self.writer.drain()
 
     # --- uploads --------------------------------------------------------------------------
@@ -219,7 +223,10 @@ class PeerLink:
                 await self.upload_limiter.acquire(len(block))
             if self._closed:
                 return
-            self.send(Piece(req.piece_index, req.begin, block))
+            # Zero-copy: the header and the block go to the transport as two buffers.
+            header = self.conn.piece_header(req.piece_index, req.begin, len(block))
+            self.writer.writelines((header, block))
+            self._last_send_at = self.clock()
             self.upload_rate.add(len(block))
             await self.writer.drain()
 
@@ -241,6 +248,10 @@ class PeerLink:
         except* (RemoteProtocolError, HubswarmError, OSError, TimeoutError) as eg:
             error = eg.exceptions[0]
             log.debug("%r closed: %s", self, error)
+        except* Exception as eg:
+            # A bug of ours while handling this peer: end this link only, never the session.
+            error = eg.exceptions[0]
+            log.error("%r failed", self, exc_info=error)
         finally:
             self._closed = True
             self.writer.close()

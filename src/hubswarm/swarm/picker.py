@@ -24,6 +24,24 @@ and every in-flight block request. The session calls it synchronously and does t
 * ``max_in_progress`` bounds how many pieces are open at once (pass
   ``PieceStore.max_pieces_in_flight`` so the store's piece buffers stay bounded).
 
+Session wiring, in short::
+
+    picker = PiecePicker(info.num_pieces, info.piece_size, rng=rng, have=await store.recheck(),
+                         max_in_progress=store.max_pieces_in_flight)
+    # on Bitfield/HaveAll: picker.peer_bitfield(bf); on Have: picker.peer_have(i)
+    # when unchoked, top up to request_queue_depth(rate); while choked, pass as peer_has
+    # only its BEP 6 allowed-fast pieces (Bitfield.from_indices(n, allowed & its pieces)):
+    for req in picker.next_requests(peer, bf, depth - len(picker.outstanding(peer)), now): ...
+    # on Piece:
+    res = picker.block_received(peer, req)
+    for other, r in res.cancels: send Cancel(r) to other
+    if res.stored and store.add_block(i, begin, block):
+        ok = await store.finish_piece(i); suspects = picker.piece_complete(i, ok)
+        if ok: send Have(i) to everyone
+    # on Choke: picker.peer_choked(peer, allowed_fast); on Reject: picker.request_rejected
+    # every few seconds: for peer, r in picker.expired_requests(now, REQUEST_TIMEOUT): ...
+    # on disconnect: picker.peer_left(peer, bf)
+
 Peer ids are any hashable the session likes (peer_id bytes, a connection object). No clock,
 no global random: ``now`` and a seeded ``random.Random`` are injected.
 """
@@ -130,8 +148,11 @@ class _Piece:
 class PiecePicker:
     """Block scheduling for one torrent (see the module docstring for the call protocol).
 
-    Costs: ``next_requests`` is O(pieces / 8) byte operations plus O(open pieces); piece
-    state is kept incrementally (unrequested counts, a "never started" bitmask as an int).
+    Costs: state is kept incrementally (unrequested block counts, the never-started pieces
+    as an int bitmask and in buckets by availability), so picking a new piece is O(1)
+    random probes in the rarest bucket for a typical peer rather than a sort of all pieces.
+    Call ``peer_bitfield``/``peer_have`` before asking for that peer's requests (the
+    rarest-first order is only as good as those counts).
     """
 
     def __init__(
@@ -162,8 +183,12 @@ class PiecePicker:
         self._open: dict[int, None] = {}  # started pieces with unrequested blocks
         self._peer_requests: dict[PeerKey, dict[BlockRequest, None]] = {}
         self._wanted: Bitfield | None = None
-        # Wanted, missing and never started pieces, as an int bitmask (bit order as wire).
+        # Wanted, missing and never started ("fresh") pieces, as an int bitmask (wire bit
+        # order) and bucketed by availability: _levels[a] lists the fresh pieces held by a
+        # peers, _slot[i] is i's position in its list (swap-remove in O(1)).
         self._fresh = 0
+        self._levels: list[list[int]] = [[]]
+        self._slot: dict[int, int] = {}
         self._recompute_fresh()
 
     # --- queries --------------------------------------------------------------------------
@@ -218,17 +243,17 @@ class PiecePicker:
     def peer_bitfield(self, peer_has: Bitfield) -> None:
         """A peer announced its bitfield (or HaveAll): count its pieces."""
         for i in peer_has:
-            self.availability[i] += 1
+            self._add_availability(i, 1)
 
     def peer_have(self, piece_index: int) -> None:
         """A peer announced ``have piece_index`` (the session checks it was new for that peer)."""
-        self.availability[piece_index] += 1
+        self._add_availability(piece_index, 1)
 
     def peer_left(self, peer: PeerKey, peer_has: Bitfield | None) -> list[BlockRequest]:
         """A peer disconnected: forget its pieces and return its in-flight blocks to the pool."""
         if peer_has is not None:
             for i in peer_has:
-                self.availability[i] -= 1
+                self._add_availability(i, -1)
         return self._drop_requests(peer, keep=())
 
     # --- requests -------------------------------------------------------------------------
@@ -252,18 +277,24 @@ class PiecePicker:
                 return out
 
         # 2. New pieces: random first, then rarest first with a random tie-break.
-        candidates = _indices(self._fresh & self._as_int(peer_has), self._nbytes)
         random_phase = self.have.count() < self.random_first
-        while candidates and len(out) < count:
+        peer_bits = self._as_int(peer_has)
+        candidates = _indices(self._fresh & peer_bits, self._nbytes) if random_phase else []
+        while len(out) < count:
             if self.max_in_progress is not None and len(self._pieces) >= self.max_in_progress:
                 return out
             if random_phase:
-                pool = candidates
+                if not candidates:
+                    break
+                k = self._rng.randrange(len(candidates))
+                candidates[k], candidates[-1] = candidates[-1], candidates[k]
+                i = candidates.pop()
             else:
-                rarest = min(self.availability[i] for i in candidates)
-                pool = [i for i in candidates if self.availability[i] == rarest]
-            i = pool[self._rng.randrange(len(pool))]
-            candidates.remove(i)
+                # The int test is cheap and spares a bucket scan for peers with nothing new.
+                found = self._rarest_fresh(peer_has) if self._fresh & peer_bits else None
+                if found is None:
+                    break
+                i = found
             self._start(i)
             self._take_unrequested(i, peer, mine, out, count, now)
         if len(out) >= count or not self.in_endgame:
@@ -369,6 +400,8 @@ class PiecePicker:
         if ok:
             self.have.set(piece_index)
             self._fresh &= ~self._bit(piece_index)
+            if piece_index in self._slot:
+                self._bucket_remove(piece_index)
         return contributors
 
     def set_have(self, piece_index: int) -> None:
@@ -392,12 +425,65 @@ class PiecePicker:
         # spare bits beyond num_pieces
         spare = self._nbytes * 8 - self.num_pieces
         self._fresh = mask & ~((1 << spare) - 1)
+        self._levels = [[] for _ in range(max(self.availability, default=0) + 1)]
+        self._slot = {}
+        for i in _indices(self._fresh, self._nbytes):
+            self._bucket_add(i)
+
+    def _bucket_add(self, i: int) -> None:
+        a = self.availability[i]
+        while len(self._levels) <= a:
+            self._levels.append([])
+        level = self._levels[a]
+        self._slot[i] = len(level)
+        level.append(i)
+
+    def _bucket_remove(self, i: int) -> None:
+        level = self._levels[self.availability[i]]
+        k = self._slot.pop(i)
+        last = level.pop()
+        if last != i:
+            level[k] = last
+            self._slot[last] = k
+
+    def _add_availability(self, i: int, delta: int) -> None:
+        if self.availability[i] + delta < 0:
+            raise LocalProtocolError(f"availability of piece {i} would go negative")
+        fresh = i in self._slot
+        if fresh:
+            self._bucket_remove(i)
+        self.availability[i] += delta
+        if fresh:
+            self._bucket_add(i)
+
+    def _rarest_fresh(self, peer_has: Bitfield) -> int | None:
+        """A random fresh piece among the rarest that the peer has.
+
+        Level 0 (pieces no counted peer has) comes last: it only matters if the session did
+        not count this peer's pieces, and scanning it first would cost O(rare pieces).
+        """
+        rng = self._rng
+        for level in [*self._levels[1:], self._levels[0]]:
+            if not level:
+                continue
+            # A few random probes find a piece of a peer holding a fair share at once;
+            # otherwise scan this level (the peer lacks most of these rare pieces).
+            for _ in range(8):
+                i = level[rng.randrange(len(level))]
+                if peer_has[i]:
+                    return i
+            held = [i for i in level if peer_has[i]]
+            if held:
+                return held[rng.randrange(len(held))]
+        return None
 
     def _start(self, i: int) -> None:
         n = self.block_count(i)
         self._pieces[i] = _Piece([_Block() for _ in range(n)], unrequested=n)
         self._open[i] = None
         self._fresh &= ~self._bit(i)
+        if i in self._slot:
+            self._bucket_remove(i)
 
     def _forget(self, i: int) -> None:
         """Drop a started piece; it becomes fresh again unless we have it."""
@@ -405,6 +491,7 @@ class PiecePicker:
         self._open.pop(i, None)
         if not self.have[i] and (self._wanted is None or self._wanted[i]):
             self._fresh |= self._bit(i)
+            self._bucket_add(i)
 
     def _set_unrequested(self, i: int, p: _Piece, value: int) -> None:
         p.unrequested = value

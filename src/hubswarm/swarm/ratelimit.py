@@ -9,12 +9,16 @@ the order they reserve (FIFO fairness between consumers of one bucket).
 limiter makes each send wait on both: first its own bucket, then the parent's (tokens
 are taken from the global bucket only when the peer is ready to send, so a slow peer does
 not hold global bandwidth hostage). A rate of 0 or None means unlimited.
+
+``RateMeter`` is the matching pure measurement: bytes per second over a sliding window,
+for ``PeerStats.download_rate``/``upload_rate`` and ``request_queue_depth``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 
 from hubswarm.limits import BLOCK_SIZE
@@ -96,6 +100,51 @@ class TokenBucket:
         if elapsed > 0:
             self._tokens = min(self.burst, self._tokens + elapsed * self.rate)
             self._updated_at = now
+
+
+class RateMeter:
+    """Pure transfer-rate estimate over a sliding ``window`` (for the choker and queue depth).
+
+    Bytes are summed in ``resolution``-second slots (bounded: window / resolution slots);
+    ``rate(now)`` divides the bytes of the last ``window`` seconds by the window (or by the
+    time since the first sample while younger than the window, so a new peer is not
+    under-rated). libtorrent averages its rates over a few seconds the same way.
+    """
+
+    __slots__ = ("_slots", "_started_at", "resolution", "total", "window")
+
+    def __init__(self, window: float = 5.0, resolution: float = 0.5) -> None:
+        if window <= 0 or resolution <= 0 or resolution > window:
+            raise ValueError("need 0 < resolution <= window")
+        self.window = window
+        self.resolution = resolution
+        self.total = 0
+        self._slots: deque[list[float]] = deque()  # [slot start, bytes]
+        self._started_at: float | None = None
+
+    def record(self, n: int, now: float) -> None:
+        """Count ``n`` bytes transferred at ``now``."""
+        if self._started_at is None:
+            self._started_at = now
+        self.total += n
+        start = now - (now % self.resolution)
+        if self._slots and self._slots[-1][0] == start:
+            self._slots[-1][1] += n
+        else:
+            self._slots.append([start, float(n)])
+        self._expire(now)
+
+    def rate(self, now: float) -> float:
+        """Bytes per second over the last ``window`` seconds."""
+        if self._started_at is None:
+            return 0.0
+        self._expire(now)
+        span = min(self.window, max(now - self._started_at, self.resolution))
+        return sum(b for _, b in self._slots) / span
+
+    def _expire(self, now: float) -> None:
+        while self._slots and self._slots[0][0] + self.resolution <= now - self.window:
+            self._slots.popleft()
 
 
 class RateLimiter:

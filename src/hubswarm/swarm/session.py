@@ -23,11 +23,10 @@ import asyncio
 import contextlib
 import json
 import logging
-import os
 import random
 import secrets
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -36,12 +35,12 @@ import aiohttp
 
 from hubswarm import __version__
 from hubswarm.errors import (
-    DiskFullError,
     HubswarmError,
     LocalProtocolError,
     MetainfoError,
     RemoteProtocolError,
     StorageError,
+    SwarmError,
     TrackerError,
 )
 from hubswarm.limits import BLOCK_SIZE, HANDSHAKE_TIMEOUT
@@ -50,7 +49,6 @@ from hubswarm.proto.metainfo import InfoDict, parse_info
 from hubswarm.proto.tracker import AnnounceRequest
 from hubswarm.proto.wire_events import (
     AllowedFast,
-    Bitfield as BitfieldMsg,
     Cancel,
     Choke,
     Event,
@@ -69,6 +67,9 @@ from hubswarm.proto.wire_events import (
     Unchoke,
     metadata_piece_count,
 )
+from hubswarm.proto.wire_events import (
+    Bitfield as BitfieldMsg,
+)
 from hubswarm.swarm import tracker_client, webseed
 from hubswarm.swarm.bitfield import Bitfield
 from hubswarm.swarm.choker import Choker, PeerStats
@@ -79,9 +80,18 @@ from hubswarm.swarm.storage import PieceStore
 
 log = logging.getLogger(__name__)
 
-# A peer that contributed to this many pieces that failed their hash is banned (libtorrent
-# bans a peer once it is the sole contributor of a bad piece; we allow one honest mistake).
-BAN_STRIKES = 2
+# Trust points, as libtorrent's (peer_connection::received_invalid_data): a peer earns one per
+# good piece it contributed to (up to TRUST_MAX) and loses TRUST_SHARED_PENALTY per bad piece it
+# shared with others, TRUST_SOLE_PENALTY when it alone sent the bad piece. At TRUST_BAN or below
+# it is banned: two bad pieces of its own, or about four shared ones without good work between.
+# (One honest mistake is forgiven; a peer flipping bytes in every block fails every piece.)
+TRUST_MAX = 8
+TRUST_SHARED_PENALTY = 2
+TRUST_SOLE_PENALTY = 4
+TRUST_BAN = -7
+# Haves remembered per peer before the metadata tells the piece count (magnet): a honest peer
+# has at most one per piece; 2**20 pieces cover any torrent our metadata cap admits.
+MAX_PENDING_HAVES = 1 << 20
 # Pieces kept in memory for uploads: each upload request for a block of a cached piece
 # is served without a disk read (one read per piece instead of one per 16 KiB block).
 UPLOAD_CACHE_PIECES = 16
@@ -134,6 +144,8 @@ class SessionConfig:
     announce_ip: str | None = None  # the tracker `ip` parameter (lab behind addresses)
     corrupt_uploads: bool = False  # lab fault: this peer serves corrupt blocks
     rng_seed: int | None = None
+    reconnect_min: float = RETRY_MIN  # first delay before re-dialling a peer that went away
+    reconnect_max: float = RETRY_MAX  # the delay doubles per failure up to this
 
 
 @dataclass(slots=True)
@@ -200,10 +212,13 @@ class TorrentSession:
         self._connecting: set[tuple[str, int]] = set()
         self._banned: set[str] = set()
         self._banned_addresses: set[tuple[str, int]] = set()
+        self._self_addresses: set[tuple[str, int]] = set()
+        self._banned_peer_ids: set[bytes] = set()
+        self._trust: dict[tuple[str, int], int] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._stopping = False
         self.error: HubswarmError | None = None
         self._failed = asyncio.Event()
-        self._strikes: dict[tuple[str, int], int] = {}
         self._metadata: wire.MetadataAssembler | None = None
         self._setup_lock = asyncio.Lock()
         self._upload_cache: dict[int, bytes] = {}
@@ -227,27 +242,50 @@ class TorrentSession:
         try:
             if self.info is not None:
                 await self._setup(self.info)
-            self._spawn(self._dialer())
-            self._spawn(self._ticker())
+            self._spawn(self._dialer(), critical=True)
+            self._spawn(self._ticker(), critical=True)
             if self.trackers:
                 self._spawn(self._announce_loop())
             if self.dht is not None and self.config.use_dht and not self._private:
                 self._spawn(self._dht_loop())
             if self.config.webseed_mode != "off":
                 for url in self.web_seeds:
-                    for _ in range(self.config.webseed_workers):
-                        self._spawn(self._webseed_worker(url))
+                    for n in range(self.config.webseed_workers):
+                        self._spawn(self._webseed_worker(url, n))
         except BaseException:
             await self._stop()
             raise
         return self
 
-    def _spawn(self, coro: Any) -> None:
-        """Start a task in the session's group; remembered so that ``_stop`` can cancel it."""
-        assert self._tg is not None
-        task = self._tg.create_task(coro)
+    def _spawn(
+        self, coro: Coroutine[Any, Any, None], *, critical: bool = False
+    ) -> asyncio.Task[None]:
+        """Start a task in the session's group; remembered so that ``_stop`` can cancel it.
+
+        A bug (an unexpected exception) in a task must not cancel the whole group: it is
+        logged; in a ``critical`` loop (dialer, ticker) it fails the session instead.
+        """
+        if self._tg is None or self._stopping:
+            coro.close()
+            raise LocalProtocolError("session is not running")
+        task = self._tg.create_task(self._guard(coro, critical))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        # A task cancelled before its first step never awaited ``coro``: close it (no warning).
+        task.add_done_callback(lambda _: coro.close())
+        return task
+
+    async def _guard(self, coro: Coroutine[Any, Any, None], critical: bool) -> None:
+        try:
+            await coro
+        except HubswarmError as exc:
+            log.info("task ended: %s", exc)
+            if critical:
+                self.fail(exc)
+        except Exception as exc:
+            log.error("internal error in a session task", exc_info=exc)
+            if critical:
+                self.fail(SwarmError(f"internal error: {type(exc).__name__}: {exc}"))
 
     def fail(self, error: HubswarmError) -> None:
         """A fatal error (disk full, ...): ``wait_complete`` raises it."""
@@ -260,9 +298,10 @@ class TorrentSession:
         await self._stop()
 
     async def _stop(self) -> None:
-        if self.trackers:
+        if self.trackers and self._tg is not None:
             with contextlib.suppress(HubswarmError, TimeoutError):
                 await self._announce_all("stopped", timeout=2.0)
+        self._stopping = True
         for link in list(self.links):
             link.close()
         tg, self._tg = self._tg, None
@@ -336,8 +375,9 @@ class TorrentSession:
             if link.conn.am_interested:
                 link.send(NotInterested())
             if link.state.is_seed:  # two seeds have nothing to say to each other
+                link.state.pointless = True
                 link.close()
-        if self.trackers and self._tg is not None:
+        if self.trackers and self._tg is not None and not self._stopping:
             self._spawn(self._announce_completed())
 
     async def wait_complete(self, timeout: float | None = None) -> None:
@@ -355,8 +395,8 @@ class TorrentSession:
 
     def add_peer(self, address: tuple[str, int]) -> None:
         """A candidate address to dial (from a tracker, the DHT, a magnet or the CLI)."""
-        host, port = address
-        if not 0 < port < 65536 or self.is_banned(address):
+        _host, port = address
+        if not 0 < port < 65536 or self.is_banned(address) or address in self._self_addresses:
             return
         if address not in self._candidates:
             self._candidates[address] = 0.0
@@ -388,37 +428,71 @@ class TorrentSession:
                     await self._wake_dialer.wait()
 
     async def _dial(self, address: tuple[str, int]) -> None:
+        writer: asyncio.StreamWriter | None = None
         try:
             reader, writer = await open_stream(*address, timeout=self.config.connect_timeout)
-        except (OSError, TimeoutError) as exc:
-            log.debug("dial %s:%d failed: %s", *address, exc)
-            self._connecting.discard(address)
-            self._retry(address)
-            return
-        conn = wire.PeerConnection(
-            wire.Role.INITIATOR,
-            info_hash=self.info_hash,
-            peer_id=self.config.peer_id,
-            dht=self.dht is not None,
-        )
-        try:
+            conn = wire.PeerConnection(
+                wire.Role.INITIATOR,
+                info_hash=self.info_hash,
+                peer_id=self.config.peer_id,
+                dht=self._advertise_dht,
+                # Known before the handshake, so that what the peer pipelines after its
+                # handshake is checked against it too.
+                num_pieces=self.info.num_pieces if self.info is not None else None,
+            )
             writer.write(conn.handshake())
-            rest, hs = await read_handshake(conn, reader, HANDSHAKE_TIMEOUT)
+            rest, _ = await read_handshake(conn, reader, HANDSHAKE_TIMEOUT)
         except (RemoteProtocolError, OSError, TimeoutError) as exc:
-            log.debug("handshake with %s:%d failed: %s", *address, exc)
-            writer.close()
-            self._connecting.discard(address)
+            log.debug("dial %s:%d failed: %s", *address, exc)
+            if writer is not None:
+                writer.close()
             self._retry(address)
             return
-        self._connecting.discard(address)
+        except BaseException:
+            if writer is not None:
+                writer.close()  # cancelled mid-handshake: leak no socket
+            raise
+        finally:
+            self._connecting.discard(address)
         self._retry_after.pop(address, None)
         await self.run_link(conn, reader, writer, address, rest, outgoing=True)
 
-    def _retry(self, address: tuple[str, int]) -> None:
-        delay = min(RETRY_MAX, self._retry_after.get(address, RETRY_MIN / 2) * 2)
-        self._retry_after[address] = delay
+    @property
+    def _advertise_dht(self) -> bool:
+        # BEP 27: a private torrent's peers must not advertise or use the DHT.
+        return self.dht is not None and self.config.use_dht and not self._private
+
+    def _retry(self, address: tuple[str, int], delay: float | None = None) -> None:
+        """Dial ``address`` again later: after ``delay``, else with doubling back-off."""
+        if delay is None:
+            first = self.config.reconnect_min
+            delay = min(self.config.reconnect_max, self._retry_after.get(address, first / 2) * 2)
+            self._retry_after[address] = delay
         if address in self._candidates:
             self._candidates[address] = self.clock() + delay
+            self._wake_dialer.set()
+
+    async def run_incoming(
+        self,
+        conn: wire.PeerConnection,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        address: tuple[str, int],
+        first_events: list[Event],
+    ) -> None:
+        """Run an accepted connection as a task of this session (it ends with the session)."""
+        try:
+            task = self._spawn(
+                self.run_link(conn, reader, writer, address, first_events, outgoing=False)
+            )
+        except LocalProtocolError:
+            writer.close()  # the session is stopping
+            return
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            task.cancel()
+            raise
 
     async def run_link(
         self,
@@ -432,17 +506,34 @@ class TorrentSession:
     ) -> None:
         """Run an established connection (ours or accepted by the listener) until it ends."""
         hs = conn.remote_handshake
+        if hs is not None and hs.peer_id == self.config.peer_id:
+            # We dialled ourselves (a tracker lists us too): never again.
+            self._self_addresses.add(address)
+            self._candidates.pop(address, None)
+            hs = None
         if (
             hs is None
-            or hs.peer_id == self.config.peer_id
             or self.is_banned(address)
+            or hs.peer_id in self._banned_peer_ids
             or len(self.links) >= self.config.max_peers * 2
         ):
             writer.close()
+            if outgoing:
+                self._retry(address)
             return
-        if any(link.conn.remote_handshake and
-               link.conn.remote_handshake.peer_id == hs.peer_id for link in self.links):
-            writer.close()  # already connected to this peer the other way round
+        for other in list(self.links):
+            other_hs = other.conn.remote_handshake
+            if other_hs is None or other_hs.peer_id != hs.peer_id:
+                continue
+            # Connected both ways at once: both ends keep the connection that the peer with
+            # the smaller peer_id initiated, so they agree without talking.
+            mine_first = self.config.peer_id < hs.peer_id
+            if outgoing == mine_first and other.outgoing != mine_first:
+                other.close()
+                break
+            writer.close()
+            if outgoing:
+                self._retry(address, self.config.reconnect_max)
             return
         if self.info is not None:
             conn.set_num_pieces(self.info.num_pieces)
@@ -497,7 +588,7 @@ class TorrentSession:
 
     # --- events from links ----------------------------------------------------------------
 
-    async def on_event(self, link: PeerLink, event: Event) -> None:  # noqa: C901 - a dispatch
+    async def on_event(self, link: PeerLink, event: Event) -> None:
         """Dispatch one message from a peer (BEP 3, 6, 9, 10)."""
         st = link.state
         match event:
@@ -505,6 +596,8 @@ class TorrentSession:
                 await self._on_piece(link, event)
             case Have(piece_index=i):
                 if st.has is None:
+                    if len(st.pending_haves) >= MAX_PENDING_HAVES:
+                        raise RemoteProtocolError("too many haves before the metadata")
                     st.pending_haves.add(i)
                     return
                 if not st.has[i]:
@@ -575,9 +668,11 @@ class TorrentSession:
                 except (ValueError, HubswarmError):
                     link.close()
                     return
+            if any(i >= n for i in st.pending_haves):
+                link.close()  # BEP 3: a have beyond the last piece is a protocol violation
+                return
             for i in st.pending_haves:
-                if 0 <= i < n:
-                    has.set(i)
+                has.set(i)
             st.has = has
             self.picker.peer_bitfield(has)
         elif st.pending_bitfield is not None or st.pending_all:
@@ -586,6 +681,7 @@ class TorrentSession:
         st.pending_haves.clear()
         st.is_seed = st.has.is_complete
         if self.is_seed and st.is_seed:
+            st.pointless = True
             link.close()
             return
         self._update_interest(link)
@@ -644,7 +740,8 @@ class TorrentSession:
     ) -> None:
         """Store one block; when its piece is complete, verify and announce it."""
         picker, store = self.picker, self.store
-        assert picker is not None and store is not None
+        assert picker is not None
+        assert store is not None
         try:
             received = picker.block_received(key, req)
         except LocalProtocolError:
@@ -661,22 +758,29 @@ class TorrentSession:
 
     async def _finish_piece(self, index: int, *, source: str) -> None:
         picker, store = self.picker, self.store
-        assert picker is not None and store is not None
+        assert picker is not None
+        assert store is not None
         try:
             ok = await store.finish_piece(index)
-        except DiskFullError as exc:
+        except StorageError as exc:
+            # Disk full or an I/O error: the piece goes back to the pool, the download stops
+            # with that error (the peer did nothing wrong: its link stays up).
             picker.piece_complete(index, False)
-            self.fail(exc)
-            raise
+            if not self._stopping:
+                self.fail(exc)
+            return
         contributors = picker.piece_complete(index, ok)
+        links = [peer for peer in contributors if isinstance(peer, PeerLink)]
         if not ok:
             self.stats.bad_pieces += 1
             self._log_event("bad_piece", index=index)
             log.warning("piece %d failed its hash check", index)
-            for peer in contributors:
-                if isinstance(peer, PeerLink):
-                    self._strike(peer)
+            penalty = TRUST_SOLE_PENALTY if len(contributors) == 1 else TRUST_SHARED_PENALTY
+            for peer in links:
+                self._adjust_trust(peer, -penalty)
             return
+        for peer in links:
+            self._adjust_trust(peer, 1)
         if source == "webseed":
             self.stats.pieces_from_webseeds += 1
         self._log_event("piece", index=index, source=source)
@@ -685,24 +789,27 @@ class TorrentSession:
                 continue
             if link.state.has is None or not link.state.has[index]:
                 link.send(Have(index))
-            if link.conn.am_interested and link.state.has is not None:
-                if not picker.is_interesting(link.state.has):
-                    link.send(NotInterested())
+            has = link.state.has
+            if link.conn.am_interested and has is not None and not picker.is_interesting(has):
+                link.send(NotInterested())
         if picker.is_complete:
             self._mark_complete()
 
-    def _strike(self, link: PeerLink) -> None:
+    def _adjust_trust(self, link: PeerLink, delta: int) -> None:
         key = link.address
-        self._strikes[key] = self._strikes.get(key, 0) + 1
-        if self._strikes[key] < BAN_STRIKES:
+        trust = min(TRUST_MAX, self._trust.get(key, 0) + delta)
+        self._trust[key] = trust
+        if trust > TRUST_BAN or self.is_banned(key):
             return
-        log.warning("banning %s:%d after %d bad pieces", *key, self._strikes[key])
+        log.warning("banning %s:%d: trust %d after bad pieces", *key, trust)
         # On loopback (and in a single-IP lab) every peer shares one address: ban the
         # (ip, port) there, the whole IP elsewhere.
         self._banned_addresses.add(key)
         if not key[0].startswith("127."):
             self._banned.add(key[0])
         self._candidates.pop(key, None)
+        if link.conn.remote_handshake is not None:
+            self._banned_peer_ids.add(link.conn.remote_handshake.peer_id)
         self.stats.banned += 1
         self._log_event("banned", peer=f"{key[0]}:{key[1]}")
         link.close()
@@ -749,8 +856,10 @@ class TorrentSession:
         self.links.discard(link)
         if self.picker is not None:
             self.picker.peer_left(link, link.state.has)
-        if error is not None:
-            self._retry(link.address)
+        link.state.inflight.clear()
+        if link.outgoing and not self._stopping:
+            # Seeds have nothing for a seed: call again only after the longest back-off.
+            self._retry(link.address, self.config.reconnect_max if link.state.pointless else None)
         self._log_event("peer_closed", peer=f"{link.address[0]}:{link.address[1]}")
         self._wake_dialer.set()
 
@@ -916,16 +1025,20 @@ class TorrentSession:
 
     # --- web seeds (BEP 19) ---------------------------------------------------------------
 
-    async def _webseed_worker(self, url: str) -> None:
+    async def _webseed_worker(self, url: str, worker: int = 0) -> None:
         await self.metadata_ready.wait()
-        key = f"webseed:{url}"
+        key = f"webseed:{worker}:{url}"  # one picker key per worker: releases stay its own
         failures = 0
         assert self._http is not None
         while not self.complete.is_set():
             picker, store, info = self.picker, self.store, self.info
-            assert picker is not None and store is not None and info is not None
+            assert picker is not None
+            assert store is not None
+            assert info is not None
             has = self._webseed_candidates()
-            blocks = picker.next_requests(key, has, -(-info.piece_length // BLOCK_SIZE), self.clock())
+            blocks = picker.next_requests(
+                key, has, -(-info.piece_length // BLOCK_SIZE), self.clock()
+            )
             if not blocks:
                 picker.peer_left(key, None)
                 await asyncio.sleep(0.5)
@@ -939,7 +1052,12 @@ class TorrentSession:
                     end = max(r.begin + r.length for r in reqs)
                     offset = index * info.piece_length + start
                     data = await webseed.fetch(
-                        self._http, url, info, store.layout, offset, end - start,
+                        self._http,
+                        url,
+                        info,
+                        store.layout,
+                        offset,
+                        end - start,
                         timeout=self.config.request_timeout,
                     )
                     self.stats.downloaded_from_webseeds += len(data)
@@ -958,7 +1076,8 @@ class TorrentSession:
 
     def _webseed_candidates(self) -> Bitfield:
         """Pieces the web seed may serve: all of them, or only those no peer has (fallback)."""
-        assert self.picker is not None and self.info is not None
+        assert self.picker is not None
+        assert self.info is not None
         n = self.info.num_pieces
         if self.config.webseed_mode == "always" or not self.links:
             return Bitfield.all(n)

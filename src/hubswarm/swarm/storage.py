@@ -19,6 +19,8 @@ Theory of operation
 * Path safety: every file path is re-checked to stay inside ``root`` (no ``..``, no absolute
   part, no symlink leading out) -> ``UnsafePathError``. ENOSPC/EDQUOT -> ``DiskFullError``
   (the piece is not marked good).
+* ``read_block`` serves from a small LRU cache of whole verified pieces
+  (``STORAGE_READ_CACHE_BYTES``); a miss reads the whole piece in one worker-thread call.
 * Disk I/O uses positional ``os.pread``/``os.pwrite`` on descriptors kept in a small LRU
   cache, under one lock per store; hashing runs outside that lock.
 """
@@ -41,6 +43,7 @@ from hubswarm.limits import (
     PARTIAL_SUFFIX,
     STORAGE_FILE_HANDLES,
     STORAGE_MAX_BUFFER_BYTES,
+    STORAGE_READ_CACHE_BYTES,
 )
 from hubswarm.swarm.bitfield import Bitfield
 from hubswarm.swarm.layout import Layout
@@ -90,7 +93,10 @@ class _PieceBuffer:
 
 
 class PieceStore:
-    """Pieces of one torrent on disk under ``root``; an async context manager."""
+    """Pieces of one torrent on disk under ``root``; use it as an async context manager.
+
+    ``have`` (a ``Bitfield``, read-only for callers) holds the verified pieces.
+    """
 
     def __init__(
         self,
@@ -100,6 +106,7 @@ class PieceStore:
         block_size: int = BLOCK_SIZE,
         max_buffer_bytes: int = STORAGE_MAX_BUFFER_BYTES,
         max_open_files: int = STORAGE_FILE_HANDLES,
+        read_cache_bytes: int = STORAGE_READ_CACHE_BYTES,
     ) -> None:
         """Raises ``UnsafePathError`` if a file path would leave ``root``."""
         self.info = info
@@ -108,6 +115,8 @@ class PieceStore:
         self.block_size = block_size
         self.max_pieces_in_flight = max(4, max_buffer_bytes // max(1, info.piece_length))
         self._max_open = max(1, max_open_files)
+        self._read_cache: OrderedDict[int, bytes] = OrderedDict()
+        self._read_cache_pieces = read_cache_bytes // max(1, info.piece_length)
         paths = [_safe_paths(self.root, f.path) for f in info.files]
         self._final = [p[0] for p in paths]
         self._partial = [p[1] for p in paths]
@@ -142,6 +151,7 @@ class PieceStore:
     async def close(self) -> None:
         """Drop in-flight piece buffers and close every file handle (idempotent)."""
         self._buffers.clear()
+        self._read_cache.clear()
         await asyncio.to_thread(self._close_all)
 
     def final_path(self, file_index: int) -> Path:
@@ -203,7 +213,10 @@ class PieceStore:
             raise LocalProtocolError(f"piece {piece_index} is not fully received")
         del self._buffers[piece_index]
         # The buffer left _buffers above, so the worker thread owns it: no copy needed.
-        return await asyncio.to_thread(self._verify_and_write, piece_index, buf.data)
+        ok = await asyncio.to_thread(self._verify_and_write, piece_index, buf.data)
+        if ok:
+            self._cache_piece(piece_index, bytes(buf.data))
+        return ok
 
     async def write_piece(self, piece_index: int, data: bytes) -> bool:
         """Verify and write a whole piece (web seed, tests); True if its hash matched."""
@@ -211,7 +224,11 @@ class PieceStore:
         if len(data) != self.layout.piece_size(piece_index):
             raise LocalProtocolError(f"piece {piece_index} must be {len(data)} bytes")
         self._buffers.pop(piece_index, None)
-        return await asyncio.to_thread(self._verify_and_write, piece_index, bytes(data))
+        data = bytes(data)
+        ok = await asyncio.to_thread(self._verify_and_write, piece_index, data)
+        if ok:
+            self._cache_piece(piece_index, data)
+        return ok
 
     # --- outgoing -------------------------------------------------------------------------
 
@@ -226,7 +243,24 @@ class PieceStore:
         self.layout.check_block(piece_index, begin, length)
         if not self.have[piece_index]:
             raise StorageError(f"piece {piece_index} is not verified")
+        cached = self._read_cache.get(piece_index)
+        if cached is None and self._read_cache_pieces > 0:
+            # Peers ask for a piece block by block: one thread hop reads the whole piece.
+            size = self.layout.piece_size(piece_index)
+            cached = await asyncio.to_thread(self._read, piece_index, 0, size)
+            self._cache_piece(piece_index, cached)
+        if cached is not None:
+            self._read_cache.move_to_end(piece_index)
+            return cached[begin : begin + length]
         return await asyncio.to_thread(self._read, piece_index, begin, length)
+
+    def _cache_piece(self, piece_index: int, data: bytes) -> None:
+        if self._read_cache_pieces <= 0:
+            return
+        self._read_cache[piece_index] = data
+        self._read_cache.move_to_end(piece_index)
+        while len(self._read_cache) > self._read_cache_pieces:
+            self._read_cache.popitem(last=False)
 
     # --- resume ---------------------------------------------------------------------------
 
@@ -243,6 +277,7 @@ class PieceStore:
             for i, ok in zip(batch, await asyncio.to_thread(self._check_batch, batch), strict=True):
                 if ok:
                     good.set(i)
+        self._read_cache.clear()
         await asyncio.to_thread(self._adopt, good)
         return good.copy()
 
@@ -360,7 +395,9 @@ class PieceStore:
     def _adopt(self, good: Bitfield) -> None:
         with self._lock:
             self._check_open()
-            self.have = good.copy()
+            # In place: callers may hold a reference to store.have.
+            for i in range(len(good)):
+                self.have.set(i, good[i])
             for f, entry in enumerate(self.info.files):
                 if entry.padding:
                     continue

@@ -16,12 +16,14 @@ def loopback_ip(i: int, net: int = 2) -> str:
 
 
 async def start_network(
-    n: int, *, seed: int = 1, query_timeout: float = 0.5, net: int = 2
+    n: int, *, seed: int = 1, query_timeout: float = 0.5, net: int = 2, refresh: bool = False
 ) -> list[DHTNode]:
     """Start ``n`` nodes; node 0 is the bootstrap node, the others join it one by one."""
     nodes: list[DHTNode] = []
     try:
-        boot = DHTNode(host=loopback_ip(0, net), rng=random.Random(seed), query_timeout=query_timeout)
+        boot = DHTNode(
+            host=loopback_ip(0, net), rng=random.Random(seed), query_timeout=query_timeout
+        )
         await boot.__aenter__()
         nodes.append(boot)
         for i in range(1, n):
@@ -33,12 +35,13 @@ async def start_network(
             )
             await node.__aenter__()
             nodes.append(node)
-        # Early joiners met few nodes: one refresh lookup of their own id each (as BEP 5's
-        # bucket refresh would do later), a few at a time.
-        for chunk in range(0, n, 20):
-            async with asyncio.TaskGroup() as tg:
-                for node in nodes[chunk : chunk + 20]:
-                    tg.create_task(node.lookup(node.node_id))
+        if refresh:
+            # Early joiners met few nodes: one refresh lookup of their own id each (as BEP 5's
+            # bucket refresh would do later), a few at a time.
+            for chunk in range(0, n, 20):
+                async with asyncio.TaskGroup() as tg:
+                    for node in nodes[chunk : chunk + 20]:
+                        tg.create_task(node.lookup(node.node_id))
     except BaseException:
         await stop_all(nodes)
         raise
@@ -51,7 +54,9 @@ async def stop_all(nodes: Iterable[DHTNode]) -> None:
         await node.__aexit__(None, None, None)
 
 
-def true_closest(nodes: Iterable[DHTNode], target: bytes, k: int = 8, exclude: bytes = b"") -> list[bytes]:
+def true_closest(
+    nodes: Iterable[DHTNode], target: bytes, k: int = 8, exclude: bytes = b""
+) -> list[bytes]:
     """The ids of the k live nodes closest to ``target`` (ground truth)."""
     ids = [n.node_id for n in nodes if n.node_id != exclude]
     ids.sort(key=lambda i: distance(i, target))

@@ -14,13 +14,15 @@ def build_network(n: int, seed: int) -> dict[CompactNode, RoutingTable]:
     rng = random.Random(seed)
     contacts = [CompactNode(rng.randbytes(20), "127.0.0.2", 1 + i) for i in range(n)]
     tables = {c: RoutingTable(c.node_id) for c in contacts}
-    for c, table in tables.items():
+    for table in tables.values():
         for other in contacts:
             table.insert(other, 0.0)
     return tables
 
 
-def run(tables: dict[CompactNode, RoutingTable], start: CompactNode, target: bytes, dead=()) -> Lookup:
+def run(
+    tables: dict[CompactNode, RoutingTable], start: CompactNode, target: bytes, dead=()
+) -> Lookup:
     lk = Lookup(target, start.node_id)
     lk.add_candidates(tables[start].closest(target, 16))
     for _ in range(100):
@@ -45,7 +47,9 @@ def test_lookup_finds_true_closest_in_log_rounds() -> None:
     for _ in range(30):
         start, target = rng.choice(everyone), rng.randbytes(20)
         lk = run(tables, start, target)
-        truth = sorted((c for c in everyone if c != start), key=lambda c: distance(c.node_id, target))
+        truth = sorted(
+            (c for c in everyone if c != start), key=lambda c: distance(c.node_id, target)
+        )
         assert list(lk.result().closest) == truth[:8]
         rounds.append(lk.rounds)
     assert max(rounds) <= math.ceil(math.log2(n)) + math.ceil(8 / 3) + 1
@@ -61,7 +65,10 @@ def test_failures_are_skipped_and_lookup_ends() -> None:
     result = lk.result()
     assert lk.done
     assert not set(result.closest) & dead
-    alive = sorted((c for c in everyone if c not in dead and c != start), key=lambda c: distance(c.node_id, target))
+    alive = sorted(
+        (c for c in everyone if c not in dead and c != start),
+        key=lambda c: distance(c.node_id, target),
+    )
     # Answers still name dead nodes (their tables were built before the deaths), so the 8th
     # live node may be unknown to every answer; the top of the list must be right.
     assert len(set(result.closest) & set(alive[:8])) >= 6

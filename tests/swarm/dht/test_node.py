@@ -24,8 +24,7 @@ class RawUDP(asyncio.DatagramProtocol):
         self.transport: asyncio.DatagramTransport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.DatagramTransport)
-        self.transport = transport
+        self.transport = transport  # type: ignore[assignment]
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
         self.inbox.put_nowait(data)
@@ -35,9 +34,13 @@ class RawUDP(asyncio.DatagramProtocol):
         self.transport.sendto(data, addr)
 
     async def recv(self, timeout: float = 1.0) -> bytes | None:
+        """The next datagram that is not a query (the node pings unknown senders back)."""
         try:
             async with asyncio.timeout(timeout):
-                return await self.inbox.get()
+                while True:
+                    data = await self.inbox.get()
+                    if krpc.peek_query_transaction_id(data) is None:
+                        return data
         except TimeoutError:
             return None
 
@@ -88,10 +91,11 @@ async def test_hundred_nodes_find_closest_in_log_rounds_and_survive_churn() -> N
         await stop_all(nodes[i] for i in sorted(victims))
         alive = [node for i, node in enumerate(nodes) if i not in victims]
         nodes = alive
-        for i, h in enumerate(hashes):
-            seeker = alive[-1 - i]
-            peers = await seeker.get_peers(h)
-            assert (loopback_ip(1 + i), 6881 + i) in peers
+        # Lookups now meet dead contacts (0.5 s timeouts): run the five at once.
+        async with asyncio.TaskGroup() as tg:
+            searches = [tg.create_task(alive[-1 - i].get_peers(h)) for i, h in enumerate(hashes)]
+        for i, search in enumerate(searches):
+            assert (loopback_ip(1 + i), 6881 + i) in search.result()
     finally:
         await stop_all(nodes)
 
@@ -115,9 +119,7 @@ async def test_garbage_datagrams_are_counted_and_node_keeps_answering() -> None:
             reply = await raw.recv()
             assert reply is not None
             assert krpc.decode_message(reply) == krpc.Error(b"zz", 203, "id must be 20 bytes")
-            raw.send(
-                b"d1:ad2:id20:abcdefghij0123456789e1:q6:vote!!1:t2:zy1:y1:qe", node.address
-            )
+            raw.send(b"d1:ad2:id20:abcdefghij0123456789e1:q6:vote!!1:t2:zy1:y1:qe", node.address)
             reply = await raw.recv()
             assert reply is not None
             err = krpc.decode_message(reply)
@@ -157,7 +159,9 @@ async def test_responses_from_wrong_address_or_unknown_tid_are_ignored() -> None
 
 
 async def test_per_ip_rate_limit() -> None:
-    async with DHTNode(host="127.3.2.1", rng=random.Random(1), rate_per_ip=1.0, rate_burst=5.0) as node:
+    async with DHTNode(
+        host="127.3.2.1", rng=random.Random(1), rate_per_ip=1.0, rate_burst=5.0
+    ) as node:
         raw = await raw_socket("127.3.2.2")
         try:
             for i in range(30):
@@ -253,3 +257,20 @@ async def test_cancelled_lookup_leaves_node_usable() -> None:
             await task
         assert not b._waiters
         assert await b.ping(a.address) == a.node_id
+
+
+async def test_questionable_nodes_pinged_and_bad_one_replaced_by_live_newcomer() -> None:
+    own = b"\x00" * 20
+    async with (
+        DHTNode(host="127.3.7.1", node_id=own, rng=random.Random(1), query_timeout=0.3) as a,
+        DHTNode(host="127.3.7.2", node_id=b"\xff" * 20, rng=random.Random(2)) as b,
+    ):
+        stale = a._clock() - 16 * 60  # BEP 5: no answer for 15 minutes -> questionable
+        dead = [CompactNode(bytes([0x80 + i]) + b"\x00" * 19, "127.3.7.9", 9 + i) for i in range(8)]
+        for contact in dead:
+            a.table.insert(contact, stale)
+        for _ in range(2):  # each answer from b while the bucket is full triggers the pings
+            assert await a.ping(b.address) == b.node_id
+            await asyncio.sleep(1.0)
+        assert a.table.get(b.node_id) is not None
+        assert a.stats.timeouts >= 8

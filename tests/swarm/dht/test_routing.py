@@ -30,7 +30,9 @@ def check_invariants(table: RoutingTable) -> None:
     assert len(own) == 1
 
 
-@given(st.lists(st.binary(min_size=20, max_size=20), max_size=300), st.binary(min_size=20, max_size=20))
+@given(
+    st.lists(st.binary(min_size=20, max_size=20), max_size=300), st.binary(min_size=20, max_size=20)
+)
 def test_table_invariants_hold_for_any_insert_sequence(id_list: list[bytes], own: bytes) -> None:
     table = RoutingTable(own)
     for i, node_id in enumerate(id_list):

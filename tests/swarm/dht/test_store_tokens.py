@@ -25,7 +25,9 @@ def test_peers_expire_after_ttl_and_refresh_extends() -> None:
     assert store.info_hashes == 0
 
 
-@given(st.lists(st.tuples(st.sampled_from([H1, H2, b"\x03" * 20]), st.integers(1, 500)), max_size=400))
+@given(
+    st.lists(st.tuples(st.sampled_from([H1, H2, b"\x03" * 20]), st.integers(1, 500)), max_size=400)
+)
 def test_caps_hold_for_any_announce_flood(announces: list[tuple[bytes, int]]) -> None:
     store = PeerStore(max_per_hash=20, max_total=45)
     for i, (h, port) in enumerate(announces):

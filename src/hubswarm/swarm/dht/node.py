@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import random
+import socket
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, fields
@@ -26,6 +27,7 @@ from hubswarm.limits import (
     DHT_AMPLIFICATION_FACTOR,
     DHT_BUCKET_REFRESH,
     DHT_K,
+    DHT_LOOKUP_MAX_ROUNDS,
     DHT_MAX_PEERS_REPLY,
     DHT_PING_QUEUE,
     DHT_QUERY_TIMEOUT,
@@ -201,7 +203,9 @@ class DHTNode:
         self._tasks.clear()
         try:
             if self._tg is not None:
-                await self._tg.__aexit__(*exc_info)
+                # Our background tasks are cancelled above; the caller's exception (if any)
+                # propagates by itself instead of being wrapped in an ExceptionGroup.
+                await self._tg.__aexit__(None, None, None)
         finally:
             self._tg = None
             for fut in self._waiters.values():
@@ -289,7 +293,9 @@ class DHTNode:
                 # BEP 5 "Errors": answer a broken query with 203 (or 204 for unknown methods),
                 # rate-limited like any query; an error is no bigger than the query's t allows.
                 if tid is not None and self.limiter.allow(address[0], self._clock()):
-                    self._send(krpc.Error(tid, exc.code, str(exc)[:64]), address)
+                    error = krpc.Error(tid, exc.code, str(exc)[:64])
+                    if len(krpc.encode_message(error)) <= DHT_AMPLIFICATION_FACTOR * len(data):
+                        self._send(error, address)
                 return
             match msg:
                 case Query():
@@ -454,9 +460,26 @@ class DHTNode:
         resp = await self._try_query(address, Ping(self.node_id))
         return None if resp is None else resp.node_id
 
-    async def lookup(self, target: bytes, *, get_peers: bool = False) -> LookupResult:
+    async def _ping_host(self, host: str, port: int) -> None:
+        # Answers are matched on the address asked, so a name must become an IP first.
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout(self.query_timeout * 4):
+                infos = await loop.getaddrinfo(
+                    host, port, family=socket.AF_INET, type=socket.SOCK_DGRAM
+                )
+        except (OSError, TimeoutError) as exc:
+            log.warning("DHT bootstrap %s:%d: %s", host, port, exc)
+            return
+        for info in infos[:2]:
+            if await self.ping((str(info[4][0]), int(info[4][1]))) is not None:
+                return
+
+    async def lookup(
+        self, target: bytes, *, get_peers: bool = False, max_rounds: int = DHT_LOOKUP_MAX_ROUNDS
+    ) -> LookupResult:
         """Iterative lookup (find_node, or get_peers when ``get_peers``) towards ``target``."""
-        lk = Lookup(target, self.node_id, self.k, self.alpha)
+        lk = Lookup(target, self.node_id, self.k, self.alpha, max_rounds)
         lk.add_candidates(self.table.closest(target, 2 * self.k))
         if not self.table.closest(target, 1):
             lk.add_candidates(self._saved_contacts)
@@ -482,14 +505,22 @@ class DHTNode:
         """Ping the bootstrap addresses, then look up our own id; return the table size."""
         targets = list(self.bootstrap_addresses if addresses is None else addresses)
         async with asyncio.TaskGroup() as tg:
-            for address in targets:
-                tg.create_task(self.ping(address))
+            for host, port in targets:
+                tg.create_task(self._ping_host(host, port))
         seeds = [n for n in self._saved_contacts if self.table.get(n.node_id) is None]
         if seeds:
             async with asyncio.TaskGroup() as tg:
                 for node in seeds[: 4 * self.k]:
                     tg.create_task(self.ping(node.address))
         await self.lookup(self.node_id)
+        # Kademlia (section 2.3): a joining node then refreshes the buckets farther away than
+        # its closest neighbour; the own-id lookup only ever meets nodes in our own half.
+        own = int.from_bytes(self.node_id, "big")
+        sparse = [b for b in self.table.buckets if not b.covers(own) and len(b.nodes) < self.k]
+        async with asyncio.TaskGroup() as tg:
+            for bucket in sparse[:8]:
+                # Two rounds reach nodes inside the bucket's range; filling it is enough.
+                tg.create_task(self.lookup(bucket.random_id(self._rng), max_rounds=2))
         return len(self.table)
 
     async def find_node(self, target: bytes) -> list[CompactNode]:
@@ -529,7 +560,11 @@ class DHTNode:
         while True:
             address = await self._ping_queue.get()
             try:
-                await self.ping(address)
+                # A known (questionable) node is pinged by id, so a timeout counts against it
+                # and a bad node gives its slot to a cached replacement (BEP 5).
+                entry = self.table.by_address(address)
+                node_id = None if entry is None else entry.node.node_id
+                await self._try_query(address, Ping(self.node_id), node_id)
             finally:
                 self._ping_wanted.discard(address)
 

@@ -1,0 +1,157 @@
+"""End-to-end client-server runs (real hub, real client agents) and the runner plumbing."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from hubswarm.cli import cli
+from hubswarm.errors import LabError
+from hubswarm.lab import netem
+from hubswarm.lab.metrics import summarize
+from hubswarm.lab.runner import (
+    ClientServerRunner,
+    make_runner,
+    quick_plan,
+    resolve_emulation,
+    run_plan,
+    run_scenarios,
+)
+from hubswarm.lab.scenario import parse_scenario
+
+MIB = 2**20
+
+
+def scenario(**over: object):  # type: ignore[no-untyped-def]
+    data: dict[str, object] = {
+        "name": "e2e",
+        "clients": 4,
+        "file_size": "2MiB",
+        "server_upload": "8MiB",
+        "client_upload": "1MiB",
+        "client_download": "16MiB",
+        "architectures": ["client-server"],
+        "timeout": 60,
+    }
+    data.update(over)
+    return parse_scenario(data)
+
+
+def check_complete_run(result, n: int, *, probes: bool = True) -> None:  # type: ignore[no-untyped-def]
+    assert result.architecture == "client-server"
+    assert len(result.clients) == n
+    assert all(c.verified for c in result.clients), [c.error for c in result.clients]
+    assert all(c.bytes_received == 2 * MIB for c in result.clients)
+    # The hub sent at least N copies (plus headers and /stats answers).
+    assert result.server_bytes_sent is not None
+    assert result.server_bytes_sent >= n * 2 * MIB
+    m = summarize(result)
+    assert m.completed == n
+    assert m.all_complete_time is not None
+    # A flash crowd can never beat the fluid bound: below it would be a measurement bug.
+    assert not m.below_bound, (m.all_complete_time, m.bound_cs)
+    if not probes:
+        assert result.security == ()
+        return
+    probes = {p.description: p for p in result.security}
+    assert probes["client with no token"].bytes_obtained == 0
+    assert probes["client with revoked token"].bytes_obtained == 0
+    assert probes["client with forged token"].bytes_obtained == 0
+    control = probes["client with valid read token (control)"]
+    assert control.bytes_obtained == 2 * MIB
+
+
+async def test_client_server_app_mode(tmp_path: Path) -> None:
+    plan = scenario(emulation="app").plans()[0]
+    result = await run_plan(plan, ClientServerRunner(), mode="app", workdir=tmp_path)
+    assert result.emulation == "app"
+    check_complete_run(result, 4)
+
+
+@pytest.mark.netns
+@pytest.mark.skipif(
+    os.geteuid() != 0 or not netem.netns_available(),
+    reason="needs root and ip netns (CI runs as root)",
+)
+async def test_client_server_netns_mode(tmp_path: Path) -> None:
+    before = set(netem.leftovers())
+    plan = scenario(emulation="netns").plans()[0]
+    # The probes ran in app mode above; here the shaping and the namespaces are under test.
+    runner = ClientServerRunner(probe_security=False)
+    result = await run_plan(plan, runner, mode="netns", workdir=tmp_path)
+    assert result.emulation == "netns"
+    check_complete_run(result, 4, probes=False)
+    assert set(netem.leftovers()) <= before  # everything this run made is gone
+
+
+NETNS = pytest.param(
+    "netns",
+    marks=[
+        pytest.mark.netns,
+        pytest.mark.skipif(
+            os.geteuid() != 0 or not netem.netns_available(),
+            reason="needs root and ip netns (CI runs as root)",
+        ),
+    ],
+)
+
+
+@pytest.mark.parametrize("mode", ["app", NETNS])
+async def test_kill_hub_stops_every_pending_client(tmp_path: Path, mode: str) -> None:
+    # D_cs = 2 * 2 MiB / 0.5 MiB/s = 8 s; the hub dies at 1 s.
+    s = scenario(
+        clients=2,
+        server_upload="512KiB",
+        faults=[{"at": 1.0, "kind": "kill_hub"}],
+        timeout=30,
+    )
+    runner = ClientServerRunner(probe_security=False)
+    result = await run_plan(s.plans()[0], runner, mode=mode, workdir=tmp_path)
+    assert [f.kind for f in result.faults] == ["kill_hub"]
+    # The hub's host was cut off: clients fail at once, not at the 30 s timeout.
+    assert all(c.error != "timeout" for c in result.clients), result.clients
+    assert not any(c.verified for c in result.clients)
+    assert all(c.error for c in result.clients)
+    assert all(0 < c.bytes_received < 2 * MIB for c in result.clients)
+    assert summarize(result).fault_completion == (("kill_hub", 1.0, 0.0),)
+    assert result.replicas[-1].counts[0] == 0
+
+
+async def test_swarm_stubs_become_failures(tmp_path: Path) -> None:
+    with pytest.raises(LabError, match="swarm runner not available yet"):
+        await make_runner("p2p").run(scenario().plans()[0], None, tmp_path)  # type: ignore[arg-type]
+    with pytest.raises(LabError, match="unknown architecture"):
+        make_runner("mainframe")
+    s = scenario(architectures=["hybrid", "p2p"], clients=[2, 3])
+    campaign = await run_scenarios([s], workdir=tmp_path, no_netns=True)
+    assert campaign.results == ()
+    assert [(f.architecture, f.n) for f in campaign.failures] == [
+        ("hybrid", 2),
+        ("p2p", 2),
+        ("hybrid", 3),
+        ("p2p", 3),
+    ]
+
+
+def test_resolve_emulation_and_quick() -> None:
+    assert resolve_emulation("auto", no_netns=True) == "app"
+    assert resolve_emulation("app") == "app"
+    expected = "netns" if os.geteuid() == 0 and netem.netns_available() else "app"
+    assert resolve_emulation("auto") == expected
+    assert quick_plan(scenario(clients=[2, 4, 8, 16, 32])).clients == (2, 4, 8)
+    assert quick_plan(scenario(clients=[16, 32])).clients == (16,)
+
+
+def test_cli_bad_scenario_and_cleanup(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text('name = "x"\nclients = -3\n')
+    runner = CliRunner()
+    result = runner.invoke(cli, ["lab", "run", str(bad), "--out", str(tmp_path / "r")])
+    assert result.exit_code == 1
+    assert "[clients] must be a positive integer, got -3" in result.output
+    result = runner.invoke(cli, ["lab", "cleanup"])
+    assert result.exit_code == 0
+    assert "remove" in result.output

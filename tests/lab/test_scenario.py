@@ -1,0 +1,215 @@
+"""Scenario files: good ones parse, every bad field is named in the error."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from hubswarm.errors import ScenarioError
+from hubswarm.lab.scenario import (
+    Arrivals,
+    default_scenario_dir,
+    load_scenario,
+    load_scenarios,
+    parse_scenario,
+    parse_size,
+)
+
+MIB = 2**20
+GOOD = """
+name = "t1"
+clients = [2, 4]
+file_size = "8MiB"
+server_upload = "40mbit"
+client_upload = { dist = "uniform", min = "1MiB", max = "2MiB" }
+client_download = { dist = "choice", values = ["4MiB", 8388608] }
+arrivals = { poisson = { rate = 2.0 } }
+architectures = ["client-server", "p2p"]
+emulation = "app"
+timeout = 30
+seed = 5
+[churn]
+leave_after_complete = 2.5
+random_leave_rate = 0.1
+[[faults]]
+at = 1.5
+kind = "kill_hub"
+[[faults]]
+kind = "kill_peers"
+count = 3
+"""
+
+
+def base(**over: Any) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "name": "x",
+        "clients": 4,
+        "file_size": "1MiB",
+        "server_upload": "4MiB",
+        "client_upload": "1MiB",
+        "client_download": "8MiB",
+    }
+    data.update(over)
+    return {k: v for k, v in data.items() if v is not None}
+
+
+def test_good_file(tmp_path: Path) -> None:
+    path = tmp_path / "t1.toml"
+    path.write_text(GOOD)
+    s = load_scenario(path)
+    assert s.clients == (2, 4)
+    assert s.file_size == 8 * MIB
+    assert s.server_upload == pytest.approx(40e6 / 8)
+    assert s.client_upload.dist == "uniform"
+    assert s.client_download.values == (4 * MIB, 8 * MIB)
+    assert s.arrivals == Arrivals("poisson", 2.0)
+    assert s.churn.leave_after_complete == 2.5
+    assert [f.kind for f in s.faults] == ["kill_hub", "kill_peers"]
+    assert s.faults[1].count == 3
+    assert s.architectures == ("client-server", "p2p")
+    assert s.path == str(path)
+    plans = s.plans()
+    assert [p.n for p in plans] == [2, 4]
+    for p in plans:
+        assert len(p.uploads) == len(p.downloads) == len(p.arrivals) == p.n
+        assert all(MIB <= u <= 2 * MIB for u in p.uploads)
+        assert set(p.downloads) <= {4 * MIB, 8 * MIB}
+        assert list(p.arrivals) == sorted(p.arrivals)
+    assert s.plans() == plans  # seeded: the same capacities every time
+
+
+def test_defaults_and_single_client_count() -> None:
+    s = parse_scenario(base())
+    assert s.clients == (4,)
+    assert s.arrivals.kind == "flash"
+    assert s.architectures == ("client-server", "hybrid", "p2p")
+    assert s.emulation == "auto"
+    assert s.plans()[0].arrivals == (0.0,) * 4
+
+
+def test_shipped_scenarios_load() -> None:
+    scenarios = load_scenarios(default_scenario_dir())
+    names = {s.name for s in scenarios}
+    assert {"flash-crowd", "heterogeneous", "fault-kill-hub", "churn"} <= names
+    flash = next(s for s in scenarios if s.name == "flash-crowd")
+    assert flash.clients == (2, 4, 8, 16, 32)
+    assert any(f.kind == "kill_hub" for s in scenarios for f in s.faults)
+
+
+@pytest.mark.parametrize(
+    ("over", "field", "text"),
+    [
+        ({"clients": -3}, "clients", "must be a positive integer, got -3"),
+        ({"clients": 0}, "clients", "positive integer"),
+        ({"clients": [2, "x"]}, "clients", "positive integer"),
+        ({"clients": []}, "clients", "at least one"),
+        ({"clients": 10_000}, "clients", "at most"),
+        ({"clients": True}, "clients", "positive integer"),
+        ({"clients": None}, "clients", "required"),
+        ({"name": "bad name!"}, "name", "A-Za-z"),
+        ({"file_size": "8 parsecs"}, "file_size", "unknown unit"),
+        ({"file_size": "-1MiB"}, "file_size", "size"),
+        ({"file_size": 0}, "file_size", "positive"),
+        ({"file_size": None}, "file_size", "required"),
+        ({"server_upload": [1]}, "server_upload", "size"),
+        ({"client_upload": {"dist": "normal"}}, "client_upload.dist", "uniform"),
+        ({"client_upload": {"dist": "uniform", "min": 2}}, "client_upload", "min and max"),
+        ({"client_upload": {"dist": "uniform", "min": 3, "max": 2}}, "client_upload", "above"),
+        ({"client_download": {"dist": "choice", "values": []}}, "client_download.values", "list"),
+        ({"client_download": {"dist": "choice", "values": [1], "x": 1}}, "client_download", "x"),
+        ({"arrivals": "stampede"}, "arrivals", "flash"),
+        ({"arrivals": {"poisson": {}}}, "arrivals", "rate"),
+        ({"arrivals": {"poisson": {"rate": 0}}}, "arrivals.rate", "> 0"),
+        ({"churn": 3}, "churn", "table"),
+        ({"churn": {"leave_after_complete": -1}}, "churn.leave_after_complete", ">= 0"),
+        ({"churn": {"random_leave_rate": "x"}}, "churn.random_leave_rate", "number"),
+        ({"churn": {"bogus": 1}}, "churn", "bogus"),
+        ({"faults": {"kind": "kill_hub"}}, "faults", "list"),
+        ({"faults": [{"kind": "meteor"}]}, "faults[0].kind", "kill_hub"),
+        ({"faults": [{"kind": "kill_hub", "at": -1}]}, "faults[0].at", ">= 0"),
+        ({"faults": [{"kind": "kill_peers", "count": 0}]}, "faults[0].count", "positive"),
+        ({"faults": [{"kind": "kill_hub", "when": 1}]}, "faults[0]", "when"),
+        ({"architectures": ["mainframe"]}, "architectures", "client-server"),
+        ({"architectures": []}, "architectures", "non-empty"),
+        ({"emulation": "vm"}, "emulation", "netns"),
+        ({"timeout": 0}, "timeout", "> 0"),
+        ({"timeout": 1e9}, "timeout", "at most"),
+        ({"seed": 1.5}, "seed", "integer"),
+        ({"piece_size": "lots"}, "piece_size", "size"),
+        ({"description": 3}, "description", "string"),
+        ({"colour": "blue"}, "scenario", "colour"),
+    ],
+)
+def test_bad_field_is_named(over: dict[str, Any], field: str, text: str) -> None:
+    with pytest.raises(ScenarioError) as info:
+        parse_scenario(base(**over))
+    assert info.value.field == field
+    assert f"[{field}]" in str(info.value)
+    assert text in str(info.value)
+
+
+def test_error_names_the_path(tmp_path: Path) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(GOOD.replace("clients = [2, 4]", "clients = -3"))
+    with pytest.raises(ScenarioError) as info:
+        load_scenario(path)
+    assert str(info.value) == f"{path}: [clients] must be a positive integer, got -3"
+    assert info.value.field == "clients"
+
+
+def test_not_toml_and_missing(tmp_path: Path) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text("name = ")
+    with pytest.raises(ScenarioError, match="not valid TOML"):
+        load_scenario(path)
+    with pytest.raises(ScenarioError, match="cannot read"):
+        load_scenario(tmp_path / "missing.toml")
+    with pytest.raises(ScenarioError, match=r"no \*\.toml"):
+        load_scenarios(tmp_path / "empty-dir-that-has-no-files")
+
+
+@pytest.mark.parametrize(
+    ("text", "rate", "want"),
+    [
+        ("8MiB", False, 8 * MIB),
+        ("1.5 MB", False, 1.5e6),
+        ("4096", False, 4096),
+        (4096, False, 4096),
+        ("40mbit", True, 5e6),
+        ("1MiB/s", True, MIB),
+        ("2k", False, 2000),
+    ],
+)
+def test_parse_size(text: object, rate: bool, want: float) -> None:
+    assert parse_size(text, "f", rate=rate) == pytest.approx(want)
+
+
+def test_bits_are_only_rates() -> None:
+    with pytest.raises(ScenarioError, match="unknown unit"):
+        parse_size("40mbit", "file_size")
+
+
+@given(st.one_of(st.text(max_size=20), st.integers(), st.floats(), st.none(), st.booleans()))
+def test_parse_size_garbage(value: object) -> None:
+    error: ScenarioError | None = None
+    try:
+        got = parse_size(value, "f", rate=True)
+    except ScenarioError as exc:
+        error = exc
+    if error is not None:
+        assert error.field == "f"
+    else:
+        assert got > 0
+
+
+@given(st.integers(1, 64), st.floats(0.1, 100), st.integers())
+def test_poisson_arrivals_sorted(n: int, rate: float, seed: int) -> None:
+    times = Arrivals("poisson", rate).times(random.Random(seed), n)
+    assert len(times) == n
+    assert times[0] == 0.0
+    assert list(times) == sorted(times)

@@ -1,0 +1,234 @@
+"""TorrentSession and SwarmPeer on loopback: transfers, magnet, resume, private, cleanup."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hubswarm.errors import LocalProtocolError
+from hubswarm.limits import PARTIAL_SUFFIX
+from hubswarm.proto.wire_events import Event
+from hubswarm.swarm.client import SwarmPeer
+from hubswarm.swarm.peer import PeerLink
+from hubswarm.swarm.session import TorrentSession
+
+from .swarmkit import (
+    KIB,
+    MIB,
+    fast_config,
+    make_file,
+    make_torrent,
+    make_tree,
+    other_tasks,
+    wait_until,
+)
+
+pytestmark = pytest.mark.timeout(30)
+
+LOCAL = "127.0.0.1"
+
+
+async def test_seed_to_leech_single_file_leaves_nothing_behind(tmp_path: Path) -> None:
+    data = make_file(tmp_path / "seed" / "one.bin", 3 * MIB + 12345)
+    mi, _ = make_torrent(tmp_path / "seed" / "one.bin", 128 * KIB)
+    before = set(asyncio.all_tasks())
+    async with (
+        SwarmPeer(fast_config(), host=LOCAL) as seed,
+        seed.torrent(mi.info_hash, tmp_path / "seed", info=mi.info) as seeding,
+        SwarmPeer(fast_config(), host=LOCAL) as leech,
+        leech.torrent(
+            mi.info_hash, tmp_path / "leech", info=mi.info, peers=[(LOCAL, seed.port)]
+        ) as session,
+    ):
+        assert seeding.is_seed
+        await session.wait_complete(20)
+        assert session.stats.downloaded_from_peers == len(data)
+        assert session.stats.bad_pieces == 0
+    assert (tmp_path / "leech" / "one.bin").read_bytes() == data
+    assert not list((tmp_path / "leech").glob(f"*{PARTIAL_SUFFIX}"))
+    await asyncio.sleep(0)
+    assert not other_tasks(before), "tasks left after the session and peer closed"
+
+
+async def test_multi_file_torrent(tmp_path: Path) -> None:
+    sizes = {
+        "a.bin": 100 * KIB - 1,
+        "sub/b.bin": 700 * KIB + 3,
+        "sub/deep/c.txt": 10,
+        "d": 64 * KIB,
+    }
+    files = make_tree(tmp_path / "seed" / "tree", sizes)
+    mi, _ = make_torrent(tmp_path / "seed" / "tree", 64 * KIB)
+    assert mi.info.num_pieces > 10
+    async with (
+        SwarmPeer(fast_config(), host=LOCAL) as seed,
+        seed.torrent(mi.info_hash, tmp_path / "seed", info=mi.info),
+        SwarmPeer(fast_config(), host=LOCAL) as leech,
+        leech.torrent(
+            mi.info_hash, tmp_path / "leech", info=mi.info, peers=[(LOCAL, seed.port)]
+        ) as session,
+    ):
+        await session.wait_complete(20)
+    for rel, data in files.items():
+        assert (tmp_path / "leech" / "tree" / rel).read_bytes() == data
+
+
+async def test_magnet_fetches_metadata_then_data(tmp_path: Path) -> None:
+    data = make_file(tmp_path / "seed" / "m.bin", 1 * MIB + 1)
+    mi, _ = make_torrent(tmp_path / "seed" / "m.bin", 64 * KIB)
+    async with (
+        SwarmPeer(fast_config(), host=LOCAL) as seed,
+        seed.torrent(mi.info_hash, tmp_path / "seed", info=mi.info),
+        SwarmPeer(fast_config(), host=LOCAL) as leech,
+        leech.torrent(mi.info_hash, tmp_path / "leech", peers=[(LOCAL, seed.port)]) as session,
+    ):
+        assert session.info is None
+        await session.wait_complete(20)
+        assert session.info is not None
+        assert session.info.raw == mi.info.raw
+    assert (tmp_path / "leech" / "m.bin").read_bytes() == data
+
+
+async def test_resume_fetches_only_missing_pieces(tmp_path: Path) -> None:
+    size = 2 * MIB
+    data = make_file(tmp_path / "seed" / "r.bin", size)
+    mi, _ = make_torrent(tmp_path / "seed" / "r.bin", 64 * KIB)
+    # A slow seed so that the first leech can be stopped half way.
+    async with (
+        SwarmPeer(fast_config(upload_rate=2 * MIB), host=LOCAL) as seed,
+        seed.torrent(mi.info_hash, tmp_path / "seed", info=mi.info),
+    ):
+        async with (
+            SwarmPeer(fast_config(), host=LOCAL) as leech,
+            leech.torrent(
+                mi.info_hash, tmp_path / "leech", info=mi.info, peers=[(LOCAL, seed.port)]
+            ) as first,
+        ):
+            assert first.picker is not None
+            picker = first.picker
+            await wait_until(lambda: picker.have.count() >= mi.info.num_pieces // 3, 10, "a third")
+            assert not first.complete.is_set()
+        assert (tmp_path / "leech" / f"r.bin{PARTIAL_SUFFIX}").exists()
+        assert not (tmp_path / "leech" / "r.bin").exists()  # never a final name before complete
+        async with (
+            SwarmPeer(fast_config(), host=LOCAL) as leech,
+            leech.torrent(
+                mi.info_hash, tmp_path / "leech", info=mi.info, peers=[(LOCAL, seed.port)]
+            ) as second,
+        ):
+            assert second.picker is not None
+            had = second.picker.have.count()
+            assert had >= mi.info.num_pieces // 3
+            await second.wait_complete(20)
+            fetched = second.stats.downloaded_from_peers
+    assert fetched < size
+    assert fetched <= size - had * mi.info.piece_length + mi.info.piece_length
+    assert (tmp_path / "leech" / "r.bin").read_bytes() == data
+
+
+class FakeDHT:
+    """Records what the session asks of a DHT node."""
+
+    def __init__(self, peers: list[tuple[str, int]]) -> None:
+        self.peers = peers
+        self.calls: list[str] = []
+
+    async def get_peers(self, info_hash: bytes) -> list[tuple[str, int]]:
+        self.calls.append("get_peers")
+        return list(self.peers)
+
+    async def announce_peer(self, info_hash: bytes, port: int) -> Any:
+        self.calls.append("announce_peer")
+
+
+@pytest.mark.parametrize("private", [False, True])
+async def test_private_torrent_never_uses_the_dht(tmp_path: Path, private: bool) -> None:
+    make_file(tmp_path / "seed" / "p.bin", 256 * KIB)
+    mi, _ = make_torrent(tmp_path / "seed" / "p.bin", 64 * KIB, private=private)
+    assert mi.info.private is private
+    async with (
+        SwarmPeer(fast_config(), host=LOCAL) as seed,
+        seed.torrent(mi.info_hash, tmp_path / "seed", info=mi.info),
+    ):
+        dht = FakeDHT([(LOCAL, seed.port)])
+        async with (
+            SwarmPeer(fast_config(use_dht=True), host=LOCAL, dht=dht) as leech,
+            leech.torrent(mi.info_hash, tmp_path / "leech", info=mi.info) as session,
+        ):
+            if private:
+                # The only peer source is the DHT: a private torrent must not use it.
+                await asyncio.sleep(1.0)
+                assert dht.calls == []
+                assert not session.links
+                assert not session.complete.is_set()
+            else:
+                await session.wait_complete(10)
+                assert "get_peers" in dht.calls
+
+
+async def test_a_bug_in_one_link_does_not_kill_the_session(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = make_file(tmp_path / "seed" / "b.bin", 1 * MIB)
+    mi, _ = make_torrent(tmp_path / "seed" / "b.bin", 64 * KIB)
+    original = TorrentSession.on_event
+    broken: list[PeerLink] = []
+
+    async def buggy(self: TorrentSession, link: PeerLink, event: Event) -> None:
+        if self.picker is not None and not self.is_seed and not broken:
+            broken.append(link)
+            raise ZeroDivisionError("a bug of ours")
+        await original(self, link, event)
+
+    monkeypatch.setattr(TorrentSession, "on_event", buggy)
+    async with (
+        SwarmPeer(fast_config(), host=LOCAL) as seed,
+        seed.torrent(mi.info_hash, tmp_path / "seed", info=mi.info),
+        SwarmPeer(fast_config(), host=LOCAL) as leech,
+        leech.torrent(
+            mi.info_hash, tmp_path / "leech", info=mi.info, peers=[(LOCAL, seed.port)]
+        ) as session,
+    ):
+        await session.wait_complete(15)  # the dialer reconnected after the broken link
+    assert broken
+    assert (tmp_path / "leech" / "b.bin").read_bytes() == data
+
+
+async def test_stop_while_dialling_a_silent_peer(tmp_path: Path) -> None:
+    """Cancel mid-handshake: the socket and every task are gone after the session stops."""
+    make_file(tmp_path / "seed" / "s.bin", 64 * KIB)
+    mi, _ = make_torrent(tmp_path / "seed" / "s.bin", 64 * KIB)
+    accepted: list[asyncio.StreamWriter] = []
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(writer)
+
+    server = await asyncio.start_server(silent, LOCAL, 0)
+    port = server.sockets[0].getsockname()[1]
+    before = set(asyncio.all_tasks())
+    try:
+        async with (
+            SwarmPeer(fast_config(), host=LOCAL) as leech,
+            leech.torrent(mi.info_hash, tmp_path / "leech", info=mi.info, peers=[(LOCAL, port)]),
+        ):
+            await wait_until(lambda: bool(accepted), 5, "the dial")
+    finally:
+        for w in accepted:
+            w.close()
+        server.close()
+        await server.wait_closed()
+    await asyncio.sleep(0)
+    assert not other_tasks(before)
+
+
+async def test_spawn_after_stop_is_refused(tmp_path: Path) -> None:
+    make_file(tmp_path / "x.bin", 64 * KIB)
+    mi, _ = make_torrent(tmp_path / "x.bin", 64 * KIB)
+    async with SwarmPeer(fast_config(), host=LOCAL) as peer:
+        async with peer.torrent(mi.info_hash, tmp_path, info=mi.info) as session:
+            assert session.is_seed
+        with pytest.raises(LocalProtocolError):
+            session._spawn(asyncio.sleep(0))
