@@ -57,6 +57,10 @@ def lt_settings(port: int, *, dht: bool = False, **extra: Any) -> dict[str, Any]
         "out_enc_policy": 2,
         "in_enc_policy": 2,
         "min_reconnect_time": 1,
+        # Closing the session waits for `stopped` announces; a tracker served by the same event
+        # loop cannot answer while close() blocks it, so do not wait (default 1 s per tracker,
+        # and the receive timeout on top).
+        "stop_tracker_timeout": 0,
         "peer_connect_timeout": 3,
     }
     settings.update(extra)

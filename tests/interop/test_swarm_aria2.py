@@ -1,4 +1,4 @@
-"""Our peer against aria2c on loopback, through our tracker (aria2c cannot add a peer by address)."""
+"""Our peer against aria2c on loopback via our tracker (aria2c cannot add a peer by address)."""
 
 from __future__ import annotations
 

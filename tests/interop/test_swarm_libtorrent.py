@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
@@ -80,3 +81,24 @@ async def test_magnet_metadata_from_libtorrent(tmp_path: Path) -> None:
             assert s.info is not None
             assert s.info.raw == mi.info.raw  # the metadata verified against the info-hash
     check(tmp_path / "ours", expected)
+
+
+async def test_libtorrent_falls_back_to_plaintext_after_our_refusal(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """libtorrent with encryption *enabled* tries MSE first; we close that socket (a bad
+    protocol string) and it must reconnect in plaintext and complete."""
+    caplog.set_level(logging.DEBUG, logger="hubswarm.swarm.client")
+    path, expected = make_content(tmp_path / "seed", multi=False)
+    mi, raw = make_torrent(path, 64 * KIB)
+    # 1 = pe_enabled: try encrypted, accept plaintext (2, disabled, is what the others use).
+    with lt_peer(out_enc_policy=1, in_enc_policy=1) as lt_leech:
+        async with (
+            SwarmPeer(fast_config(), host=LOCAL) as seed,
+            seed.torrent(mi.info_hash, tmp_path / "seed", info=mi.info),
+        ):
+            lt_leech.add(tmp_path / "lt", torrent=raw)
+            lt_leech.connect(LOCAL, seed.port)
+            await lt_leech.await_(lt_leech.is_seed, 30, "libtorrent complete after fallback")
+    assert "not a BitTorrent handshake" in caplog.text  # the MSE attempt was refused
+    check(tmp_path / "lt", expected)

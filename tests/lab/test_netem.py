@@ -16,11 +16,11 @@ from hubswarm.lab.netem import AppNetwork, NetnsNetwork, TokenBucket
 
 
 def test_token_bucket_reserve() -> None:
-    bucket = TokenBucket(1_000_000)
+    bucket = TokenBucket(4_000_000)
     now = bucket._stamp
-    assert bucket.burst == 50_000  # 50 ms of transfer
-    assert bucket.reserve(50_000, now) == 0.0
-    assert bucket.reserve(100_000, now) == pytest.approx(0.1)
+    assert bucket.burst == 40_000  # 10 ms of transfer
+    assert bucket.reserve(40_000, now) == 0.0
+    assert bucket.reserve(400_000, now) == pytest.approx(0.1)
     # After the debt is paid off in time, a small take is free again.
     assert bucket.reserve(1_000, now + 0.2) == 0.0
 

@@ -73,3 +73,26 @@ def test_empty_results(tmp_path: Path) -> None:
     assert all(row.cs == "not measured yet" for row in report.table)
     again = write_report([], tmp_path, now=NOW)
     assert again.folder != report.folder  # never overwrite an earlier report
+
+
+def test_redraw_from_runs_json(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from hubswarm.cli import cli
+
+    first = write_report([cs_run(2), p2p_run(2)], tmp_path / "a", now=NOW)
+    result = CliRunner().invoke(
+        cli, ["lab", "report", str(first.folder / "runs.json"), "--out", str(tmp_path / "b")]
+    )
+    assert result.exit_code == 0, result.output
+    folder = Path(result.output.split("results: ")[1].strip())
+    assert (folder / "report.html").is_file()
+    assert (
+        json.loads((folder / "runs.json").read_text())["runs"]
+        == json.loads((first.folder / "runs.json").read_text())["runs"]
+    )
+    bad = tmp_path / "bad.json"
+    bad.write_text("{}")
+    result = CliRunner().invoke(cli, ["lab", "report", str(bad)])
+    assert result.exit_code == 1
+    assert "not a lab runs.json" in result.output

@@ -14,6 +14,7 @@ from hubswarm.lab import netem
 from hubswarm.lab.metrics import summarize
 from hubswarm.lab.runner import (
     ClientServerRunner,
+    SwarmRunnerStub,
     make_runner,
     quick_plan,
     resolve_emulation,
@@ -117,23 +118,22 @@ async def test_kill_hub_stops_every_pending_client(tmp_path: Path, mode: str) ->
     assert all(c.error for c in result.clients)
     assert all(0 < c.bytes_received < 2 * MIB for c in result.clients)
     assert summarize(result).fault_completion == (("kill_hub", 1.0, 0.0),)
+    assert result.server_bytes_sent == sum(c.bytes_received for c in result.clients)
     assert result.replicas[-1].counts[0] == 0
 
 
-async def test_swarm_stubs_become_failures(tmp_path: Path) -> None:
+async def test_lab_errors_become_failures(tmp_path: Path) -> None:
+    stub = SwarmRunnerStub("hybrid")
     with pytest.raises(LabError, match="swarm runner not available yet"):
-        await make_runner("p2p").run(scenario().plans()[0], None, tmp_path)  # type: ignore[arg-type]
+        await stub.run(scenario().plans()[0], None, tmp_path)  # type: ignore[arg-type]
     with pytest.raises(LabError, match="unknown architecture"):
         make_runner("mainframe")
-    s = scenario(architectures=["hybrid", "p2p"], clients=[2, 3])
-    campaign = await run_scenarios([s], workdir=tmp_path, no_netns=True)
+    assert make_runner("hybrid").name == "hybrid"
+    s = scenario(architectures=["hybrid"], clients=[2, 3])
+    campaign = await run_scenarios([s], workdir=tmp_path, no_netns=True, runners={"hybrid": stub})
     assert campaign.results == ()
-    assert [(f.architecture, f.n) for f in campaign.failures] == [
-        ("hybrid", 2),
-        ("p2p", 2),
-        ("hybrid", 3),
-        ("p2p", 3),
-    ]
+    assert [(f.architecture, f.n) for f in campaign.failures] == [("hybrid", 2), ("hybrid", 3)]
+    assert "not available yet" in campaign.failures[0].error
 
 
 def test_resolve_emulation_and_quick() -> None:
@@ -152,6 +152,9 @@ def test_cli_bad_scenario_and_cleanup(tmp_path: Path) -> None:
     result = runner.invoke(cli, ["lab", "run", str(bad), "--out", str(tmp_path / "r")])
     assert result.exit_code == 1
     assert "[clients] must be a positive integer, got -3" in result.output
-    result = runner.invoke(cli, ["lab", "cleanup"])
+    # A prefix no one uses: never disturb a lab run going on beside the tests.
+    result = runner.invoke(cli, ["lab", "cleanup", "--prefix", "hsw-zz"])
     assert result.exit_code == 0
-    assert "remove" in result.output
+    assert result.output.strip() == "nothing to remove"
+    result = runner.invoke(cli, ["lab", "cleanup", "--prefix", "eth"])
+    assert result.exit_code == 2

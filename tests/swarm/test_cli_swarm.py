@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import errno
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -165,3 +170,68 @@ def test_parse_address() -> None:
     for bad in ("nohost", ":80", "h:0", "h:70000", "h:x"):
         with pytest.raises(ConfigError):
             parse_address(bad)
+
+
+def test_killed_fetch_resumes_with_only_missing_pieces(tmp_path: Path) -> None:
+    """SIGKILL a ``hubswarm fetch`` mid-way; the rerun re-checks the .part file and fetches
+    only what is missing."""
+    size = 3 * MIB
+    data = make_file(tmp_path / "seed" / "res.bin", size)
+    torrent = tmp_path / "res.torrent"
+    events = tmp_path / "events.jsonl"
+    share = share_process(
+        tmp_path / "seed" / "res.bin", torrent, free_port(), "--upload-rate", "2MB/s"
+    )
+    with share as ready:
+        peer = f"127.0.0.1:{ready['port']}"
+        cmd = [
+            sys.executable,
+            "-m",
+            "hubswarm",
+            "fetch",
+            str(torrent),
+            "-o",
+            str(tmp_path / "out"),
+            "-q",
+            "--host",
+            "127.0.0.1",
+            "--peer",
+            peer,
+            "--events",
+            str(events),
+        ]
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline and proc.poll() is None:
+                text = events.read_text() if events.exists() else ""
+                if text.count('"event": "piece"') >= 12:  # 48 pieces of 64 KiB in all
+                    break
+                time.sleep(0.05)
+            assert proc.poll() is None, "fetch ended before it could be killed"
+        finally:
+            if proc.poll() is None:
+                os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+        assert (tmp_path / "out" / "res.bin.part").exists()
+        assert not (tmp_path / "out" / "res.bin").exists()
+        result = CliRunner().invoke(
+            cli,
+            [
+                "fetch",
+                str(torrent),
+                "-o",
+                str(tmp_path / "out"),
+                "--json",
+                "--host",
+                "127.0.0.1",
+                "--peer",
+                peer,
+                "--stall-timeout",
+                "10",
+            ],
+        )
+    assert result.exit_code == 0, result.output + result.stderr
+    record = json.loads(result.stdout.strip().splitlines()[-1])
+    assert 0 < record["stats"]["downloaded_from_peers"] <= size - 12 * 64 * KIB
+    assert (tmp_path / "out" / "res.bin").read_bytes() == data

@@ -47,7 +47,10 @@ async def test_seed_to_leech_single_file_leaves_nothing_behind(tmp_path: Path) -
         await session.wait_complete(20)
         assert session.stats.downloaded_from_peers == len(data)
         assert session.stats.bad_pieces == 0
+        seed_port = seed.port
     assert (tmp_path / "leech" / "one.bin").read_bytes() == data
+    with pytest.raises(ConnectionRefusedError):  # the listener is closed too
+        await asyncio.open_connection(LOCAL, seed_port)
     assert not list((tmp_path / "leech").glob(f"*{PARTIAL_SUFFIX}"))
     await asyncio.sleep(0)
     assert not other_tasks(before), "tasks left after the session and peer closed"
@@ -232,3 +235,34 @@ async def test_spawn_after_stop_is_refused(tmp_path: Path) -> None:
             assert session.is_seed
         with pytest.raises(LocalProtocolError):
             session._spawn(asyncio.sleep(0))
+
+
+async def test_one_listener_routes_two_torrents_by_info_hash(tmp_path: Path) -> None:
+    a = make_file(tmp_path / "seed" / "a.bin", 300 * KIB)
+    b = make_file(tmp_path / "seed" / "b.bin", 500 * KIB, seed=2)
+    mi_a, _ = make_torrent(tmp_path / "seed" / "a.bin", 64 * KIB)
+    mi_b, _ = make_torrent(tmp_path / "seed" / "b.bin", 64 * KIB)
+    make_file(tmp_path / "other" / "c.bin", 64 * KIB, seed=3)
+    mi_c, _ = make_torrent(tmp_path / "other" / "c.bin", 64 * KIB)
+    async with (
+        SwarmPeer(fast_config(), host=LOCAL) as seed,
+        seed.torrent(mi_a.info_hash, tmp_path / "seed", info=mi_a.info),
+        seed.torrent(mi_b.info_hash, tmp_path / "seed", info=mi_b.info),
+        SwarmPeer(fast_config(), host=LOCAL) as leech,
+        leech.torrent(
+            mi_a.info_hash, tmp_path / "leech", info=mi_a.info, peers=[(LOCAL, seed.port)]
+        ) as sa,
+        leech.torrent(
+            mi_b.info_hash, tmp_path / "leech", info=mi_b.info, peers=[(LOCAL, seed.port)]
+        ) as sb,
+        leech.torrent(
+            mi_c.info_hash, tmp_path / "leech", info=mi_c.info, peers=[(LOCAL, seed.port)]
+        ) as sc,
+    ):
+        await sa.wait_complete(10)
+        await sb.wait_complete(10)
+        await asyncio.sleep(0.3)
+        assert not sc.links  # the seed does not serve c: refused after the handshake
+        assert not sc.complete.is_set()
+    assert (tmp_path / "leech" / "a.bin").read_bytes() == a
+    assert (tmp_path / "leech" / "b.bin").read_bytes() == b

@@ -111,9 +111,29 @@ def run(scenario: Path, out: Path, no_netns: bool, quick: bool) -> None:
 
 
 @lab.command()
-def cleanup() -> None:
+@click.argument("runs_json", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@_out
+def report(runs_json: Path, out: Path) -> None:
+    """Redraw the report (table, plots, HTML) from a RUNS_JSON of an earlier run."""
+    from hubswarm.lab.report import load_runs, write_report
+
+    runs, failures, notes = load_runs(runs_json)
+    written = write_report(runs, out, failures=failures, notes=notes)
+    click.echo(f"results: {written.folder}")
+
+
+@lab.command()
+@click.option(
+    "--prefix",
+    default=netem.PREFIX,
+    show_default=True,
+    help="Only names starting with this (it must start with hsw-), e.g. hsw-1a2b for one run.",
+)
+def cleanup(prefix: str) -> None:
     """Remove namespaces and links left by a killed run (only names starting with hsw-)."""
-    removed = netem.cleanup_leftovers()
+    if not prefix.startswith(netem.PREFIX):
+        raise click.BadParameter(f"must start with {netem.PREFIX}", param_hint="--prefix")
+    removed = netem.cleanup_leftovers(prefix)
     click.echo(f"removed {len(removed)}: {' '.join(removed)}" if removed else "nothing to remove")
 
 

@@ -88,6 +88,11 @@ def _config(opts: dict[str, Any]) -> SessionConfig:
     return cfg
 
 
+def _dht_state(opts: dict[str, Any]) -> dict[str, Any]:
+    # Passed only when given, so a library without the keyword still runs the default.
+    return {"dht_state": opts["dht_state"]} if opts.get("dht_state") is not None else {}
+
+
 def _peer_options(f: Any) -> Any:
     for option in reversed(
         [
@@ -98,6 +103,11 @@ def _peer_options(f: Any) -> Any:
             click.option("--peer-upload-rate", help="Upload cap per peer."),
             click.option("--max-peers", default=50, show_default=True, type=int),
             click.option("--dht-bootstrap", multiple=True, help="DHT bootstrap node HOST:PORT."),
+            click.option(
+                "--dht-state",
+                type=click.Path(dir_okay=False, path_type=Path),
+                help="DHT routing table file: loaded at start, saved on exit.",
+            ),
             click.option("--events", type=click.Path(path_type=Path), help="JSON-lines log."),
             click.option("--announce-ip", help="The ip parameter sent to trackers."),
             click.option("--fast-intervals", is_flag=True, help="Lab timing (seconds)."),
@@ -200,6 +210,7 @@ def register(cli: click.Group) -> None:
                 events_path=events,
                 duration=duration,
                 dht_bootstrap=[parse_address(a) for a in opts["dht_bootstrap"]],
+                **_dht_state(opts),
             )
         )
 
@@ -284,5 +295,6 @@ def register(cli: click.Group) -> None:
                     events_path=opts["events"],
                     on_complete=done,
                     dht_bootstrap=[parse_address(a) for a in opts["dht_bootstrap"]],
+                    **_dht_state(opts),
                 )
             )

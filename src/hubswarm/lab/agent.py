@@ -1,4 +1,5 @@
-"""A pre-started lab client: ``python3 -m hubswarm.lab.agent get URL OUT [TOKEN]``.
+"""A pre-started lab client: ``python3 -m hubswarm.lab.agent get URL OUT [TOKEN]`` or
+``python3 -m hubswarm.lab.agent cli fetch MAGNET ...`` (any ``hubswarm`` command).
 
 On a loaded 2-core machine starting Python with aiohttp takes seconds, which would swamp the
 transfer times the lab measures. The agent is a real process on its emulated host (inside
@@ -11,8 +12,10 @@ all processes of the machine share, so the lab can place them on its own time li
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
+import runpy
 import sys
 import time
 from pathlib import Path
@@ -50,10 +53,45 @@ async def _get(url: str, out: Path, token: str | None) -> dict[str, object]:
     }
 
 
+def _cli(args: list[str]) -> int:
+    """``python3 -m hubswarm ARGS`` in this process after ``go``, its libraries imported first.
+
+    The command runs exactly as from a shell (``runpy``: the package's ``__main__``), so the
+    lab measures the real CLI; only the interpreter start-up is moved before the barrier.
+    """
+    import importlib
+
+    # Warm-up: everything `python3 -m hubswarm` imports. The agent stands in for that program
+    # (a process entry point, not library code), so it may load the CLI by name like runpy does.
+    for module in ("hubswarm.hub.client", "hubswarm.swarm.app", "hubswarm.cli"):
+        with contextlib.suppress(ImportError):
+            importlib.import_module(module)
+    print("ready", flush=True)
+    if sys.stdin.readline().strip() != "go":
+        return 3
+    start = time.monotonic()
+    code, error = 0, None
+    sys.argv = ["hubswarm", *args]
+    try:
+        runpy.run_module("hubswarm", run_name="__main__", alter_sys=True)
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    except Exception as exc:  # reported to the lab as data, not a crash of the agent
+        code, error = 1, f"{type(exc).__name__}: {exc}"[:300]
+    report = {"start": start, "end": time.monotonic(), "exit": code, "error": error}
+    print(json.dumps(report), flush=True)
+    return code
+
+
 def main(argv: list[str]) -> int:
     """Wait for ``go`` on stdin, download, print a JSON line. Exit 0 if the download worked."""
+    if argv[:1] == ["cli"]:
+        return _cli(argv[1:])
     if len(argv) not in (3, 4) or argv[0] != "get":
-        print("usage: python3 -m hubswarm.lab.agent get URL OUT [TOKEN]", file=sys.stderr)
+        print(
+            "usage: python3 -m hubswarm.lab.agent get URL OUT [TOKEN] | cli ARGS...",
+            file=sys.stderr,
+        )
         return 2
     url, out = argv[1], Path(argv[2])
     token = argv[3] if len(argv) == 4 else None

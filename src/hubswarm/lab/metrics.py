@@ -142,6 +142,7 @@ class RunMetrics:
     architecture: str
     scenario: str
     n: int
+    file_size: int
     completed: int
     all_complete_time: float | None  # None if some client never completed
     last_completion: float | None
@@ -233,6 +234,7 @@ def summarize(run: RunResult) -> RunMetrics:
         architecture=run.architecture,
         scenario=run.scenario,
         n=run.n,
+        file_size=run.file_size,
         completed=len(done),
         all_complete_time=t_all,
         last_completion=last,

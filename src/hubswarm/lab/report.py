@@ -23,7 +23,7 @@ from hubswarm.lab.metrics import RunFailure, RunMetrics, RunResult, summarize
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-__all__ = ["REFERENCE", "Report", "TableRow", "build_table", "write_report"]
+__all__ = ["REFERENCE", "Report", "TableRow", "build_table", "load_runs", "write_report"]
 
 # The reference text's table (/work/shared/000_2c81284a5f55602d.txt): (feature, CS, P2P).
 REFERENCE = (
@@ -271,15 +271,25 @@ def _verdict_p2p(feature: str, p2p: list[RunMetrics]) -> str:
         word = "confirmed" if min(fracs) > 0 else "NOT confirmed"
         return f"P2P {word}: {_pct(min(fracs))} completed after kill_hub"
     if feature == "Cost":
-        with_bytes = [m for m in p2p if m.server_bytes_sent is not None]
+        with_bytes = [m for m in p2p if m.server_bytes_sent is not None and m.completed == m.n]
         if not with_bytes:
             return "P2P: server bytes unknown"
-        return f"P2P server upload stays near F: {len(with_bytes)} runs measured"
+        big = max(with_bytes, key=lambda m: m.n)
+        assert big.server_bytes_sent is not None
+        copies = big.server_bytes_sent / big.file_size
+        word = "confirmed" if copies < big.n / 2 else "NOT confirmed"
+        return f"P2P {word}: the server sent {copies:.1f} copies of F for N={big.n}"
     if feature == "Security":
-        got = [m.unauthorized_bytes for m in p2p if m.unauthorized_bytes is not None]
+        got = [m for m in p2p if m.unauthorized_bytes is not None]
         if not got:
             return "P2P: probe pending"
-        return f"P2P: an outsider obtained up to {max(got)} bytes"
+        worst = max(got, key=lambda m: m.unauthorized_bytes or 0)
+        everything = worst.unauthorized_bytes == worst.file_size
+        return (
+            "P2P confirmed: a peer with only the magnet link got the whole file"
+            if everything
+            else f"P2P: an outsider obtained {worst.unauthorized_bytes} bytes"
+        )
     jains = [m.jain for m in p2p if m.jain is not None]
     return f"P2P Jain index ≥ {min(jains):.2f}" if jains else "P2P: no data"
 
@@ -619,3 +629,17 @@ def write_report(
     parts.append("</body></html>")
     (folder / "report.html").write_text("\n".join(parts), encoding="utf-8")
     return Report(folder, table, tuple(p for p, _ in plots))
+
+
+def load_runs(path: Path) -> tuple[list[RunResult], list[RunFailure], list[str]]:
+    """Read a runs.json written by :func:`write_report` (to redraw a report). Raises LabError."""
+    from hubswarm.errors import LabError
+
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        runs = [RunResult.from_json(r) for r in data["runs"]]
+        failures = [RunFailure(**f) for f in data.get("failures", [])]
+        notes = [str(n) for n in data.get("notes", [])]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise LabError(f"{path}: not a lab runs.json ({exc})") from exc
+    return runs, failures, notes

@@ -45,12 +45,16 @@ __all__ = [
     "ArchitectureRunner",
     "Campaign",
     "ClientServerRunner",
+    "HybridRunner",
     "Processes",
+    "SwarmRunner",
     "SwarmRunnerStub",
     "make_payload",
     "make_runner",
     "open_network",
+    "parse_ss",
     "quick_plan",
+    "replica_timeline",
     "resolve_emulation",
     "run_plan",
     "run_scenarios",
@@ -158,8 +162,10 @@ def make_runner(name: str, *, python: str = sys.executable) -> ArchitectureRunne
     """The runner of an architecture name. Raises LabError for unknown names."""
     if name == "client-server":
         return ClientServerRunner(python=python)
-    if name in ("hybrid", "p2p"):
-        return SwarmRunnerStub(name)
+    if name == "p2p":
+        return SwarmRunner(python=python)
+    if name == "hybrid":
+        return HybridRunner(python=python)
     raise LabError(f"unknown architecture {name!r}")
 
 
@@ -481,13 +487,13 @@ class ClientServerRunner:
             await procs.kill_all()
         server_bytes = max(last_stats) if last_stats else None
         if any(f.kind == "kill_hub" for f in faults):
-            # The hub adds a response to /stats when it ends; responses cut by the kill never
-            # do. In client-server every byte a client got came from the hub: count those.
-            delivered = sum(r.bytes_received for r in records.values())
-            server_bytes = max(server_bytes or 0, delivered)
+            # /stats counts bytes handed to the kernel when a response ends: a cut response
+            # counts either nothing or bytes that died in socket buffers with the host. In
+            # client-server every byte a client got came from the hub: count those instead.
+            server_bytes = sum(r.bytes_received for r in records.values())
             notes.append(
                 "server bytes after kill_hub: bytes the clients received (the hub's /stats "
-                "counts a response only when it ends)"
+                "counts bytes handed to the kernel, when a response ends)"
             )
         return RunResult(
             architecture=self.name,
@@ -651,9 +657,454 @@ async def run_scenarios(
                     await asyncio.to_thread(shutil.rmtree, folder, True)
     if "netns" in modes and not await asyncio.to_thread(netem.probe_netem):
         notes.append("netem absent: no delay/loss emulation (bandwidth shaped with htb only)")
-    if "app" in modes:
-        notes.append(
-            "app emulation: all hosts on 127.0.0.1; hub upload and client downloads capped by "
-            "the lab's token-bucket proxy"
-        )
     return Campaign(tuple(results), tuple(failures), tuple(notes))
+
+
+# --- peer-to-peer ------------------------------------------------------------------------------
+
+_TRACKER_URL = re.compile(rb"listening on http://\S+:(\d+)/announce")
+_SHARE_JSON = re.compile(rb'^\{.*"magnet"')
+_EVENTS_POLL = 0.2
+
+
+def _read_events(path: Path) -> list[dict[str, object]]:
+    """The JSON lines of a ``--events`` log (a torn last line is skipped)."""
+    out: list[dict[str, object]] = []
+    with contextlib.suppress(OSError):
+        for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+            with contextlib.suppress(ValueError):
+                value = json.loads(line)
+                if isinstance(value, dict):
+                    out.append(value)
+    return out
+
+
+_SS_ACKED = re.compile(r"bytes_acked:(\d+)")
+
+
+def parse_ss(text: str, pid: int) -> dict[str, int]:
+    """``ss -tinpH`` output -> {"local peer": bytes_acked} for the TCP sockets of ``pid``."""
+    out: dict[str, int] = {}
+    current: str | None = None
+    for line in text.splitlines():
+        if line[:1] not in (" ", "\t"):
+            fields = line.split()
+            owned = f"pid={pid}," in line and len(fields) >= 4
+            current = f"{fields[2]} {fields[3]}" if owned else None
+        elif current is not None:
+            acked = _SS_ACKED.search(line)
+            if acked:
+                out[current] = int(acked.group(1))
+    return out
+
+
+def replica_timeline(
+    pieces: int,
+    have: dict[int, list[tuple[float, int]]],
+    gone_at: dict[int, float | None],
+    seed_gone_at: float | None,
+    times: Sequence[float],
+) -> tuple[ReplicaSample, ...]:
+    """Live copies of each piece at each time: the seed (until it dies) + peers that hold it
+    and are still in the swarm. ``have[i]`` lists (t, piece_index) completions of peer i."""
+    samples = []
+    for t in times:
+        counts = [1 if seed_gone_at is None or t < seed_gone_at else 0] * pieces
+        for peer, events in have.items():
+            gone = gone_at.get(peer)
+            if gone is not None and t >= gone:
+                continue
+            # A piece logged twice (re-fetched after a bad hash) is still one copy.
+            held = {index for at, index in events if at <= t and 0 <= index < pieces}
+            for index in held:
+                counts[index] += 1
+        samples.append(ReplicaSample(t, tuple(counts)))
+    return tuple(samples)
+
+
+class SwarmRunner:
+    """Peer-to-peer: host 0 runs a tracker and the first seed (``hubswarm share``); N
+    ``hubswarm fetch`` peers (pre-started agents) download from it and from each other."""
+
+    name = "p2p"
+
+    def __init__(self, *, python: str = sys.executable, probe_security: bool = True) -> None:
+        """``probe_security``: let an outsider with only the magnet link try (smallest N)."""
+        self.python = python
+        self.probe_security = probe_security
+
+    def _rates(self, network: Network, up: float, down: float) -> list[str]:
+        # Namespaces are shaped by the kernel; on loopback the peer caps itself.
+        if network.shaped:
+            return []
+        out = ["--upload-rate", str(int(up))]
+        if math.isfinite(down):
+            out += ["--download-rate", str(int(down))]
+        return out
+
+    async def _start(
+        self,
+        procs: Processes,
+        tg: asyncio.TaskGroup,
+        argv: list[str],
+        pattern: re.Pattern[bytes],
+        what: str,
+    ) -> tuple[asyncio.subprocess.Process, bytes]:
+        proc = await procs.spawn(argv, merge_output=True)
+        assert proc.stdout is not None
+        lines: list[bytes] = []
+        try:
+            async with asyncio.timeout(_HUB_START_TIMEOUT):
+                while True:
+                    line = await proc.stdout.readline()
+                    if not line:
+                        tail = b"".join(lines[-5:]).decode(errors="replace").strip()
+                        raise LabError(f"{what} exited before it was ready: {tail}")
+                    lines.append(line)
+                    if pattern.search(line):
+                        break
+        except TimeoutError as exc:
+            raise LabError(f"{what} was not ready in time") from exc
+        tg.create_task(_drain(proc.stdout, lines))
+        return proc, line
+
+    async def _seed(
+        self,
+        procs: Processes,
+        tg: asyncio.TaskGroup,
+        network: Network,
+        workdir: Path,
+        source: Path,
+        plan: RunPlan,
+        tracker_url: str,
+    ) -> tuple[asyncio.subprocess.Process, list[list[str]]]:
+        """Start the first source on host 0 (``hubswarm share``); return it and, for each of
+        clients 1..N and an outsider, what to pass to ``hubswarm fetch`` (the magnet link)."""
+        scenario = plan.scenario
+        argv = [self.python, "-m", "hubswarm", "share", str(source), "--tracker", tracker_url]
+        argv += ["--host", network.hosts[0].address, "--port", "0", "--fast-intervals", "--json"]
+        argv += ["--piece-length", str(scenario.piece_size)]
+        argv += ["--events", str(workdir / "seed.events")]
+        argv += ["-o", str(workdir / "payload.torrent")]
+        argv += self._rates(network, scenario.server_upload, math.inf)
+        seed, line = await self._start(procs, tg, network.wrap(0, argv), _SHARE_JSON, "the seed")
+        magnet = str(json.loads(line)["magnet"])
+        return seed, [[magnet]] * (plan.n + 1)
+
+    async def run(self, plan: RunPlan, network: Network, workdir: Path) -> RunResult:
+        """Seed from host 0, fetch on hosts 1..N per the arrivals; apply churn and faults."""
+        scenario = plan.scenario
+        name = "payload.bin"
+        source = workdir / "seed" / name
+        sha256 = await asyncio.to_thread(make_payload, source, scenario.file_size, scenario.seed)
+        pieces = max(1, math.ceil(scenario.file_size / scenario.piece_size))
+        leave = scenario.churn.leave_after_complete
+        seeding = leave is not True  # False: stay to the end; seconds: stay that long
+        addr0 = network.hosts[0].address
+        faults: list[FaultEvent] = []
+        notes = list(network.notes)
+        records: dict[int, ClientRecord] = {}
+        running: dict[int, asyncio.subprocess.Process] = {}
+        killed: set[int] = set()
+        gone_at: dict[int, float | None] = {}
+        seed_gone: list[float] = []
+        seed_bytes: list[int] = []
+        wire_bytes: list[int] = []
+        security: tuple[SecurityProbe, ...] = ()
+        started = time.monotonic()
+        probe = self.probe_security and plan.n == min(scenario.clients)
+        async with Processes() as procs, asyncio.TaskGroup() as tg:
+            py = [self.python, "-m", "hubswarm"]
+            tracker_argv = [*py, "tracker", "--host", addr0, "--port", "0", "--interval", "5"]
+            tracker, line = await self._start(
+                procs, tg, network.wrap(0, tracker_argv), _TRACKER_URL, "the tracker"
+            )
+            port_match = _TRACKER_URL.search(line)
+            assert port_match is not None
+            tracker_url = f"http://{addr0}:{int(port_match.group(1))}/announce"
+            seed, sources = await self._seed(procs, tg, network, workdir, source, plan, tracker_url)
+            jobs: list[list[str]] = []
+            for i in range(1, plan.n + 1):
+                args = ["fetch", *sources[i - 1], "-o", str(workdir / f"c{i}")]
+                args += ["--host", network.hosts[i].address, "--port", "0", "--fast-intervals"]
+                args += ["--json", "-q", "--timeout", f"{scenario.timeout:g}"]
+                args += ["--events", str(workdir / f"c{i}.events")]
+                args += self._rates(network, plan.uploads[i - 1], plan.downloads[i - 1])
+                if seeding:
+                    args.append("--seed")
+                jobs.append(args)
+            outsider_dir = workdir / "outsider"
+            if probe:
+                jobs.append(["fetch", *sources[-1], "-o", str(outsider_dir), "--host"])
+                jobs[-1] += [network.hosts[plan.n].address, "--port", "0", "--fast-intervals"]
+                jobs[-1] += ["--json", "-q", "--timeout", f"{scenario.timeout:g}"]
+            agents = []
+            for k, args in enumerate(jobs):
+                host = min(k + 1, plan.n)
+                argv = [self.python, "-m", "hubswarm.lab.agent", "cli", *args]
+                agents.append(await procs.spawn(network.wrap(host, argv), stdin=True))
+            try:
+                async with asyncio.timeout(_AGENT_START_TIMEOUT):
+                    for proc in agents:
+                        assert proc.stdout is not None
+                        if (await proc.stdout.readline()).strip() != b"ready":
+                            raise LabError("a peer agent failed to start")
+            except TimeoutError as exc:
+                raise LabError(f"peer agents not ready after {_AGENT_START_TIMEOUT:g} s") from exc
+            wire_at_t0 = await network.tx_bytes(0)
+            t0 = time.monotonic()
+            t0_wall = time.time()
+            deadline = t0 + scenario.timeout
+            stop = asyncio.Event()
+            all_done = asyncio.Event()
+            completed: set[int] = set()
+
+            acked: dict[str, int] = {}
+
+            async def poll_seed() -> None:
+                # The seed's upload: bytes its peers acknowledged, per TCP connection (kept
+                # after a connection closes), read with ss inside the seed's host.
+                while not stop.is_set():
+                    ss = await procs.spawn(network.wrap(0, ["ss", "-tinpH"]))
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(5):
+                            out, _ = await ss.communicate()
+                            for key, value in parse_ss(
+                                out.decode(errors="replace"), seed.pid
+                            ).items():
+                                acked[key] = max(acked.get(key, 0), value)
+                            seed_bytes.append(sum(acked.values()))
+                    wire = await network.tx_bytes(0)
+                    if wire is not None:
+                        wire_bytes.append(wire)
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(_STATS_INTERVAL):
+                            await stop.wait()
+
+            async def peer(i: int) -> None:
+                proc = agents[i - 1]
+                events = workdir / f"c{i}.events"
+                await _sleep_until(t0 + plan.arrivals[i - 1])
+                running[i] = proc
+                assert proc.stdin is not None
+                proc.stdin.write(b"go\n")
+                await proc.stdin.drain()
+                start = time.monotonic() - t0
+                rng = random.Random(f"{scenario.seed}:leave:{i}")
+                rate = scenario.churn.random_leave_rate
+                leave_at = t0 + start + rng.expovariate(rate) if rate > 0 else math.inf
+                error: str | None = None
+                left: float | None = None
+                complete_t: float | None = None
+                # Watch the peer's event log: with --seed it never exits on its own.
+                while proc.returncode is None:
+                    now = time.monotonic()
+                    if now >= deadline:
+                        error = "timeout"
+                        break
+                    if complete_t is None and now >= leave_at:
+                        error, left = "left (churn)", now - t0
+                        break
+                    log = await asyncio.to_thread(_read_events, events)
+                    done_at = [e["t"] for e in log if e.get("event") == "complete"]
+                    if complete_t is None and done_at and isinstance(done_at[0], float):
+                        complete_t = done_at[0] - t0_wall
+                        completed.add(i)
+                        if len(completed) == plan.n:
+                            all_done.set()
+                    if complete_t is not None:
+                        if isinstance(leave, float) and not isinstance(leave, bool):
+                            if now - t0 >= complete_t + leave:
+                                left = now - t0
+                                break
+                        elif all_done.is_set() or not seeding:
+                            break
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(_EVENTS_POLL):
+                            await proc.wait()
+                if proc.returncode is None:
+                    with contextlib.suppress(ProcessLookupError):
+                        proc.kill()
+                    await proc.wait()
+                running.pop(i, None)
+                end = time.monotonic() - t0
+                log = await asyncio.to_thread(_read_events, events)
+                if complete_t is None:
+                    done_at = [e["t"] for e in log if e.get("event") == "complete"]
+                    if done_at and isinstance(done_at[0], float):
+                        complete_t = done_at[0] - t0_wall
+                if i in killed:
+                    error = "killed (fault)"
+                elif complete_t is None and error is None:
+                    error = f"exit {proc.returncode} before completing"
+                got, ok = await asyncio.to_thread(_check_file, workdir / f"c{i}" / name, sha256)
+                distinct = {e.get("index") for e in log if e.get("event") == "piece"}
+                from_peers = scenario.piece_size * len(distinct)
+                ok = ok and complete_t is not None
+                if not got:
+                    got = min(scenario.file_size, from_peers)
+                if leave is True and complete_t is not None:
+                    left = complete_t
+                gone_at[i] = left if left is not None else (None if ok else end)
+                records[i] = ClientRecord(
+                    index=i,
+                    start=start,
+                    end=complete_t if ok else None,
+                    bytes_received=got,
+                    bytes_from_server=0,  # attributed below from the seed's upload
+                    bytes_from_peers=got,
+                    verified=ok,
+                    error=None if ok else (error or "incomplete"),
+                    left_at=left,
+                )
+
+            async def fault(kind: str, at: float, count: int) -> None:
+                await _sleep_until(t0 + at)
+                if kind == "kill_hub":
+                    for proc in (seed, tracker):
+                        with contextlib.suppress(ProcessLookupError):
+                            proc.kill()
+                    await network.isolate(0)
+                    seed_gone.append(time.monotonic() - t0)
+                    faults.append(FaultEvent(at, kind, "SIGKILL seed and tracker, host cut off"))
+                elif kind == "kill_peers":
+                    victims = sorted(running)[:count]
+                    for i in victims:
+                        killed.add(i)
+                        with contextlib.suppress(ProcessLookupError):
+                            running[i].kill()
+                    faults.append(FaultEvent(at, kind, f"killed peers {victims}"))
+                else:
+                    faults.append(FaultEvent(at, kind, "not emulated for p2p yet"))
+
+            seed_task = tg.create_task(poll_seed())
+            fault_tasks = [tg.create_task(fault(f.kind, f.at, f.count)) for f in scenario.faults]
+            async with asyncio.TaskGroup() as peers:
+                for i in range(1, plan.n + 1):
+                    peers.create_task(peer(i))
+            for task in fault_tasks:
+                task.cancel()
+            stop.set()
+            await seed_task  # the seed's upload is counted before the outsider joins
+            if probe and seed.returncode is None:
+                security = await self._outsider(agents[-1], outsider_dir / name, scenario)
+            await procs.kill_all()
+        received = sum(r.bytes_received for r in records.values())
+        server_bytes = max(seed_bytes) if seed_bytes else None
+        if wire_bytes and wire_at_t0 is not None:
+            # netns: what left host 0 on the wire (seed + tracker, IP/TCP headers included)
+            # is the better measure; the socket counters stay in the notes as a cross-check.
+            wire = max(wire_bytes) - wire_at_t0
+            notes.append(f"host 0 wire bytes {wire}, seed sockets' bytes_acked {server_bytes}")
+            server_bytes = wire
+        if server_bytes is not None and received > 0:
+            # Which peer sent which bytes is not logged: attribute the seed's upload
+            # proportionally to what each client received.
+            share = min(1.0, server_bytes / received)
+            records = {
+                i: dataclasses.replace(
+                    r,
+                    bytes_from_server=round(r.bytes_received * share),
+                    bytes_from_peers=r.bytes_received - round(r.bytes_received * share),
+                )
+                for i, r in records.items()
+            }
+            notes.append(
+                "p2p server bytes: TCP bytes the seed's peers acknowledged (ss, every 0.5 s); "
+                "per-client split attributed proportionally"
+            )
+        have: dict[int, list[tuple[float, int]]] = {}
+        for i in records:
+            have[i] = []
+            for e in _read_events(workdir / f"c{i}.events"):
+                t, index = e.get("t"), e.get("index")
+                if e.get("event") == "piece" and isinstance(t, float) and isinstance(index, int):
+                    have[i].append((t - t0_wall, index))
+        ends = [r.end for r in records.values() if r.end is not None]
+        horizon = max([*ends, *(seed_gone or [0.0]), 0.1])
+        times = [horizon * k / 10 for k in range(11)]
+        replicas = replica_timeline(
+            pieces, have, gone_at, seed_gone[0] if seed_gone else None, times
+        )
+        return RunResult(
+            architecture=self.name,
+            scenario=scenario.name,
+            n=plan.n,
+            file_size=scenario.file_size,
+            server_upload=scenario.server_upload,
+            uploads=plan.uploads,
+            downloads=plan.downloads,
+            clients=tuple(records[i] for i in sorted(records)),
+            server_bytes_sent=server_bytes,
+            faults=tuple(faults),
+            replicas=replicas,
+            security=security,
+            emulation=network.mode,
+            pieces=pieces,
+            scenario_path=scenario.path,
+            wall_time=time.monotonic() - started,
+            notes=tuple(notes),
+        )
+
+    @staticmethod
+    async def _outsider(
+        proc: asyncio.subprocess.Process, out: Path, scenario: Scenario
+    ) -> tuple[SecurityProbe, ...]:
+        """A peer with nothing but the magnet link (no account, no token) joins after the run."""
+        assert proc.stdin is not None
+        proc.stdin.write(b"go\n")
+        try:
+            async with asyncio.timeout(scenario.timeout):
+                await proc.communicate()
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+        got, _ = await asyncio.to_thread(_check_file, out, "")
+        return (
+            SecurityProbe(
+                "peer with only the magnet link", got, scenario.file_size, f"exit {proc.returncode}"
+            ),
+        )
+
+
+class HybridRunner(SwarmRunner):
+    """Hybrid: the hub serves the file as a BEP 19 web seed, host 0 also runs the tracker, and
+    the peers swap pieces among themselves (``hubswarm fetch`` of a .torrent with a url-list)."""
+
+    name = "hybrid"
+
+    async def _seed(
+        self,
+        procs: Processes,
+        tg: asyncio.TaskGroup,
+        network: Network,
+        workdir: Path,
+        source: Path,
+        plan: RunPlan,
+        tracker_url: str,
+    ) -> tuple[asyncio.subprocess.Process, list[list[str]]]:
+        """Start the hub; one .torrent per client whose web seed is that client's (shaped) path
+        to the hub. The url-list sits outside ``info``: every copy has the same info-hash."""
+        from hubswarm.proto.metainfo import build_metainfo
+        from hubswarm.swarm.maketorrent import create_torrent
+
+        data = workdir / "hub-data"
+        target = data / "files" / source.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        await asyncio.to_thread(os.link, source, target)
+        hub = await ClientServerRunner(python=self.python)._start_hub(
+            procs, tg, network, data, anonymous=True
+        )
+        ports = await network.expose(0, hub.port)
+        info, _ = await asyncio.to_thread(
+            create_torrent, source, piece_length=plan.scenario.piece_size, trackers=[tracker_url]
+        )
+        sources = []
+        for i in range(1, plan.n + 2):
+            host, port = ports.address_for(min(i, plan.n))
+            url = f"http://{host}:{port}/files/{source.name}"
+            torrent = workdir / f"t{i}.torrent"
+            body = build_metainfo(info, [[tracker_url]], url_list=[url])
+            await asyncio.to_thread(torrent.write_bytes, body)
+            sources.append([str(torrent), "--webseed-mode", "always"])
+        return hub.proc, sources

@@ -150,7 +150,7 @@ class Scenario:
     architectures: tuple[str, ...] = ARCHITECTURES
     emulation: Literal["auto", "netns", "app"] = "auto"
     timeout: float = 120.0
-    piece_size: int = 256 * 1024
+    piece_size: int = 32 * 1024
     description: str = ""
     path: str | None = None
 
@@ -352,7 +352,7 @@ def _parse(data: Mapping[str, Any], path: str | None) -> Scenario:
     timeout = _number(data.get("timeout", 120.0), "timeout", strict=True)
     if timeout > MAX_TIMEOUT:
         raise ScenarioError(f"must be at most {MAX_TIMEOUT:g}, got {timeout:g}", field="timeout")
-    piece_size = int(parse_size(data.get("piece_size", 256 * 1024), "piece_size"))
+    piece_size = int(parse_size(data.get("piece_size", 32 * 1024), "piece_size"))
     description = data.get("description", "")
     if not isinstance(description, str):
         raise ScenarioError("must be a string", field="description")

@@ -217,6 +217,7 @@ class PeerConnection:
         fast: bool = True,
         dht: bool = False,
         num_pieces: int | None = None,
+        tolerate_late_bitfield: bool = False,
     ) -> None:
         if info_hash is not None and len(info_hash) != 20:
             raise LocalProtocolError("info_hash must be 20 bytes")
@@ -241,6 +242,9 @@ class PeerConnection:
         # BEP 3/6: a bitfield, have all or have none may only come first. Extended messages
         # (libtorrent sends its extended handshake before the bitfield) and port do not count.
         self._remote_may_send_bitfield = True
+        # aria2 1.36 re-sends its whole bitfield mid-connection (even right after have none)
+        # instead of a batch of haves; libtorrent accepts that, so the shell may opt in.
+        self.tolerate_late_bitfield = tolerate_late_bitfield
         self._local_may_send_bitfield = True
         self._local_extensions: dict[str, int] = {}
         self._remote_extensions: dict[str, int] = {}
@@ -524,7 +528,7 @@ class PeerConnection:
     def _decode(self, msg_id: int, payload: memoryview) -> Event:
         """Decode one message whose length was validated by :meth:`_check_head`."""
         if msg_id in (BITFIELD, HAVE_ALL, HAVE_NONE):
-            if not self._remote_may_send_bitfield:
+            if not self._remote_may_send_bitfield and not self.tolerate_late_bitfield:
                 raise self._violation("bitfield/have all/have none not the first message")
             self._remote_may_send_bitfield = False
         elif msg_id not in (EXTENDED, PORT):

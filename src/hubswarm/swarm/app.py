@@ -70,8 +70,11 @@ class FetchResult:
 async def _maybe_dht(
     bootstrap: Sequence[tuple[str, int]], host: str, state_file: Path | None
 ) -> AsyncIterator[DHTLike | None]:
-    """A DHT node bootstrapped from ``bootstrap``, or None when no bootstrap is given."""
-    if not bootstrap:
+    """A DHT node bootstrapped from ``bootstrap`` and/or the contacts saved in ``state_file``.
+
+    None when neither is given. The routing table is written back to ``state_file`` on exit.
+    """
+    if not bootstrap and state_file is None:
         yield None
         return
     from hubswarm.swarm.dht.node import DHTNode  # the DHT is optional at run time
@@ -94,6 +97,7 @@ async def fetch(
     progress: ProgressCallback | None = None,
     events_path: Path | None = None,
     dht_bootstrap: Sequence[tuple[str, int]] = (),
+    dht_state: Path | None = None,
     on_complete: Callable[[FetchResult], None] | None = None,
 ) -> FetchResult:
     """Download a torrent or magnet into ``out_dir``; return once every piece is verified.
@@ -113,8 +117,10 @@ async def fetch(
     config.seed = seed_after
     trackers = list(src.trackers) + [(t,) for t in extra_trackers]
     started = time.monotonic()
+    # BEP 27: a private torrent gets its peers from its tracker only; no DHT node at all.
+    private = src.metainfo is not None and src.metainfo.info.private
     async with (
-        _maybe_dht(dht_bootstrap, host, None) as dht,
+        _maybe_dht(() if private else dht_bootstrap, host, None if private else dht_state) as dht,
         SwarmPeer(config, host=host, dht=dht) as peer,
         peer.torrent(
             src.info_hash,
@@ -201,9 +207,10 @@ async def share(
     progress: ProgressCallback | None = None,
     events_path: Path | None = None,
     dht_bootstrap: Sequence[tuple[str, int]] = (),
+    dht_state: Path | None = None,
     duration: float | None = None,
 ) -> ShareInfo:
-    """Make a torrent of ``path`` (or load ``path`` if it is a .torrent) and seed it.
+    """Make a torrent of ``path`` (a file or a folder), write it and seed the data.
 
     Seeds until cancelled, or for ``duration`` seconds.
 
@@ -229,7 +236,7 @@ async def share(
         raise ConfigError(f"cannot write {torrent_path}: {exc.strerror or exc}") from exc
     config.seed = True
     async with (
-        _maybe_dht(dht_bootstrap, host, None) as dht,
+        _maybe_dht(() if private else dht_bootstrap, host, None if private else dht_state) as dht,
         SwarmPeer(config, host=host, dht=dht) as peer,
         peer.torrent(
             mi.info_hash,

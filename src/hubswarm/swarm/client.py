@@ -43,7 +43,7 @@ class SwarmPeer:
         self.sessions: dict[bytes, TorrentSession] = {}
         self.port = 0
         self._server: asyncio.Server | None = None
-        self._handlers: set[asyncio.Task[Any]] = set()
+        self._handlers: dict[asyncio.Task[Any], asyncio.StreamWriter] = {}
         self.http: aiohttp.ClientSession | None = None
 
     async def __aenter__(self) -> SwarmPeer:
@@ -62,10 +62,14 @@ class SwarmPeer:
     async def __aexit__(self, *exc_info: object) -> None:
         if self._server is not None:
             self._server.close()
+        # Sessions have stopped (their links with them): what is left is handshaking. Closing
+        # the sockets ends those handlers normally (asyncio logs a handler that ends cancelled).
+        for writer in list(self._handlers.values()):
+            writer.close()
+        if self._handlers:
+            await asyncio.wait(set(self._handlers), timeout=5)
         for task in list(self._handlers):
             task.cancel()
-        if self._handlers:
-            await asyncio.wait(self._handlers, timeout=5)
         if self._server is not None:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(5):
@@ -116,7 +120,7 @@ class SwarmPeer:
         if len(self._handlers) >= MAX_PENDING_INCOMING + 2 * self.config.max_peers:
             writer.close()  # a connection flood: refuse before reading anything
             return
-        self._handlers.add(task)
+        self._handlers[task] = writer
         try:
             await self._serve(reader, writer)
         except Exception as exc:
@@ -124,13 +128,14 @@ class SwarmPeer:
             log.error("incoming connection failed", exc_info=exc)
             writer.close()
         finally:
-            self._handlers.discard(task)
+            self._handlers.pop(task, None)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peername = writer.get_extra_info("peername")
         address = (str(peername[0]), int(peername[1])) if peername else ("?", 0)
         conn = wire.PeerConnection(
             wire.Role.RESPONDER,
+            tolerate_late_bitfield=True,
             info_hash=None,
             peer_id=self.config.peer_id,
             dht=self.dht is not None,

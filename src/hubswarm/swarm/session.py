@@ -7,10 +7,19 @@ the tracker announce loop, the DHT loop (when a DHT node is given and the torren
 private, BEP 27), the dialer that keeps up to ``max_peers`` connections, the choke round,
 the request-timeout sweep, one worker per web seed, and one task per peer link.
 
+Connections accepted by the listener (``SwarmPeer``) run in the same group through
+``run_incoming``. Every task is wrapped by ``_guard``: a bug in one link or loop is logged
+and ends only that task (a critical loop fails the session with a one-line error instead);
+``_stop`` announces ``stopped``, closes the links, cancels every task and closes the store.
+
 Decisions are made synchronously by pure code (``PiecePicker``, ``Choker``) and then the
 I/O is done (messages written to links, blocks read or written by ``PieceStore`` in
 worker threads). Every piece is SHA-1 checked before it is written or announced with
-``have``; a peer that contributed to ``BAN_STRIKES`` bad pieces is disconnected and banned.
+``have``; peers lose trust points for bad pieces they contributed to (more when they sent
+it alone) and are disconnected and banned (address and peer_id) at ``TRUST_BAN``.
+
+Peers that went away are dialled again with a doubling back-off (``reconnect_min`` ..
+``reconnect_max``), so a seed that restarts on the same port is found again.
 
 A magnet link starts the session without an info dict: links fetch the metadata with
 ``ut_metadata`` (BEP 9), the info dict is checked against the info-hash, and then the
@@ -35,6 +44,7 @@ import aiohttp
 
 from hubswarm import __version__
 from hubswarm.errors import (
+    ConfigError,
     HubswarmError,
     LocalProtocolError,
     MetainfoError,
@@ -73,7 +83,12 @@ from hubswarm.proto.wire_events import (
 from hubswarm.swarm import tracker_client, webseed
 from hubswarm.swarm.bitfield import Bitfield
 from hubswarm.swarm.choker import Choker, PeerStats
-from hubswarm.swarm.peer import PeerLink, RateMeter, open_stream, read_handshake
+from hubswarm.swarm.peer import (
+    PeerLink,
+    RateMeter,
+    open_stream,
+    read_handshake,
+)
 from hubswarm.swarm.picker import BlockRequest, PiecePicker, request_queue_depth
 from hubswarm.swarm.ratelimit import RateLimiter
 from hubswarm.swarm.storage import PieceStore
@@ -226,7 +241,10 @@ class TorrentSession:
         self._http = http
         self._own_http = False
         self._wake_dialer = asyncio.Event()
-        self._events_file = events_path.open("a") if events_path is not None else None
+        try:
+            self._events_file = events_path.open("a") if events_path is not None else None
+        except OSError as exc:
+            raise ConfigError(f"cannot open {events_path}: {exc.strerror or exc}") from exc
         for address in peers:
             self.add_peer(address)
 
@@ -433,6 +451,7 @@ class TorrentSession:
             reader, writer = await open_stream(*address, timeout=self.config.connect_timeout)
             conn = wire.PeerConnection(
                 wire.Role.INITIATOR,
+                tolerate_late_bitfield=True,
                 info_hash=self.info_hash,
                 peer_id=self.config.peer_id,
                 dht=self._advertise_dht,
@@ -489,7 +508,9 @@ class TorrentSession:
             writer.close()  # the session is stopping
             return
         try:
-            await asyncio.shield(task)
+            # wait() rather than await: the link ending cancelled (the session stopped) is a
+            # normal end for the listener's handler, which asyncio must not see cancelled.
+            await asyncio.wait({task})
         except asyncio.CancelledError:
             task.cancel()
             raise
@@ -607,9 +628,15 @@ class TorrentSession:
                         st.is_seed = st.has.is_complete
                         self._update_interest(link)
             case BitfieldMsg(bitfield=bits):
+                if st.has is not None:
+                    self._late_bitfield(link, bits, everything=False)
+                    return
                 st.pending_bitfield = bits
                 self._adopt_pending(link)
             case HaveAll():
+                if st.has is not None:
+                    self._late_bitfield(link, b"", everything=True)
+                    return
                 st.pending_all = True
                 self._adopt_pending(link)
             case HaveNone():
@@ -679,6 +706,24 @@ class TorrentSession:
             return  # a second bitfield: the wire core already refuses it
         st.pending_bitfield, st.pending_all = None, False
         st.pending_haves.clear()
+        st.is_seed = st.has.is_complete
+        if self.is_seed and st.is_seed:
+            st.pointless = True
+            link.close()
+            return
+        self._update_interest(link)
+
+    def _late_bitfield(self, link: PeerLink, bits: bytes, *, everything: bool) -> None:
+        """A bitfield or have-all after the first message (aria2 does it): new pieces only."""
+        st, picker = link.state, self.picker
+        if st.has is None or picker is None:
+            return
+        n = len(st.has)
+        new = Bitfield.all(n) if everything else Bitfield.from_bytes(bits, n)
+        for i in new:
+            if not st.has[i]:
+                st.has.set(i)
+                picker.peer_have(i)
         st.is_seed = st.has.is_complete
         if self.is_seed and st.is_seed:
             st.pointless = True
@@ -1009,18 +1054,30 @@ class TorrentSession:
             await self._announce_all("completed")
 
     async def _dht_loop(self) -> None:
+        """Look the torrent up on the DHT and announce our port (BEP 5), never if private.
+
+        The first lookup and announce run at once; while no peer is connected the lookup is
+        retried after 1 s, doubling up to 30 s, so a fresh swarm meets within seconds; with
+        peers it repeats every ``announce_interval`` (default 5 min; libtorrent: 15 min).
+        """
         assert self.dht is not None
-        while True:
-            if self._private:
-                return
+        retry_first, retry_max = 1.0, 30.0
+        steady = self.config.announce_interval or 300.0
+        misses = 0
+        # BEP 27: a magnet's metadata may turn out private; then the DHT is never used again.
+        while not self._private:
             try:
                 for address in await self.dht.get_peers(self.info_hash):
                     self.add_peer(address)
-                if self.listen_port:
+                if self.listen_port and not self._private:
                     await self.dht.announce_peer(self.info_hash, self.listen_port)
             except HubswarmError as exc:
                 log.info("DHT: %s", exc)
-            wait = 5.0 if not self.links else (self.config.announce_interval or 60.0)
+            if self.links:
+                misses, wait = 0, steady
+            else:
+                wait = min(retry_max, retry_first * 2**misses)
+                misses += 1
             await asyncio.sleep(wait)
 
     # --- web seeds (BEP 19) ---------------------------------------------------------------
@@ -1035,6 +1092,10 @@ class TorrentSession:
             assert picker is not None
             assert store is not None
             assert info is not None
+            if worker > 0 and picker.in_endgame:
+                # Endgame duplicates blocks already requested: one worker per URL is enough.
+                await asyncio.sleep(0.2)
+                continue
             has = self._webseed_candidates()
             blocks = picker.next_requests(
                 key, has, -(-info.piece_length // BLOCK_SIZE), self.clock()

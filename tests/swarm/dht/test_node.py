@@ -274,3 +274,22 @@ async def test_questionable_nodes_pinged_and_bad_one_replaced_by_live_newcomer()
             await asyncio.sleep(1.0)
         assert a.table.get(b.node_id) is not None
         assert a.stats.timeouts >= 8
+
+
+async def test_stale_buckets_refreshed_and_tokens_rotated_by_maintenance() -> None:
+    async with (
+        DHTNode(host="127.3.8.1", rng=random.Random(1)) as a,
+        DHTNode(
+            host="127.3.8.2",
+            rng=random.Random(2),
+            bootstrap=[a.address],
+            maintenance_interval=0.1,
+            refresh_after=0.2,
+            token_rotate_after=0.2,
+        ) as b,
+    ):
+        token = b.tokens.token_for("10.0.0.1")
+        sent = b.stats.queries_out
+        await asyncio.sleep(0.8)
+        assert b.stats.queries_out > sent  # refresh lookups of the stale buckets
+        assert not b.tokens.is_valid(token, "10.0.0.1")  # two rotations later

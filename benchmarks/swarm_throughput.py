@@ -1,0 +1,506 @@
+#!/usr/bin/env python3
+"""Swarm throughput: ours -> ours against libtorrent -> libtorrent, in the same run, on loopback.
+
+1. One seed -> one leech, ``--size-mib`` (1 GiB) file, two processes each:
+   ours   = ``python3 -m hubswarm share FILE`` and ``python3 -m hubswarm fetch X.torrent``;
+   libtorrent 2.1.1 = two ``lt.session`` processes (a small helper run with ``python3 -c``),
+   both seeding from the file on disk and writing the download to disk. Time = from starting
+   the leech process to its "complete" line (interpreter start-up included on both sides).
+   Every output is checked byte for byte (SHA-1 of the whole file). Peak RSS of our peers is
+   polled from /proc/PID/status (VmRSS and VmHWM).
+2. Flash crowd: one seed + ``--leechers`` (8), each process capped at ``--cap-mbit`` (20 Mbit/s)
+   upload, ``--swarm-size-mib`` (64) file, ``--fast-intervals``; time to all-complete against
+   the Kurose-Ross bound max(F/u_s, N F/(u_s + N u)) (d_min unlimited).
+
+Run: python3 benchmarks/swarm_throughput.py [--size-mib 1024] [--piece-kib auto]
+     [--skip-libtorrent] [--skip-swarm] [--leechers 8 --cap-mbit 20 --swarm-size-mib 64]
+     [--repeat 1] [--lt-seed-mode]
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import contextlib
+import hashlib
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+MIB = 1024 * 1024
+PY = sys.executable
+
+# Targets from the issue.
+TARGET_MBPS = 100.0
+TARGET_RATIO_LT = 1.0
+TARGET_RSS = 150 * MIB
+TARGET_BOUND_RATIO = 1.2
+
+# libtorrent on one loopback address (PITFALLS.md; tests/interop/peers.py lt_settings): no
+# DHT/LSD/UPnP/NAT-PMP, TCP only (its uTP was 16x slower here), several peers per IP,
+# plaintext (we do not speak MSE/PE). Everything else is libtorrent's default.
+LT_SETTINGS: dict[str, Any] = {
+    "listen_interfaces": "127.0.0.1:0",
+    "enable_dht": False,
+    "enable_lsd": False,
+    "enable_upnp": False,
+    "enable_natpmp": False,
+    "enable_ip_notifier": False,
+    "enable_outgoing_utp": False,
+    "enable_incoming_utp": False,
+    "allow_multiple_connections_per_ip": True,
+    "out_enc_policy": 2,
+    "in_enc_policy": 2,
+}
+
+# The libtorrent peer, run as `python3 -c LT_HELPER ROLE TORRENT SAVE_DIR PEER SETTINGS SEED_MODE`.
+# It prints one JSON line when ready (seed: its port, after checking the data) or finished
+# (leech); a seed runs until SIGTERM.
+LT_HELPER = r"""
+import json, signal, sys, time
+import libtorrent as lt
+role, torrent, save, peer, settings, seed_mode = sys.argv[1:7]
+signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+s = lt.session(json.loads(settings))
+p = lt.add_torrent_params()
+p.ti = lt.torrent_info(torrent)
+p.save_path = save
+if seed_mode == "1":
+    p.flags |= lt.torrent_flags.seed_mode
+t0 = time.monotonic()
+h = s.add_torrent(p)
+deadline = t0 + 1800
+if role == "seed":
+    while not h.status().is_seeding:
+        if time.monotonic() > deadline:
+            sys.exit("seed: data did not check in time")
+        time.sleep(0.05)
+    print(json.dumps({"port": s.listen_port(), "check_seconds": time.monotonic() - t0}), flush=True)
+    while True:
+        s.pop_alerts()
+        time.sleep(0.5)
+host, port = peer.rsplit(":", 1)
+h.connect_peer((host, int(port)))
+while True:
+    st = h.status()
+    if st.is_finished:
+        break
+    if time.monotonic() > deadline:
+        sys.exit("leech: not finished in time")
+    s.pop_alerts()
+    time.sleep(0.02)
+print(json.dumps({"seconds": time.monotonic() - t0, "bytes": st.total_wanted_done}), flush=True)
+del h
+del s  # waits for the disk threads: the data is written when the process ends
+"""
+
+
+# --- processes --------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    """A TCP port that was free a moment ago on 127.0.0.1."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _status_kib(pid: int, key: str) -> int | None:
+    try:
+        text = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    m = re.search(rf"^{key}:\s+(\d+) kB", text, re.M)
+    return int(m.group(1)) if m else None
+
+
+@dataclass
+class PeerProcess:
+    """One peer process: JSON lines from stdout (with their arrival time), RSS polled every
+    50 ms from /proc, stderr kept (bounded), stopped by PID. Use as a context manager."""
+
+    name: str
+    argv: list[str]
+    cwd: Path | None = None
+    proc: subprocess.Popen[str] | None = None
+    started_at: float = 0.0
+    exited_at: float | None = None
+    records: list[tuple[float, dict[str, Any]]] = field(default_factory=list)
+    peak_rss: int = 0  # bytes: max of polled VmRSS and VmHWM
+    stderr_tail: collections.deque[str] = field(
+        default_factory=lambda: collections.deque(maxlen=40)
+    )
+    _cond: threading.Condition = field(default_factory=threading.Condition)
+    _threads: list[threading.Thread] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+
+    def __enter__(self) -> PeerProcess:
+        self.started_at = time.monotonic()
+        self.proc = subprocess.Popen(
+            self.argv,
+            cwd=self.cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for target in (self._read_stdout, self._read_stderr, self._poll_rss):
+            t = threading.Thread(target=target, daemon=True)
+            t.start()
+            self._threads.append(t)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def _sample_rss(self) -> None:
+        for key in ("VmRSS", "VmHWM"):
+            kib = _status_kib(self.pid, key)
+            if kib is not None:
+                self.peak_rss = max(self.peak_rss, kib * 1024)
+
+    def _poll_rss(self) -> None:
+        while not self._stop.wait(0.05):
+            self._sample_rss()
+
+    def _read_stdout(self) -> None:
+        assert self.proc is not None and self.proc.stdout is not None
+        for line in self.proc.stdout:
+            line = line.strip()
+            if line.startswith("{"):
+                with contextlib.suppress(ValueError):
+                    record = json.loads(line)
+                    with self._cond:
+                        self.records.append((time.monotonic(), record))
+                        self._cond.notify_all()
+        with self._cond:
+            self.exited_at = time.monotonic()
+            self._cond.notify_all()
+
+    def _read_stderr(self) -> None:
+        assert self.proc is not None and self.proc.stderr is not None
+        for line in self.proc.stderr:
+            self.stderr_tail.append(line.rstrip())
+
+    def wait_record(self, timeout: float, index: int = 0) -> tuple[float, dict[str, Any]]:
+        """The ``index``-th JSON line (arrival time, record); raises if the process ends first."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while len(self.records) <= index:
+                left = deadline - time.monotonic()
+                if self.exited_at is not None or left <= 0:
+                    why = "exited" if self.exited_at is not None else f"timed out ({timeout:.0f} s)"
+                    tail = "\n  ".join(self.stderr_tail)
+                    raise RuntimeError(f"{self.name} {why} before its JSON line:\n  {tail}")
+                self._cond.wait(min(left, 1.0))
+            return self.records[index]
+
+    def wait_exit(self, timeout: float) -> int | None:
+        """Wait for the process to end by itself; None if it is still running."""
+        assert self.proc is not None
+        try:
+            self._sample_rss()
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def stop(self, grace: float = 10.0) -> None:
+        """SIGTERM, then SIGKILL after ``grace`` seconds; always reaped (by PID, never by name)."""
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self._sample_rss()  # VmHWM is gone once the process is a zombie
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(grace)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._stop.set()
+        for t in self._threads:
+            t.join(timeout=5)
+        for stream in (self.proc.stdout, self.proc.stderr):
+            if stream:
+                stream.close()
+
+
+def ours_share(
+    path: Path, torrent: Path, *, piece_length: int | None, extra: list[str] = ()
+) -> list[str]:
+    """argv of ``hubswarm share`` on loopback (prints {"port": ...} once seeding)."""
+    argv = [PY, "-m", "hubswarm", "share", str(path), "--host", "127.0.0.1", "--json"]
+    argv += ["-o", str(torrent), *extra]
+    if piece_length is not None:
+        argv += ["--piece-length", str(piece_length)]
+    return argv
+
+
+def ours_fetch(torrent: Path, out_dir: Path, peers: list[int], extra: list[str] = ()) -> list[str]:
+    """argv of ``hubswarm fetch`` on loopback (prints one JSON line when complete)."""
+    argv = [PY, "-m", "hubswarm", "fetch", str(torrent), "--host", "127.0.0.1", "--json", "-q"]
+    for port in peers:
+        argv += ["--peer", f"127.0.0.1:{port}"]
+    return [*argv, "-o", str(out_dir), *extra]
+
+
+def lt_peer(role: str, torrent: Path, save: Path, peer: str, seed_mode: bool) -> list[str]:
+    """argv of the libtorrent helper (role "seed" or "leech")."""
+    settings = json.dumps(LT_SETTINGS)
+    return [PY, "-c", LT_HELPER, role, str(torrent), str(save), peer, settings, str(int(seed_mode))]
+
+
+# --- data -------------------------------------------------------------------------------
+
+
+def make_file(path: Path, size: int) -> str:
+    """Write ``size`` random-looking bytes (no two MiB equal); return the SHA-1 hex."""
+    block = os.urandom(MIB)
+    h = hashlib.sha1()
+    with open(path, "wb") as f:
+        for i in range(size // MIB):
+            chunk = i.to_bytes(8, "big") + block[8:]
+            h.update(chunk)
+            f.write(chunk)
+        tail = os.urandom(size % MIB)
+        h.update(tail)
+        f.write(tail)
+    return h.hexdigest()
+
+
+def sha1_file(path: Path) -> str:
+    h = hashlib.sha1()
+    with open(path, "rb") as f:
+        while chunk := f.read(4 * MIB):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+# --- runs -------------------------------------------------------------------------------
+
+
+@dataclass
+class Transfer:
+    """One seed -> leech run."""
+
+    who: str
+    seconds: float
+    size: int
+    verified: bool
+    seed_rss: int = 0
+    leech_rss: int = 0
+    note: str = ""
+
+    @property
+    def mbps(self) -> float:
+        return self.size / self.seconds / 1e6
+
+
+def run_ours(src: Path, digest: str, work: Path, piece_length: int | None) -> Transfer:
+    torrent = work / "ours.torrent"
+    out = work / "ours-out"
+    with PeerProcess("our seed", ours_share(src, torrent, piece_length=piece_length)) as seed:
+        _, rec = seed.wait_record(1800)
+        with PeerProcess("our leech", ours_fetch(torrent, out, [int(rec["port"])])) as leech:
+            done_at, result = leech.wait_record(1800)
+            code = leech.wait_exit(120)
+        seconds = done_at - leech.started_at
+        seed.stop()
+    got = out / src.name
+    ok = code == 0 and got.is_file() and sha1_file(got) == digest
+    note = f"in-process {result.get('seconds', 0):.2f} s, exit {code}"
+    shutil.rmtree(out, ignore_errors=True)
+    return Transfer("hubswarm", seconds, src.stat().st_size, ok, seed.peak_rss, leech.peak_rss, note)
+
+
+def run_libtorrent(src: Path, digest: str, work: Path, torrent: Path, seed_mode: bool) -> Transfer:
+    out = work / "lt-out"
+    out.mkdir(exist_ok=True)
+    with PeerProcess("lt seed", lt_peer("seed", torrent, src.parent, "-", seed_mode)) as seed:
+        _, rec = seed.wait_record(1800)
+        peer = f"127.0.0.1:{rec['port']}"
+        with PeerProcess("lt leech", lt_peer("leech", torrent, out, peer, False)) as leech:
+            done_at, result = leech.wait_record(1800)
+            code = leech.wait_exit(300)
+        seconds = done_at - leech.started_at
+        seed.stop()
+    got = out / src.name
+    ok = code == 0 and got.is_file() and sha1_file(got) == digest
+    note = f"in-process {result['seconds']:.2f} s; seed check {rec['check_seconds']:.1f} s"
+    shutil.rmtree(out, ignore_errors=True)
+    return Transfer(
+        "libtorrent", seconds, src.stat().st_size, ok, seed.peak_rss, leech.peak_rss, note
+    )
+
+
+@dataclass
+class SwarmResult:
+    seconds: float
+    bound: float
+    per_leech: list[float]
+    verified: bool
+    max_rss: int
+
+
+def run_swarm(
+    work: Path, size: int, leechers: int, cap_mbit: float, piece_length: int | None
+) -> SwarmResult:
+    """1 seed + N leechers (flash crowd), every process capped at ``cap_mbit`` upload."""
+    src_dir = work / "swarm-src"
+    src_dir.mkdir(exist_ok=True)
+    src = src_dir / "swarm.bin"
+    digest = make_file(src, size)
+    torrent = work / "swarm.torrent"
+    cap = ["--upload-rate", f"{cap_mbit:g}mbit", "--fast-intervals"]
+    seed_port = free_port()
+    ports = [free_port() for _ in range(leechers)]
+    with contextlib.ExitStack() as stack:
+        seed = stack.enter_context(
+            PeerProcess(
+                "swarm seed",
+                ours_share(src, torrent, piece_length=piece_length, extra=[*cap, "--port", str(seed_port)]),
+            )
+        )
+        seed.wait_record(600)
+        t0 = time.monotonic()
+        procs = []
+        for k, port in enumerate(ports):
+            others = [seed_port] + [p for p in ports if p != port]
+            extra = [*cap, "--port", str(port), "--seed"]
+            argv = ours_fetch(torrent, work / f"leech{k}", others, extra)
+            procs.append(stack.enter_context(PeerProcess(f"leech {k}", argv)))
+        done = [p.wait_record(1800)[0] - t0 for p in procs]
+        rss = max(p.peak_rss for p in [seed, *procs])
+        for p in procs:
+            p.stop()
+        seed.stop()
+        rss = max(rss, *(p.peak_rss for p in [seed, *procs]))
+    ok = all(sha1_file(work / f"leech{k}" / src.name) == digest for k in range(leechers))
+    for k in range(leechers):
+        shutil.rmtree(work / f"leech{k}", ignore_errors=True)
+    u = cap_mbit * 1e6 / 8  # bytes/s, u_s = u_i
+    bound = max(size / u, leechers * size / (u + leechers * u))
+    return SwarmResult(max(done), bound, sorted(done), ok, rss)
+
+
+# --- report -----------------------------------------------------------------------------
+
+
+def verdict(ok: bool) -> str:
+    return "PASS" if ok else "FAIL"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--size-mib", type=int, default=1024)
+    ap.add_argument("--piece-kib", default="auto", help="piece length in KiB, or auto")
+    ap.add_argument("--repeat", type=int, default=1, help="transfers per client (best is kept)")
+    ap.add_argument("--skip-libtorrent", action="store_true")
+    ap.add_argument("--skip-transfer", action="store_true", help="only the swarm part")
+    ap.add_argument("--skip-swarm", action="store_true")
+    ap.add_argument("--lt-seed-mode", action="store_true", help="libtorrent seed skips its check")
+    ap.add_argument("--leechers", type=int, default=8)
+    ap.add_argument("--cap-mbit", type=float, default=20.0)
+    ap.add_argument("--swarm-size-mib", type=int, default=64)
+    ap.add_argument("--workdir", type=Path, help="where the files go (default: a temp dir)")
+    args = ap.parse_args()
+    piece_length = None if args.piece_kib == "auto" else int(args.piece_kib) * 1024
+    failed = False
+    load = os.getloadavg()
+    print(f"machine: {os.cpu_count()} cores, load {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}")
+    with tempfile.TemporaryDirectory(prefix="swarm-bench-", dir=args.workdir) as tmp:
+        work = Path(tmp)
+        if not args.skip_transfer:
+            size = args.size_mib * MIB
+            src_dir = work / "src"
+            src_dir.mkdir()
+            src = src_dir / f"data-{args.size_mib}MiB.bin"
+            digest = make_file(src, size)
+            print(f"\n1 seed -> 1 leech, {args.size_mib} MiB, piece {args.piece_kib} KiB, loopback")
+            if not args.skip_libtorrent:
+                import libtorrent as lt
+
+                mode = "seed_mode (no check)" if args.lt_seed_mode else "full check before timing"
+                print(f"libtorrent {lt.__version__}: seed {mode}; settings {LT_SETTINGS}")
+            ours: list[Transfer] = []
+            theirs: list[Transfer] = []
+            for _ in range(args.repeat):
+                ours.append(run_ours(src, digest, work, piece_length))
+                t = ours[-1]
+                print(f"  ours       {t.seconds:7.2f} s {t.mbps:7.1f} MB/s  ({t.note})", flush=True)
+                if not args.skip_libtorrent:
+                    theirs.append(
+                        run_libtorrent(src, digest, work, work / "ours.torrent", args.lt_seed_mode)
+                    )
+                    t = theirs[-1]
+                    print(f"  libtorrent {t.seconds:7.2f} s {t.mbps:7.1f} MB/s  ({t.note})", flush=True)
+            best = max(ours, key=lambda t: t.mbps)
+            seed_rss = max(t.seed_rss for t in ours)
+            leech_rss = max(t.leech_rss for t in ours)
+            rows = [
+                ("ours MB/s", f"{best.mbps:.1f}", f">= {TARGET_MBPS:.0f}", best.mbps >= TARGET_MBPS),
+                ("ours verified", str(all(t.verified for t in ours)), "True", all(t.verified for t in ours)),
+                ("our seed peak RSS MiB", f"{seed_rss / MIB:.0f}", "< 150", seed_rss < TARGET_RSS),
+                ("our leech peak RSS MiB", f"{leech_rss / MIB:.0f}", "< 150", leech_rss < TARGET_RSS),
+            ]
+            if theirs:
+                lt_best = max(theirs, key=lambda t: t.mbps)
+                ratio = best.mbps / lt_best.mbps
+                rows += [
+                    ("libtorrent MB/s", f"{lt_best.mbps:.1f}", "", True),
+                    ("libtorrent verified", str(all(t.verified for t in theirs)), "True",
+                     all(t.verified for t in theirs)),
+                    ("libtorrent peak RSS MiB (seed/leech)",
+                     f"{max(t.seed_rss for t in theirs) / MIB:.0f}/"
+                     f"{max(t.leech_rss for t in theirs) / MIB:.0f}", "", True),
+                    ("ratio ours/libtorrent", f"{ratio:.2f}x", f">= {TARGET_RATIO_LT:.1f}x",
+                     ratio >= TARGET_RATIO_LT),
+                ]
+            print(f"\n{'metric':40} {'value':>10} {'target':>10}  verdict")
+            for name, value, target, ok in rows:
+                failed |= not ok
+                print(f"{name:40} {value:>10} {target:>10}  {verdict(ok) if target else ''}")
+            shutil.rmtree(src_dir, ignore_errors=True)
+        if not args.skip_swarm:
+            n, cap = args.leechers, args.cap_mbit
+            print(
+                f"\nflash crowd: 1 seed + {n} leechers, {args.swarm_size_mib} MiB, every peer "
+                f"--upload-rate {cap:g}mbit, --fast-intervals"
+            )
+            sw = run_swarm(work, args.swarm_size_mib * MIB, n, cap, piece_length)
+            ratio = sw.seconds / sw.bound
+            u = cap * 1e6 / 8
+            eta = (n * args.swarm_size_mib * MIB / sw.seconds - u) / (n * u)
+            print(f"  completion times (s): {' '.join(f'{t:.1f}' for t in sw.per_leech)}")
+            print(f"  bound max(F/u_s, N F/(u_s + N u)) = {sw.bound:.1f} s; efficiency eta {eta:.2f}")
+            print(f"\n{'metric':40} {'value':>10} {'target':>10}  verdict")
+            rows = [
+                ("all-complete s", f"{sw.seconds:.1f}", "", True),
+                ("ratio to the P2P bound", f"{ratio:.2f}", f"<= {TARGET_BOUND_RATIO}",
+                 ratio <= TARGET_BOUND_RATIO),
+                ("all verified", str(sw.verified), "True", sw.verified),
+                ("peak RSS of a peer MiB", f"{sw.max_rss / MIB:.0f}", "< 150", sw.max_rss < TARGET_RSS),
+            ]
+            for name, value, target, ok in rows:
+                failed |= not ok
+                print(f"{name:40} {value:>10} {target:>10}  {verdict(ok) if target else ''}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

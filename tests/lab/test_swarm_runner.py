@@ -1,0 +1,79 @@
+"""The peer-to-peer runner: its pure helpers, and one small real swarm on loopback."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from hubswarm.lab.metrics import summarize
+from hubswarm.lab.runner import (
+    HybridRunner,
+    SwarmRunner,
+    make_runner,
+    parse_ss,
+    replica_timeline,
+    run_plan,
+)
+from hubswarm.lab.scenario import parse_scenario
+
+MIB = 2**20
+SS = (
+    '0 0 10.77.0.1:40000 10.77.0.2:5000 users:(("python3",pid=42,fd=7))\n'
+    "\t cubic wscale:7,7 bytes_sent:1000 bytes_acked:900 bytes_received:10\n"
+    '0 0 10.77.0.1:40001 10.77.0.3:5000 users:(("python3",pid=43,fd=7))\n'
+    "\t cubic bytes_acked:5000\n"
+    '0 0 10.77.0.1:40002 10.77.0.4:5000 users:(("python3",pid=42,fd=8))\n'
+    "\t cubic bytes_acked:77 segs_out:3\n"
+)
+
+
+def test_parse_ss_keeps_only_the_pid() -> None:
+    assert parse_ss(SS, 42) == {
+        "10.77.0.1:40000 10.77.0.2:5000": 900,
+        "10.77.0.1:40002 10.77.0.4:5000": 77,
+    }
+    assert parse_ss(SS, 4) == {}  # pid=4 must not match pid=42
+    assert parse_ss("", 42) == {}
+
+
+def test_replica_timeline() -> None:
+    have = {1: [(0.5, 0), (1.0, 1), (1.1, 1)], 2: [(0.7, 1)]}  # piece 1 logged twice by 1
+    samples = replica_timeline(2, have, {1: None, 2: 2.0}, 1.5, [0.0, 0.8, 1.2, 1.6, 2.5])
+    assert [s.counts for s in samples] == [(1, 1), (2, 2), (2, 3), (1, 2), (1, 1)]
+
+
+def small(architecture: str):  # type: ignore[no-untyped-def]
+    return parse_scenario(
+        {
+            "name": "swarm",
+            "clients": 3,
+            "file_size": "1MiB",
+            "piece_size": "32KiB",
+            "server_upload": "2MiB",
+            "client_upload": "1MiB",
+            "client_download": "8MiB",
+            "architectures": [architecture],
+            "timeout": 60,
+        }
+    )
+
+
+@pytest.mark.parametrize("runner", [SwarmRunner, HybridRunner])
+async def test_small_swarm_on_loopback(tmp_path: Path, runner: type[SwarmRunner]) -> None:
+    scenario = small(runner.name)
+    assert isinstance(make_runner(runner.name), runner)
+    result = await run_plan(scenario.plans()[0], runner(), mode="app", workdir=tmp_path)
+    assert result.architecture == runner.name
+    assert result.pieces == 32
+    assert all(c.verified for c in result.clients), [c.error for c in result.clients]
+    assert all(c.bytes_received == MIB for c in result.clients)
+    assert result.server_bytes_sent is not None
+    assert result.server_bytes_sent > 0
+    m = summarize(result)
+    assert m.completed == 3
+    assert not m.below_bound, (m.all_complete_time, m.bound_p2p)
+    # Everyone stays seeding: at the end each piece lives on the seed and all 3 peers.
+    assert result.replicas[-1].counts == (4,) * 32
+    (outsider,) = result.security
+    assert outsider.bytes_obtained == MIB  # the magnet link is the only key

@@ -1,0 +1,265 @@
+"""The swarm peer on the DHT (BEP 5): no tracker, a magnet with only xt and dn, and BEP 27.
+
+Every DHT node sits on its own 127.7.x.y address (a DHT stores the announcing node's IP, and
+the peer listens on the same address), all bootstrapped from one node.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from hubswarm.cli import cli
+from hubswarm.proto.metainfo import Magnet, build_magnet, parse_magnet
+from hubswarm.swarm import app
+from hubswarm.swarm.client import SwarmPeer
+from hubswarm.swarm.dht.node import DHTNode
+from hubswarm.swarm.session import TorrentSession
+
+from .swarmkit import KIB, MIB, fast_config, free_port, make_file, make_torrent, share_process
+
+pytestmark = pytest.mark.timeout(60)
+
+LEECHES = 5
+
+
+def ip(net: int, i: int) -> str:
+    """A distinct loopback address per node: 127.7.<net>.<i + 1>."""
+    return f"127.7.{net}.{i + 1}"
+
+
+def bare_magnet(info_hash: bytes, name: str) -> str:
+    """A magnet with only the info-hash and the name: no tracker, no web seed, no x.pe."""
+    magnet = build_magnet(Magnet(info_hash=info_hash, display_name=name))
+    parsed = parse_magnet(magnet)
+    assert (parsed.trackers, parsed.web_seeds, parsed.peers) == ((), (), ())
+    return magnet
+
+
+def dht_node(host: str, seed: int, bootstrap: list[tuple[str, int]] | None = None) -> DHTNode:
+    return DHTNode(host=host, bootstrap=bootstrap or [], rng=random.Random(seed), query_timeout=0.5)
+
+
+def stored_anywhere(nodes: list[DHTNode], info_hash: bytes) -> list[tuple[str, int]]:
+    """Peers any node's store holds for ``info_hash``."""
+    found: list[tuple[str, int]] = []
+    for node in nodes:
+        found += node.peers.get(info_hash, time.monotonic(), 50, random.Random(0))
+    return found
+
+
+async def test_one_seed_five_leeches_meet_through_the_dht_only(tmp_path: Path) -> None:
+    data = make_file(tmp_path / "seed" / "payload.bin", 3 * MIB + 4321, seed=11)
+    mi, _ = make_torrent(tmp_path / "seed" / "payload.bin", 64 * KIB)
+    source = app.load_source(bare_magnet(mi.info_hash, "payload.bin"))
+    assert (source.metainfo, source.trackers, source.peers) == (None, (), ())
+    started = time.monotonic()
+    async with contextlib.AsyncExitStack() as stack:
+        boot = await stack.enter_async_context(dht_node(ip(0, 0), 1))
+        nodes = [boot]
+        sessions: list[TorrentSession] = []
+        for i in range(1 + LEECHES):
+            host = ip(0, i + 1)
+            node = await stack.enter_async_context(dht_node(host, 100 + i, [boot.address]))
+            nodes.append(node)
+            peer = await stack.enter_async_context(
+                SwarmPeer(fast_config(use_dht=True, rng_seed=i), host=host, dht=node)
+            )
+            session = await stack.enter_async_context(
+                peer.torrent(
+                    source.info_hash,
+                    tmp_path / ("seed" if i == 0 else f"leech{i}"),
+                    info=mi.info if i == 0 else None,  # the leeches have the magnet only
+                )
+            )
+            sessions.append(session)
+        assert sessions[0].is_seed
+        async with asyncio.timeout(30), asyncio.TaskGroup() as tg:
+            for session in sessions[1:]:
+                tg.create_task(session.wait_complete())
+        took = time.monotonic() - started
+        stored = stored_anywhere(nodes, mi.info_hash)
+        assert (ip(0, 1), sessions[0].listen_port) in stored, "the seed announced itself"
+        for session in sessions[1:]:
+            assert session.stats.bad_pieces == 0
+            assert session.stats.downloaded_from_peers >= mi.info.total_length
+    for i in range(1, 1 + LEECHES):
+        assert (tmp_path / f"leech{i}" / "payload.bin").read_bytes() == data
+    print(f"1 seed + {LEECHES} leeches over the DHT: {took:.1f} s")
+
+
+class RecordingDHT:
+    """A DHT stand-in that records every call and answers with fixed peers."""
+
+    def __init__(self, peers: list[tuple[str, int]]) -> None:
+        self.peers = peers
+        self.calls: list[str] = []
+
+    async def get_peers(self, info_hash: bytes) -> list[tuple[str, int]]:
+        self.calls.append("get_peers")
+        return list(self.peers)
+
+    async def announce_peer(self, info_hash: bytes, port: int) -> Any:
+        self.calls.append("announce_peer")
+        return 1
+
+
+async def test_private_torrent_never_touches_the_dht(tmp_path: Path) -> None:
+    data = make_file(tmp_path / "seed" / "p.bin", 512 * KIB, seed=3)
+    mi, _ = make_torrent(tmp_path / "seed" / "p.bin", 64 * KIB, private=True)
+    assert mi.info.private
+    seed_dht, leech_dht = RecordingDHT([]), RecordingDHT([])
+    async with (
+        SwarmPeer(fast_config(use_dht=True), host=ip(1, 1), dht=seed_dht) as seed,
+        seed.torrent(mi.info_hash, tmp_path / "seed", info=mi.info),
+        SwarmPeer(fast_config(use_dht=True), host=ip(1, 2), dht=leech_dht) as leech,
+        leech.torrent(
+            mi.info_hash, tmp_path / "leech", info=mi.info, peers=[(ip(1, 1), seed.port)]
+        ) as session,
+    ):
+        await session.wait_complete(20)
+        await asyncio.sleep(1.5)  # a public torrent would have queried by now (at once, 1 s)
+        assert seed_dht.calls == []
+        assert leech_dht.calls == []
+    assert (tmp_path / "leech" / "p.bin").read_bytes() == data
+
+
+async def test_public_torrent_queries_at_once_and_retries_fast(tmp_path: Path) -> None:
+    make_file(tmp_path / "seed" / "q.bin", 100 * KIB, seed=4)
+    mi, _ = make_torrent(tmp_path / "seed" / "q.bin", 64 * KIB)
+    dht = RecordingDHT([])
+    async with (
+        SwarmPeer(fast_config(use_dht=True), host=ip(1, 3), dht=dht) as peer,
+        peer.torrent(mi.info_hash, tmp_path / "seed", info=mi.info),
+    ):
+        await asyncio.sleep(0.3)
+        assert dht.calls == ["get_peers", "announce_peer"], "first lookup and announce at once"
+        await asyncio.sleep(1.2)
+        assert dht.calls.count("get_peers") == 2, "retried after 1 s while alone"
+
+
+async def test_magnet_of_private_torrent_stops_using_the_dht(tmp_path: Path) -> None:
+    # With a bare magnet nothing says "private" until the metadata arrives (BEP 27 then applies).
+    data = make_file(tmp_path / "seed" / "m.bin", 256 * KIB, seed=5)
+    mi, _ = make_torrent(tmp_path / "seed" / "m.bin", 64 * KIB, private=True)
+    async with (
+        SwarmPeer(fast_config(), host=ip(1, 4)) as seed,
+        seed.torrent(mi.info_hash, tmp_path / "seed", info=mi.info),
+    ):
+        dht = RecordingDHT([(ip(1, 4), seed.port)])
+        async with (
+            SwarmPeer(fast_config(use_dht=True), host=ip(1, 5), dht=dht) as leech,
+            leech.torrent(mi.info_hash, tmp_path / "leech") as session,
+        ):
+            await session.wait_complete(20)
+            assert session.info is not None
+            assert session.info.private
+            calls = len(dht.calls)
+            await asyncio.sleep(2.5)  # announce_interval is 1 s in fast_config
+            assert len(dht.calls) == calls
+    assert (tmp_path / "leech" / "m.bin").read_bytes() == data
+
+
+async def test_peer_dht_state_is_saved_on_exit_and_reloaded(tmp_path: Path) -> None:
+    state = tmp_path / "dht.json"
+    async with dht_node(ip(2, 0), 7) as boot:
+        async with app._maybe_dht([boot.address], ip(2, 1), state) as first:
+            assert isinstance(first, DHTNode)
+            first_id = first.node_id
+            assert len(first.table) >= 1
+        saved = json.loads(state.read_text())
+        assert saved["node_id"] == first_id.hex()
+        assert [boot.address[0], boot.address[1]] in [n[1:] for n in saved["nodes"]]
+        # No bootstrap given: the saved contacts are enough to join again, with the same id.
+        async with app._maybe_dht([], ip(2, 2), state) as second:
+            assert isinstance(second, DHTNode)
+            assert second.node_id == first_id
+            assert second.table.get(boot.node_id) is not None
+    async with app._maybe_dht([], ip(2, 3), None) as none:
+        assert none is None
+
+
+def test_cli_passes_dht_state_to_fetch_and_share(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: dict[str, Any] = {}
+
+    async def fake(*args: Any, **kwargs: Any) -> None:
+        seen.update(kwargs)
+
+    monkeypatch.setattr(app, "fetch", fake)
+    monkeypatch.setattr(app, "share", fake)
+    state = tmp_path / "s.json"
+    magnet = bare_magnet(bytes(range(20)), "x")
+    args = ["fetch", magnet, "-q", "--dht-bootstrap", "127.7.3.1:7000", "--dht-state", str(state)]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    assert seen["dht_state"] == state
+    assert seen["dht_bootstrap"] == [("127.7.3.1", 7000)]
+    seen.clear()
+    (tmp_path / "f").write_bytes(b"x")
+    result = CliRunner().invoke(cli, ["share", str(tmp_path / "f"), "--dht-state", str(state)])
+    assert result.exit_code == 0, result.output
+    assert seen["dht_state"] == state
+    seen.clear()
+    result = CliRunner().invoke(cli, ["fetch", magnet, "-q"])
+    assert result.exit_code == 0, result.output
+    assert "dht_state" not in seen  # default: no state file
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        os.kill(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+    if proc.stdout is not None:
+        proc.stdout.close()
+
+
+def test_cli_fetch_of_bare_magnet_over_dht(tmp_path: Path) -> None:
+    """``hubswarm dht node`` + ``share --dht-bootstrap`` + ``fetch MAGNET`` (xt and dn only)."""
+    data = make_file(tmp_path / "seed" / "cli.bin", 2 * MIB + 77, seed=9)
+    node = subprocess.Popen(
+        [sys.executable, "-m", "hubswarm", "dht", "node", "--port", "0", "--host", ip(3, 0),
+         "--duration", "40", "--status-every", "60"],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        assert node.stdout is not None
+        first = node.stdout.readline().decode()
+        assert first.startswith("dht node "), first
+        boot = first.rsplit(" ", 1)[1].strip()
+        torrent = tmp_path / "cli.torrent"
+        with share_process(
+            tmp_path / "seed" / "cli.bin", torrent, free_port(), "--dht-bootstrap", boot
+        ) as shared:
+            magnet = bare_magnet(bytes.fromhex(str(shared["info_hash"])), "cli.bin")
+            out = subprocess.run(
+                [sys.executable, "-m", "hubswarm", "fetch", magnet, "-o", str(tmp_path / "out"),
+                 "--host", ip(3, 2), "--dht-bootstrap", boot, "--fast-intervals", "-q", "--json",
+                 "--timeout", "25", "--stall-timeout", "20"],
+                capture_output=True, timeout=40,
+            )  # fmt: skip
+        assert out.returncode == 0, out.stderr.decode()[-2000:]
+        record = json.loads(out.stdout.decode().strip().splitlines()[-1])
+        assert record["verified"] is True
+        assert record["bytes"] == len(data)
+        assert (tmp_path / "out" / "cli.bin").read_bytes() == data
+        print(f"CLI fetch of a bare magnet over the DHT: {record['seconds']:.1f} s")
+    finally:
+        _stop(node)
