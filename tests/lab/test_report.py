@@ -63,7 +63,9 @@ def test_both_architectures() -> None:
     assert "P2P" in rows["Architecture"].verdict
     assert "100% of received bytes came from the server" in rows["Architecture"].cs
     assert "pending" not in rows["Cost"].verdict
-    assert rows["Data Storage"].p2p.startswith("serving copies per piece at the end: min 3")
+    assert rows["Data Storage"].p2p.startswith(
+        "live copies of the rarest piece at the end of fault-free runs: 3..5"
+    )
 
 
 def test_empty_results(tmp_path: Path) -> None:

@@ -665,6 +665,8 @@ async def run_scenarios(
 _TRACKER_URL = re.compile(rb"listening on http://\S+:(\d+)/announce")
 _SHARE_JSON = re.compile(rb'^\{.*"magnet"')
 _EVENTS_POLL = 0.2
+# ss forgets a socket once it closes: poll the seed's connections often (one ss is ~5 ms).
+_SEED_POLL = 0.2
 
 
 def _read_events(path: Path) -> list[dict[str, object]]:
@@ -861,24 +863,26 @@ class SwarmRunner:
 
             acked: dict[str, int] = {}
 
-            async def poll_seed() -> None:
+            async def sample_seed() -> None:
                 # The seed's upload: bytes its peers acknowledged, per TCP connection (kept
                 # after a connection closes), read with ss inside the seed's host.
+                ss = await procs.spawn(network.wrap(0, ["ss", "-tinpH"]))
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(5):
+                        out, _ = await ss.communicate()
+                        text = out.decode(errors="replace")
+                        for key, value in parse_ss(text, seed.pid).items():
+                            acked[key] = max(acked.get(key, 0), value)
+                        seed_bytes.append(sum(acked.values()))
+                wire = await network.tx_bytes(0)
+                if wire is not None:
+                    wire_bytes.append(wire)
+
+            async def poll_seed() -> None:
                 while not stop.is_set():
-                    ss = await procs.spawn(network.wrap(0, ["ss", "-tinpH"]))
+                    await sample_seed()
                     with contextlib.suppress(TimeoutError):
-                        async with asyncio.timeout(5):
-                            out, _ = await ss.communicate()
-                            for key, value in parse_ss(
-                                out.decode(errors="replace"), seed.pid
-                            ).items():
-                                acked[key] = max(acked.get(key, 0), value)
-                            seed_bytes.append(sum(acked.values()))
-                    wire = await network.tx_bytes(0)
-                    if wire is not None:
-                        wire_bytes.append(wire)
-                    with contextlib.suppress(TimeoutError):
-                        async with asyncio.timeout(_STATS_INTERVAL):
+                        async with asyncio.timeout(_SEED_POLL):
                             await stop.wait()
 
             async def peer(i: int) -> None:
@@ -911,6 +915,7 @@ class SwarmRunner:
                         complete_t = done_at[0] - t0_wall
                         completed.add(i)
                         if len(completed) == plan.n:
+                            await sample_seed()  # while every connection is still open
                             all_done.set()
                     if complete_t is not None:
                         if isinstance(leave, float) and not isinstance(leave, bool):
@@ -966,6 +971,11 @@ class SwarmRunner:
                             proc.kill()
                     await network.isolate(0)
                     seed_gone.append(time.monotonic() - t0)
+                    if not network.shaped:
+                        notes.append(
+                            "kill_hub on loopback: peers reach the seed directly, so what sat "
+                            "in its socket buffers still arrives; netns is the reference"
+                        )
                     faults.append(FaultEvent(at, kind, "SIGKILL seed and tracker, host cut off"))
                 elif kind == "kill_peers":
                     victims = sorted(running)[:count]
@@ -985,7 +995,9 @@ class SwarmRunner:
             for task in fault_tasks:
                 task.cancel()
             stop.set()
-            await seed_task  # the seed's upload is counted before the outsider joins
+            await seed_task
+            if seed.returncode is None:
+                await sample_seed()  # last reading, before the outsider joins
             if probe and seed.returncode is None:
                 security = await self._outsider(agents[-1], outsider_dir / name, scenario)
             await procs.kill_all()

@@ -92,6 +92,12 @@ class Received:
     piece_done: bool = False
 
 
+# The common answers of ``block_received``: shared, so the hot path allocates nothing.
+_NOT_STORED = Received(stored=False)
+_STORED = Received(stored=True)
+_STORED_DONE = Received(stored=True, piece_done=True)
+
+
 def request_queue_depth(
     rate_bytes_per_s: float,
     target_latency_s: float = REQUEST_QUEUE_TIME,
@@ -173,6 +179,9 @@ class PiecePicker:
         self.random_first = random_first
         self.max_in_progress = max_in_progress
         self._piece_size = piece_size
+        # piece_size() is called per block (metainfo's recomputes the total length for the
+        # last piece): remember each answer (at most one int per piece, filled on demand).
+        self._sizes: dict[int, int] = {}
         self._rng = rng
         self.have = have.copy() if have is not None else Bitfield(num_pieces)
         if len(self.have) != num_pieces:
@@ -193,14 +202,20 @@ class PiecePicker:
 
     # --- queries --------------------------------------------------------------------------
 
+    def _size(self, piece_index: int) -> int:
+        size = self._sizes.get(piece_index)
+        if size is None:
+            size = self._sizes[piece_index] = self._piece_size(piece_index)
+        return size
+
     def block_count(self, piece_index: int) -> int:
         """Number of blocks in a piece."""
-        return -(-self._piece_size(piece_index) // self.block_size)
+        return -(-self._size(piece_index) // self.block_size)
 
     def block(self, piece_index: int, block_index: int) -> BlockRequest:
         """The request for block ``block_index`` of a piece."""
         begin = block_index * self.block_size
-        length = min(self.block_size, self._piece_size(piece_index) - begin)
+        length = min(self.block_size, self._size(piece_index) - begin)
         return BlockRequest(piece_index, begin, length)
 
     @property
@@ -329,32 +344,41 @@ class PiecePicker:
         i = request.piece_index
         if not 0 <= i < self.num_pieces:
             raise LocalProtocolError(f"piece index {i} out of range")
-        k, rem = divmod(request.begin, self.block_size)
-        if rem or k >= self.block_count(i) or request != self.block(i, k):
+        bs = self.block_size
+        k, rem = divmod(request.begin, bs)
+        size = self._size(i)
+        # On the grid: aligned, inside the piece, and as long as that block (not a new object).
+        if rem or request.begin >= size or request.length != min(bs, size - request.begin):
             raise LocalProtocolError(f"block {request} is not on the block grid")
         reqs = self._peer_requests.get(peer)
         if reqs is not None:
             reqs.pop(request, None)
         p = self._pieces.get(i)
-        if self.have[i] or p is None:
+        if p is None or self.have[i]:
             # Not in progress: storing it would open a piece buffer beyond max_in_progress.
-            return Received(stored=False)
+            return _NOT_STORED
         b = p.blocks[k]
         if b.received:
             b.requested_by.pop(peer, None)
-            return Received(stored=False)
+            return _NOT_STORED
         if not b.requested_by:
             self._set_unrequested(i, p, p.unrequested - 1)  # it came back after a release
         b.received = True
         b.received_from = peer
         p.received += 1
-        cancels = [(other, request) for other in b.requested_by if other != peer]
-        for other in b.requested_by:
+        done = p.received == len(p.blocks)
+        requested_by = b.requested_by
+        if len(requested_by) == 1 and peer in requested_by:
+            # The usual case (no endgame duplicate): nothing to cancel.
+            requested_by.clear()
+            return _STORED_DONE if done else _STORED
+        cancels = [(other, request) for other in requested_by if other != peer]
+        for other in requested_by:
             others = self._peer_requests.get(other)
             if others is not None:
                 others.pop(request, None)
-        b.requested_by.clear()
-        return Received(stored=True, cancels=tuple(cancels), piece_done=p.received == len(p.blocks))
+        requested_by.clear()
+        return Received(stored=True, cancels=tuple(cancels), piece_done=done)
 
     def request_timed_out(self, peer: PeerKey, request: BlockRequest) -> None:
         """The peer did not deliver ``request`` in time: it goes back to the pool."""
@@ -391,6 +415,8 @@ class PiecePicker:
         if p is not None:
             # Drop any leftover (endgame) requests for this piece.
             for k, b in enumerate(p.blocks):
+                if not b.requested_by:
+                    continue
                 req = self.block(piece_index, k)
                 for peer in b.requested_by:
                     reqs = self._peer_requests.get(peer)

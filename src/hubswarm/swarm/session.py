@@ -750,9 +750,14 @@ class TorrentSession:
             return
         if link.conn.peer_choking and not st.allowed_fast:
             return
+        # Called after every block: while the queue is above 3/4 of the depth chosen last
+        # time, return before measuring the rate (refills come in batches of depth / 4).
+        if st.queue_depth and len(st.inflight) > st.queue_depth - max(1, st.queue_depth // 4):
+            return
         # Slow start: a new link gets a deep queue at once (rate unknown yet, and a loopback or
         # LAN link fills 16 requests in well under a millisecond); then rate x 3 s.
         depth = max(INITIAL_QUEUE_DEPTH, request_queue_depth(link.download_rate.rate))
+        st.queue_depth = depth
         missing = depth - len(st.inflight)
         if missing < max(1, depth // 4):
             return  # refill in batches: fewer picker calls, larger writes
@@ -769,37 +774,51 @@ class TorrentSession:
         picker, store, st = self.picker, self.store, link.state
         if picker is None or store is None:
             return
-        req = BlockRequest(event.piece_index, event.begin, len(event.block))
-        if req not in st.inflight:
+        block = event.block
+        req = BlockRequest(event.piece_index, event.begin, len(block))
+        inflight = st.inflight
+        if req not in inflight:
             return  # unrequested or cancelled: BEP 3 allows it to arrive; ignore
-        st.inflight.discard(req)
+        inflight.discard(req)
         st.last_piece_at = self.clock()
         st.snubbed = False
-        self.stats.downloaded_from_peers += len(event.block)
-        self.download_meter.add(len(event.block))
-        await self._accept_block(link, req, event.block, source="peer")
+        self.stats.downloaded_from_peers += len(block)
+        self.download_meter.add(len(block))
+        if self._store_block(link, req, block):
+            # Hash and write in a task of the session, so this link keeps reading meanwhile
+            # (awaiting here stalled the socket once per piece). The picker counts the piece
+            # as in progress until piece_complete, so max_in_progress bounds these tasks and
+            # the memory they hold.
+            try:
+                self._spawn(self._finish_piece(req.piece_index, source="peer"))
+            except LocalProtocolError:
+                return  # the session is stopping: the piece is dropped with it
         self._fill_requests(link)
 
     async def _accept_block(
         self, key: object, req: BlockRequest, block: bytes, *, source: str
     ) -> None:
         """Store one block; when its piece is complete, verify and announce it."""
+        if self._store_block(key, req, block):
+            await self._finish_piece(req.piece_index, source=source)
+
+    def _store_block(self, key: object, req: BlockRequest, block: bytes) -> bool:
+        """Record and buffer one block; True when its piece is complete (hash it next)."""
         picker, store = self.picker, self.store
         assert picker is not None
         assert store is not None
         try:
             received = picker.block_received(key, req)
         except LocalProtocolError:
-            return
+            return False
         for other, dup in received.cancels:
             if isinstance(other, PeerLink) and not other.closed:
                 other.state.inflight.discard(dup)
                 other.send(Cancel(dup.piece_index, dup.begin, dup.length))
         if not received.stored:
-            return
+            return False
         store.add_block(req.piece_index, req.begin, block)
-        if received.piece_done:
-            await self._finish_piece(req.piece_index, source=source)
+        return received.piece_done
 
     async def _finish_piece(self, index: int, *, source: str) -> None:
         picker, store = self.picker, self.store

@@ -28,9 +28,11 @@ Theory of operation
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import hashlib
 import os
+import queue
 import threading
 from collections import OrderedDict
 from pathlib import Path
@@ -83,6 +85,33 @@ def _safe_paths(root: Path, parts: tuple[str, ...]) -> tuple[Path, Path]:
     return final, partial
 
 
+def _start_writeback(fd: int, offset: int, length: int) -> None:
+    """Start writing these dirty pages to disk now, without waiting (Linux).
+
+    Otherwise the kernel holds a whole download in the page cache (up to dirty_ratio) and the
+    fsync in ``_finalize`` writes it all at the end: 4-5 s per GiB on a 230 MB/s disk, after
+    the transfer. POSIX_FADV_DONTNEED starts asynchronous writeback of the range
+    (mm/fadvise.c, WB_SYNC_NONE) and drops only pages already clean.
+    """
+    with contextlib.suppress(OSError, AttributeError):
+        os.posix_fadvise(fd, offset, length, os.POSIX_FADV_DONTNEED)
+
+
+_Job = tuple[int, bytearray, "asyncio.Future[bytes | None]"]
+
+
+def _settle(
+    future: asyncio.Future[bytes | None], result: bytes | None, error: BaseException | None
+) -> None:
+    """Complete a hashing job's future on the event loop (unless its waiter gave up)."""
+    if future.done():
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)
+
+
 class _PieceBuffer:
     __slots__ = ("data", "filled", "got")
 
@@ -114,6 +143,9 @@ class PieceStore:
         self.layout = Layout.from_info(info)
         self.block_size = block_size
         self.max_pieces_in_flight = max(4, max_buffer_bytes // max(1, info.piece_length))
+        # add_block runs per 16 KiB block: every piece but the last has the nominal length.
+        self._last_piece = self.layout.num_pieces - 1
+        self._piece_length = info.piece_length
         self._max_open = max(1, max_open_files)
         self._read_cache: OrderedDict[int, bytes] = OrderedDict()
         self._read_cache_pieces = read_cache_bytes // max(1, info.piece_length)
@@ -127,6 +159,12 @@ class PieceStore:
             raise UnsafePathError(f"file names clash with partial names: {sorted(map(str, clash))}")
         # A file is "done" once it carries its final name (all its pieces verified).
         self._done = [f.length == 0 or f.padding for f in info.files]
+        # finish_piece hands pieces to ONE hashing/writing thread (started on first use,
+        # joined by close). A to_thread call per piece woke a different pool thread each
+        # time: those threads fought over the lock and the GIL, and cost the event loop
+        # about 20 % more CPU per byte than this one thread (measured on 256 MiB).
+        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._hasher: threading.Thread | None = None
         self.have = Bitfield(self.layout.num_pieces)
         self._buffers: dict[int, _PieceBuffer] = {}
         self._fds: OrderedDict[Path, int] = OrderedDict()
@@ -152,6 +190,10 @@ class PieceStore:
         """Drop in-flight piece buffers and close every file handle (idempotent)."""
         self._buffers.clear()
         self._read_cache.clear()
+        hasher, self._hasher = self._hasher, None
+        if hasher is not None:
+            self._jobs.put(None)  # after the queued pieces: they finish (or see the close)
+            await asyncio.to_thread(hasher.join, 30.0)
         await asyncio.to_thread(self._close_all)
 
     def final_path(self, file_index: int) -> Path:
@@ -176,7 +218,10 @@ class PieceStore:
             StorageError: more than ``max_pieces_in_flight`` pieces would be buffered.
         """
         self._check_open()
-        size = self.layout.piece_size(piece_index)
+        if 0 <= piece_index < self._last_piece:
+            size = self._piece_length
+        else:
+            size = self.layout.piece_size(piece_index)
         if self.have[piece_index]:
             raise LocalProtocolError(f"piece {piece_index} is already verified")
         k, rem = divmod(begin, self.block_size)
@@ -212,11 +257,23 @@ class PieceStore:
         if buf is None or buf.filled != len(buf.got):
             raise LocalProtocolError(f"piece {piece_index} is not fully received")
         del self._buffers[piece_index]
-        # The buffer left _buffers above, so the worker thread owns it: no copy needed.
-        ok = await asyncio.to_thread(self._verify_and_write, piece_index, buf.data)
-        if ok:
-            self._cache_piece(piece_index, bytes(buf.data))
-        return ok
+        # The buffer left _buffers above, so the worker thread owns it: no copy needed. The
+        # worker also makes the read-only copy for the upload cache, off the event loop.
+        # The queue needs no bound of its own: the picker's max_in_progress (= our
+        # max_pieces_in_flight) bounds the pieces received and not yet verified.
+        self._check_open()
+        if self._hasher is None:
+            self._hasher = threading.Thread(
+                target=self._hash_worker, name=f"hasher-{self.info.name[:20]}", daemon=True
+            )
+            self._hasher.start()
+        future: asyncio.Future[bytes | None] = asyncio.get_running_loop().create_future()
+        self._jobs.put((piece_index, buf.data, future))
+        data = await future
+        if data is None:
+            return False
+        self._cache_piece(piece_index, data)
+        return True
 
     async def write_piece(self, piece_index: int, data: bytes) -> bool:
         """Verify and write a whole piece (web seed, tests); True if its hash matched."""
@@ -287,6 +344,24 @@ class PieceStore:
         if self._closed:
             raise StorageError("piece store is closed")
 
+    def _hash_worker(self) -> None:
+        """The hashing thread: verify and write queued pieces in order until ``None``."""
+        while (job := self._jobs.get()) is not None:
+            piece_index, data, future = job
+            result: bytes | None = None
+            error: BaseException | None = None
+            try:
+                result = self._verify_write_copy(piece_index, data)
+            except Exception as exc:
+                error = exc
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits
+                future.get_loop().call_soon_threadsafe(_settle, future, result, error)
+
+    def _verify_write_copy(self, piece_index: int, data: bytearray) -> bytes | None:
+        if not self._verify_and_write(piece_index, data):
+            return None
+        return bytes(data) if self._read_cache_pieces > 0 else b""
+
     def _verify_and_write(self, piece_index: int, data: bytes | bytearray) -> bool:
         if hashlib.sha1(data).digest() != self.info.piece_hashes[piece_index]:
             return False
@@ -304,6 +379,7 @@ class PieceStore:
                     self._pwrite_all(
                         fd, memoryview(data)[start : start + span.length], span.file_offset
                     )
+                    _start_writeback(fd, span.file_offset, span.length)
                 self.have.set(piece_index)
                 for f in self.layout.completed_files(piece_index, self.have):
                     if not self._done[f]:
