@@ -34,6 +34,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -180,7 +181,8 @@ class PeerProcess:
             self._sample_rss()
 
     def _read_stdout(self) -> None:
-        assert self.proc is not None and self.proc.stdout is not None
+        assert self.proc is not None
+        assert self.proc.stdout is not None
         for line in self.proc.stdout:
             line = line.strip()
             if line.startswith("{"):
@@ -194,7 +196,8 @@ class PeerProcess:
             self._cond.notify_all()
 
     def _read_stderr(self) -> None:
-        assert self.proc is not None and self.proc.stderr is not None
+        assert self.proc is not None
+        assert self.proc.stderr is not None
         for line in self.proc.stderr:
             self.stderr_tail.append(line.rstrip())
 
@@ -241,7 +244,7 @@ class PeerProcess:
 
 
 def ours_share(
-    path: Path, torrent: Path, *, piece_length: int | None, extra: list[str] = ()
+    path: Path, torrent: Path, *, piece_length: int | None, extra: Sequence[str] = ()
 ) -> list[str]:
     """argv of ``hubswarm share`` on loopback (prints {"port": ...} once seeding)."""
     argv = [PY, "-m", "hubswarm", "share", str(path), "--host", "127.0.0.1", "--json"]
@@ -251,7 +254,9 @@ def ours_share(
     return argv
 
 
-def ours_fetch(torrent: Path, out_dir: Path, peers: list[int], extra: list[str] = ()) -> list[str]:
+def ours_fetch(
+    torrent: Path, out_dir: Path, peers: list[int], extra: Sequence[str] = ()
+) -> list[str]:
     """argv of ``hubswarm fetch`` on loopback (prints one JSON line when complete)."""
     argv = [PY, "-m", "hubswarm", "fetch", str(torrent), "--host", "127.0.0.1", "--json", "-q"]
     for port in peers:
@@ -325,7 +330,9 @@ def run_ours(src: Path, digest: str, work: Path, piece_length: int | None) -> Tr
     ok = code == 0 and got.is_file() and sha1_file(got) == digest
     note = f"in-process {result.get('seconds', 0):.2f} s, exit {code}"
     shutil.rmtree(out, ignore_errors=True)
-    return Transfer("hubswarm", seconds, src.stat().st_size, ok, seed.peak_rss, leech.peak_rss, note)
+    return Transfer(
+        "hubswarm", seconds, src.stat().st_size, ok, seed.peak_rss, leech.peak_rss, note
+    )
 
 
 def run_libtorrent(src: Path, digest: str, work: Path, torrent: Path, seed_mode: bool) -> Transfer:
@@ -350,11 +357,13 @@ def run_libtorrent(src: Path, digest: str, work: Path, torrent: Path, seed_mode:
 
 @dataclass
 class SwarmResult:
-    seconds: float
+    seconds: float  # first leech session started -> last leech complete (time.time() stamps)
+    spawn_seconds: float  # leech processes spawned -> last "complete" line (+ start-up)
     bound: float
     per_leech: list[float]
     verified: bool
     max_rss: int
+    seed_share: float  # bytes the seed sent / file size (1.0 = every piece once)
 
 
 def run_swarm(
@@ -373,7 +382,9 @@ def run_swarm(
         seed = stack.enter_context(
             PeerProcess(
                 "swarm seed",
-                ours_share(src, torrent, piece_length=piece_length, extra=[*cap, "--port", str(seed_port)]),
+                ours_share(
+                    src, torrent, piece_length=piece_length, extra=[*cap, "--port", str(seed_port)]
+                ),
             )
         )
         seed.wait_record(600)
@@ -384,7 +395,14 @@ def run_swarm(
             extra = [*cap, "--port", str(port), "--seed"]
             argv = ours_fetch(torrent, work / f"leech{k}", others, extra)
             procs.append(stack.enter_context(PeerProcess(f"leech {k}", argv)))
-        done = [p.wait_record(1800)[0] - t0 for p in procs]
+        records = [p.wait_record(1800) for p in procs]
+        done = [at - t0 for at, _ in records]
+        started = min(rec["stats"]["started_at"] for _, rec in records)
+        finished = [rec["stats"]["completed_at"] - started for _, rec in records]
+        # What the leeches got minus what they gave each other (stats at completion) ~ what
+        # came from the seed: the bound needs every piece to leave the seed about once.
+        got = sum(rec["stats"]["downloaded_from_peers"] for _, rec in records)
+        gave = sum(rec["stats"]["uploaded"] for _, rec in records)
         rss = max(p.peak_rss for p in [seed, *procs])
         for p in procs:
             p.stop()
@@ -395,7 +413,8 @@ def run_swarm(
         shutil.rmtree(work / f"leech{k}", ignore_errors=True)
     u = cap_mbit * 1e6 / 8  # bytes/s, u_s = u_i
     bound = max(size / u, leechers * size / (u + leechers * u))
-    return SwarmResult(max(done), bound, sorted(done), ok, rss)
+    share = (got - gave) / size
+    return SwarmResult(max(finished), max(done), bound, sorted(finished), ok, rss, share)
 
 
 # --- report -----------------------------------------------------------------------------
@@ -448,28 +467,58 @@ def main() -> int:
                         run_libtorrent(src, digest, work, work / "ours.torrent", args.lt_seed_mode)
                     )
                     t = theirs[-1]
-                    print(f"  libtorrent {t.seconds:7.2f} s {t.mbps:7.1f} MB/s  ({t.note})", flush=True)
+                    print(
+                        f"  libtorrent {t.seconds:7.2f} s {t.mbps:7.1f} MB/s  ({t.note})",
+                        flush=True,
+                    )
             best = max(ours, key=lambda t: t.mbps)
             seed_rss = max(t.seed_rss for t in ours)
             leech_rss = max(t.leech_rss for t in ours)
             rows = [
-                ("ours MB/s", f"{best.mbps:.1f}", f">= {TARGET_MBPS:.0f}", best.mbps >= TARGET_MBPS),
-                ("ours verified", str(all(t.verified for t in ours)), "True", all(t.verified for t in ours)),
+                (
+                    "ours MB/s",
+                    f"{best.mbps:.1f}",
+                    f">= {TARGET_MBPS:.0f}",
+                    best.mbps >= TARGET_MBPS,
+                ),
+                (
+                    "ours verified",
+                    str(all(t.verified for t in ours)),
+                    "True",
+                    all(t.verified for t in ours),
+                ),
                 ("our seed peak RSS MiB", f"{seed_rss / MIB:.0f}", "< 150", seed_rss < TARGET_RSS),
-                ("our leech peak RSS MiB", f"{leech_rss / MIB:.0f}", "< 150", leech_rss < TARGET_RSS),
+                (
+                    "our leech peak RSS MiB",
+                    f"{leech_rss / MIB:.0f}",
+                    "< 150",
+                    leech_rss < TARGET_RSS,
+                ),
             ]
             if theirs:
                 lt_best = max(theirs, key=lambda t: t.mbps)
                 ratio = best.mbps / lt_best.mbps
                 rows += [
                     ("libtorrent MB/s", f"{lt_best.mbps:.1f}", "", True),
-                    ("libtorrent verified", str(all(t.verified for t in theirs)), "True",
-                     all(t.verified for t in theirs)),
-                    ("libtorrent peak RSS MiB (seed/leech)",
-                     f"{max(t.seed_rss for t in theirs) / MIB:.0f}/"
-                     f"{max(t.leech_rss for t in theirs) / MIB:.0f}", "", True),
-                    ("ratio ours/libtorrent", f"{ratio:.2f}x", f">= {TARGET_RATIO_LT:.1f}x",
-                     ratio >= TARGET_RATIO_LT),
+                    (
+                        "libtorrent verified",
+                        str(all(t.verified for t in theirs)),
+                        "True",
+                        all(t.verified for t in theirs),
+                    ),
+                    (
+                        "libtorrent peak RSS MiB (seed/leech)",
+                        f"{max(t.seed_rss for t in theirs) / MIB:.0f}/"
+                        f"{max(t.leech_rss for t in theirs) / MIB:.0f}",
+                        "",
+                        True,
+                    ),
+                    (
+                        "ratio ours/libtorrent",
+                        f"{ratio:.2f}x",
+                        f">= {TARGET_RATIO_LT:.1f}x",
+                        ratio >= TARGET_RATIO_LT,
+                    ),
                 ]
             print(f"\n{'metric':40} {'value':>10} {'target':>10}  verdict")
             for name, value, target, ok in rows:
@@ -487,14 +536,36 @@ def main() -> int:
             u = cap * 1e6 / 8
             eta = (n * args.swarm_size_mib * MIB / sw.seconds - u) / (n * u)
             print(f"  completion times (s): {' '.join(f'{t:.1f}' for t in sw.per_leech)}")
-            print(f"  bound max(F/u_s, N F/(u_s + N u)) = {sw.bound:.1f} s; efficiency eta {eta:.2f}")
+            print(
+                f"  all-complete {sw.seconds:.1f} s from the first leech session start "
+                f"({sw.spawn_seconds:.1f} s from spawning {n} Python processes on "
+                f"{os.cpu_count()} cores, interpreter start-up included)"
+            )
+            print(
+                f"  bound max(F/u_s, N F/(u_s + N u)) = {sw.bound:.1f} s; efficiency eta {eta:.2f}"
+            )
+            print(
+                f"  the seed sent about {sw.seed_share:.2f}x the file (1.00 = each piece once; "
+                "leech uploads are counted until each one completes, so this over-estimates "
+                "when they complete apart)"
+            )
             print(f"\n{'metric':40} {'value':>10} {'target':>10}  verdict")
             rows = [
-                ("all-complete s", f"{sw.seconds:.1f}", "", True),
-                ("ratio to the P2P bound", f"{ratio:.2f}", f"<= {TARGET_BOUND_RATIO}",
-                 ratio <= TARGET_BOUND_RATIO),
+                ("all-complete s (sessions)", f"{sw.seconds:.1f}", "", True),
+                ("ratio to the bound, from spawn", f"{sw.spawn_seconds / sw.bound:.2f}", "", True),
+                (
+                    "ratio to the P2P bound",
+                    f"{ratio:.2f}",
+                    f"<= {TARGET_BOUND_RATIO}",
+                    ratio <= TARGET_BOUND_RATIO,
+                ),
                 ("all verified", str(sw.verified), "True", sw.verified),
-                ("peak RSS of a peer MiB", f"{sw.max_rss / MIB:.0f}", "< 150", sw.max_rss < TARGET_RSS),
+                (
+                    "peak RSS of a peer MiB",
+                    f"{sw.max_rss / MIB:.0f}",
+                    "< 150",
+                    sw.max_rss < TARGET_RSS,
+                ),
             ]
             for name, value, target, ok in rows:
                 failed |= not ok

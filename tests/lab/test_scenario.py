@@ -95,10 +95,15 @@ def test_defaults_and_single_client_count() -> None:
 def test_shipped_scenarios_load() -> None:
     scenarios = load_scenarios(default_scenario_dir())
     names = {s.name for s in scenarios}
-    assert {"flash-crowd", "heterogeneous", "fault-kill-hub", "churn"} <= names
-    flash = next(s for s in scenarios if s.name == "flash-crowd")
-    assert flash.clients == (2, 4, 8, 16, 32)
-    assert any(f.kind == "kill_hub" for s in scenarios for f in s.faults)
+    assert {"acceptance", "heterogeneous", "fault-kill-hub", "churn", "corrupt-peer"} <= names
+    sweep = next(s for s in scenarios if s.name == "acceptance")
+    assert sweep.clients == (2, 4, 8, 16, 32)
+    # The acceptance condition: u_s = u_i, fixed, so the P2P bound is F / u_s for every N.
+    assert sweep.client_upload.dist == "fixed"
+    assert sweep.client_upload.values == (sweep.server_upload,)
+    assert {"client-server", "p2p"} <= set(sweep.architectures)
+    kinds = {f.kind for s in scenarios for f in s.faults}
+    assert {"kill_hub", "corrupt_peer"} <= kinds
 
 
 @pytest.mark.parametrize(

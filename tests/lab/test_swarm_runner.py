@@ -77,3 +77,37 @@ async def test_small_swarm_on_loopback(tmp_path: Path, runner: type[SwarmRunner]
     assert result.replicas[-1].counts == (4,) * 32
     (outsider,) = result.security
     assert outsider.bytes_obtained == MIB  # the magnet link is the only key
+
+
+def test_corrupt_peer_accounting(tmp_path: Path) -> None:
+    import json
+
+    from hubswarm.lab.metrics import ClientRecord
+    from hubswarm.lab.runner import _corrupt_clients, _corrupt_report
+
+    s = parse_scenario(
+        {
+            "name": "bad",
+            "clients": 4,
+            "file_size": "1MiB",
+            "server_upload": "1MiB",
+            "client_upload": "1MiB",
+            "client_download": "1MiB",
+            "faults": [{"kind": "corrupt_peer", "count": 1}],
+        }
+    )
+    assert _corrupt_clients(s, 4) == {4}
+    assert _corrupt_clients(small("p2p"), 3) == set()
+    lines = [{"event": "bad_piece", "index": 3}, {"event": "banned", "peer": "10.0.0.5:1"}]
+    for i in (1, 4):  # the corrupt peer's own log must not count
+        (tmp_path / f"c{i}.events").write_text("\n".join(json.dumps(e) for e in lines) + "\n")
+
+    def rec(i: int, ok: bool) -> ClientRecord:
+        return ClientRecord(i, 0.0, 1.0 if ok else None, MIB, 0, MIB, ok, None if ok else "x")
+
+    records = {1: rec(1, True), 2: rec(2, True), 3: rec(3, False), 4: rec(4, True)}
+    event = _corrupt_report(s, tmp_path, records, {4})
+    assert event.kind == "corrupt_peer"
+    assert "1 bad pieces detected, 1 bans by honest peers, 2/3 honest clients verified" in (
+        event.detail
+    )

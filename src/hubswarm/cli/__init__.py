@@ -1,12 +1,13 @@
 """Command-line interface: thin wrappers that parse, call one library function, print.
 
 Each room of the system has its own module of commands (``cli/hub.py``, ``cli/swarm.py``,
-``cli/dht.py``, ``cli/lab.py``); this module assembles them and turns every
-``HubswarmError`` into one line on stderr and exit code 1.
+``cli/dht.py``, ``cli/lab.py``, ...), each with a ``register(group)`` function; this module
+loads them on demand and turns every ``HubswarmError`` into one line on stderr and exit 1.
 """
 
 from __future__ import annotations
 
+import importlib
 import logging
 import sys
 
@@ -15,9 +16,36 @@ import click
 from hubswarm import __version__
 from hubswarm.errors import HubswarmError
 
+# Command name -> the module of ``hubswarm.cli`` that defines it. Modules are imported only
+# when their command runs: a peer process of the lab should not pay for matplotlib or the hub.
+_COMMANDS = {
+    "hub": "hub",
+    "put": "transfer",
+    "get": "transfer",
+    "ls": "transfer",
+    "torrent": "torrent",
+    "tracker": "tracker",
+    "share": "swarm",
+    "fetch": "swarm",
+    "dht": "dht",
+    "lab": "lab",
+}
+
 
 class _Root(click.Group):
-    """The root group: expected errors become one line on stderr, never a traceback."""
+    """The root group: lazy subcommands; expected errors become one line on stderr."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(_COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        module_name = _COMMANDS.get(cmd_name)
+        if module_name is None:
+            return None
+        module = importlib.import_module(f"hubswarm.cli.{module_name}")
+        holder = click.Group()
+        module.register(holder)
+        return holder.commands.get(cmd_name)
 
     def invoke(self, ctx: click.Context) -> object:
         try:
@@ -39,23 +67,6 @@ def cli(verbose: int) -> None:
     logging.basicConfig(
         level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
-
-
-def _register() -> None:
-    """Attach the command modules that exist (each room adds its own)."""
-    import importlib
-
-    for name in ("hub", "transfer", "torrent", "tracker", "swarm", "dht", "lab"):
-        try:
-            module = importlib.import_module(f"hubswarm.cli.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"hubswarm.cli.{name}":
-                continue
-            raise
-        module.register(cli)
-
-
-_register()
 
 
 def main() -> None:

@@ -82,9 +82,13 @@ def _config(opts: dict[str, Any]) -> SessionConfig:
     )
     if opts.get("fast_intervals"):
         # The lab runs in seconds: re-evaluate choking every second, rotate the optimistic
-        # unchoke every 3 s, re-announce every 2 s.
+        # unchoke every 3 s, re-announce (tracker and DHT) every second so that a flash
+        # crowd meets within a second or two, and re-dial a lost peer after 0.5 s.
         cfg.choke_interval, cfg.optimistic_interval = 1.0, 3.0
-        cfg.announce_interval, cfg.snub_timeout, cfg.request_timeout = 2.0, 10.0, 10.0
+        cfg.announce_interval, cfg.snub_timeout, cfg.request_timeout = 1.0, 10.0, 10.0
+        cfg.reconnect_min, cfg.reconnect_max = 0.5, 5.0
+        # A seed serves 2 peers at a time, in turn: the swarm, not the seed, makes the copies.
+        cfg.seed_unchoke_slots = 2
     return cfg
 
 

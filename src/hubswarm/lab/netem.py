@@ -114,6 +114,11 @@ class Network(Protocol):
         """Bytes that left ``host`` on the wire (headers included), if the emulation knows."""
         ...
 
+    async def cut_port(self, host: int, port: int) -> None:
+        """Abort the TCP connections of one server port of ``host`` (its process was killed);
+        the host's other processes (a seed beside a killed hub) keep their connections."""
+        ...
+
 
 # --- helpers --------------------------------------------------------------------------------
 
@@ -128,6 +133,12 @@ def _run(argv: Sequence[str], *, check: bool = True) -> subprocess.CompletedProc
     if check and done.returncode != 0:
         raise NetnsError(f"{' '.join(argv)}: {done.stderr.strip() or done.returncode}")
     return done
+
+
+# Leaf queue of each shaped link: 100 ms of its rate (a modest access-link buffer), at least
+# a few full-size packets so TCP can keep the link busy.
+_QUEUE_SECONDS = 0.1
+_QUEUE_MIN_BYTES = 16 * 1514
 
 
 def _bits(rate: float) -> str:
@@ -343,6 +354,25 @@ class NetnsNetwork:
                 _bits(rate),
             ]
         )
+        # The default leaf queue is txqueuelen (1000) packets: ~1.5 MB, over a second of
+        # queueing at these rates, which turns every request/response into a second-long
+        # round trip (bufferbloat). Cap it at about _QUEUE_SECONDS of the link's rate.
+        limit = max(_QUEUE_MIN_BYTES, round(rate * _QUEUE_SECONDS))
+        _run(
+            [
+                "tc",
+                *where,
+                "qdisc",
+                "add",
+                "dev",
+                dev,
+                "parent",
+                "1:1",
+                "bfifo",
+                "limit",
+                str(limit),
+            ]
+        )
 
     def close(self) -> None:
         """Kill what runs in our namespaces, delete them and our links. Idempotent."""
@@ -390,6 +420,15 @@ class NetnsNetwork:
             _run, ["tc", "-n", ns, "qdisc", "del", "dev", dev, "root"], check=False
         )
         await asyncio.to_thread(_run, ["ip", "netns", "exec", ns, "ss", "-t", "-K"], check=False)
+
+    async def cut_port(self, host: int, port: int) -> None:
+        """``ss -K`` (SOCK_DESTROY) the host's sockets of local port ``port`` only: a killed
+        process's sockets would otherwise drain their send buffers. The qdisc stays (other
+        processes on the host keep their shaped link)."""
+        ns = self.hosts[host].namespace
+        assert ns is not None
+        argv = ["ip", "netns", "exec", ns, "ss", "-t", "-K", "sport", "=", f":{port}"]
+        await asyncio.to_thread(_run, argv, check=False)
 
     async def tx_bytes(self, host: int) -> int | None:
         """The TX byte counter of the host's own veth end (IP packets, headers included)."""
@@ -518,6 +557,10 @@ class AppNetwork:
     async def tx_bytes(self, host: int) -> int | None:
         """Loopback has no per-host wire counter."""
         return None
+
+    async def cut_port(self, host: int, port: int) -> None:
+        """Loopback: only exposed (proxied) ports are the lab's to cut; same as isolate."""
+        await self.isolate(host)
 
     async def isolate(self, host: int) -> None:
         """Stop the host's listeners and abort its connections (buffered bytes are dropped)."""

@@ -11,6 +11,7 @@ import base64
 import html
 import json
 import math
+import re
 import shutil
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -182,6 +183,10 @@ def _cell(feature: str, ms: list[RunMetrics], runs: list[RunResult]) -> str:
 
 
 def _verdict(feature: str, cs: list[RunMetrics], p2p: list[RunMetrics]) -> str:
+    return _verdict_cs(feature, cs) + "; " + _verdict_p2p(feature, p2p)
+
+
+def _verdict_cs(feature: str, cs: list[RunMetrics]) -> str:
     if not cs:
         return "client-server not measured"
     if feature == "Architecture":
@@ -248,12 +253,16 @@ def _verdict(feature: str, cs: list[RunMetrics], p2p: list[RunMetrics]) -> str:
         )
     else:
         raise ValueError(feature)
-    return base + "; " + _verdict_p2p(feature, p2p)
+    return base
 
 
-def _verdict_p2p(feature: str, p2p: list[RunMetrics]) -> str:
+def _verdict_p2p(feature: str, p2p: list[RunMetrics], who: str = "P2P") -> str:
+    return _verdict_swarm(feature, p2p).replace("P2P", who)
+
+
+def _verdict_swarm(feature: str, p2p: list[RunMetrics]) -> str:
     if not p2p:
-        return "P2P side pending (swarm runner not available yet)"
+        return "P2P not measured"
     if feature == "Architecture":
         share = [m.server_share for m in p2p if m.server_share is not None]
         mean = sum(share) / len(share) if share else 1.0
@@ -286,8 +295,10 @@ def _verdict_p2p(feature: str, p2p: list[RunMetrics]) -> str:
         fracs = [f[2] for m in p2p for f in m.fault_completion if f[0] == "kill_hub"]
         if not fracs:
             return "P2P: no kill_hub run"
-        word = "confirmed" if min(fracs) > 0 else "NOT confirmed"
-        return f"P2P {word}: {_pct(min(fracs))} completed after kill_hub"
+        if min(fracs) >= 1.0:
+            return "P2P confirmed: every pending client completed after kill_hub"
+        word = "partly confirmed" if min(fracs) > 0 else "NOT confirmed"
+        return f"P2P {word}: {_pct(min(fracs))} of pending clients completed after kill_hub"
     if feature == "Cost":
         with_bytes = [m for m in p2p if m.server_bytes_sent is not None and m.completed == m.n]
         if not with_bytes:
@@ -312,16 +323,55 @@ def _verdict_p2p(feature: str, p2p: list[RunMetrics]) -> str:
     return f"P2P Jain index ≥ {min(jains):.2f}" if jains else "P2P: no data"
 
 
+_CORRUPT = re.compile(
+    r"(\d+) bad pieces detected, (\d+) bans by honest peers, (\d+)/(\d+) honest clients verified"
+)
+
+
+def _with_corrupt(value: str, verdict: str, runs: list[RunResult]) -> tuple[str, str]:
+    """Add the corrupt_peer fault's outcome (detected, banned, still verified) to a cell."""
+    found = [
+        m
+        for r in runs
+        for f in r.faults
+        if f.kind == "corrupt_peer"
+        for m in [_CORRUPT.search(f.detail)]
+    ]
+    seen = [m for m in found if m is not None]
+    if not seen:
+        return value, verdict
+    bad = sum(int(m.group(1)) for m in seen)
+    bans = sum(int(m.group(2)) for m in seen)
+    ok = sum(int(m.group(3)) for m in seen)
+    honest = sum(int(m.group(4)) for m in seen)
+    value += f"; corrupt peer: {bad} bad pieces detected, {bans} bans, "
+    value += f"{ok}/{honest} honest clients verified"
+    good = bad > 0 and bans > 0 and ok == honest
+    verdict += (
+        "; a corrupting peer was detected, banned and did not stop the others"
+        if good
+        else f"; corrupt peer: detection {'seen' if bad else 'NOT seen'}, {ok}/{honest} verified"
+    )
+    return value, verdict
+
+
 def build_table(results: Sequence[RunResult]) -> tuple[TableRow, ...]:
-    """The reference table with measured cells and verdicts."""
+    """The reference table: in every measured cell a value and a one-line verdict."""
     metrics = [summarize(r) for r in results]
     rows = []
     for feature, ref_cs, ref_p2p in REFERENCE:
         cells = {}
         for arch in ("client-server", *_P2P):
-            cells[arch] = _cell(
-                feature, _by_arch(metrics, arch), [r for r in results if r.architecture == arch]
-            )
+            runs = [r for r in results if r.architecture == arch]
+            ms = _by_arch(metrics, arch)
+            value = _cell(feature, ms, runs)
+            if arch == "client-server":
+                verdict = _verdict_cs(feature, ms)
+            else:
+                verdict = _verdict_p2p(feature, ms, "P2P" if arch == "p2p" else "hybrid")
+            if feature == "Security" and arch != "client-server":
+                value, verdict = _with_corrupt(value, verdict, runs)
+            cells[arch] = f"{value}. Verdict: {verdict}" if ms else value
         rows.append(
             TableRow(
                 feature,
@@ -558,6 +608,19 @@ def write_report(
                 shutil.copyfile(src, folder / "scenarios" / src.name)
                 scenario_links[scenario] = f"scenarios/{src.name}"
     all_notes = list(dict.fromkeys([*notes, *(n for r in results for n in r.notes)]))
+    # The top keeps the emulation facts; per-run measurement lines go to "Details".
+    top_notes = [n for n in all_notes if not _is_detail(n)]
+    details = [
+        f"{r.scenario} N={r.n} {r.architecture}: {n.removeprefix('measured: ')}"
+        for r in results
+        for n in r.notes
+        if _is_detail(n)
+    ]
+    details += [
+        f"{r.scenario} N={r.n} {r.architecture}: fault {f.kind} at {f.at:g} s: {f.detail}"
+        for r in results
+        for f in r.faults
+    ]
     (folder / "runs.json").write_text(
         json.dumps(
             {
@@ -602,7 +665,7 @@ def write_report(
 
     md = ["# hubswarm lab: client-server vs peer-to-peer, measured", ""]
     md += [f"Generated {stamp}. Raw data: [runs.json](runs.json).", ""]
-    md += [f"> {n}" for n in all_notes] + [""]
+    md += [f"> {n}" for n in top_notes] + [""]
     md += ["## The comparison table", "", _md_table(head, rows), ""]
     md += ["## Runs", "", _md_table(_RUN_HEAD, _run_rows(results)), ""]
     if fail_rows:
@@ -616,6 +679,8 @@ def write_report(
     for path, scenario in plots:
         cap, _ = caption(scenario)
         md += [f"![{path.stem}]({path.name})", "", f"*{path.stem}* — {cap}", ""]
+    if details:
+        md += ["## Details", "", *(f"- {d}" for d in details), ""]
     (folder / "report.md").write_text("\n".join(md), encoding="utf-8")
 
     parts = [
@@ -624,7 +689,7 @@ def write_report(
         f"<style>{_CSS}</style></head><body>",
         "<h1>hubswarm lab: client-server vs peer-to-peer, measured</h1>",
         f'<p>Generated {stamp}. Raw data: <a href="runs.json">runs.json</a>.</p>',
-        *(f'<p class="note">{html.escape(n)}</p>' for n in all_notes),
+        *(f'<p class="note">{html.escape(n)}</p>' for n in top_notes),
         "<h2>The comparison table</h2>",
         _html_table(head, rows, "compare"),
         "<h2>Runs</h2>",
@@ -644,9 +709,18 @@ def write_report(
             f'<figcaption>{html.escape(path.stem)} (<a href="{path.name}">png</a>) — {cap}'
             "</figcaption></figure>"
         )
+    if details:
+        parts.append("<h2>Details</h2><ul>")
+        parts += [f"<li>{html.escape(d)}</li>" for d in details]
+        parts.append("</ul>")
     parts.append("</body></html>")
     (folder / "report.html").write_text("\n".join(parts), encoding="utf-8")
     return Report(folder, table, tuple(p for p, _ in plots))
+
+
+def _is_detail(note: str) -> bool:
+    # "measured: ..." lines are per-run numbers (older runs.json: "host 0 wire bytes ...").
+    return note.startswith(("measured:", "host 0 wire bytes", "server bytes after kill_hub"))
 
 
 def load_runs(path: Path) -> tuple[list[RunResult], list[RunFailure], list[str]]:

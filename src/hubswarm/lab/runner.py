@@ -262,9 +262,10 @@ class ClientServerRunner:
         data: Path,
         *,
         anonymous: bool,
+        extra: Sequence[str] = (),
     ) -> _Hub:
         argv = [self.python, "-m", "hubswarm", "hub", "serve", "--data", str(data), "--port", "0"]
-        argv += ["--host", network.bind_address(0)]
+        argv += ["--host", network.bind_address(0), *extra]
         if anonymous:
             argv.append("--anonymous-read")
         proc = await procs.spawn(network.wrap(0, argv), merge_output=True)
@@ -492,8 +493,8 @@ class ClientServerRunner:
             # client-server every byte a client got came from the hub: count those instead.
             server_bytes = sum(r.bytes_received for r in records.values())
             notes.append(
-                "server bytes after kill_hub: bytes the clients received (the hub's /stats "
-                "counts bytes handed to the kernel, when a response ends)"
+                "measured: server bytes after kill_hub = bytes the clients received (the hub's "
+                "/stats counts bytes handed to the kernel, when a response ends)"
             )
         return RunResult(
             architecture=self.name,
@@ -663,6 +664,23 @@ async def run_scenarios(
 # --- peer-to-peer ------------------------------------------------------------------------------
 
 _TRACKER_URL = re.compile(rb"listening on http://\S+:(\d+)/announce")
+_DHT_NODE = re.compile(rb"dht node \S+ listening on udp \S+:(\d+)")
+# The lab's tracker re-announce interval (seconds): peers meet within one interval.
+_LAB_TRACKER_INTERVAL = 2
+
+
+@dataclass(slots=True)
+class _Infra:
+    """Host 0 of a swarm run: the central infrastructure (``kill_hub`` kills it) beside the
+    seed peer (which survives ``kill_hub``), and what each client passes to ``fetch``."""
+
+    proc: asyncio.subprocess.Process  # tracker + web seed (hybrid) or DHT bootstrap (p2p)
+    tcp_port: int | None  # its TCP port, whose connections die with it (None: UDP only)
+    what: str
+    seed: asyncio.subprocess.Process
+    sources: list[list[str]]
+
+
 _SHARE_JSON = re.compile(rb'^\{.*"magnet"')
 _EVENTS_POLL = 0.2
 # ss forgets a socket once it closes: poll the seed's connections often (one ss is ~5 ms).
@@ -770,7 +788,19 @@ class SwarmRunner:
         tg.create_task(_drain(proc.stdout, lines))
         return proc, line
 
-    async def _seed(
+    def _share_argv(
+        self, network: Network, source: Path, workdir: Path, plan: RunPlan
+    ) -> list[str]:
+        """``hubswarm share`` of the payload on host 0 (the seed peer), without discovery."""
+        scenario = plan.scenario
+        argv = [self.python, "-m", "hubswarm", "share", str(source)]
+        argv += ["--host", network.hosts[0].address, "--port", "0", "--fast-intervals", "--json"]
+        argv += ["--piece-length", str(scenario.piece_size)]
+        argv += ["--events", str(workdir / "seed.events")]
+        argv += ["-o", str(workdir / "payload.torrent")]
+        return argv
+
+    async def _infra(
         self,
         procs: Processes,
         tg: asyncio.TaskGroup,
@@ -778,20 +808,24 @@ class SwarmRunner:
         workdir: Path,
         source: Path,
         plan: RunPlan,
-        tracker_url: str,
-    ) -> tuple[asyncio.subprocess.Process, list[list[str]]]:
-        """Start the first source on host 0 (``hubswarm share``); return it and, for each of
-        clients 1..N and an outsider, what to pass to ``hubswarm fetch`` (the magnet link)."""
-        scenario = plan.scenario
-        argv = [self.python, "-m", "hubswarm", "share", str(source), "--tracker", tracker_url]
-        argv += ["--host", network.hosts[0].address, "--port", "0", "--fast-intervals", "--json"]
-        argv += ["--piece-length", str(scenario.piece_size)]
-        argv += ["--events", str(workdir / "seed.events")]
-        argv += ["-o", str(workdir / "payload.torrent")]
-        argv += self._rates(network, scenario.server_upload, math.inf)
+    ) -> _Infra:
+        """Host 0: a DHT bootstrap node (the swarm's only central piece, BEP 5) and the seed
+        peer announcing to it; every client gets the magnet link and the bootstrap address."""
+        addr0 = network.hosts[0].address
+        dht_argv = [self.python, "-m", "hubswarm", "dht", "node", "--host", addr0, "--port", "0"]
+        dht, line = await self._start(
+            procs, tg, network.wrap(0, dht_argv), _DHT_NODE, "the DHT bootstrap node"
+        )
+        port_match = _DHT_NODE.search(line)
+        assert port_match is not None
+        bootstrap = f"{addr0}:{int(port_match.group(1))}"
+        argv = self._share_argv(network, source, workdir, plan)
+        argv += ["--dht-bootstrap", bootstrap]
+        argv += self._rates(network, plan.scenario.server_upload, math.inf)
         seed, line = await self._start(procs, tg, network.wrap(0, argv), _SHARE_JSON, "the seed")
         magnet = str(json.loads(line)["magnet"])
-        return seed, [[magnet]] * (plan.n + 1)
+        sources = [[magnet, "--dht-bootstrap", bootstrap]] * (plan.n + 1)
+        return _Infra(dht, None, f"DHT bootstrap node pid {dht.pid}", seed, sources)
 
     async def run(self, plan: RunPlan, network: Network, workdir: Path) -> RunResult:
         """Seed from host 0, fetch on hosts 1..N per the arrivals; apply churn and faults."""
@@ -802,29 +836,29 @@ class SwarmRunner:
         pieces = max(1, math.ceil(scenario.file_size / scenario.piece_size))
         leave = scenario.churn.leave_after_complete
         seeding = leave is not True  # False: stay to the end; seconds: stay that long
-        addr0 = network.hosts[0].address
         faults: list[FaultEvent] = []
         notes = list(network.notes)
         records: dict[int, ClientRecord] = {}
         running: dict[int, asyncio.subprocess.Process] = {}
         killed: set[int] = set()
+        corrupt = _corrupt_clients(scenario, plan.n)
         gone_at: dict[int, float | None] = {}
         seed_gone: list[float] = []
         seed_bytes: list[int] = []
         wire_bytes: list[int] = []
         security: tuple[SecurityProbe, ...] = ()
         started = time.monotonic()
-        probe = self.probe_security and plan.n == min(scenario.clients)
+        # The outsider needs a way in: after kill_hub (no tracker, no bootstrap node) it
+        # would only wait for its timeout; the fault-free scenarios measure access.
+        probe = (
+            self.probe_security
+            and plan.n == min(scenario.clients)
+            and not any(f.kind == "kill_hub" for f in scenario.faults)
+        )
         async with Processes() as procs, asyncio.TaskGroup() as tg:
-            py = [self.python, "-m", "hubswarm"]
-            tracker_argv = [*py, "tracker", "--host", addr0, "--port", "0", "--interval", "5"]
-            tracker, line = await self._start(
-                procs, tg, network.wrap(0, tracker_argv), _TRACKER_URL, "the tracker"
-            )
-            port_match = _TRACKER_URL.search(line)
-            assert port_match is not None
-            tracker_url = f"http://{addr0}:{int(port_match.group(1))}/announce"
-            seed, sources = await self._seed(procs, tg, network, workdir, source, plan, tracker_url)
+            infra = await self._infra(procs, tg, network, workdir, source, plan)
+            seed, sources = infra.seed, infra.sources
+            notes += infra_notes(self.name, network)
             jobs: list[list[str]] = []
             for i in range(1, plan.n + 1):
                 args = ["fetch", *sources[i - 1], "-o", str(workdir / f"c{i}")]
@@ -834,6 +868,8 @@ class SwarmRunner:
                 args += self._rates(network, plan.uploads[i - 1], plan.downloads[i - 1])
                 if seeding:
                     args.append("--seed")
+                if i in corrupt:
+                    args.append("--corrupt")  # hidden lab flag: flips bytes it uploads
                 jobs.append(args)
             outsider_dir = workdir / "outsider"
             if probe:
@@ -966,17 +1002,15 @@ class SwarmRunner:
             async def fault(kind: str, at: float, count: int) -> None:
                 await _sleep_until(t0 + at)
                 if kind == "kill_hub":
-                    for proc in (seed, tracker):
-                        with contextlib.suppress(ProcessLookupError):
-                            proc.kill()
-                    await network.isolate(0)
-                    seed_gone.append(time.monotonic() - t0)
-                    if not network.shaped:
-                        notes.append(
-                            "kill_hub on loopback: peers reach the seed directly, so what sat "
-                            "in its socket buffers still arrives; netns is the reference"
-                        )
-                    faults.append(FaultEvent(at, kind, "SIGKILL seed and tracker, host cut off"))
+                    # The central infrastructure dies; the seed peer beside it on host 0
+                    # lives on (killing it is kill_peers' job).
+                    with contextlib.suppress(ProcessLookupError):
+                        infra.proc.kill()
+                    if infra.tcp_port is not None:
+                        await network.cut_port(0, infra.tcp_port)
+                    faults.append(
+                        FaultEvent(at, kind, f"SIGKILL {infra.what}; the seed peer on host 0 lives")
+                    )
                 elif kind == "kill_peers":
                     victims = sorted(running)[:count]
                     for i in victims:
@@ -984,8 +1018,10 @@ class SwarmRunner:
                         with contextlib.suppress(ProcessLookupError):
                             running[i].kill()
                     faults.append(FaultEvent(at, kind, f"killed peers {victims}"))
+                elif kind == "corrupt_peer":
+                    pass  # recorded after the run, with what the honest peers saw
                 else:
-                    faults.append(FaultEvent(at, kind, "not emulated for p2p yet"))
+                    faults.append(FaultEvent(at, kind, "not applicable to a swarm (no tokens)"))
 
             seed_task = tg.create_task(poll_seed())
             fault_tasks = [tg.create_task(fault(f.kind, f.at, f.count)) for f in scenario.faults]
@@ -1007,7 +1043,9 @@ class SwarmRunner:
             # netns: what left host 0 on the wire (seed + tracker, IP/TCP headers included)
             # is the better measure; the socket counters stay in the notes as a cross-check.
             wire = max(wire_bytes) - wire_at_t0
-            notes.append(f"host 0 wire bytes {wire}, seed sockets' bytes_acked {server_bytes}")
+            notes.append(
+                f"measured: host 0 wire bytes {wire}, seed sockets' bytes_acked {server_bytes}"
+            )
             server_bytes = wire
         if server_bytes is not None and received > 0:
             # Which peer sent which bytes is not logged: attribute the seed's upload
@@ -1022,9 +1060,12 @@ class SwarmRunner:
                 for i, r in records.items()
             }
             notes.append(
-                "p2p server bytes: TCP bytes the seed's peers acknowledged (ss, every 0.5 s); "
-                "per-client split attributed proportionally"
+                "measured: server bytes = bytes that left host 0 (netns wire counter; else TCP "
+                "bytes the seed's peers acknowledged, ss every 0.2 s); per-client split "
+                "attributed proportionally"
             )
+        if corrupt:
+            faults.append(_corrupt_report(scenario, workdir, records, corrupt))
         have: dict[int, list[tuple[float, int]]] = {}
         for i in records:
             have[i] = []
@@ -1085,7 +1126,7 @@ class HybridRunner(SwarmRunner):
 
     name = "hybrid"
 
-    async def _seed(
+    async def _infra(
         self,
         procs: Processes,
         tg: asyncio.TaskGroup,
@@ -1093,10 +1134,10 @@ class HybridRunner(SwarmRunner):
         workdir: Path,
         source: Path,
         plan: RunPlan,
-        tracker_url: str,
-    ) -> tuple[asyncio.subprocess.Process, list[list[str]]]:
-        """Start the hub; one .torrent per client whose web seed is that client's (shaped) path
-        to the hub. The url-list sits outside ``info``: every copy has the same info-hash."""
+    ) -> _Infra:
+        """Host 0: the hub (web seed + tracker at /announce, one process) and a seed peer
+        (``hubswarm share``) on the same host; one .torrent per client whose web seed is that
+        client's (shaped) path to the hub. The url-list sits outside ``info``: one info-hash."""
         from hubswarm.proto.metainfo import build_metainfo
         from hubswarm.swarm.maketorrent import create_torrent
 
@@ -1104,13 +1145,22 @@ class HybridRunner(SwarmRunner):
         target = data / "files" / source.name
         target.parent.mkdir(parents=True, exist_ok=True)
         await asyncio.to_thread(os.link, source, target)
+        extra = ["--tracker-interval", str(_LAB_TRACKER_INTERVAL)]
         hub = await ClientServerRunner(python=self.python)._start_hub(
-            procs, tg, network, data, anonymous=True
+            procs, tg, network, data, anonymous=True, extra=extra
         )
         ports = await network.expose(0, hub.port)
+        tracker_url = f"http://{network.hosts[0].address}:{hub.port}/announce"
         info, _ = await asyncio.to_thread(
             create_torrent, source, piece_length=plan.scenario.piece_size, trackers=[tracker_url]
         )
+        argv = [*self._share_argv(network, source, workdir, plan), "--tracker", tracker_url]
+        # netns: hub and seed share host 0's shaped u_s link. app: the hub's proxy is capped
+        # at u_s; the seed caps itself at u_s / 2 (host 0 may send up to 1.5 u_s, see notes).
+        argv += self._rates(network, plan.scenario.server_upload / 2, math.inf)
+        seed, line = await self._start(procs, tg, network.wrap(0, argv), _SHARE_JSON, "the seed")
+        if info.info_hash.hex() not in str(json.loads(line)["magnet"]).lower():
+            raise LabError("the seed peer's torrent differs from the hub's (info-hash)")
         sources = []
         for i in range(1, plan.n + 2):
             host, port = ports.address_for(min(i, plan.n))
@@ -1119,4 +1169,47 @@ class HybridRunner(SwarmRunner):
             body = build_metainfo(info, [[tracker_url]], url_list=[url])
             await asyncio.to_thread(torrent.write_bytes, body)
             sources.append([str(torrent), "--webseed-mode", "always"])
-        return hub.proc, sources
+        return _Infra(
+            hub.proc, hub.port, f"hub pid {hub.proc.pid} (tracker + web seed)", seed, sources
+        )
+
+
+def infra_notes(arch: str, network: Network) -> list[str]:
+    """What host 0 runs in a swarm run (emulation facts for the report's top)."""
+    if arch == "hybrid":
+        out = ["hybrid: host 0 runs the hub (tracker + web seed, one process) and a seed peer"]
+        if not network.shaped:
+            out.append(
+                "hybrid, app mode: the hub's proxy caps at u_s and the seed peer at u_s / 2 "
+                "(host 0 may send up to 1.5 u_s); netns shares one u_s link"
+            )
+        return out
+    return ["p2p: host 0 runs a DHT bootstrap node (the only central piece) and the seed peer"]
+
+
+def _corrupt_clients(scenario: Scenario, n: int) -> set[int]:
+    """The clients that serve corrupt data (the last ``count`` of them, per corrupt_peer)."""
+    count = sum(f.count for f in scenario.faults if f.kind == "corrupt_peer")
+    return set(range(max(1, n - count + 1), n + 1)) if count else set()
+
+
+def _corrupt_report(
+    scenario: Scenario, workdir: Path, records: Mapping[int, ClientRecord], corrupt: set[int]
+) -> FaultEvent:
+    """What the honest peers saw of the corrupt ones: bad pieces, bans, verified downloads."""
+    bad = banned = 0
+    for i in records:
+        if i in corrupt:
+            continue
+        for e in _read_events(workdir / f"c{i}.events"):
+            bad += e.get("event") == "bad_piece"
+            banned += e.get("event") == "banned"
+    honest = [r for i, r in records.items() if i not in corrupt]
+    ok = sum(r.verified for r in honest)
+    at = min((f.at for f in scenario.faults if f.kind == "corrupt_peer"), default=0.0)
+    return FaultEvent(
+        at,
+        "corrupt_peer",
+        f"peers {sorted(corrupt)} flip bytes they upload: {bad} bad pieces detected, "
+        f"{banned} bans by honest peers, {ok}/{len(honest)} honest clients verified",
+    )

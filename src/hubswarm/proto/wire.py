@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import struct
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
 from enum import Enum
 from typing import Any
 
@@ -112,6 +112,7 @@ _U32 = struct.Struct(">I")
 _LEN_ID = struct.Struct(">IB")
 _LEN_ID_U32 = struct.Struct(">IBI")
 _LEN_ID_3U32 = struct.Struct(">IBIII")
+_U32_MAX = 0xFFFFFFFF
 _PIECE_HEAD = struct.Struct(">IBII")
 _U32X2 = struct.Struct(">II")
 _U32X3 = struct.Struct(">III")
@@ -731,6 +732,31 @@ class PeerConnection:
             case Handshake():
                 raise LocalProtocolError("use handshake() or accept() to send the handshake")
         raise LocalProtocolError(f"cannot send {event!r}")
+
+    def send_requests(self, requests: Iterable[tuple[int, int, int]]) -> bytes:
+        """The bytes of several ``request`` messages, from (piece_index, begin, length).
+
+        Same checks as ``send(Request(...))`` for each, without building the events: the
+        leech sends one request per 16 KiB block received, in batches.
+
+        Raises:
+            LocalProtocolError: as ``send``; nothing is sent then.
+        """
+        self._check_usable()
+        if not self._handshake_sent:
+            raise LocalProtocolError("send our handshake first")
+        out = bytearray()
+        pack = _LEN_ID_3U32.pack
+        limit = self._num_pieces
+        for index, begin, length in requests:
+            if limit is not None and index >= limit:
+                raise LocalProtocolError(f"piece index {index} >= {limit}")
+            if not (0 < length <= BLOCK_SIZE and 0 <= index <= _U32_MAX and 0 <= begin <= _U32_MAX):
+                raise LocalProtocolError(f"bad request ({index}, {begin}, {length})")
+            out += pack(13, REQUEST, index, begin, length)
+        if out:
+            self._local_may_send_bitfield = False
+        return bytes(out)
 
     def piece_header(self, piece_index: int, begin: int, length: int) -> bytes:
         """The 13-byte header of a piece message whose block the caller writes right after.

@@ -245,6 +245,9 @@ async def share(
             trackers=mi.announce_list,
             web_seeds=mi.url_list,
             events_path=events_path,
+            # create_torrent hashed these very files a moment ago: no second full hash
+            # (each piece is still hashed on its first upload).
+            seed_mode=True,
         ) as session,
     ):
         if not session.is_seed:

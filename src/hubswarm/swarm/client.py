@@ -90,8 +90,11 @@ class SwarmPeer:
         web_seeds: Iterable[str] = (),
         peers: Iterable[tuple[str, int]] = (),
         events_path: Path | None = None,
+        seed_mode: bool = False,
     ) -> AsyncIterator[TorrentSession]:
-        """Run one torrent on this peer for the duration of the block."""
+        """Run one torrent on this peer for the duration of the block.
+
+        ``seed_mode``: the data was just hashed (see ``TorrentSession``): no recheck."""
         session = TorrentSession(
             info_hash,
             out_dir,
@@ -103,6 +106,7 @@ class SwarmPeer:
             dht=self.dht,
             http=self.http,
             events_path=events_path,
+            seed_mode=seed_mode,
         )
         session.listen_port = self.port
         self.sessions[info_hash] = session

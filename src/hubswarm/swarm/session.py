@@ -161,6 +161,11 @@ class SessionConfig:
     rng_seed: int | None = None
     reconnect_min: float = RETRY_MIN  # first delay before re-dialling a peer that went away
     reconnect_max: float = RETRY_MAX  # the delay doubles per failure up to this
+    # A seed unchokes this many interested peers at a time, in turn (round-robin, one turn
+    # per choke round) instead of the fastest ones; None: the choker's rule. Few slots make
+    # each peer pick what to ask the seed when its turn comes, so the seed's upload goes to
+    # pieces the swarm lacks (the aim of BEP 16 super-seeding) instead of duplicates.
+    seed_unchoke_slots: int | None = None
 
 
 @dataclass(slots=True)
@@ -194,8 +199,12 @@ class TorrentSession:
         http: aiohttp.ClientSession | None = None,
         events_path: Path | None = None,
         clock: Callable[[], float] = time.monotonic,
+        seed_mode: bool = False,
     ) -> None:
+        """``seed_mode``: the data was hashed moments ago (``share`` just made the torrent):
+        adopt every piece without a recheck, each is hashed on its first upload instead."""
         self.info_hash = info_hash
+        self.seed_mode = seed_mode
         self.out_dir = Path(out_dir)
         self.config = config
         self.info = info
@@ -355,7 +364,11 @@ class TorrentSession:
             self.info = info
             store = PieceStore(info, self.out_dir)
             await store.__aenter__()
-            have = await store.recheck()
+            try:
+                have = await (store.assume_complete() if self.seed_mode else store.recheck())
+            except BaseException:
+                await store.close()
+                raise
             self.store = store
             self.picker = PiecePicker(
                 info.num_pieces,
@@ -768,7 +781,7 @@ class TorrentSession:
         if not reqs:
             return
         st.inflight.update(reqs)
-        link.send_many([Request(r.piece_index, r.begin, r.length) for r in reqs])
+        link.send_bytes(link.conn.send_requests((r.piece_index, r.begin, r.length) for r in reqs))
 
     async def _on_piece(self, link: PeerLink, event: Piece) -> None:
         picker, store, st = self.picker, self.store, link.state
@@ -885,7 +898,10 @@ class TorrentSession:
     def _maybe_unchoke_now(self, link: PeerLink) -> None:
         # Do not make a new interested peer wait for the next round when a slot is free.
         unchoked = sum(1 for lk in self.links if not lk.conn.am_choking)
-        if link.conn.am_choking and unchoked < self.config.unchoke_slots + 1:
+        slots = self.config.unchoke_slots + 1
+        if self.is_seed and self.config.seed_unchoke_slots is not None:
+            slots = self.config.seed_unchoke_slots
+        if link.conn.am_choking and unchoked < slots:
             link.send(Unchoke())
 
     async def read_block(self, link: PeerLink, request: Request) -> bytes | None:
@@ -1013,10 +1029,20 @@ class TorrentSession:
             for lk in links
         ]
         decision = self.choker.decide(stats, now, seeding=self.is_seed)
+        unchoke: set[PeerLink] | frozenset[object] = decision.unchoke
+        slots = self.config.seed_unchoke_slots
+        if self.is_seed and slots is not None:
+            # Round-robin by connection age; the turn is a function of the clock, so the
+            # order needs no state and a newcomer joins the rotation at once.
+            ready = sorted(
+                (lk for lk in links if lk.conn.peer_interested), key=lambda lk: lk.connected_at
+            )
+            turn = int(now / max(self.config.choke_interval, 1e-3)) * slots
+            unchoke = {ready[(turn + j) % len(ready)] for j in range(min(slots, len(ready)))}
         for lk in links:
-            if lk in decision.unchoke and lk.conn.am_choking:
+            if lk in unchoke and lk.conn.am_choking:
                 lk.send(Unchoke())
-            elif lk in decision.choke and not lk.conn.am_choking:
+            elif lk not in unchoke and not lk.conn.am_choking:
                 lk.send(Choke())
                 lk.clear_uploads()
 
