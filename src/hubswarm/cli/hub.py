@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime
-import re
 import sys
 from pathlib import Path
 
@@ -22,17 +21,12 @@ from hubswarm.limits import (
     HUB_READ_TIMEOUT,
     TRACKER_DEFAULT_INTERVAL,
 )
-
-_SIZE = re.compile(r"^\s*(\d+)\s*([kmgt]?)(i?b)?\s*$", re.IGNORECASE)
-_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+from hubswarm.units import parse_quantity
 
 
 def parse_size(text: str) -> int:
-    """``"1048576"``, ``"10M"``, ``"64GiB"`` -> bytes (binary units); ConfigError otherwise."""
-    m = _SIZE.match(text)
-    if m is None:
-        raise ConfigError(f"not a size: {text!r} (examples: 1000000, 10M, 64GiB)")
-    return int(m.group(1)) * _UNITS[m.group(2).lower()]
+    """``"1048576"``, ``"10M"``, ``"64GiB"`` -> bytes (see ``hubswarm.units``)."""
+    return int(parse_quantity(text))
 
 
 _DATA = click.option(

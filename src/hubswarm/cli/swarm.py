@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -23,38 +22,18 @@ from rich.progress import (
 from hubswarm.errors import ConfigError
 from hubswarm.swarm import app
 from hubswarm.swarm.session import SessionConfig, TorrentSession
-
-_UNITS = {
-    "": 1,
-    "b": 1,
-    "k": 1000,
-    "kb": 1000,
-    "kib": 1024,
-    "m": 1000**2,
-    "mb": 1000**2,
-    "mib": 1024**2,
-    "g": 1000**3,
-    "gb": 1000**3,
-    "gib": 1024**3,
-    "kbit": 125,
-    "mbit": 125_000,
-    "gbit": 125_000_000,
-}
+from hubswarm.units import parse_quantity
 
 
 def parse_rate(text: str | None) -> float | None:
     """Bytes/s from ``2.5MB/s``, ``20mbit``, ``512KiB``, ``1000`` (None or 0 = unlimited).
 
     Raises:
-        ConfigError: not a rate.
+        ConfigError: not a rate (see ``hubswarm.units`` for the units).
     """
     if text is None:
         return None
-    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]*)(?:/s)?\s*", text)
-    if m is None or m.group(2).lower() not in _UNITS:
-        raise ConfigError(f"not a rate: {text!r} (try 2MB/s, 20mbit, 512KiB)")
-    value = float(m.group(1)) * _UNITS[m.group(2).lower()]
-    return value or None
+    return parse_quantity(text, rate=True) or None
 
 
 def parse_address(text: str) -> tuple[str, int]:
