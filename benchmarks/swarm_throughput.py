@@ -8,13 +8,14 @@
    the leech process to its "complete" line (interpreter start-up included on both sides).
    Every output is checked byte for byte (SHA-1 of the whole file). Peak RSS of our peers is
    polled from /proc/PID/status (VmRSS and VmHWM).
-2. Flash crowd: one seed + ``--leechers`` (8), each process capped at ``--cap-mbit`` (20 Mbit/s)
-   upload, ``--swarm-size-mib`` (64) file, ``--fast-intervals``; time to all-complete against
-   the Kurose-Ross bound max(F/u_s, N F/(u_s + N u)) (d_min unlimited).
+2. Flash crowd: one seed (``share --super-seed``, BEP 16; ``--no-super-seed``: a plain seed)
+   + ``--leechers`` (8), each process capped at ``--cap-mbit`` (20 Mbit/s) upload,
+   ``--swarm-size-mib`` (64) file, ``--fast-intervals``; time to all-complete against the
+   Kurose-Ross bound max(F/u_s, N F/(u_s + N u)) (d_min unlimited).
 
 Run: python3 benchmarks/swarm_throughput.py [--size-mib 1024] [--piece-kib auto]
      [--skip-libtorrent] [--skip-swarm] [--leechers 8 --cap-mbit 20 --swarm-size-mib 64]
-     [--repeat 1] [--lt-seed-mode]
+     [--repeat 1] [--lt-seed-mode] [--no-super-seed]
 """
 
 from __future__ import annotations
@@ -364,10 +365,16 @@ class SwarmResult:
     verified: bool
     max_rss: int
     seed_share: float  # bytes the seed sent / file size (1.0 = every piece once)
+    handoff: float | None = None  # super-seed: its upload / F when every piece was out
 
 
 def run_swarm(
-    work: Path, size: int, leechers: int, cap_mbit: float, piece_length: int | None
+    work: Path,
+    size: int,
+    leechers: int,
+    cap_mbit: float,
+    piece_length: int | None,
+    super_seed: bool = False,
 ) -> SwarmResult:
     """1 seed + N leechers (flash crowd), every process capped at ``cap_mbit`` upload."""
     src_dir = work / "swarm-src"
@@ -378,13 +385,16 @@ def run_swarm(
     cap = ["--upload-rate", f"{cap_mbit:g}mbit", "--fast-intervals"]
     seed_port = free_port()
     ports = [free_port() for _ in range(leechers)]
+    seed_events = work / "seed-events.jsonl"
+    seed_events.unlink(missing_ok=True)
+    seed_extra = [*cap, "--port", str(seed_port), "--events", str(seed_events)]
+    if super_seed:
+        seed_extra.append("--super-seed")
     with contextlib.ExitStack() as stack:
         seed = stack.enter_context(
             PeerProcess(
                 "swarm seed",
-                ours_share(
-                    src, torrent, piece_length=piece_length, extra=[*cap, "--port", str(seed_port)]
-                ),
+                ours_share(src, torrent, piece_length=piece_length, extra=seed_extra),
             )
         )
         seed.wait_record(600)
@@ -414,7 +424,13 @@ def run_swarm(
     u = cap_mbit * 1e6 / 8  # bytes/s, u_s = u_i
     bound = max(size / u, leechers * size / (u + leechers * u))
     share = (got - gave) / size
-    return SwarmResult(max(finished), max(done), bound, sorted(finished), ok, rss, share)
+    # A super-seed logs its exact upload when every piece is on some leech (BEP 16 ends).
+    handoff = None
+    for line in seed_events.read_text().splitlines():
+        record = json.loads(line)
+        if record.get("event") == "superseed_done":
+            handoff = record["uploaded"] / size
+    return SwarmResult(max(finished), max(done), bound, sorted(finished), ok, rss, share, handoff)
 
 
 # --- report -----------------------------------------------------------------------------
@@ -437,6 +453,13 @@ def main() -> int:
     ap.add_argument("--cap-mbit", type=float, default=20.0)
     ap.add_argument("--swarm-size-mib", type=int, default=64)
     ap.add_argument("--workdir", type=Path, help="where the files go (default: a temp dir)")
+    ap.add_argument(
+        "--super-seed",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="flash crowd: the seed runs `share --super-seed` (BEP 16; measured 1.05x the bound "
+        "against 1.10x without)",
+    )
     args = ap.parse_args()
     piece_length = None if args.piece_kib == "auto" else int(args.piece_kib) * 1024
     failed = False
@@ -530,8 +553,9 @@ def main() -> int:
             print(
                 f"\nflash crowd: 1 seed + {n} leechers, {args.swarm_size_mib} MiB, every peer "
                 f"--upload-rate {cap:g}mbit, --fast-intervals"
+                + (", seed --super-seed (BEP 16)" if args.super_seed else "")
             )
-            sw = run_swarm(work, args.swarm_size_mib * MIB, n, cap, piece_length)
+            sw = run_swarm(work, args.swarm_size_mib * MIB, n, cap, piece_length, args.super_seed)
             ratio = sw.seconds / sw.bound
             u = cap * 1e6 / 8
             eta = (n * args.swarm_size_mib * MIB / sw.seconds - u) / (n * u)
@@ -549,6 +573,11 @@ def main() -> int:
                 "leech uploads are counted until each one completes, so this over-estimates "
                 "when they complete apart)"
             )
+            if sw.handoff is not None:
+                print(
+                    f"  super-seeding ended with every piece on a leech after the seed sent "
+                    f"{sw.handoff:.2f}x the file"
+                )
             print(f"\n{'metric':40} {'value':>10} {'target':>10}  verdict")
             rows = [
                 ("all-complete s (sessions)", f"{sw.seconds:.1f}", "", True),

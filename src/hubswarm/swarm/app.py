@@ -209,10 +209,12 @@ async def share(
     dht_bootstrap: Sequence[tuple[str, int]] = (),
     dht_state: Path | None = None,
     duration: float | None = None,
+    super_seed: bool | None = None,
 ) -> ShareInfo:
     """Make a torrent of ``path`` (a file or a folder), write it and seed the data.
 
-    Seeds until cancelled, or for ``duration`` seconds.
+    Seeds until cancelled, or for ``duration`` seconds. ``super_seed``: BEP 16 initial
+    seeding (None: as ``config.super_seed`` says).
 
     Raises:
         MetainfoError, ConfigError: bad input; the data must verify completely.
@@ -235,6 +237,8 @@ async def share(
     except OSError as exc:
         raise ConfigError(f"cannot write {torrent_path}: {exc.strerror or exc}") from exc
     config.seed = True
+    if super_seed is not None:
+        config.super_seed = super_seed
     async with (
         _maybe_dht(() if private else dht_bootstrap, host, None if private else dht_state) as dht,
         SwarmPeer(config, host=host, dht=dht) as peer,

@@ -92,6 +92,7 @@ from hubswarm.swarm.peer import (
 from hubswarm.swarm.picker import BlockRequest, PiecePicker, request_queue_depth
 from hubswarm.swarm.ratelimit import RateLimiter
 from hubswarm.swarm.storage import PieceStore
+from hubswarm.swarm.superseed import Announce, SuperSeeder
 
 log = logging.getLogger(__name__)
 
@@ -166,6 +167,9 @@ class SessionConfig:
     # each peer pick what to ask the seed when its turn comes, so the seed's upload goes to
     # pieces the swarm lacks (the aim of BEP 16 super-seeding) instead of duplicates.
     seed_unchoke_slots: int | None = None
+    # BEP 16 super-seeding while we are a seed that started as one (share): offer each peer
+    # a few pieces at a time instead of a full bitfield, so each piece leaves us about once.
+    super_seed: bool = False
 
 
 @dataclass(slots=True)
@@ -250,6 +254,9 @@ class TorrentSession:
         self._http = http
         self._own_http = False
         self._wake_dialer = asyncio.Event()
+        # Created by _mark_complete when we start complete with config.super_seed (BEP 16).
+        self._superseed: SuperSeeder | None = None
+        self._superseed_pruned_at = 0.0
         try:
             self._events_file = events_path.open("a") if events_path is not None else None
         except OSError as exc:
@@ -402,6 +409,22 @@ class TorrentSession:
         self.complete.set()
         self._log_event("complete")
         log.info("torrent %s complete", self.info_hash.hex())
+        downloaded = self.stats.downloaded_from_peers + self.stats.downloaded_from_webseeds
+        if self.config.super_seed and downloaded == 0 and self.info is not None:
+            # Complete without downloading a byte: we started as a seed (BEP 16 is for the
+            # initial seed; a leech that finished seeds as usual).
+            self._superseed = SuperSeeder(
+                self.info.num_pieces,
+                rng=self.rng,
+                # An offer not fetched and passed on within a request timeout has stalled.
+                offer_timeout=self.config.request_timeout,
+            )
+            # Links opened before the metadata (magnet) were sent no pieces yet: offer some.
+            now = self.clock()
+            for link in list(self.links):
+                offers = self._superseed.opening(link, now)
+                if offers:
+                    self._superseed_announce({link: offers})
         for link in list(self.links):
             if link.conn.am_interested:
                 link.send(NotInterested())
@@ -611,7 +634,16 @@ class TorrentSession:
                 )
             )
         have = self.picker.have if self.picker is not None else None
-        if have is None or have.count() == 0:
+        offers = (
+            self._superseed.opening(link, self.clock()) if self._superseed is not None else None
+        )
+        if offers is not None:
+            # BEP 16: masquerade as a peer with nothing (no bitfield without BEP 6), then
+            # reveal a few pieces with `have`.
+            if conn.supports_fast:
+                opening.append(HaveNone())
+            opening.extend(Have(i) for i in offers)
+        elif have is None or have.count() == 0:
             if conn.supports_fast:
                 opening.append(HaveNone())
         elif have.is_complete and conn.supports_fast:
@@ -633,13 +665,22 @@ class TorrentSession:
                     if len(st.pending_haves) >= MAX_PENDING_HAVES:
                         raise RemoteProtocolError("too many haves before the metadata")
                     st.pending_haves.add(i)
-                    return
-                if not st.has[i]:
+                    if self.picker is None:
+                        return
+                    # No bitfield came first (BEP 6 have none, or BEP 3: a peer with no
+                    # pieces may omit it): its have-set starts empty, as in libtorrent.
+                    # Else its haves would wait here forever and it would never be asked.
+                    self._adopt_pending(link)
+                    if st.has is None or link.closed:
+                        return
+                elif not st.has[i]:
                     st.has.set(i)
                     if self.picker is not None:
                         self.picker.peer_have(i)
                         st.is_seed = st.has.is_complete
                         self._update_interest(link)
+                if self._superseed is not None:
+                    self._superseed_on_have(link, i)
             case BitfieldMsg(bitfield=bits):
                 if st.has is not None:
                     self._late_bitfield(link, bits, everything=False)
@@ -655,7 +696,11 @@ class TorrentSession:
             case HaveNone():
                 pass
             case Request():
-                if link.conn.am_choking:
+                sup = self._superseed
+                # BEP 16: only pieces offered to this peer (libtorrent rejects the rest too).
+                if link.conn.am_choking or (
+                    sup is not None and not sup.allows(link, event.piece_index)
+                ):
                     if link.conn.supports_fast:
                         link.send(Reject(event.piece_index, event.begin, event.length))
                     return
@@ -912,6 +957,10 @@ class TorrentSession:
         i = request.piece_index
         if not store.have[i]:
             return None
+        if self._superseed is not None:
+            if not self._superseed.allows(link, i):
+                return None
+            self._superseed_tick(self.clock())
         piece = self._upload_cache.get(i)
         if piece is None:
             try:
@@ -925,17 +974,63 @@ class TorrentSession:
         if end > len(piece):
             return None
         block = piece[request.begin : end]
+        if self._superseed is not None:
+            now = self.clock()
+            sent = self._superseed.block_sent(link, i, request.begin, len(block), len(piece), now)
+            self._superseed_announce(sent)
         if self.config.corrupt_uploads:
             block = bytes(b ^ 0xFF for b in block[:16]) + block[16:]
         self.stats.uploaded += len(block)
         self.upload_meter.add(len(block))
         return block
 
+    # --- super-seeding (BEP 16; the decisions are hubswarm.swarm.superseed's) -------------
+
+    def _superseed_on_have(self, link: PeerLink, index: int) -> None:
+        sup, has = self._superseed, link.state.has
+        if sup is None or has is None:
+            return
+        now = self.clock()
+        # The first have tells the policy the peer's whole have-set (its bitfield included).
+        out = (
+            sup.peer_have(link, index, now)
+            if sup.synced(link)
+            else sup.peer_bitfield(link, has, now)
+        )
+        self._superseed_announce(out)
+        self._superseed_tick(now)
+
+    def _superseed_tick(self, now: float) -> None:
+        """Forget links that closed (once a second) and replace offers that timed out."""
+        sup = self._superseed
+        if sup is None:
+            return
+        if now - self._superseed_pruned_at >= 1.0:
+            self._superseed_pruned_at = now
+            for peer in sup.peers():
+                if peer not in self.links:
+                    sup.peer_left(peer)
+        deadline = sup.next_deadline()
+        if deadline is not None and deadline <= now:
+            self._superseed_announce(sup.expire(now))
+
+    def _superseed_announce(self, out: Announce) -> None:
+        """Send the policy's offers as `have`; once it ends, seed as usual from then on."""
+        for peer, pieces in out.items():
+            if isinstance(peer, PeerLink) and not peer.closed and pieces:
+                peer.send_many([Have(i) for i in pieces])
+        if self._superseed is not None and not self._superseed.active:
+            self._superseed = None
+            self._log_event("superseed_done", uploaded=self.stats.uploaded)
+            log.info("super-seeding ended: every piece is on a peer")
+
     def link_closed(self, link: PeerLink, error: BaseException | None) -> None:
         """Forget a link: its pieces leave the availability count, its blocks go back."""
         self.links.discard(link)
         if self.picker is not None:
             self.picker.peer_left(link, link.state.has)
+        if self._superseed is not None:
+            self._superseed.peer_left(link)
         link.state.inflight.clear()
         if link.outgoing and not self._stopping:
             # Seeds have nothing for a seed: call again only after the longest back-off.
@@ -1011,6 +1106,8 @@ class TorrentSession:
                         key.state.snubbed = True
                 for link in list(self.links):
                     self._fill_requests(link)
+            # Offers to peers that went quiet expire with the clock, not with traffic.
+            self._superseed_tick(now)
             await asyncio.sleep(min(1.0, self.config.choke_interval))
 
     def _choke_round(self, now: float) -> None:
