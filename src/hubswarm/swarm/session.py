@@ -160,6 +160,10 @@ class SessionConfig:
     announce_ip: str | None = None  # the tracker `ip` parameter (lab behind addresses)
     corrupt_uploads: bool = False  # lab fault: this peer serves corrupt blocks
     rng_seed: int | None = None
+    # Requests kept in flight per peer: at least initial_queue_depth, else rate x queue time
+    # (libtorrent: request_queue_time = 3 s).
+    initial_queue_depth: int = INITIAL_QUEUE_DEPTH
+    request_queue_time: float = 3.0
     reconnect_min: float = RETRY_MIN  # first delay before re-dialling a peer that went away
     reconnect_max: float = RETRY_MAX  # the delay doubles per failure up to this
     # A seed unchokes this many interested peers at a time, in turn (round-robin, one turn
@@ -813,8 +817,12 @@ class TorrentSession:
         if st.queue_depth and len(st.inflight) > st.queue_depth - max(1, st.queue_depth // 4):
             return
         # Slow start: a new link gets a deep queue at once (rate unknown yet, and a loopback or
-        # LAN link fills 16 requests in well under a millisecond); then rate x 3 s.
-        depth = max(INITIAL_QUEUE_DEPTH, request_queue_depth(link.download_rate.rate))
+        # LAN link fills 16 requests in well under a millisecond); then rate x queue time.
+        # On a slow link with a small file that depth can exceed the file: the lab lowers both
+        # (a queue deeper than needed makes a seed upload the same pieces to several peers).
+        cfg = self.config
+        rate_depth = request_queue_depth(link.download_rate.rate, cfg.request_queue_time)
+        depth = max(cfg.initial_queue_depth, rate_depth)
         st.queue_depth = depth
         missing = depth - len(st.inflight)
         if missing < max(1, depth // 4):
