@@ -85,6 +85,17 @@ class ArchitectureRunner(Protocol):
         ...
 
 
+def _child_env() -> dict[str, str]:
+    """The environment for the lab's processes: ours, but allowed to cache bytecode.
+
+    With PYTHONDONTWRITEBYTECODE set (as on these machines) each of the 33 processes of an
+    N=32 run recompiled ~180 modules: ~28 core-seconds of start-up per run on 2 cores.
+    """
+    env = dict(os.environ)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    return env
+
+
 class Processes:
     """Owns subprocesses: spawn, and on exit kill every one still running (by PID) and reap."""
 
@@ -112,6 +123,7 @@ class Processes:
                 stdin=asyncio.subprocess.PIPE if stdin else asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.STDOUT if merge_output else asyncio.subprocess.PIPE,
+                env=_child_env(),
             )
         except OSError as exc:
             raise LabError(f"cannot start {argv[0]}: {exc}") from exc
