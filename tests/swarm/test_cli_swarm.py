@@ -157,11 +157,16 @@ def test_parse_rate(text: str, value: float | None) -> None:
 
 @given(st.text(max_size=20))
 def test_parse_rate_and_address_never_crash(text: str) -> None:
-    for parse in (parse_rate, parse_address):
-        try:
-            parse(text)
-        except ConfigError:
-            pass
+    try:
+        rate = parse_rate(text)
+    except ConfigError:
+        rate = None
+    assert rate is None or rate > 0
+    try:
+        host, port = parse_address(text)
+    except ConfigError:
+        return
+    assert host and 0 < port < 65536
 
 
 def test_parse_address() -> None:
