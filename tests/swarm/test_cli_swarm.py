@@ -166,7 +166,8 @@ def test_parse_rate_and_address_never_crash(text: str) -> None:
         host, port = parse_address(text)
     except ConfigError:
         return
-    assert host and 0 < port < 65536
+    assert host
+    assert 0 < port < 65536
 
 
 def test_parse_address() -> None:
