@@ -540,7 +540,10 @@ def _run_rows(results: Sequence[RunResult]) -> list[list[str]]:
     for r in results:
         m = summarize(r)
         bound = m.bound_cs if r.architecture == "client-server" else m.bound_p2p
-        ratio = "-" if m.last_completion is None else f"{m.last_completion / bound:.2f}"
+        # The bound is for everyone completing: a run where some clients left or failed has
+        # no distribution time to compare with it.
+        t_all = m.all_complete_time
+        ratio = "-" if t_all is None else f"{t_all / bound:.2f}"
         flag = " ⚠ below bound" if m.below_bound else ""
         rows.append(
             [
