@@ -38,6 +38,7 @@ from hubswarm.proto import wire
 from hubswarm.proto.wire_events import Event, KeepAlive, Piece, Reject, Request
 from hubswarm.swarm.bitfield import Bitfield
 from hubswarm.swarm.ratelimit import RateLimiter
+from hubswarm.swarm.ratelimit import RateMeter as PureRateMeter
 
 log = logging.getLogger(__name__)
 
@@ -61,34 +62,31 @@ def _unlimited(limiter: RateLimiter | None) -> bool:
 
 
 class RateMeter:
-    """Bytes per second over a sliding window of one-second buckets (for choking and queues)."""
+    """``ratelimit.RateMeter`` (the pure sliding-window estimate) read with a clock.
+
+    The session and its links count bytes as they go (``add``) and read ``rate`` for the
+    choker and the request queue depth.
+    """
+
+    __slots__ = ("_clock", "_meter")
 
     def __init__(self, window: float = 5.0, clock: Callable[[], float] = time.monotonic) -> None:
-        self.window = window
         self._clock = clock
-        self._buckets: deque[tuple[int, int]] = deque()
-        self.total = 0
+        self._meter = PureRateMeter(window)
 
     def add(self, n: int) -> None:
         """Count ``n`` bytes now."""
-        self.total += n
-        sec = int(self._clock())
-        if self._buckets and self._buckets[-1][0] == sec:
-            self._buckets[-1] = (sec, self._buckets[-1][1] + n)
-        else:
-            self._buckets.append((sec, n))
-            self._trim(sec)
+        self._meter.record(n, self._clock())
 
-    def _trim(self, sec: int) -> None:
-        while self._buckets and self._buckets[0][0] <= sec - self.window:
-            self._buckets.popleft()
+    @property
+    def total(self) -> int:
+        """Bytes counted since the start."""
+        return self._meter.total
 
     @property
     def rate(self) -> float:
         """Average bytes/s over the window."""
-        sec = int(self._clock())
-        self._trim(sec)
-        return sum(n for _, n in self._buckets) / self.window
+        return self._meter.rate(self._clock())
 
 
 class LinkOwner(Protocol):
