@@ -105,6 +105,22 @@ def test_namespaces_bridge_shaping_and_cleanup(tmp_path: object) -> None:
             check=True,
         ).stdout
         assert "rate 32Mbit" in root_side  # 4e6 bytes/s download
+        # No GSO super-packets: 64 KiB segments overflow a slow link's short queue (a 256 KiB/s
+        # link carried 20 KiB/s with them). Both veth ends send one frame at a time.
+        inner = subprocess.run(
+            ["ip", "-n", f"hsw-{run_id}-h1", "-d", "link", "show", f"hsw-{run_id}-n1"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        outer = subprocess.run(
+            ["ip", "-d", "link", "show", f"hsw-{run_id}-b1"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        assert "gso_max_size 1514 " in inner
+        assert "gso_max_size 1514 " in outer
         folder = tmp_path
         (folder / "blob").write_bytes(b"x" * 200_000)  # type: ignore[operator]
         server = subprocess.Popen(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import fastbencode
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -176,3 +177,38 @@ def test_info_span_scalar_and_nested_info_key() -> None:
 def test_info_span_errors(doc: bytes) -> None:
     with pytest.raises(BencodeError):
         bencode.info_span(doc)
+
+
+def _full_scan_decode(data: bytes) -> tuple[bool, Any]:
+    """The reference: decode with the token scan forced (what decode did before its fast path)."""
+    try:
+        result = bencode.scan(data)
+        if result.end != len(data):
+            return False, None
+        return True, fastbencode.bdecode(data)
+    except (BencodeError, ValueError, TypeError, RecursionError):
+        return False, None
+
+
+@given(bencodable, st.data())
+def test_fast_path_accepts_exactly_what_the_scan_accepts(value: Any, data: st.DataObject) -> None:
+    doc = bytearray(bencode.encode(value))
+    for _ in range(data.draw(st.integers(0, 3))):
+        i = data.draw(st.integers(0, len(doc)))
+        op = data.draw(st.sampled_from(["set", "insert", "delete"]))
+        byte = data.draw(st.sampled_from(b"0123456789ield:-e"))
+        if op == "insert":
+            doc.insert(i, byte)
+        elif i < len(doc):
+            if op == "set":
+                doc[i] = byte
+            else:
+                del doc[i]
+    expected_ok, expected = _full_scan_decode(bytes(doc))
+    try:
+        got = bencode.decode(bytes(doc))
+    except BencodeError:
+        assert not expected_ok
+    else:
+        assert expected_ok
+        assert got == expected

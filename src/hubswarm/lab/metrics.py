@@ -107,6 +107,8 @@ class RunResult:
     scenario_path: str | None = None
     wall_time: float = 0.0
     notes: tuple[str, ...] = ()
+    # Fraction of the host's cores busy from t=0 to the end of the run (lab.hostload).
+    host_cpu_busy: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict of the raw data (runs.json)."""

@@ -102,8 +102,12 @@ class Network(Protocol):
         """The address a server on host ``host`` should listen on."""
         ...
 
-    async def expose(self, host: int, port: int) -> PortMap:
-        """Make a server port on ``host`` reachable by the clients (shaped)."""
+    async def expose(self, host: int, port: int, *, upload: float | None = None) -> PortMap:
+        """Make a server port on ``host`` reachable by the clients (shaped).
+
+        ``upload``: where the emulation shapes per port (app), this port's share of the
+        host's upload (default: all of it); the kernel shapes whole hosts and ignores it.
+        """
         ...
 
     async def isolate(self, host: int) -> None:
@@ -139,6 +143,8 @@ def _run(argv: Sequence[str], *, check: bool = True) -> subprocess.CompletedProc
 # a few full-size packets so TCP can keep the link busy.
 _QUEUE_SECONDS = 0.1
 _QUEUE_MIN_BYTES = 16 * 1514
+# Largest packet a veth may hand its qdisc: one Ethernet frame (see NetnsNetwork._setup).
+_GSO_MAX_BYTES = 1514
 
 
 def _bits(rate: float) -> str:
@@ -305,6 +311,11 @@ class NetnsNetwork:
             self._created.append(ns)
             _run(["ip", "link", "add", outer, "type", "veth", "peer", "name", inner])
             self._created.append(outer)
+            # No segmentation offload: a veth hands htb 64 KiB GSO super-packets, larger than
+            # the short leaf queue of a slow link, which drops every one of them (measured:
+            # one TCP flow through a 256 KiB/s link got 20 KiB/s; with this, 245 KiB/s).
+            for dev in (outer, inner):
+                _run(["ip", "link", "set", "dev", dev, "gso_max_size", str(_GSO_MAX_BYTES)])
             _run(["ip", "link", "set", inner, "netns", ns])
             _run(["ip", "link", "set", outer, "master", self.bridge, "up"])
             _run(["ip", "-n", ns, "link", "set", "lo", "up"])
@@ -401,7 +412,7 @@ class NetnsNetwork:
         """Listen on every address of the host's namespace (loopback for local probes)."""
         return "0.0.0.0"
 
-    async def expose(self, host: int, port: int) -> PortMap:
+    async def expose(self, host: int, port: int, *, upload: float | None = None) -> PortMap:
         """The kernel shapes already: clients connect straight to the host's address."""
         return _Direct(self.hosts[host].address, port)
 
@@ -537,9 +548,13 @@ class AppNetwork:
         """Loopback only."""
         return "127.0.0.1"
 
-    async def expose(self, host: int, port: int) -> PortMap:
-        """One listener per client; server->client bytes pass the server's and client's buckets."""
-        upload = TokenBucket(self.hosts[host].upload)
+    async def expose(self, host: int, port: int, *, upload: float | None = None) -> PortMap:
+        """One listener per client; server->client bytes pass the server's and client's buckets.
+
+        ``upload`` caps this port below the host's upload (another process of the host,
+        rate-limited by itself, has the rest).
+        """
+        up = TokenBucket(self.hosts[host].upload if upload is None else upload)
         servers, live = self._by_host.setdefault(host, ([], set()))
         ports: dict[int, int] = {}
         for client in self.hosts:
@@ -547,7 +562,7 @@ class AppNetwork:
                 continue
             download = TokenBucket(client.download)
             server = await asyncio.start_server(
-                self._handler(port, (upload, download), live), "127.0.0.1", 0
+                self._handler(port, (up, download), live), "127.0.0.1", 0
             )
             self._servers.append(server)
             servers.append(server)

@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from hubswarm.lab.hostload import CPU_BOUND
 from hubswarm.lab.metrics import RunFailure, RunMetrics, RunResult, summarize
 
 if TYPE_CHECKING:
@@ -545,6 +546,10 @@ def _run_rows(results: Sequence[RunResult]) -> list[list[str]]:
         t_all = m.all_complete_time
         ratio = "-" if t_all is None else f"{t_all / bound:.2f}"
         flag = " ⚠ below bound" if m.below_bound else ""
+        busy = r.host_cpu_busy
+        cpu = "-" if busy is None else f"{100 * busy:.0f}%"
+        if busy is not None and busy >= CPU_BOUND:
+            cpu += " ⚠ CPU-bound"
         rows.append(
             [
                 r.scenario,
@@ -559,6 +564,7 @@ def _run_rows(results: Sequence[RunResult]) -> list[list[str]]:
                 _pct(m.server_utilization),
                 "-" if m.jain is None else f"{m.jain:.3f}",
                 "-" if m.efficiency is None else f"{m.efficiency:.2f}",
+                cpu,
                 r.emulation,
             ]
         )
@@ -578,6 +584,7 @@ _RUN_HEAD = [
     "server util.",
     "Jain",
     "eta",
+    "host CPU busy",
     "emulation",
 ]
 
@@ -635,6 +642,13 @@ def write_report(
                 shutil.copyfile(src, folder / "scenarios" / src.name)
                 scenario_links[scenario] = f"scenarios/{src.name}"
     all_notes = list(dict.fromkeys([*notes, *(n for r in results for n in r.notes)]))
+    bound = [r for r in results if r.host_cpu_busy is not None and r.host_cpu_busy >= CPU_BOUND]
+    if bound:
+        runs = ", ".join(f"{r.scenario} N={r.n} {r.architecture}" for r in bound)
+        all_notes.append(
+            f"CPU-bound (host cores >= {100 * CPU_BOUND:.0f}% busy): {runs}. Their times "
+            "measure this host's CPU, not the emulated links: read them as upper limits."
+        )
     # The top keeps the emulation facts; per-run measurement lines go to "Details".
     top_notes = [n for n in all_notes if not _is_detail(n)]
     details = [

@@ -155,6 +155,9 @@ class SessionConfig:
     request_timeout: float = 30.0
     connect_timeout: float = 5.0
     announce_interval: float | None = None  # override the tracker's interval
+    # Steady DHT re-lookup interval once peers are connected (None: announce_interval, else
+    # 5 min). Each lookup is ~10 KRPC round trips that every node on the way decodes.
+    dht_interval: float | None = None
     numwant: int = 50
     webseed_mode: str = "fallback"  # "fallback": only pieces no peer has; "always"; "off"
     webseed_workers: int = 2
@@ -924,7 +927,9 @@ class TorrentSession:
             self._adjust_trust(peer, 1)
         if source == "webseed":
             self.stats.pieces_from_webseeds += 1
-        self._log_event("piece", index=index, source=source)
+        self._log_event(
+            "piece", index=index, source=source, peers=[f"{lk.address[0]}" for lk in links]
+        )
         for link in list(self.links):
             if link.closed:
                 continue
@@ -1226,7 +1231,7 @@ class TorrentSession:
         """
         assert self.dht is not None
         retry_first, retry_max = 1.0, 30.0
-        steady = self.config.announce_interval or 300.0
+        steady = self.config.dht_interval or self.config.announce_interval or 300.0
         misses = hits = 0
         # BEP 27: a magnet's metadata may turn out private; then the DHT is never used again.
         while not self._private:
