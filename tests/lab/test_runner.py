@@ -158,3 +158,13 @@ def test_cli_bad_scenario_and_cleanup(tmp_path: Path) -> None:
     assert result.output.strip() == "nothing to remove"
     result = runner.invoke(cli, ["lab", "cleanup", "--prefix", "eth"])
     assert result.exit_code == 2
+
+
+def test_agent_warms_http_only_for_commands_that_may_use_it() -> None:
+    from hubswarm.lab.agent import _speaks_http
+
+    magnet = "magnet:?xt=urn:btih:" + "ab" * 20 + "&dn=payload.bin"
+    assert not _speaks_http(["fetch", magnet, "--dht-bootstrap", "10.77.0.1:6881"])
+    assert _speaks_http(["fetch", magnet + "&tr=http%3A%2F%2Fh%2Fannounce"])
+    assert _speaks_http(["fetch", magnet, "--tracker", "http://h/announce"])
+    assert _speaks_http(["fetch", "/tmp/t1.torrent", "--webseed-mode", "always"])

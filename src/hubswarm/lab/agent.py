@@ -53,6 +53,12 @@ async def _get(url: str, out: Path, token: str | None) -> dict[str, object]:
     }
 
 
+def _speaks_http(args: list[str]) -> bool:
+    """Whether a command may contact trackers or web seeds: anything but a bare magnet link."""
+    plain_magnet = any(a.startswith("magnet:") and "tr=" not in a and "ws=" not in a for a in args)
+    return not plain_magnet or any(a in ("--tracker", "--web-seed") for a in args)
+
+
 def _cli(args: list[str]) -> int:
     """``python3 -m hubswarm ARGS`` in this process after ``go``, its libraries imported first.
 
@@ -67,7 +73,11 @@ def _cli(args: list[str]) -> int:
     # before this, i.e. ~1 s of every peer's distribution time on 2 cores. The agent stands
     # in for that program (a process entry point, not library code), so it may load the CLI
     # by name like runpy does.
-    for module in ("hubswarm.hub.client", "hubswarm.swarm.app", "hubswarm.swarm.dht.node"):
+    modules = ["hubswarm.swarm.app", "hubswarm.swarm.dht.node"]
+    if _speaks_http(args):
+        # Trackers and web seeds (the hybrid): the swarm imports these on first use.
+        modules += ["hubswarm.swarm.tracker_client", "hubswarm.swarm.webseed"]
+    for module in modules:
         with contextlib.suppress(ImportError):
             importlib.import_module(module)
     with contextlib.suppress(ImportError):

@@ -15,12 +15,11 @@ from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 from typing import Any
 
-import aiohttp
-
 from hubswarm.errors import ConfigError, RemoteProtocolError
 from hubswarm.limits import HANDSHAKE_TIMEOUT
 from hubswarm.proto import wire
 from hubswarm.proto.metainfo import InfoDict
+from hubswarm.swarm.http import LazyHttp
 from hubswarm.swarm.peer import READ_CHUNK, read_handshake
 from hubswarm.swarm.session import DHTLike, SessionConfig, TorrentSession
 
@@ -44,7 +43,8 @@ class SwarmPeer:
         self.port = 0
         self._server: asyncio.Server | None = None
         self._handlers: dict[asyncio.Task[Any], asyncio.StreamWriter] = {}
-        self.http: aiohttp.ClientSession | None = None
+        # One HTTP client for all torrents' trackers and web seeds, opened on first use.
+        self.http = LazyHttp()
 
     async def __aenter__(self) -> SwarmPeer:
         try:
@@ -56,7 +56,6 @@ class SwarmPeer:
             raise ConfigError(f"cannot listen on {where}: {exc.strerror or exc}") from exc
         self.port = int(self._server.sockets[0].getsockname()[1])
         self.config.listen_port = self.port
-        self.http = aiohttp.ClientSession()
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -75,9 +74,7 @@ class SwarmPeer:
                 async with asyncio.timeout(5):
                     await self._server.wait_closed()
             self._server = None
-        if self.http is not None:
-            await self.http.close()
-            self.http = None
+        await self.http.close()
 
     @contextlib.asynccontextmanager
     async def torrent(

@@ -40,8 +40,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-import aiohttp
-
 from hubswarm import __version__
 from hubswarm.errors import (
     ConfigError,
@@ -80,9 +78,9 @@ from hubswarm.proto.wire_events import (
 from hubswarm.proto.wire_events import (
     Bitfield as BitfieldMsg,
 )
-from hubswarm.swarm import tracker_client, webseed
 from hubswarm.swarm.bitfield import Bitfield
 from hubswarm.swarm.choker import Choker, PeerStats
+from hubswarm.swarm.http import LazyHttp
 from hubswarm.swarm.peer import (
     PeerLink,
     RateMeter,
@@ -210,7 +208,7 @@ class TorrentSession:
         web_seeds: Iterable[str] = (),
         peers: Iterable[tuple[str, int]] = (),
         dht: DHTLike | None = None,
-        http: aiohttp.ClientSession | None = None,
+        http: LazyHttp | None = None,
         events_path: Path | None = None,
         clock: Callable[[], float] = time.monotonic,
         seed_mode: bool = False,
@@ -261,8 +259,9 @@ class TorrentSession:
         self._setup_lock = asyncio.Lock()
         self._upload_cache: dict[int, bytes] = {}
         self._tg: asyncio.TaskGroup | None = None
-        self._http = http
-        self._own_http = False
+        # Trackers and web seeds only: opened (and aiohttp imported) on first use.
+        self._http = http if http is not None else LazyHttp()
+        self._own_http = http is None
         self._wake_dialer = asyncio.Event()
         # Created by _mark_complete when we start complete with config.super_seed (BEP 16).
         self._superseed: SuperSeeder | None = None
@@ -278,9 +277,6 @@ class TorrentSession:
 
     async def __aenter__(self) -> TorrentSession:
         self.stats.started_at = time.time()
-        if self._http is None:
-            self._http = aiohttp.ClientSession()
-            self._own_http = True
         self._tg = asyncio.TaskGroup()
         await self._tg.__aenter__()
         try:
@@ -357,7 +353,7 @@ class TorrentSession:
                 await tg.__aexit__(None, None, None)
         if self.store is not None:
             await self.store.close()
-        if self._own_http and self._http is not None:
+        if self._own_http:
             await self._http.close()
         if self._events_file is not None:
             self._events_file.close()
@@ -693,10 +689,17 @@ class TorrentSession:
                         return
                 elif not st.has[i]:
                     st.has.set(i)
-                    if self.picker is not None:
-                        self.picker.peer_have(i)
+                    picker = self.picker
+                    if picker is not None:
+                        picker.peer_have(i)
                         st.is_seed = st.has.is_complete
-                        self._update_interest(link)
+                        # Haves are most of the messages of a swarm (N=32: ~3,000 per peer for
+                        # 96 pieces): one cannot make an interesting peer more so, nor one we
+                        # already have the piece of; only top up the first one's queue.
+                        if link.conn.am_interested:
+                            self._fill_requests(link)
+                        elif not picker.have[i]:
+                            self._update_interest(link)
                 if self._superseed is not None:
                     self._superseed_on_have(link, i)
             case BitfieldMsg(bitfield=bits):
@@ -1184,13 +1187,16 @@ class TorrentSession:
 
     async def _announce_all(self, event: str | None, *, timeout: float = 10.0) -> float | None:
         """Announce to every tracker; return the smallest interval they asked for."""
-        assert self._http is not None
+        # Imported here: it imports aiohttp (see swarm.http).
+        from hubswarm.swarm import tracker_client
+
+        http = self._http.get()
         intervals: list[float] = []
         for tier in self.trackers:
             for url in tier:
                 try:
                     resp = await tracker_client.announce(
-                        self._http, url, self._announce_request(event), timeout=timeout
+                        http, url, self._announce_request(event), timeout=timeout
                     )
                 except TrackerError as exc:
                     log.info("tracker %s: %s", url, exc)
@@ -1270,7 +1276,10 @@ class TorrentSession:
         await self.metadata_ready.wait()
         key = f"webseed:{worker}:{url}"  # one picker key per worker: releases stay its own
         failures = 0
-        assert self._http is not None
+        # Imported here: it imports aiohttp (see swarm.http).
+        from hubswarm.swarm import webseed
+
+        http = self._http.get()
         while not self.complete.is_set():
             picker, store, info = self.picker, self.store, self.info
             assert picker is not None
@@ -1297,7 +1306,7 @@ class TorrentSession:
                     end = max(r.begin + r.length for r in reqs)
                     offset = index * info.piece_length + start
                     data = await webseed.fetch(
-                        self._http,
+                        http,
                         url,
                         info,
                         store.layout,

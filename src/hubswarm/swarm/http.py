@@ -1,0 +1,44 @@
+"""The swarm's HTTP client (trackers, BEP 19 web seeds), created on first use.
+
+A peer that finds its swarm through the DHT never speaks HTTP, and importing aiohttp costs
+~0.3 CPU-s per process (its connector builds a TLS context at import): ~10 CPU-s for the 33
+peers of a lab run on 2 cores. So the HTTP modules are imported, and the one
+``aiohttp.ClientSession`` a peer shares between its torrents is opened, only when a tracker
+or web seed is first contacted.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import aiohttp
+
+__all__ = ["LazyHttp"]
+
+
+class LazyHttp:
+    """One ``aiohttp.ClientSession``, opened by the first :meth:`get`; :meth:`close` ends it."""
+
+    def __init__(self) -> None:
+        self._session: aiohttp.ClientSession | None = None
+
+    @property
+    def opened(self) -> bool:
+        """True once :meth:`get` opened the session (and until :meth:`close`)."""
+        return self._session is not None
+
+    def get(self) -> aiohttp.ClientSession:
+        """The session, opened now if needed (call from the event loop)."""
+        if self._session is None:
+            # Deferred on purpose: see the module docstring.
+            import aiohttp
+
+            self._session = aiohttp.ClientSession()
+        return self._session
+
+    async def close(self) -> None:
+        """Close the session if it was opened; a later :meth:`get` opens a new one."""
+        session, self._session = self._session, None
+        if session is not None:
+            await session.close()

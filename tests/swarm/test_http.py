@@ -1,0 +1,48 @@
+"""The swarm's lazily opened HTTP client: a DHT-only peer never loads aiohttp."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import aiohttp
+
+from hubswarm.swarm.http import LazyHttp
+
+
+async def test_opened_on_first_use_and_shared() -> None:
+    http = LazyHttp()
+    assert not http.opened
+    first = http.get()
+    assert isinstance(first, aiohttp.ClientSession)
+    assert http.get() is first
+    assert http.opened
+    await http.close()
+    assert first.closed
+    assert not http.opened
+    await http.close()  # idempotent
+    second = http.get()
+    assert second is not first
+    await http.close()
+
+
+def test_peer_modules_do_not_import_aiohttp() -> None:
+    # A fresh interpreter: this test process has aiohttp loaded by other tests already.
+    code = (
+        "import sys\n"
+        "import hubswarm.swarm.app, hubswarm.swarm.client, hubswarm.swarm.session\n"
+        "import hubswarm.swarm.dht.node, hubswarm.cli.swarm\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'aiohttp'))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert done.stdout.strip() == "[]"
+
+
+def test_tracker_client_does_import_it() -> None:
+    code = "import sys, hubswarm.swarm.tracker_client\nprint('aiohttp' in sys.modules)\n"
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert done.stdout.strip() == "True"
