@@ -179,10 +179,10 @@ def test_info_span_errors(doc: bytes) -> None:
         bencode.info_span(doc)
 
 
-def _full_scan_decode(data: bytes) -> tuple[bool, Any]:
+def _full_scan_decode(data: bytes, max_depth: int) -> tuple[bool, Any]:
     """The reference: decode with the token scan forced (what decode did before its fast path)."""
     try:
-        result = bencode.scan(data)
+        result = bencode.scan(data, max_depth=max_depth)
         if result.end != len(data):
             return False, None
         return True, fastbencode.bdecode(data)
@@ -204,11 +204,19 @@ def test_fast_path_accepts_exactly_what_the_scan_accepts(value: Any, data: st.Da
                 doc[i] = byte
             else:
                 del doc[i]
-    expected_ok, expected = _full_scan_decode(bytes(doc))
+    max_depth = data.draw(st.sampled_from([1, 2, 4, BENCODE_MAX_DEPTH]))
+    expected_ok, expected = _full_scan_decode(bytes(doc), max_depth)
     try:
-        got = bencode.decode(bytes(doc))
+        got = bencode.decode(bytes(doc), max_depth=max_depth)
     except BencodeError:
         assert not expected_ok
     else:
         assert expected_ok
         assert got == expected
+
+
+def test_depth_cap_applies_on_the_fast_path() -> None:
+    # Few containers and no long numbers: decode takes its fast path, and still enforces it.
+    assert bencode.decode(b"d1:ali1eee", max_depth=2) == {b"a": [1]}
+    with pytest.raises(BencodeError, match="deeper"):
+        bencode.decode(b"d1:ald1:bi1eeee", max_depth=2)

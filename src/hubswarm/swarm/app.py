@@ -79,7 +79,15 @@ async def _maybe_dht(
         return
     from hubswarm.swarm.dht.node import DHTNode  # the DHT is optional at run time
 
-    async with DHTNode(host=host, port=0, bootstrap=list(bootstrap), state_path=state_file) as node:
+    # The torrent starts once the bootstrap nodes answered; the node's own lookups run on
+    # (they used to delay every lab peer's first connection by several round trips).
+    async with DHTNode(
+        host=host,
+        port=0,
+        bootstrap=list(bootstrap),
+        state_path=state_file,
+        lookups_in_background=True,
+    ) as node:
         yield node
 
 

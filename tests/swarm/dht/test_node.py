@@ -293,3 +293,34 @@ async def test_stale_buckets_refreshed_and_tokens_rotated_by_maintenance() -> No
         await asyncio.sleep(0.8)
         assert b.stats.queries_out > sent  # refresh lookups of the stale buckets
         assert not b.tokens.is_valid(token, "10.0.0.1")  # two rotations later
+
+
+async def test_background_bootstrap_lets_a_lookup_start_at_once() -> None:
+    # Five nodes known to the bootstrap node; a newcomer enters after one round trip (only the
+    # bootstrap node in its table), a get_peers lookup works at once, and the own-id lookup
+    # that runs in the background fills the table.
+    async with DHTNode(host="127.3.8.1", rng=random.Random(1)) as boot:
+        others = [
+            DHTNode(host=f"127.3.8.{10 + i}", bootstrap=[boot.address], rng=random.Random(10 + i))
+            for i in range(5)
+        ]
+        for node in others:
+            await node.__aenter__()
+        try:
+            info_hash = b"\x42" * 20
+            await others[0].announce_peer(info_hash, 6881)
+            async with DHTNode(
+                host="127.3.8.2",
+                bootstrap=[boot.address],
+                rng=random.Random(2),
+                lookups_in_background=True,
+            ) as late:
+                assert late.table.get(boot.node_id) is not None
+                assert ("127.3.8.10", 6881) in await late.get_peers(info_hash)
+                async with asyncio.timeout(10):
+                    while len(late.table) < 6:
+                        await asyncio.sleep(0.05)
+                assert len(late.table) == 6
+        finally:
+            for node in others:
+                await node.__aexit__(None, None, None)

@@ -21,7 +21,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from hubswarm.errors import DHTError, KRPCError
+from hubswarm.errors import DHTError, HubswarmError, KRPCError
 from hubswarm.limits import (
     DHT_ALPHA,
     DHT_AMPLIFICATION_FACTOR,
@@ -129,7 +129,11 @@ class DHTNode:
         refresh_after: float = DHT_BUCKET_REFRESH,
         token_rotate_after: float = DHT_TOKEN_ROTATE,
         auto_bootstrap: bool = True,
+        lookups_in_background: bool = False,
     ) -> None:
+        """``auto_bootstrap``: bootstrap on entering. ``lookups_in_background``: entering
+        waits only for the contacts to answer (one round trip: the table can seed a lookup);
+        the own-id lookup and bucket refreshes run on (a peer starts its torrent at once)."""
         self._rng = rng if rng is not None else random.Random()
         self._clock = clock
         self.host = host
@@ -146,6 +150,7 @@ class DHTNode:
         self.maintenance_interval = maintenance_interval
         self.refresh_after = refresh_after
         self.auto_bootstrap = auto_bootstrap
+        self.lookups_in_background = lookups_in_background
         self.table = RoutingTable(self.node_id, clock(), k=k)
         self.transactions = krpc.TransactionTable(self._rng)
         self.tokens = TokenSecrets(self._rng, token_rotate_after)
@@ -188,7 +193,11 @@ class DHTNode:
             for _ in range(_PING_WORKERS):
                 self._tasks.append(self._tg.create_task(self._ping_worker()))
             if self.auto_bootstrap and (self.bootstrap_addresses or self._saved_contacts):
-                await self.bootstrap()
+                if self.lookups_in_background:
+                    await self._contact_bootstrap_nodes(None)
+                    self._tasks.append(self._tg.create_task(self._background_lookups()))
+                else:
+                    await self.bootstrap()
         except BaseException as exc:
             await self._shutdown(type(exc), exc, exc.__traceback__)
             raise
@@ -503,6 +512,11 @@ class DHTNode:
 
     async def bootstrap(self, addresses: Iterable[Address] | None = None) -> int:
         """Ping the bootstrap addresses, then look up our own id; return the table size."""
+        await self._contact_bootstrap_nodes(addresses)
+        return await self._bootstrap_lookups()
+
+    async def _contact_bootstrap_nodes(self, addresses: Iterable[Address] | None) -> None:
+        """Ping the bootstrap addresses and the saved contacts (they join the table)."""
         targets = list(self.bootstrap_addresses if addresses is None else addresses)
         async with asyncio.TaskGroup() as tg:
             for host, port in targets:
@@ -512,6 +526,15 @@ class DHTNode:
             async with asyncio.TaskGroup() as tg:
                 for node in seeds[: 4 * self.k]:
                     tg.create_task(self.ping(node.address))
+
+    async def _background_lookups(self) -> None:
+        try:
+            await self._bootstrap_lookups()
+        except HubswarmError as exc:  # a failed lookup must not stop the node
+            log.info("DHT bootstrap lookups: %s", exc)
+
+    async def _bootstrap_lookups(self) -> int:
+        """Look up our own id, then refresh the sparse far buckets; return the table size."""
         await self.lookup(self.node_id)
         # Kademlia (section 2.3): a joining node then refreshes the buckets farther away than
         # its closest neighbour; the own-id lookup only ever meets nodes in our own half.
