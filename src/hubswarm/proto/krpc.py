@@ -340,14 +340,17 @@ def encode_message(msg: Message) -> bytes:
     return bencode.encode(out)
 
 
+# KRPC messages are flat: a dict holding a dict holding a list; depth 4 is plenty.
+KRPC_MAX_DEPTH = 4
+
+
 def _top_dict(data: bytes) -> dict[bytes, Any]:
     if not isinstance(data, bytes):
         raise KRPCError("datagram must be bytes")
     if len(data) > DHT_MAX_DATAGRAM:
         raise KRPCError(f"datagram of {len(data)} bytes exceeds {DHT_MAX_DATAGRAM}")
     try:
-        # KRPC messages are flat: a dict holding a dict holding a list; depth 4 is plenty.
-        obj = bencode.decode(data, max_depth=4)
+        obj = bencode.decode(data, max_depth=KRPC_MAX_DEPTH)
     except BencodeError as exc:
         raise KRPCError(f"bad bencode: {exc}") from exc
     if not isinstance(obj, dict):
