@@ -74,6 +74,10 @@ def _names(run_id: str) -> list[str]:
     return netem.leftovers(f"{netem.PREFIX}{run_id}")
 
 
+def _stdout(*argv: str) -> str:
+    return subprocess.run(argv, capture_output=True, text=True, check=True, timeout=30).stdout
+
+
 needs_root = pytest.mark.skipif(
     os.geteuid() != 0 or not netem.netns_available(),
     reason="needs root and ip netns (CI runs as root)",
@@ -90,37 +94,15 @@ def test_namespaces_bridge_shaping_and_cleanup(tmp_path: object) -> None:
         names = _names(run_id)
         assert f"hsw-{run_id}-h0" in names
         assert f"hsw-{run_id}-br" in names
-        qdisc = subprocess.run(
-            ["tc", "-n", f"hsw-{run_id}-h1", "class", "show", "dev", f"hsw-{run_id}-n1"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
+        ns, inner, outer = f"hsw-{run_id}-h1", f"hsw-{run_id}-n1", f"hsw-{run_id}-b1"
+        qdisc = _stdout("tc", "-n", ns, "class", "show", "dev", inner)
         assert "htb" in qdisc
         assert "rate 8Mbit" in qdisc  # 1e6 bytes/s upload
-        root_side = subprocess.run(
-            ["tc", "class", "show", "dev", f"hsw-{run_id}-b1"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-        assert "rate 32Mbit" in root_side  # 4e6 bytes/s download
+        assert "rate 32Mbit" in _stdout("tc", "class", "show", "dev", outer)  # 4e6 B/s download
         # No GSO super-packets: 64 KiB segments overflow a slow link's short queue (a 256 KiB/s
         # link carried 20 KiB/s with them). Both veth ends send one frame at a time.
-        inner = subprocess.run(
-            ["ip", "-n", f"hsw-{run_id}-h1", "-d", "link", "show", f"hsw-{run_id}-n1"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-        outer = subprocess.run(
-            ["ip", "-d", "link", "show", f"hsw-{run_id}-b1"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-        assert "gso_max_size 1514 " in inner
-        assert "gso_max_size 1514 " in outer
+        assert "gso_max_size 1514 " in _stdout("ip", "-n", ns, "-d", "link", "show", inner)
+        assert "gso_max_size 1514 " in _stdout("ip", "-d", "link", "show", outer)
         folder = tmp_path
         (folder / "blob").write_bytes(b"x" * 200_000)  # type: ignore[operator]
         server = subprocess.Popen(
