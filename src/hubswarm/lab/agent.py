@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import re
 import runpy
@@ -84,8 +85,7 @@ def _cli(args: list[str]) -> int:
         cli = importlib.import_module("hubswarm.cli")
         if args:
             cli.cli.get_command(cli.click.Context(cli.cli), args[0])
-    import gc
-
+    # What the imports built lives as long as the process: out of the collector's way.
     gc.collect()
     gc.freeze()
     print("ready", flush=True)
