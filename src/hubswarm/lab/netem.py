@@ -330,60 +330,18 @@ class NetnsNetwork:
 
     @staticmethod
     def _shape(where: list[str], dev: str, rate: float) -> None:
-        _run(
-            [
-                "tc",
-                *where,
-                "qdisc",
-                "add",
-                "dev",
-                dev,
-                "root",
-                "handle",
-                "1:",
-                "htb",
-                "default",
-                "1",
-            ]
-        )
-        _run(
-            [
-                "tc",
-                *where,
-                "class",
-                "add",
-                "dev",
-                dev,
-                "parent",
-                "1:",
-                "classid",
-                "1:1",
-                "htb",
-                "rate",
-                _bits(rate),
-                "ceil",
-                _bits(rate),
-            ]
-        )
+        def tc(*args: str) -> None:
+            _run(["tc", *where, *args])
+
+        bits = _bits(rate)
+        tc("qdisc", "add", "dev", dev, "root", "handle", "1:", "htb", "default", "1")
+        htb = ("htb", "rate", bits, "ceil", bits)
+        tc("class", "add", "dev", dev, "parent", "1:", "classid", "1:1", *htb)
         # The default leaf queue is txqueuelen (1000) packets: ~1.5 MB, over a second of
         # queueing at these rates, which turns every request/response into a second-long
         # round trip (bufferbloat). Cap it at about _QUEUE_SECONDS of the link's rate.
         limit = max(_QUEUE_MIN_BYTES, round(rate * _QUEUE_SECONDS))
-        _run(
-            [
-                "tc",
-                *where,
-                "qdisc",
-                "add",
-                "dev",
-                dev,
-                "parent",
-                "1:1",
-                "bfifo",
-                "limit",
-                str(limit),
-            ]
-        )
+        tc("qdisc", "add", "dev", dev, "parent", "1:1", "bfifo", "limit", str(limit))
 
     def close(self) -> None:
         """Kill what runs in our namespaces, delete them and our links. Idempotent."""

@@ -21,7 +21,7 @@ import re
 import shutil
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -202,6 +202,36 @@ class SwarmRunnerStub:
 
 
 # --- client-server -----------------------------------------------------------------------------
+
+
+def _kill_clients(
+    running: Mapping[int, asyncio.subprocess.Process], killed: set[int], count: int
+) -> list[int]:
+    """SIGKILL the first ``count`` running clients (by index); record them in ``killed``."""
+    victims = sorted(running)[:count]
+    for i in victims:
+        killed.add(i)
+        with contextlib.suppress(ProcessLookupError):
+            running[i].kill()
+    return victims
+
+
+async def _run_clients(
+    n: int,
+    one: Callable[[int], Coroutine[object, object, None]],
+    fault_tasks: Sequence[asyncio.Task[None]],
+    stop: asyncio.Event,
+) -> hostload.CpuSample | None:
+    """Run ``one(i)`` for clients 1..n to their end, then cancel the pending faults and
+    stop the pollers; returns the host's CPU counters read as the last client ended."""
+    async with asyncio.TaskGroup() as group:
+        for i in range(1, n + 1):
+            group.create_task(one(i))
+    cpu_end = hostload.sample()
+    for task in fault_tasks:
+        task.cancel()
+    stop.set()
+    return cpu_end
 
 
 def make_payload(path: Path, size: int, seed: int) -> str:
@@ -473,11 +503,7 @@ class ClientServerRunner:
                     replicas.append(ReplicaSample(time.monotonic() - t0, (0,) * pieces))
                     faults.append(FaultEvent(at, kind, f"SIGKILL hub pid {hub.proc.pid}"))
                 elif kind == "kill_peers":
-                    victims = sorted(running)[:count]
-                    for i in victims:
-                        killed.add(i)
-                        with contextlib.suppress(ProcessLookupError):
-                            running[i].kill()
+                    victims = _kill_clients(running, killed, count)
                     faults.append(FaultEvent(at, kind, f"killed clients {victims}"))
                 elif kind == "revoked_token":
                     faults.append(FaultEvent(at, kind, "revoked token probed: see security"))
@@ -486,13 +512,7 @@ class ClientServerRunner:
 
             stats_task = tg.create_task(poll_stats())
             fault_tasks = [tg.create_task(fault(f.kind, f.at, f.count)) for f in scenario.faults]
-            async with asyncio.TaskGroup() as clients:
-                for i in range(1, plan.n + 1):
-                    clients.create_task(client(i))
-            cpu_end = hostload.sample()
-            for task in fault_tasks:
-                task.cancel()
-            stop.set()
+            cpu_end = await _run_clients(plan.n, client, fault_tasks, stop)
             await stats_task
             if hub.proc.returncode is None:
                 value = await self._stats(procs, network, hub.port)
@@ -1031,11 +1051,7 @@ class SwarmRunner:
                         FaultEvent(at, kind, f"SIGKILL {infra.what}; the seed peer on host 0 lives")
                     )
                 elif kind == "kill_peers":
-                    victims = sorted(running)[:count]
-                    for i in victims:
-                        killed.add(i)
-                        with contextlib.suppress(ProcessLookupError):
-                            running[i].kill()
+                    victims = _kill_clients(running, killed, count)
                     faults.append(FaultEvent(at, kind, f"killed peers {victims}"))
                 elif kind == "corrupt_peer":
                     pass  # recorded after the run, with what the honest peers saw
@@ -1044,13 +1060,7 @@ class SwarmRunner:
 
             seed_task = tg.create_task(poll_seed())
             fault_tasks = [tg.create_task(fault(f.kind, f.at, f.count)) for f in scenario.faults]
-            async with asyncio.TaskGroup() as peers:
-                for i in range(1, plan.n + 1):
-                    peers.create_task(peer(i))
-            cpu_end = hostload.sample()
-            for task in fault_tasks:
-                task.cancel()
-            stop.set()
+            cpu_end = await _run_clients(plan.n, peer, fault_tasks, stop)
             await seed_task
             if seed.returncode is None:
                 await sample_seed()  # last reading, before the outsider joins
