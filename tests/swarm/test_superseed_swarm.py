@@ -31,7 +31,13 @@ SIZE = 4 * MIB
 
 
 async def flash_crowd(
-    tmp_path: Path, *, super_seed: bool, leeches: int = 4, seed_rate: float = 2e6
+    tmp_path: Path,
+    *,
+    super_seed: bool,
+    leeches: int = 4,
+    seed_rate: float = 2e6,
+    seed_slots: int = 4,
+    leech_rate: float | None = None,
 ) -> tuple[TorrentSession, list[TorrentSession]]:
     """One seed (``seed_rate`` bytes/s) and ``leeches`` leeches that dial it and each other;
     returns the sessions (stopped) once every leech verified every piece."""
@@ -40,13 +46,18 @@ async def flash_crowd(
     mi, _ = make_torrent(src, 64 * KIB)
     async with AsyncExitStack() as stack:
         seed_peer = await stack.enter_async_context(
-            SwarmPeer(fast_config(upload_rate=seed_rate, super_seed=super_seed), host=LOCAL)
+            SwarmPeer(
+                fast_config(upload_rate=seed_rate, super_seed=super_seed, unchoke_slots=seed_slots),
+                host=LOCAL,
+            )
         )
         seeding = await stack.enter_async_context(
             seed_peer.torrent(mi.info_hash, src.parent, info=mi.info, seed_mode=True)
         )
         peers = [
-            await stack.enter_async_context(SwarmPeer(fast_config(), host=LOCAL))
+            await stack.enter_async_context(
+                SwarmPeer(fast_config(upload_rate=leech_rate), host=LOCAL)
+            )
             for _ in range(leeches)
         ]
         sessions = []
@@ -69,6 +80,22 @@ async def test_super_seed_sends_about_one_copy(tmp_path: Path) -> None:
     assert seeding.stats.uploaded <= 1.1 * SIZE, seeding.stats.uploaded / SIZE
     assert seeding.stats.uploaded >= SIZE * 0.9  # the seed, not magic, made the first copy
     assert sum(s.stats.uploaded for s in leeches) >= 2 * SIZE  # the leeches made the rest
+
+
+async def test_super_seed_with_more_peers_than_slots_sends_each_piece_once(
+    tmp_path: Path,
+) -> None:
+    # Eight leeches uploading no faster than the seed, which has two upload slots: most
+    # offers wait at choked peers and pieces spread at the pace of the lab's links. The
+    # seed serves the peers holding unfetched offers first and never offers a piece a peer
+    # already has, so until every piece is out it sends each about once (the lab, before
+    # this policy: 1.25-1.6 F).
+    seeding, _ = await flash_crowd(
+        tmp_path, super_seed=True, leeches=8, seed_slots=1, leech_rate=2e6
+    )
+    handed_over_at = seeding.stats.uploaded_at_superseed_done
+    assert handed_over_at is not None
+    assert handed_over_at <= 1.05 * SIZE, handed_over_at / SIZE
 
 
 async def test_leeches_trade_pieces_with_peers_that_opened_with_have_none(
