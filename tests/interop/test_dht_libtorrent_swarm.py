@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import random
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import libtorrent as lt
@@ -106,7 +107,10 @@ class AnnounceOnly:
     async def get_peers(self, info_hash: bytes) -> list[tuple[str, int]]:
         return []
 
-    async def announce_peer(self, info_hash: bytes, port: int) -> int:
+    async def get_peers_and_announce(
+        self, info_hash: bytes, port: int, found: Callable[[list[tuple[str, int]]], None]
+    ) -> int:
+        found([])
         accepted = await self.node.announce_peer(info_hash, port)
         self.announced += accepted
         return accepted

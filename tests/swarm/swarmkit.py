@@ -142,3 +142,23 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind((LOCAL, 0))
         return int(s.getsockname()[1])
+
+
+class FakeDHT:
+    """A DHT stand-in (the session's ``DHTLike``): answers with fixed peers and records what
+    it was asked: ``get_peers`` for each lookup, ``announce_peer`` for each announce."""
+
+    def __init__(self, peers: list[tuple[str, int]]) -> None:
+        self.peers = peers
+        self.calls: list[str] = []
+
+    async def get_peers(self, info_hash: bytes) -> list[tuple[str, int]]:
+        self.calls.append("get_peers")
+        return list(self.peers)
+
+    async def get_peers_and_announce(
+        self, info_hash: bytes, port: int, found: Callable[[list[tuple[str, int]]], None]
+    ) -> int:
+        found(await self.get_peers(info_hash))  # one lookup, then its announce
+        self.calls.append("announce_peer")
+        return 1

@@ -28,7 +28,16 @@ from hubswarm.swarm.client import SwarmPeer
 from hubswarm.swarm.dht.node import DHTNode
 from hubswarm.swarm.session import TorrentSession
 
-from .swarmkit import KIB, MIB, fast_config, free_port, make_file, make_torrent, share_process
+from .swarmkit import (
+    KIB,
+    MIB,
+    FakeDHT,
+    fast_config,
+    free_port,
+    make_file,
+    make_torrent,
+    share_process,
+)
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -100,27 +109,11 @@ async def test_one_seed_five_leeches_meet_through_the_dht_only(tmp_path: Path) -
     print(f"1 seed + {LEECHES} leeches over the DHT: {took:.1f} s")
 
 
-class RecordingDHT:
-    """A DHT stand-in that records every call and answers with fixed peers."""
-
-    def __init__(self, peers: list[tuple[str, int]]) -> None:
-        self.peers = peers
-        self.calls: list[str] = []
-
-    async def get_peers(self, info_hash: bytes) -> list[tuple[str, int]]:
-        self.calls.append("get_peers")
-        return list(self.peers)
-
-    async def announce_peer(self, info_hash: bytes, port: int) -> Any:
-        self.calls.append("announce_peer")
-        return 1
-
-
 async def test_private_torrent_never_touches_the_dht(tmp_path: Path) -> None:
     data = make_file(tmp_path / "seed" / "p.bin", 512 * KIB, seed=3)
     mi, _ = make_torrent(tmp_path / "seed" / "p.bin", 64 * KIB, private=True)
     assert mi.info.private
-    seed_dht, leech_dht = RecordingDHT([]), RecordingDHT([])
+    seed_dht, leech_dht = FakeDHT([]), FakeDHT([])
     async with (
         SwarmPeer(fast_config(use_dht=True), host=ip(1, 1), dht=seed_dht) as seed,
         seed.torrent(mi.info_hash, tmp_path / "seed", info=mi.info),
@@ -139,7 +132,7 @@ async def test_private_torrent_never_touches_the_dht(tmp_path: Path) -> None:
 async def test_public_torrent_queries_at_once_and_retries_fast(tmp_path: Path) -> None:
     make_file(tmp_path / "seed" / "q.bin", 100 * KIB, seed=4)
     mi, _ = make_torrent(tmp_path / "seed" / "q.bin", 64 * KIB)
-    dht = RecordingDHT([])
+    dht = FakeDHT([])
     async with (
         SwarmPeer(fast_config(use_dht=True), host=ip(1, 3), dht=dht) as peer,
         peer.torrent(mi.info_hash, tmp_path / "seed", info=mi.info),
@@ -158,7 +151,7 @@ async def test_magnet_of_private_torrent_stops_using_the_dht(tmp_path: Path) -> 
         SwarmPeer(fast_config(), host=ip(1, 4)) as seed,
         seed.torrent(mi.info_hash, tmp_path / "seed", info=mi.info),
     ):
-        dht = RecordingDHT([(ip(1, 4), seed.port)])
+        dht = FakeDHT([(ip(1, 4), seed.port)])
         async with (
             SwarmPeer(fast_config(use_dht=True), host=ip(1, 5), dht=dht) as leech,
             leech.torrent(mi.info_hash, tmp_path / "leech") as session,

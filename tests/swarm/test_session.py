@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -18,6 +17,7 @@ from hubswarm.swarm.session import TorrentSession
 from .swarmkit import (
     KIB,
     MIB,
+    FakeDHT,
     fast_config,
     make_file,
     make_torrent,
@@ -130,21 +130,6 @@ async def test_resume_fetches_only_missing_pieces(tmp_path: Path) -> None:
     assert fetched < size
     assert fetched <= size - had * mi.info.piece_length + mi.info.piece_length
     assert (tmp_path / "leech" / "r.bin").read_bytes() == data
-
-
-class FakeDHT:
-    """Records what the session asks of a DHT node."""
-
-    def __init__(self, peers: list[tuple[str, int]]) -> None:
-        self.peers = peers
-        self.calls: list[str] = []
-
-    async def get_peers(self, info_hash: bytes) -> list[tuple[str, int]]:
-        self.calls.append("get_peers")
-        return list(self.peers)
-
-    async def announce_peer(self, info_hash: bytes, port: int) -> Any:
-        self.calls.append("announce_peer")
 
 
 @pytest.mark.parametrize("private", [False, True])

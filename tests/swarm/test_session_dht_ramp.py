@@ -4,32 +4,15 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from hubswarm.swarm.client import SwarmPeer
 from hubswarm.swarm.session import DHT_RAMP_FIRST
 
-from .swarmkit import KIB, fast_config, make_file, make_torrent, wait_until
+from .swarmkit import KIB, FakeDHT, fast_config, make_file, make_torrent, wait_until
 
 pytestmark = pytest.mark.timeout(30)
-
-
-class SeedDHT:
-    """A DHT stand-in that records calls and always answers with one fixed peer."""
-
-    def __init__(self, peer: tuple[str, int]) -> None:
-        self.peer = peer
-        self.calls: list[str] = []
-
-    async def get_peers(self, info_hash: bytes) -> list[tuple[str, int]]:
-        self.calls.append("get_peers")
-        return [self.peer]
-
-    async def announce_peer(self, info_hash: bytes, port: int) -> Any:
-        self.calls.append("announce_peer")
-        return 1
 
 
 async def test_connected_peer_looks_again_soon_then_backs_off_to_the_interval(
@@ -44,7 +27,7 @@ async def test_connected_peer_looks_again_soon_then_backs_off_to_the_interval(
         SwarmPeer(fast_config(upload_rate=64 * KIB), host="127.0.0.1") as seed,
         seed.torrent(mi.info_hash, tmp_path / "seed", info=mi.info),
     ):
-        dht = SeedDHT(("127.0.0.1", seed.port))
+        dht = FakeDHT([("127.0.0.1", seed.port)])
         async with (
             SwarmPeer(fast_config(use_dht=True), host="127.0.0.1", dht=dht) as leech,
             leech.torrent(mi.info_hash, tmp_path / "leech", info=mi.info) as session,

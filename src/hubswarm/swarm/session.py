@@ -133,7 +133,9 @@ class DHTLike(Protocol):
 
     async def get_peers(self, info_hash: bytes) -> list[tuple[str, int]]: ...
 
-    async def announce_peer(self, info_hash: bytes, port: int) -> Any: ...
+    async def get_peers_and_announce(
+        self, info_hash: bytes, port: int, found: Callable[[list[tuple[str, int]]], None]
+    ) -> Any: ...
 
 
 @dataclass(slots=True)
@@ -1282,12 +1284,9 @@ class TorrentSession:
         misses = hits = 0
         # BEP 27: a magnet's metadata may turn out private; then the DHT is never used again.
         while not self._private:
-            # The announce runs beside the lookup, not after it (each is a lookup of its
-            # own): in a flash crowd others find us one lookup sooner.
-            async with asyncio.TaskGroup() as tg:
-                tg.create_task(self._dht_get_peers())
-                if self.listen_port and not self._private:
-                    tg.create_task(self._dht_announce())
+            # One lookup both finds peers and collects the tokens to announce with (two
+            # lookups were ~20 % of a lab peer's CPU, N = 8: 1,170 KRPC packets in 2.5 s).
+            await self._dht_get_peers()
             if self.links:
                 misses, wait = 0, min(steady, DHT_RAMP_FIRST * 2**hits)
                 hits = min(hits + 1, 16)
@@ -1297,17 +1296,18 @@ class TorrentSession:
             await asyncio.sleep(wait)
 
     async def _dht_get_peers(self) -> None:
+        """One DHT lookup for peers; then announce our port with its tokens (BEP 5)."""
         assert self.dht is not None
-        try:
-            for address in await self.dht.get_peers(self.info_hash):
-                self.add_peer(address)
-        except HubswarmError as exc:
-            log.info("DHT: %s", exc)
 
-    async def _dht_announce(self) -> None:
-        assert self.dht is not None
+        def found(addresses: list[tuple[str, int]]) -> None:
+            for address in addresses:
+                self.add_peer(address)  # dialled now, not after the announce's replies
+
         try:
-            await self.dht.announce_peer(self.info_hash, self.listen_port)
+            if self.listen_port and not self._private:
+                await self.dht.get_peers_and_announce(self.info_hash, self.listen_port, found)
+            else:
+                found(await self.dht.get_peers(self.info_hash))
         except HubswarmError as exc:
             log.info("DHT: %s", exc)
 

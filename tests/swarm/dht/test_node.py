@@ -324,3 +324,35 @@ async def test_background_bootstrap_lets_a_lookup_start_at_once() -> None:
         finally:
             for node in others:
                 await node.__aexit__(None, None, None)
+
+
+async def test_one_lookup_finds_peers_and_announces() -> None:
+    # Five nodes; one announced a torrent. A sixth finds that peer and announces itself on
+    # the same lookup: the peers reach ``found`` before the announce, and a node that only
+    # looks afterwards sees both. One lookup's queries, not two lookups'.
+    async with DHTNode(host="127.3.9.1", rng=random.Random(1)) as boot:
+        others = [
+            DHTNode(host=f"127.3.9.{10 + i}", bootstrap=[boot.address], rng=random.Random(10 + i))
+            for i in range(5)
+        ]
+        for node in others:
+            await node.__aenter__()
+        try:
+            info_hash = b"\x17" * 20
+            await others[0].announce_peer(info_hash, 6881)
+            seen: list[list[tuple[str, int]]] = []
+            sent = others[1].stats.queries_out
+            accepted = await others[1].get_peers_and_announce(info_hash, 7000, seen.append)
+            combined = others[1].stats.queries_out - sent
+            assert seen == [[("127.3.9.10", 6881)]]
+            assert accepted >= 1
+            found = await others[2].get_peers(info_hash)
+            assert {("127.3.9.10", 6881), ("127.3.9.11", 7000)} <= set(found)
+            # The same pair as two calls: two lookups before the announce's queries.
+            sent = others[3].stats.queries_out
+            await others[3].get_peers(info_hash)
+            await others[3].announce_peer(info_hash, 7001)
+            assert combined < others[3].stats.queries_out - sent
+        finally:
+            for node in others:
+                await node.__aexit__(None, None, None)

@@ -552,11 +552,7 @@ class DHTNode:
 
     async def get_peers(self, info_hash: bytes) -> list[Address]:
         """Peers announced for ``info_hash`` anywhere on the DHT (plus our own store)."""
-        result = await self.lookup(info_hash, get_peers=True)
-        found = dict.fromkeys(result.peers)
-        for peer in self.peers.get(info_hash, self._clock(), DHT_MAX_PEERS_REPLY, self._rng):
-            found.setdefault(peer)
-        return list(found)
+        return self._peers_found(info_hash, await self.lookup(info_hash, get_peers=True))
 
     async def announce_peer(self, info_hash: bytes, port: int, implied_port: bool = False) -> int:
         """Announce that a peer of ours serves ``info_hash`` on TCP ``port`` to the k closest.
@@ -564,6 +560,30 @@ class DHTNode:
         Returns how many nodes accepted the announce.
         """
         result = await self.lookup(info_hash, get_peers=True)
+        return await self._announce_to(result, info_hash, port, implied_port)
+
+    async def get_peers_and_announce(
+        self, info_hash: bytes, port: int, found: Callable[[list[Address]], None]
+    ) -> int:
+        """``get_peers`` then ``announce_peer`` on one lookup, as libtorrent's announce does:
+        the lookup that collects the closest nodes' tokens also collects their peers.
+
+        ``found`` gets the peers as soon as the lookup ends (before the announce's replies).
+        Returns how many nodes accepted the announce.
+        """
+        result = await self.lookup(info_hash, get_peers=True)
+        found(self._peers_found(info_hash, result))
+        return await self._announce_to(result, info_hash, port, False)
+
+    def _peers_found(self, info_hash: bytes, result: LookupResult) -> list[Address]:
+        found = dict.fromkeys(result.peers)
+        for peer in self.peers.get(info_hash, self._clock(), DHT_MAX_PEERS_REPLY, self._rng):
+            found.setdefault(peer)
+        return list(found)
+
+    async def _announce_to(
+        self, result: LookupResult, info_hash: bytes, port: int, implied_port: bool
+    ) -> int:
         async with asyncio.TaskGroup() as tg:
             tasks = [
                 tg.create_task(
