@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from hubswarm.cli import cli
 from hubswarm.errors import LabError
@@ -15,6 +18,8 @@ from hubswarm.lab.metrics import summarize
 from hubswarm.lab.runner import (
     ClientServerRunner,
     SwarmRunnerStub,
+    _EventTail,
+    _read_events,
     make_runner,
     quick_plan,
     resolve_emulation,
@@ -168,3 +173,49 @@ def test_agent_warms_http_only_for_commands_that_may_use_it() -> None:
     assert _speaks_http(["fetch", magnet + "&tr=http%3A%2F%2Fh%2Fannounce"])
     assert _speaks_http(["fetch", magnet, "--tracker", "http://h/announce"])
     assert _speaks_http(["fetch", "/tmp/t1.torrent", "--webseed-mode", "always"])
+
+
+def test_event_tail_reads_each_line_once_and_waits_for_a_torn_one(tmp_path: Path) -> None:
+    log = tmp_path / "c1.events"
+    tail = _EventTail(log)
+    assert tail.read_new() == []  # not created yet
+    log.write_bytes(b'{"event": "metadata"}\n{"event": "pie')
+    assert tail.read_new() == [{"event": "metadata"}]
+    with log.open("ab") as f:
+        f.write(b'ce", "index": 3}\nnot json\n[1]\n\xff\n')
+    # The torn line, completed; garbage, a non-object and bad UTF-8 are skipped.
+    assert tail.read_new() == [{"event": "piece", "index": 3}]
+    assert tail.read_new() == []
+    with log.open("ab") as f:
+        f.write(b'{"event": "complete", "t": 1.5}\n')
+    assert tail.read_new() == [{"event": "complete", "t": 1.5}]
+    # What the whole-file reader makes of the same log.
+    assert _read_events(log) == [
+        {"event": "metadata"},
+        {"event": "piece", "index": 3},
+        {"event": "complete", "t": 1.5},
+    ]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    records=st.lists(
+        st.dictionaries(st.text(max_size=5), st.integers() | st.text(max_size=5), max_size=3),
+        max_size=8,
+    ),
+    cuts=st.lists(st.integers(0, 400), max_size=5),
+)
+def test_event_tail_matches_whole_reads_however_the_writes_are_cut(
+    tmp_path_factory: pytest.TempPathFactory, records: list[dict[str, object]], cuts: list[int]
+) -> None:
+    log = tmp_path_factory.mktemp("tail") / "c.events"
+    data = b"".join(json.dumps(r).encode() + b"\n" for r in records)
+    tail = _EventTail(log)
+    seen: list[dict[str, object]] = []
+    done = 0
+    for cut in [*sorted({min(c, len(data)) for c in cuts}), len(data)]:
+        with log.open("ab") as f:
+            f.write(data[done:cut])
+        done = max(done, cut)
+        seen += tail.read_new()
+    assert seen == records == _read_events(log)
