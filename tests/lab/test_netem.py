@@ -110,6 +110,7 @@ def test_namespaces_bridge_shaping_and_cleanup(tmp_path: object) -> None:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
+        sent_before = asyncio.run(net.tx_bytes(0))
         try:
             got = b""
             deadline = time.monotonic() + 30
@@ -124,6 +125,14 @@ def test_namespaces_bridge_shaping_and_cleanup(tmp_path: object) -> None:
                     break
                 time.sleep(0.2)
             assert got == b"x" * 200_000
+            # Host 0 sent the blob (plus headers); host 1 only its request and ACKs.
+            sent = asyncio.run(net.tx_bytes(0))
+            assert sent_before is not None
+            assert sent is not None
+            assert 200_000 < sent - sent_before < 260_000
+            received = asyncio.run(net.tx_bytes(1))
+            assert received is not None
+            assert received < 50_000
         finally:
             server.kill()
             server.wait(timeout=10)

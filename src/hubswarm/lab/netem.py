@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
-import json
 import math
 import os
 import secrets
@@ -31,6 +30,7 @@ import subprocess
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Protocol
 
@@ -400,16 +400,15 @@ class NetnsNetwork:
         await asyncio.to_thread(_run, argv, check=False)
 
     async def tx_bytes(self, host: int) -> int | None:
-        """The TX byte counter of the host's own veth end (IP packets, headers included)."""
-        ns = self.hosts[host].namespace
-        assert ns is not None
-        argv = ["ip", "-n", ns, "-s", "-j", "link", "show", "dev", self._veth(host, "n")]
-        done = await asyncio.to_thread(_run, argv, check=False)
+        """Bytes that left ``host`` on the wire (IP packets, headers included): what the
+        bridge end of its veth pair received, read from sysfs in our own namespace (an
+        ``ip -n ... -s link`` process per sample cost ~8 ms of CPU, five times a second, on
+        the cores the measured peers share)."""
+        stats = Path("/sys/class/net") / self._veth(host, "b") / "statistics" / "rx_bytes"
         try:
-            value = json.loads(done.stdout)[0]["stats64"]["tx"]["bytes"]
-        except (ValueError, LookupError, TypeError):
+            return int(stats.read_text())
+        except (OSError, ValueError):
             return None
-        return value if isinstance(value, int) else None
 
 
 @dataclass(frozen=True, slots=True)
