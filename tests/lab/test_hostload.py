@@ -70,7 +70,7 @@ def test_sample_this_host(tmp_path: Path) -> None:
 def test_report_flags_cpu_bound_runs(tmp_path: Path) -> None:
     runs = [
         dataclasses.replace(p2p_run(2), host_cpu_busy=0.35),
-        dataclasses.replace(p2p_run(4), host_cpu_busy=0.97),
+        dataclasses.replace(p2p_run(4), host_cpu_busy=0.97, first_copy_at=0.3),
     ]
     now = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
     report = write_report(runs, tmp_path, now=now)
@@ -79,3 +79,9 @@ def test_report_flags_cpu_bound_runs(tmp_path: Path) -> None:
     assert "97% ⚠ CPU-bound" in md
     assert "CPU-bound (host cores >= 90% busy): sweep N=4 p2p." in md
     assert "sweep N=2 p2p" not in md.split("CPU-bound (host cores")[1].split("\n")[0]
+    # When every piece was out of the seed, beside F / u_s (p2p_run: 1 MiB at 4 MiB/s);
+    # "-" for the run that did not record it.
+    assert "| 0.30 s (1.20× F/u_s) |" in md
+    assert md.count("every piece out") == 1
+    n2_row = next(line for line in md.splitlines() if line.startswith("| sweep | p2p | 2 |"))
+    assert "F/u_s" not in n2_row

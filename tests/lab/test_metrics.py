@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from hubswarm.lab.metrics import (
     ClientRecord,
     RunResult,
+    first_copy_time,
     jain_index,
     percentile,
     summarize,
@@ -96,3 +97,33 @@ def test_incomplete_client_properties() -> None:
     assert c.duration is None
     assert ClientRecord(1, 1.0, 3.5, 10, 10, verified=True).duration == 2.5
     assert not math.isnan(summarize(cs_run(2)).bound_cs)
+
+
+def test_first_copy_time_is_the_last_first_arrival() -> None:
+    have = {1: [(0.4, 0), (0.9, 2)], 2: [(0.3, 1), (0.5, 0)], 3: [(1.2, 2), (0.2, 2)]}
+    # Piece 0 first at 0.4, piece 1 at 0.3, piece 2 at 0.2 (client 3's log is unordered).
+    assert first_copy_time(3, have) == 0.4
+    assert first_copy_time(4, have) is None  # piece 3 never reached a client
+    assert first_copy_time(3, {}) is None
+    assert first_copy_time(0, {1: []}) is None
+    assert first_copy_time(2, {1: [(0.1, 0), (0.2, 1), (9.0, 7), (5.0, -1)]}) == 0.2
+
+
+@given(
+    st.integers(1, 6),
+    st.dictionaries(
+        st.integers(1, 5),
+        st.lists(st.tuples(st.floats(0, 100), st.integers(-1, 7)), max_size=12),
+        max_size=5,
+    ),
+)
+def test_first_copy_time_property(pieces: int, have: dict[int, list[tuple[float, int]]]) -> None:
+    got = first_copy_time(pieces, have)
+    firsts = [
+        min((t for events in have.values() for t, i in events if i == k), default=None)
+        for k in range(pieces)
+    ]
+    if any(f is None for f in firsts):
+        assert got is None
+    else:
+        assert got == max(f for f in firsts if f is not None)

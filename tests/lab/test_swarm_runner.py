@@ -75,6 +75,12 @@ async def test_small_swarm_on_loopback(tmp_path: Path, runner: type[SwarmRunner]
     assert not m.below_bound, (m.all_complete_time, m.bound_p2p)
     # Everyone stays seeding: at the end each piece lives on the seed and all 3 peers.
     assert result.replicas[-1].counts == (4,) * 32
+    # Every piece was on a peer about when one copy through the seed's link allows (less a
+    # rate limiter's burst; the hybrid's web seed shares the link), not after the end.
+    assert result.first_copy_at is not None
+    assert m.all_complete_time is not None
+    one_copy = result.file_size / result.server_upload
+    assert 0.5 * one_copy < result.first_copy_at <= m.all_complete_time
     (outsider,) = result.security
     assert outsider.bytes_obtained == MIB  # the magnet link is the only key
 

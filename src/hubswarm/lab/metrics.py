@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -109,6 +109,8 @@ class RunResult:
     notes: tuple[str, ...] = ()
     # Fraction of the host's cores busy from t=0 to the end of the run (lab.hostload).
     host_cpu_busy: float | None = None
+    # Swarms: when every piece was on some client (the seed's first copy was out).
+    first_copy_at: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict of the raw data (runs.json)."""
@@ -170,6 +172,21 @@ class RunMetrics:
     min_replicas_end: int | None
     unauthorized_bytes: int | None
     notes: tuple[str, ...] = field(default=())
+
+
+def first_copy_time(pieces: int, have: Mapping[int, Sequence[tuple[float, int]]]) -> float | None:
+    """When every piece had reached some client: the latest of the pieces' first arrivals.
+
+    ``have[i]`` lists client i's (t, piece index) completions. With u_s = u_i a swarm's bound
+    is F / u_s, the time the seed needs to send one copy; the distribution time beyond this
+    one is the swarm's own (the last pieces spreading). None if a piece never arrived.
+    """
+    first: dict[int, float] = {}
+    for events in have.values():
+        for t, index in events:
+            if 0 <= index < pieces and (index not in first or t < first[index]):
+                first[index] = t
+    return max(first.values()) if pieces > 0 and len(first) == pieces else None
 
 
 def percentile(values: Sequence[float], q: float) -> float:

@@ -550,6 +550,10 @@ def _run_rows(results: Sequence[RunResult]) -> list[list[str]]:
         cpu = "-" if busy is None else f"{100 * busy:.0f}%"
         if busy is not None and busy >= CPU_BOUND:
             cpu += " ⚠ CPU-bound"
+        first = r.first_copy_at
+        # One copy through the server's link, F / u_s: what the seed alone needs to send.
+        one_copy = r.file_size / r.server_upload
+        first_copy = "-" if first is None else f"{first:.2f} s ({first / one_copy:.2f}× F/u_s)"
         rows.append(
             [
                 r.scenario,
@@ -560,6 +564,7 @@ def _run_rows(results: Sequence[RunResult]) -> list[list[str]]:
                 f"{m.bound_cs:.2f} s",
                 f"{m.bound_p2p:.2f} s",
                 ratio,
+                first_copy,
                 "-" if m.server_bytes_sent is None else _mib(m.server_bytes_sent),
                 _pct(m.server_utilization),
                 "-" if m.jain is None else f"{m.jain:.3f}",
@@ -580,6 +585,7 @@ _RUN_HEAD = [
     "D_cs",
     "D_p2p",
     "T/own bound",
+    "every piece out",
     "server bytes",
     "server util.",
     "Jain",

@@ -37,6 +37,7 @@ from hubswarm.lab.metrics import (
     RunFailure,
     RunResult,
     SecurityProbe,
+    first_copy_time,
 )
 from hubswarm.lab.netem import AppNetwork, NetnsNetwork, Network
 from hubswarm.lab.scenario import RunPlan, Scenario
@@ -1153,6 +1154,7 @@ class SwarmRunner:
             server_bytes_sent=server_bytes,
             faults=tuple(faults),
             replicas=replicas,
+            first_copy_at=first_copy_time(pieces, have),
             security=security,
             emulation=network.mode,
             pieces=pieces,
