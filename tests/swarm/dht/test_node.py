@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import random
 import statistics
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -295,64 +297,58 @@ async def test_stale_buckets_refreshed_and_tokens_rotated_by_maintenance() -> No
         assert not b.tokens.is_valid(token, "10.0.0.1")  # two rotations later
 
 
+@contextlib.asynccontextmanager
+async def five_nodes(net: str) -> AsyncIterator[tuple[DHTNode, list[DHTNode]]]:
+    """A bootstrap node at ``net``.1 and five nodes at ``net``.10-14 that joined through it."""
+    async with contextlib.AsyncExitStack() as stack:
+        boot = await stack.enter_async_context(DHTNode(host=f"{net}.1", rng=random.Random(1)))
+        others = [
+            await stack.enter_async_context(
+                DHTNode(host=f"{net}.{10 + i}", bootstrap=[boot.address], rng=random.Random(10 + i))
+            )
+            for i in range(5)
+        ]
+        yield boot, others
+
+
 async def test_background_bootstrap_lets_a_lookup_start_at_once() -> None:
     # Five nodes known to the bootstrap node; a newcomer enters after one round trip (only the
     # bootstrap node in its table), a get_peers lookup works at once, and the own-id lookup
     # that runs in the background fills the table.
-    async with DHTNode(host="127.3.8.1", rng=random.Random(1)) as boot:
-        others = [
-            DHTNode(host=f"127.3.8.{10 + i}", bootstrap=[boot.address], rng=random.Random(10 + i))
-            for i in range(5)
-        ]
-        for node in others:
-            await node.__aenter__()
-        try:
-            info_hash = b"\x42" * 20
-            await others[0].announce_peer(info_hash, 6881)
-            async with DHTNode(
-                host="127.3.8.2",
-                bootstrap=[boot.address],
-                rng=random.Random(2),
-                lookups_in_background=True,
-            ) as late:
-                assert late.table.get(boot.node_id) is not None
-                assert ("127.3.8.10", 6881) in await late.get_peers(info_hash)
-                async with asyncio.timeout(10):
-                    while len(late.table) < 6:
-                        await asyncio.sleep(0.05)
-                assert len(late.table) == 6
-        finally:
-            for node in others:
-                await node.__aexit__(None, None, None)
+    async with five_nodes("127.3.8") as (boot, others):
+        info_hash = b"\x42" * 20
+        await others[0].announce_peer(info_hash, 6881)
+        async with DHTNode(
+            host="127.3.8.2",
+            bootstrap=[boot.address],
+            rng=random.Random(2),
+            lookups_in_background=True,
+        ) as late:
+            assert late.table.get(boot.node_id) is not None
+            assert ("127.3.8.10", 6881) in await late.get_peers(info_hash)
+            async with asyncio.timeout(10):
+                while len(late.table) < 6:
+                    await asyncio.sleep(0.05)
+            assert len(late.table) == 6
 
 
 async def test_one_lookup_finds_peers_and_announces() -> None:
     # Five nodes; one announced a torrent. A sixth finds that peer and announces itself on
     # the same lookup: the peers reach ``found`` before the announce, and a node that only
     # looks afterwards sees both. One lookup's queries, not two lookups'.
-    async with DHTNode(host="127.3.9.1", rng=random.Random(1)) as boot:
-        others = [
-            DHTNode(host=f"127.3.9.{10 + i}", bootstrap=[boot.address], rng=random.Random(10 + i))
-            for i in range(5)
-        ]
-        for node in others:
-            await node.__aenter__()
-        try:
-            info_hash = b"\x17" * 20
-            await others[0].announce_peer(info_hash, 6881)
-            seen: list[list[tuple[str, int]]] = []
-            sent = others[1].stats.queries_out
-            accepted = await others[1].get_peers_and_announce(info_hash, 7000, seen.append)
-            combined = others[1].stats.queries_out - sent
-            assert seen == [[("127.3.9.10", 6881)]]
-            assert accepted >= 1
-            found = await others[2].get_peers(info_hash)
-            assert {("127.3.9.10", 6881), ("127.3.9.11", 7000)} <= set(found)
-            # The same pair as two calls: two lookups before the announce's queries.
-            sent = others[3].stats.queries_out
-            await others[3].get_peers(info_hash)
-            await others[3].announce_peer(info_hash, 7001)
-            assert combined < others[3].stats.queries_out - sent
-        finally:
-            for node in others:
-                await node.__aexit__(None, None, None)
+    async with five_nodes("127.3.9") as (_, others):
+        info_hash = b"\x17" * 20
+        await others[0].announce_peer(info_hash, 6881)
+        seen: list[list[tuple[str, int]]] = []
+        sent = others[1].stats.queries_out
+        accepted = await others[1].get_peers_and_announce(info_hash, 7000, seen.append)
+        combined = others[1].stats.queries_out - sent
+        assert seen == [[("127.3.9.10", 6881)]]
+        assert accepted >= 1
+        found = await others[2].get_peers(info_hash)
+        assert {("127.3.9.10", 6881), ("127.3.9.11", 7000)} <= set(found)
+        # The same pair as two calls: two lookups before the announce's queries.
+        sent = others[3].stats.queries_out
+        await others[3].get_peers(info_hash)
+        await others[3].announce_peer(info_hash, 7001)
+        assert combined < others[3].stats.queries_out - sent
