@@ -9,8 +9,9 @@ offered ones first. Requests for pieces not offered to that peer are refused (BE
 ``reject``), so until every piece is out the seed uploads each piece about once and its
 upload, the swarm's scarcest resource, goes only to pieces the swarm lacks. (libtorrent's
 ``get_piece_to_super_seed`` also re-offers the rarest piece already on a peer, counting a
-pending offer as very common; measured in the lab, N = 8 and 32 flash crowds: those
-re-offers were a quarter to a half of what the seed sent before the first copy was out.)
+pending offer as very common. Measured in the lab, a flash crowd of 8 on 256 KiB/s links:
+with those re-offers the seed had sent every piece, by its own count, at 7.5 s, where one
+copy through its link takes 6 s; without them at 5.8-6.2 s.)
 When nothing qualifies a peer gets no offer: it fetches from the swarm. ``hungry`` tells
 the session which peers wait for the seed's upload (it unchokes those first).
 
