@@ -291,3 +291,26 @@ def test_simulated_seed_sends_about_one_copy() -> None:
         sent = [simulate(64, 6, seed, strict=strict)[0] for seed in range(10)]
         assert min(sent) >= 64 - 6, sent  # the last pieces may be on peers at the hand-over
         assert sum(sent) / len(sent) <= 64 * 1.1, sent
+
+
+def test_unstall_releases_fetched_offers_only_when_nobody_is_hungry() -> None:
+    ss = seeder(8)
+    a = ss.opening("a", 0.0)
+    b = ss.opening("b", 0.0)
+    assert a is not None
+    assert b is not None
+    for p in a:
+        ss.block_sent("a", p, 0, 32768, 32768, 1.0)
+    # a has its offers (not seen on b: strict keeps them), but b still waits for the seed.
+    assert ss.unstall(1.0) == {}
+    for p in b:
+        ss.block_sent("b", p, 0, 32768, 32768, 1.0)
+    # Nobody is hungry: rather than idle, both get fresh pieces.
+    out = ss.unstall(1.5)
+    assert sorted(out) == ["a", "b"]
+    assert all(len(new) == 2 for new in out.values())
+    assert not set(out["a"]) & set(out["b"])
+    assert not set(out["a"]) & (set(a) | set(b))
+    assert ss.hungry("a")
+    assert ss.hungry("b")
+    assert ss.unstall(1.5) == {}

@@ -1050,6 +1050,10 @@ class TorrentSession:
 
     def _superseed_announce(self, out: Announce) -> None:
         """Send the policy's offers as `have`; once it ends, seed as usual from then on."""
+        if self._superseed is not None:
+            # Nobody left to serve: release fetched offers rather than idle (see unstall).
+            for peer, pieces in self._superseed.unstall(self.clock()).items():
+                out.setdefault(peer, []).extend(pieces)
         for peer, pieces in out.items():
             if isinstance(peer, PeerLink) and not peer.closed and pieces:
                 peer.send_many([Have(i) for i in pieces])

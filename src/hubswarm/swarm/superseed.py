@@ -239,6 +239,21 @@ class SuperSeeder:
                     self._merge(out, other, self._fill(other, now))
         return out
 
+    def unstall(self, now: float) -> Announce:
+        """Release fetched offers early when no peer is hungry: strict release (a piece
+        seen on a second peer) would leave the seed's upload idle meanwhile (a flash crowd
+        of 2 whose peers have not met yet waited up to 0.3 s of a 1.5 s bound)."""
+        out: Announce = {}
+        if not self.active or any(self.hungry(p) for p in self._peers):
+            return out
+        for peer, state in self._peers.items():
+            fetched = [i for i in state.offers if i in state.has]
+            for i in fetched:
+                self._drop_offer(peer, state, i)
+            if fetched:
+                self._merge(out, peer, self._fill(peer, now))
+        return out
+
     def next_deadline(self) -> float | None:
         """When ``expire`` may next have work (None: no outstanding offer)."""
         return self._deadlines[0][0] if self._deadlines else None
