@@ -17,12 +17,16 @@ def seeder(n: int = 8, *, seed: int = 1, **kw: object) -> SuperSeeder:
     return SuperSeeder(n, rng=random.Random(seed), offer_timeout=TIMEOUT, **kw)  # type: ignore[arg-type]
 
 
+def opened(ss: SuperSeeder, *peers: str) -> list[list[int]]:
+    """Connect ``peers`` at t=0; the pieces offered to each."""
+    offers = [ss.opening(p, 0.0) for p in peers]
+    assert all(o is not None for o in offers)
+    return [o for o in offers if o is not None]
+
+
 def test_opening_offers_distinct_never_offered_pieces() -> None:
     ss = seeder(8)
-    a = ss.opening("a", 0.0)
-    b = ss.opening("b", 0.0)
-    assert a is not None
-    assert b is not None
+    a, b = opened(ss, "a", "b")
     assert len(a) == 2
     assert len(b) == 2
     assert not set(a) & set(b)  # never-offered pieces go first
@@ -295,10 +299,7 @@ def test_simulated_seed_sends_about_one_copy() -> None:
 
 def test_unstall_releases_fetched_offers_only_when_nobody_is_hungry() -> None:
     ss = seeder(8)
-    a = ss.opening("a", 0.0)
-    b = ss.opening("b", 0.0)
-    assert a is not None
-    assert b is not None
+    a, b = opened(ss, "a", "b")
     for p in a:
         ss.block_sent("a", p, 0, 32768, 32768, 1.0)
     # a has its offers (not seen on b: strict keeps them), but b still waits for the seed.
