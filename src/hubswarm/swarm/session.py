@@ -1050,15 +1050,20 @@ class TorrentSession:
 
     def _superseed_announce(self, out: Announce) -> None:
         """Send the policy's offers as `have`; once it ends, seed as usual from then on."""
-        if self._superseed is not None:
+        sup = self._superseed
+        # Called for every block and have: rebalance only when who is hungry may differ.
+        rebalance = sup is not None and sup.hunger_changed
+        if sup is not None and rebalance:
             # Nobody left to serve: release fetched offers rather than idle (see unstall).
-            for peer, pieces in self._superseed.unstall(self.clock()).items():
+            for peer, pieces in sup.unstall(self.clock()).items():
                 out.setdefault(peer, []).extend(pieces)
         for peer, pieces in out.items():
             if isinstance(peer, PeerLink) and not peer.closed and pieces:
                 peer.send_many([Have(i) for i in pieces])
-        # New offers, or a peer got its last one: serve who waits for the seed.
-        self._superseed_fill_slots()
+        if sup is not None and rebalance:
+            sup.hunger_changed = False
+            # New offers, or a peer got its last one: serve who waits for the seed.
+            self._superseed_fill_slots()
         if self._superseed is not None and not self._superseed.active:
             self._superseed = None
             self.stats.uploaded_at_superseed_done = self.stats.uploaded

@@ -92,6 +92,9 @@ class SuperSeeder:
         self._deadlines: list[tuple[float, int, int, PeerKey, float]] = []
         self._seq = itertools.count()
         self.active = True
+        # Set when offers, or what peers hold of them, changed: who is hungry may differ.
+        # The session rebalances its slots only then (it is told of every block and have).
+        self.hunger_changed = False
 
     # --- queries --------------------------------------------------------------------------
 
@@ -210,6 +213,7 @@ class SuperSeeder:
         state = self._peers.pop(peer, None)
         if state is None:
             return
+        self.hunger_changed = True
         for i in state.has:
             self._availability[i] -= 1
             if self._availability[i] == 0:
@@ -264,6 +268,8 @@ class SuperSeeder:
         if not 0 <= i < self.num_pieces or i in state.has:
             return
         state.has.add(i)
+        if i in state.offers:
+            self.hunger_changed = True
         state.sent.pop(i, None)
         self._availability[i] += 1
         if self._availability[i] == 1:
@@ -293,6 +299,7 @@ class SuperSeeder:
                 break
             state.offers[i] = now
             state.announced.add(i)
+            self.hunger_changed = True
             self._pending.setdefault(i, set()).add(peer)
             self._offered[i] += 1
             self._discard_fresh(i)
@@ -323,6 +330,7 @@ class SuperSeeder:
         return self._rng.choice(best) if best else None
 
     def _drop_offer(self, peer: PeerKey, state: _Peer, i: int) -> None:
+        self.hunger_changed = True
         state.offers.pop(i, None)
         self._unpend(peer, i)
 
