@@ -482,6 +482,24 @@ def test_oversize_prefix_rejected_before_buffering() -> None:
         huge_bitfield.receive_data(b"\x7f\xff\xff\xff\x05")
 
 
+def test_bytes_wanted_counts_the_rest_of_the_frame() -> None:
+    conn = opened_receiver()
+    assert conn.bytes_wanted() == 1  # nothing buffered
+    conn.receive_data(b"\x00\x00")
+    assert conn.bytes_wanted() == 2  # the rest of the length prefix
+    conn.receive_data(b"\x40\x09")
+    assert conn.bytes_wanted() == 1  # the id byte, validated before the body is waited for
+    conn.receive_data(b"\x07" + struct.pack(">II", 0, 0) + bytes(100))
+    assert conn.bytes_wanted() == 4 + 0x4009 - 5 - 8 - 100
+    assert conn.receive_data(bytes(conn.bytes_wanted())) == [Piece(0, 0, bytes(BLOCK_SIZE))]
+    assert conn.bytes_wanted() == 1
+    conn.receive_data(b"\x7f\xff\xff\xff")
+    assert conn.bytes_wanted() == 1  # an oversize prefix: only its id byte is waited for
+    fresh = PeerConnection(Role.RESPONDER, info_hash=INFO_HASH, peer_id=PEER_B)
+    fresh.receive_data(handshake_bytes()[:10])
+    assert fresh.bytes_wanted() == 1  # before the connection is open: no promise
+
+
 def test_metadata_violations() -> None:
     def ready() -> tuple[PeerConnection, PeerConnection]:
         a, b = make_pair()

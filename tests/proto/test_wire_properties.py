@@ -202,3 +202,28 @@ def test_plausible_garbage_only_raises_remote_errors(frames: list[bytes], cuts: 
             assert b.buffered <= WIRE_MAX_MESSAGE + 4
     except RemoteProtocolError:
         assert b.state is State.ERROR
+
+
+@given(st.lists(regular_events, min_size=1, max_size=12), st.none() | first_events)
+def test_bytes_wanted_never_reaches_past_the_frame(
+    events: list[Event], first: Event | None
+) -> None:
+    """Fed exactly ``bytes_wanted()`` bytes at a time, the parser gets each frame whole,
+    never waits on a byte of the next one, and returns each event when its last byte lands."""
+    if first is not None:
+        events = [first, *events]
+    a, b = ready_pair()
+    frames = [a.send(e) for e in events]
+    data = b"".join(frames)
+    ends = list(itertools.accumulate(len(f) for f in frames))
+    pos, got = 0, []
+    while pos < len(data):
+        want = b.bytes_wanted()
+        frame_end = next(e for e in ends if e > pos)
+        assert 1 <= want <= frame_end - pos
+        out = b.receive_data(data[pos : pos + want])
+        pos += want
+        assert len(out) == (1 if pos == frame_end else 0)
+        got += out
+    assert got == events
+    assert b.bytes_wanted() == 1

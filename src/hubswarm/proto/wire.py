@@ -410,6 +410,22 @@ class PeerConnection:
             if pos < n:
                 self._stash(view[pos:])
 
+    def bytes_wanted(self) -> int:
+        """Bytes that must arrive before :meth:`receive_data` can return another event.
+
+        The rest of the frame whose start is buffered (its 4-byte length prefix first), or 1
+        when nothing is buffered. Never reaches past that frame, so a shell may wait for this
+        many bytes at once (``SO_RCVLOWAT``) without waiting on data the peer has not sent:
+        a sender writes a frame whole. Before the connection is open, 1.
+        """
+        buf = self._buf
+        if not buf or self._state is not State.OPEN:
+            return 1
+        if len(buf) < 5:  # the length prefix, then the id byte (checked before the body)
+            return 4 - len(buf) if len(buf) < 4 else 1
+        length: int = _U32.unpack_from(buf, 0)[0]
+        return max(1, 4 + length - len(buf))
+
     def _stash(self, rest: memoryview) -> None:
         if len(self._buf) + len(rest) > WIRE_MAX_PREACCEPT_BUFFER:
             raise self._violation("too much data before the handshake was accepted")

@@ -1,0 +1,143 @@
+"""PeerLink over real loopback sockets: wake-ups per frame (SO_RCVLOWAT) and the idle timeout."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import struct
+import sys
+from collections.abc import AsyncIterator
+
+import pytest
+
+from hubswarm.limits import WIRE_MAX_MESSAGE
+from hubswarm.proto.wire import PeerConnection, Role
+from hubswarm.proto.wire_events import Event, Have, Piece, Request
+from hubswarm.swarm.peer import RCVLOWAT_MAX, PeerLink
+
+pytestmark = pytest.mark.timeout(30)
+
+LOCAL = "127.0.0.1"
+INFO_HASH = bytes(range(20))
+
+
+class Owner:
+    """Records what the link hands to its session."""
+
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+        self.arrived = asyncio.Event()
+        self.closed: asyncio.Future[BaseException | None] = (
+            asyncio.get_running_loop().create_future()
+        )
+
+    async def on_event(self, link: PeerLink, event: Event) -> None:
+        self.events.append(event)
+        self.arrived.set()
+
+    async def read_block(self, link: PeerLink, request: Request) -> bytes | None:
+        return None
+
+    def link_closed(self, link: PeerLink, error: BaseException | None) -> None:
+        if not self.closed.done():
+            self.closed.set_result(error)
+
+
+@contextlib.asynccontextmanager
+async def linked(
+    idle_timeout: float = 60.0,
+) -> AsyncIterator[tuple[PeerLink, Owner, socket.socket, asyncio.Task[None]]]:
+    """A running PeerLink (the responder) and the raw socket of its remote end."""
+    accepted: asyncio.Future[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = (
+        asyncio.get_running_loop().create_future()
+    )
+
+    async def on_client(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        accepted.set_result((r, w))
+
+    server = await asyncio.start_server(on_client, LOCAL, 0)
+    port = server.sockets[0].getsockname()[1]
+    remote = socket.create_connection((LOCAL, port), timeout=5)
+    remote.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    reader, writer = await asyncio.wait_for(accepted, 5)
+    ours = PeerConnection(Role.RESPONDER, info_hash=INFO_HASH, peer_id=b"b" * 20, num_pieces=8)
+    theirs = PeerConnection(Role.INITIATOR, info_hash=INFO_HASH, peer_id=b"a" * 20)
+    ours.receive_data(theirs.handshake())
+    theirs.receive_data(ours.handshake())
+    owner = Owner()
+    link = PeerLink(
+        owner, ours, reader, writer, (LOCAL, port), outgoing=False, idle_timeout=idle_timeout
+    )
+    task = asyncio.create_task(link.run())
+    try:
+        yield link, owner, remote, task
+    finally:
+        link.close()
+        remote.close()
+        with contextlib.suppress(asyncio.TimeoutError, Exception):
+            await asyncio.wait_for(task, 5)
+        server.close()
+        await server.wait_closed()
+
+
+def lowat(writer_sock: object) -> int:
+    assert isinstance(writer_sock, socket.socket | asyncio.trsock.TransportSocket)
+    return int(writer_sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT))
+
+
+async def wait_for(predicate: object, seconds: float) -> None:
+    assert callable(predicate)
+    loop = asyncio.get_running_loop()
+    end = loop.time() + seconds
+    while not predicate():
+        assert loop.time() < end, "condition not met in time"
+        await asyncio.sleep(0.01)
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="SO_RCVLOWAT on TCP is Linux behaviour")
+async def test_a_partial_frame_sets_rcvlowat_to_the_rest_of_it() -> None:
+    async with linked() as (link, owner, remote, _):
+        sock = link.writer.transport.get_extra_info("socket")
+        block = bytes(range(256)) * 64  # 16 KiB
+        frame = struct.pack(">IBII", 9 + len(block), 7, 3, 0) + block
+        remote.sendall(frame[:1000])
+        await wait_for(lambda: lowat(sock) == len(frame) - 1000, 5)
+        assert owner.events == []  # a part of a frame is no event
+        remote.sendall(frame[1000:] + struct.pack(">IBI", 5, 4, 2))
+        await wait_for(lambda: len(owner.events) == 2, 5)
+        assert owner.events == [Piece(3, 0, block), Have(2)]
+        await wait_for(lambda: lowat(sock) == 1, 5)  # nothing buffered: wake on any byte
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="SO_RCVLOWAT on TCP is Linux behaviour")
+async def test_rcvlowat_is_capped_and_a_closing_peer_still_wakes_the_link() -> None:
+    async with linked() as (link, owner, remote, task):
+        sock = link.writer.transport.get_extra_info("socket")
+        # An extended message of the largest legal length, above the cap.
+        assert WIRE_MAX_MESSAGE > RCVLOWAT_MAX + 200
+        remote.sendall(struct.pack(">IB", WIRE_MAX_MESSAGE, 20) + b"\x07" * 100)
+        await wait_for(lambda: lowat(sock) == RCVLOWAT_MAX, 5)
+        remote.shutdown(socket.SHUT_WR)  # FIN below the low-water mark
+        error = await asyncio.wait_for(owner.closed, 5)
+        assert error is None  # EOF mid-frame ends the link normally, nothing raised
+        await asyncio.wait_for(task, 5)
+
+
+async def test_a_silent_peer_is_dropped_after_the_idle_timeout() -> None:
+    async with linked(idle_timeout=0.4) as (_, owner, remote, task):
+        remote.sendall(struct.pack(">IBI", 5, 4, 1))
+        await asyncio.wait_for(owner.arrived.wait(), 5)
+        error = await asyncio.wait_for(owner.closed, 5)
+        assert isinstance(error, TimeoutError)
+        await asyncio.wait_for(task, 5)
+
+
+async def test_messages_keep_a_slow_peer_alive() -> None:
+    async with linked(idle_timeout=0.5) as (link, owner, remote, _):
+        for i in range(8):  # 1.2 s in all, never 0.5 s of silence
+            remote.sendall(struct.pack(">IBI", 5, 4, i))
+            await asyncio.sleep(0.15)
+        assert not owner.closed.done()
+        assert not link.closed
+        assert [e for e in owner.events if isinstance(e, Have)] == [Have(i) for i in range(8)]
