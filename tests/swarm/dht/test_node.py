@@ -352,3 +352,24 @@ async def test_one_lookup_finds_peers_and_announces() -> None:
         await others[3].get_peers(info_hash)
         await others[3].announce_peer(info_hash, 7001)
         assert combined < others[3].stats.queries_out - sent
+
+
+async def test_a_lookup_with_an_empty_table_asks_the_bootstrap_node_again() -> None:
+    # The bootstrap node is down when a node starts (its ping times out: an empty table);
+    # once it is up, the next lookup re-contacts it and finds the announced peer.
+    probe = await raw_socket("127.3.10.1")
+    boot_address = probe.address
+    assert probe.transport is not None
+    probe.transport.close()  # the port stays known, and nobody answers on it yet
+    async with DHTNode(
+        host="127.3.10.2", bootstrap=[boot_address], rng=random.Random(2), query_timeout=0.3
+    ) as lonely:
+        assert len(lonely.table) == 0
+        info_hash = b"\x33" * 20
+        async with (
+            DHTNode(host=boot_address[0], port=boot_address[1], rng=random.Random(1)) as boot,
+            DHTNode(host="127.3.10.10", bootstrap=[boot.address], rng=random.Random(10)) as other,
+        ):
+            await other.announce_peer(info_hash, 6881)
+            assert ("127.3.10.10", 6881) in await lonely.get_peers(info_hash)
+            assert lonely.table.get(boot.node_id) is not None

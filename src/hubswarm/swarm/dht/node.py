@@ -487,7 +487,15 @@ class DHTNode:
     async def lookup(
         self, target: bytes, *, get_peers: bool = False, max_rounds: int = DHT_LOOKUP_MAX_ROUNDS
     ) -> LookupResult:
-        """Iterative lookup (find_node, or get_peers when ``get_peers``) towards ``target``."""
+        """Iterative lookup (find_node, or get_peers when ``get_peers``) towards ``target``.
+
+        With an empty routing table (the bootstrap node did not answer: a lost datagram, or
+        it was down) the bootstrap nodes are asked again first; else the lookup would return
+        nothing until the next maintenance tick, and a peer could stay alone with whoever it
+        already knew (seen in the lab: one of 32 peers on a congested uplink, for the whole run).
+        """
+        if not len(self.table) and self.bootstrap_addresses:
+            await self._contact_bootstrap_nodes(None)
         lk = Lookup(target, self.node_id, self.k, self.alpha, max_rounds)
         lk.add_candidates(self.table.closest(target, 2 * self.k))
         if not self.table.closest(target, 1):
