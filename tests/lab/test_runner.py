@@ -21,6 +21,7 @@ from hubswarm.lab.runner import (
     _EventTail,
     _read_events,
     make_runner,
+    open_network,
     quick_plan,
     resolve_emulation,
     run_plan,
@@ -139,6 +140,19 @@ async def test_lab_errors_become_failures(tmp_path: Path) -> None:
     assert campaign.results == ()
     assert [(f.architecture, f.n) for f in campaign.failures] == [("hybrid", 2), ("hybrid", 3)]
     assert "not available yet" in campaign.failures[0].error
+
+
+async def test_only_the_swarm_gets_a_host_for_its_bootstrap_node() -> None:
+    # p2p: hosts 0 (seed), 1..N (clients) and N + 1, unshaped, for the DHT bootstrap node.
+    plan = scenario().plans()[0]
+    assert [make_runner(a).extra_hosts for a in ("client-server", "hybrid", "p2p")] == [0, 0, 1]
+    async with open_network(plan, "app", extra_hosts=1) as network:
+        assert len(network.hosts) == plan.n + 2
+        boot = network.hosts[-1]
+        assert (boot.upload, boot.download) == (float("inf"), float("inf"))
+        assert network.hosts[0].upload == 8 * MIB
+    async with open_network(plan, "app") as network:
+        assert len(network.hosts) == plan.n + 1
 
 
 def test_resolve_emulation_and_quick() -> None:

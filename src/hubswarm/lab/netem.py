@@ -69,7 +69,8 @@ _UPSTREAM_RCVBUF = 64 * 1024
 
 @dataclass(frozen=True, slots=True)
 class Host:
-    """One emulated host: index 0 is the server/seed, 1..N the clients."""
+    """One emulated host: index 0 is the server/seed, 1..N the clients, then services
+    that are neither (the p2p runs' DHT bootstrap node, unshaped)."""
 
     index: int
     address: str

@@ -75,6 +75,8 @@ class ArchitectureRunner(Protocol):
     """One architecture (client-server, hybrid, p2p) as the lab drives it."""
 
     name: str
+    # Hosts beyond 0..N the architecture needs (an unshaped host for Internet services).
+    extra_hosts: int
 
     async def run(self, plan: RunPlan, network: Network, workdir: Path) -> RunResult:
         """Distribute one file from host 0 to hosts 1..N per ``plan``; record everything.
@@ -155,10 +157,12 @@ def resolve_emulation(requested: str, *, no_netns: bool = False) -> str:
 
 
 @contextlib.asynccontextmanager
-async def open_network(plan: RunPlan, mode: str) -> AsyncIterator[Network]:
-    """Hosts 0 (server: upload u_s, download unshaped) and 1..N with the plan's capacities."""
+async def open_network(plan: RunPlan, mode: str, *, extra_hosts: int = 0) -> AsyncIterator[Network]:
+    """Hosts 0 (server: upload u_s, download unshaped) and 1..N with the plan's capacities,
+    then ``extra_hosts`` unshaped hosts (services that are neither server nor client)."""
     capacities = [(plan.scenario.server_upload, math.inf)]
     capacities += list(zip(plan.uploads, plan.downloads, strict=True))
+    capacities += [(math.inf, math.inf)] * extra_hosts
     if mode == "netns":
         net = NetnsNetwork(capacities)
         await asyncio.to_thread(net.__enter__)
@@ -187,12 +191,14 @@ async def run_plan(
 ) -> RunResult:
     """Open the network, run one architecture on it, close the network (always)."""
     workdir.mkdir(parents=True, exist_ok=True)
-    async with open_network(plan, mode) as network:
+    async with open_network(plan, mode, extra_hosts=runner.extra_hosts) as network:
         return await runner.run(plan, network, workdir)
 
 
 class SwarmRunnerStub:
     """Placeholder for the hybrid and p2p runners until the swarm lands."""
+
+    extra_hosts = 0
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -291,6 +297,7 @@ class ClientServerRunner:
     ``hubswarm get``) fetch it per the arrival schedule, each on its own emulated host."""
 
     name = "client-server"
+    extra_hosts = 0
 
     def __init__(self, *, python: str = sys.executable, probe_security: bool = True) -> None:
         """``probe_security``: run the access-control probes (once per scenario, smallest N)."""
@@ -810,10 +817,15 @@ def replica_timeline(
 
 
 class SwarmRunner:
-    """Peer-to-peer: host 0 runs a tracker and the first seed (``hubswarm share``); N
-    ``hubswarm fetch`` peers (pre-started agents) download from it and from each other."""
+    """Peer-to-peer: host 0 runs the first seed (``hubswarm share``), host N + 1 the DHT
+    bootstrap node; N ``hubswarm fetch`` peers (pre-started agents) download from the seed
+    and from each other."""
 
     name = "p2p"
+    # The bootstrap node stands for router.bittorrent.com: a service elsewhere on the
+    # Internet, not on the seed's access link. On host 0 its replies shared u_s with the
+    # seed's pieces, and a lost reply could leave a peer out of the DHT.
+    extra_hosts = 1
 
     def __init__(self, *, python: str = sys.executable, probe_security: bool = True) -> None:
         """``probe_security``: let an outsider with only the magnet link try (smallest N)."""
@@ -879,16 +891,19 @@ class SwarmRunner:
         source: Path,
         plan: RunPlan,
     ) -> _Infra:
-        """Host 0: a DHT bootstrap node (the swarm's only central piece, BEP 5) and the seed
-        peer announcing to it; every client gets the magnet link and the bootstrap address."""
-        addr0 = network.hosts[0].address
-        dht_argv = [self.python, "-m", "hubswarm", "dht", "node", "--host", addr0, "--port", "0"]
+        """Host N + 1: a DHT bootstrap node (the swarm's only central piece, BEP 5); host 0:
+        the seed peer announcing to it. Every client gets the magnet link and the bootstrap
+        address."""
+        boot = plan.n + 1
+        address = network.hosts[boot].address
+        dht_argv = [self.python, "-m", "hubswarm", "dht", "node", "--host", address]
+        dht_argv += ["--port", "0"]
         dht, line = await self._start(
-            procs, tg, network.wrap(0, dht_argv), _DHT_NODE, "the DHT bootstrap node"
+            procs, tg, network.wrap(boot, dht_argv), _DHT_NODE, "the DHT bootstrap node"
         )
         port_match = _DHT_NODE.search(line)
         assert port_match is not None
-        bootstrap = f"{addr0}:{int(port_match.group(1))}"
+        bootstrap = f"{address}:{int(port_match.group(1))}"
         argv = self._share_argv(network, source, workdir, plan)
         argv += ["--dht-bootstrap", bootstrap]
         argv += self._rates(network, plan.scenario.server_upload, math.inf)
@@ -1190,6 +1205,7 @@ class HybridRunner(SwarmRunner):
     the peers swap pieces among themselves (``hubswarm fetch`` of a .torrent with a url-list)."""
 
     name = "hybrid"
+    extra_hosts = 0  # the hub is the tracker: host 0, as the client-server hub
 
     async def _infra(
         self,
@@ -1251,7 +1267,10 @@ def infra_notes(arch: str, network: Network) -> list[str]:
                 "(a fixed split of host 0's u_s); netns shares one u_s link"
             )
         return out
-    return ["p2p: host 0 runs a DHT bootstrap node (the only central piece) and the seed peer"]
+    return [
+        "p2p: host 0 runs the seed peer; a DHT bootstrap node (the only central piece) runs "
+        "on an unshaped host of its own, as router.bittorrent.com is not on the seed's link"
+    ]
 
 
 def _corrupt_clients(scenario: Scenario, n: int) -> set[int]:
