@@ -165,13 +165,20 @@ async def test_magnet_of_private_torrent_stops_using_the_dht(tmp_path: Path) -> 
     assert (tmp_path / "leech" / "m.bin").read_bytes() == data
 
 
+async def until(condition: Any, seconds: float = 5.0) -> None:
+    async with asyncio.timeout(seconds):
+        while not condition():
+            await asyncio.sleep(0.02)
+
+
 async def test_peer_dht_state_is_saved_on_exit_and_reloaded(tmp_path: Path) -> None:
     state = tmp_path / "dht.json"
     async with dht_node(ip(2, 0), 7) as boot:
         async with app._maybe_dht([boot.address], ip(2, 1), state) as first:
             assert isinstance(first, DHTNode)
             first_id = first.node_id
-            assert len(first.table) >= 1
+            # The peer's node bootstraps in the background (its torrent does not wait).
+            await until(lambda: len(first.table) >= 1)
         saved = json.loads(state.read_text())
         assert saved["node_id"] == first_id.hex()
         assert [boot.address[0], boot.address[1]] in [n[1:] for n in saved["nodes"]]
@@ -179,7 +186,7 @@ async def test_peer_dht_state_is_saved_on_exit_and_reloaded(tmp_path: Path) -> N
         async with app._maybe_dht([], ip(2, 2), state) as second:
             assert isinstance(second, DHTNode)
             assert second.node_id == first_id
-            assert second.table.get(boot.node_id) is not None
+            await until(lambda: second.table.get(boot.node_id) is not None)
     async with app._maybe_dht([], ip(2, 3), None) as none:
         assert none is None
 

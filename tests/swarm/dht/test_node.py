@@ -312,9 +312,10 @@ async def five_nodes(net: str) -> AsyncIterator[tuple[DHTNode, list[DHTNode]]]:
 
 
 async def test_background_bootstrap_lets_a_lookup_start_at_once() -> None:
-    # Five nodes known to the bootstrap node; a newcomer enters after one round trip (only the
-    # bootstrap node in its table), a get_peers lookup works at once, and the own-id lookup
-    # that runs in the background fills the table.
+    # Five nodes known to the bootstrap node; a newcomer enters without waiting for any
+    # answer (its table still empty), a get_peers lookup at once waits for the bootstrap
+    # node's answer and works, and the own-id lookup that runs in the background fills the
+    # table.
     async with five_nodes("127.3.8") as (boot, others):
         info_hash = b"\x42" * 20
         await others[0].announce_peer(info_hash, 6881)
@@ -324,8 +325,9 @@ async def test_background_bootstrap_lets_a_lookup_start_at_once() -> None:
             rng=random.Random(2),
             lookups_in_background=True,
         ) as late:
-            assert late.table.get(boot.node_id) is not None
+            assert len(late.table) == 0
             assert ("127.3.8.10", 6881) in await late.get_peers(info_hash)
+            assert late.table.get(boot.node_id) is not None
             async with asyncio.timeout(10):
                 while len(late.table) < 6:
                     await asyncio.sleep(0.05)
@@ -373,3 +375,23 @@ async def test_a_lookup_with_an_empty_table_asks_the_bootstrap_node_again() -> N
             await other.announce_peer(info_hash, 6881)
             assert ("127.3.10.10", 6881) in await lonely.get_peers(info_hash)
             assert lonely.table.get(boot.node_id) is not None
+
+
+async def test_entering_in_background_mode_does_not_wait_for_a_silent_bootstrap_node() -> None:
+    # Nobody answers at the bootstrap address: entering still returns at once (a peer's
+    # torrent starts), and a lookup gives up after the query time-outs, with nothing found.
+    probe = await raw_socket("127.3.11.1")
+    silent = probe.address  # bound but never answering
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    async with DHTNode(
+        host="127.3.11.2",
+        bootstrap=[silent],
+        rng=random.Random(3),
+        query_timeout=0.5,
+        lookups_in_background=True,
+    ) as node:
+        assert loop.time() - started < 0.25
+        assert await node.get_peers(b"\x44" * 20) == []
+    assert probe.transport is not None
+    probe.transport.close()

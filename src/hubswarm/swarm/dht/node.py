@@ -132,8 +132,9 @@ class DHTNode:
         lookups_in_background: bool = False,
     ) -> None:
         """``auto_bootstrap``: bootstrap on entering. ``lookups_in_background``: entering
-        waits only for the contacts to answer (one round trip: the table can seed a lookup);
-        the own-id lookup and bucket refreshes run on (a peer starts its torrent at once)."""
+        returns at once and the whole bootstrap runs on: a lookup that finds the table empty
+        waits for the bootstrap contacts' answers (a peer starts its torrent at once; a lost
+        answer no longer holds it for a query time-out)."""
         self._rng = rng if rng is not None else random.Random()
         self._clock = clock
         self.host = host
@@ -164,6 +165,7 @@ class DHTNode:
         self._tasks: list[asyncio.Task[None]] = []
         self._ping_queue: asyncio.Queue[Address] = asyncio.Queue(maxsize=DHT_PING_QUEUE)
         self._ping_wanted: set[Address] = set()
+        self._contacting: asyncio.Task[None] | None = None  # bootstrap contacts in flight
 
     # --- lifecycle -------------------------------------------------------------------------------
 
@@ -194,7 +196,6 @@ class DHTNode:
                 self._tasks.append(self._tg.create_task(self._ping_worker()))
             if self.auto_bootstrap and (self.bootstrap_addresses or self._saved_contacts):
                 if self.lookups_in_background:
-                    await self._contact_bootstrap_nodes(None)
                     self._tasks.append(self._tg.create_task(self._background_lookups()))
                 else:
                     await self.bootstrap()
@@ -494,8 +495,8 @@ class DHTNode:
         nothing until the next maintenance tick, and a peer could stay alone with whoever it
         already knew (seen in the lab: one of 32 peers on a congested uplink, for the whole run).
         """
-        if not len(self.table) and self.bootstrap_addresses:
-            await self._contact_bootstrap_nodes(None)
+        if not len(self.table) and (self.bootstrap_addresses or self._saved_contacts):
+            await self._contact_once()
         lk = Lookup(target, self.node_id, self.k, self.alpha, max_rounds)
         lk.add_candidates(self.table.closest(target, 2 * self.k))
         if not self.table.closest(target, 1):
@@ -535,8 +536,18 @@ class DHTNode:
                 for node in seeds[: 4 * self.k]:
                     tg.create_task(self.ping(node.address))
 
+    async def _contact_once(self) -> None:
+        """Contact the bootstrap nodes, or wait for the contact already in flight."""
+        task = self._contacting
+        if task is None or task.done():
+            if self._tg is None:
+                raise DHTError("DHT node is not running")
+            task = self._contacting = self._tg.create_task(self._contact_bootstrap_nodes(None))
+        await asyncio.shield(task)
+
     async def _background_lookups(self) -> None:
         try:
+            await self._contact_once()
             await self._bootstrap_lookups()
         except HubswarmError as exc:  # a failed lookup must not stop the node
             log.info("DHT bootstrap lookups: %s", exc)
