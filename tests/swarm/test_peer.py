@@ -141,3 +141,34 @@ async def test_messages_keep_a_slow_peer_alive() -> None:
         assert not owner.closed.done()
         assert not link.closed
         assert [e for e in owner.events if isinstance(e, Have)] == [Have(i) for i in range(8)]
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="SIOCOUTQ is Linux's")
+async def test_bytes_acked_counts_what_the_peer_holds_not_what_was_written() -> None:
+    async with linked() as (link, _, remote, _task):
+        remote.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # a small window
+        remote.setblocking(False)
+        sock = link.writer.transport.get_extra_info("socket")
+        # A send buffer for all of it: the kernel takes every byte at once, and most of
+        # them wait there unacknowledged (taken is not delivered).
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20)
+        payload = struct.pack(">IBI", 5, 4, 1) * (128 * 1024 // 9)  # ~128 KiB of haves
+        link.send_bytes(payload)
+        assert link.bytes_written == len(payload)
+        await asyncio.sleep(0.2)
+        # The remote reads nothing: its window closes long before 128 KiB arrived.
+        assert link.writer.transport.get_write_buffer_size() == 0
+        held = link.bytes_acked()
+        assert 0 < held < len(payload) // 2
+        got = 0
+        loop = asyncio.get_running_loop()
+        end = loop.time() + 10
+        while got < len(payload):
+            assert loop.time() < end, "remote did not get everything"
+            try:
+                got += len(remote.recv(1 << 16))
+            except BlockingIOError:
+                await asyncio.sleep(0.005)
+        await wait_for(lambda: link.bytes_acked() == len(payload), 5)
+        link.close()
+        assert link.bytes_acked() == len(payload)  # kept after the socket is gone

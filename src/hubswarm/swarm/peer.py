@@ -21,8 +21,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import logging
 import socket
+import struct
+import termios
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -105,6 +108,10 @@ class LinkOwner(Protocol):
     def link_closed(self, link: PeerLink, error: BaseException | None) -> None:
         """The link ended (called exactly once)."""
 
+    def blocks_written(self, link: PeerLink, requests: list[Request], end: int) -> None:
+        """Blocks went into the connection; they end at stream offset ``end`` (see
+        :meth:`PeerLink.bytes_acked`)."""
+
 
 @dataclass(slots=True)
 class PeerState:
@@ -162,6 +169,8 @@ class PeerLink:
         self._closed = False
         self._last_send_at = clock()
         self._last_recv_at = clock()
+        self.bytes_written = 0  # all bytes this side wrote into the connection
+        self._acked_at_close: int | None = None  # bytes_acked() read as the link closed
         # A deeper transport buffer than asyncio's 64 KiB keeps a fast link full; drain()
         # (uploads, and the reader once per batch) still pushes back above it.
         with contextlib.suppress(AttributeError, NotImplementedError):
@@ -180,23 +189,43 @@ class PeerLink:
         """Queue a message for the peer (never blocks; back-pressure is applied by ``run``)."""
         if self._closed:
             return
-        data = self.conn.send(event)
-        self.writer.write(data)
-        self._last_send_at = self.clock()
+        self._write(self.conn.send(event))
 
     def send_many(self, events: list[Event]) -> None:
         """Queue several messages in one write."""
         if self._closed or not events:
             return
-        self.writer.write(b"".join(self.conn.send(e) for e in events))
-        self._last_send_at = self.clock()
+        self._write(b"".join(self.conn.send(e) for e in events))
 
     def send_bytes(self, data: bytes) -> None:
         """Queue messages already encoded by ``self.conn`` (e.g. ``send_requests``)."""
         if self._closed or not data:
             return
+        self._write(data)
+
+    def _write(self, data: bytes) -> None:
         self.writer.write(data)
+        self.bytes_written += len(data)
         self._last_send_at = self.clock()
+
+    def bytes_acked(self) -> int:
+        """Bytes of ``bytes_written`` the peer's TCP has acknowledged: it holds them.
+
+        Written, less what asyncio still buffers, less what the kernel holds unacknowledged
+        (``SIOCOUTQ``: write_seq - snd_una). Where that ioctl is missing: what the kernel
+        took. A block written is only queued; on a slow link, many blocks to many peers
+        can wait in send buffers for seconds.
+        """
+        if self._acked_at_close is not None:
+            return self._acked_at_close
+        transport = self.writer.transport
+        unacked = transport.get_write_buffer_size()
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.fileno() >= 0:
+            with contextlib.suppress(OSError):
+                raw = fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0\0\0\0")
+                unacked += struct.unpack("i", raw)[0]
+        return max(0, self.bytes_written - unacked)
 
     async def drain(self) -> None:
         """Wait while the transport holds more than ``WRITE_HIGH_WATER`` bytes."""
@@ -268,9 +297,9 @@ class PeerLink:
                 if self.conn.supports_fast:
                     self.send_many([Reject(r.piece_index, r.begin, r.length) for r in sent])
                 continue
-            self.writer.write(b"".join(parts) if len(parts) > 2 else parts[0] + parts[1])
-            self._last_send_at = self.clock()
+            self._write(b"".join(parts) if len(parts) > 2 else parts[0] + parts[1])
             self.upload_rate.add(size)
+            self.owner.blocks_written(self, sent, self.bytes_written)
             await self.writer.drain()
 
     # --- the connection -------------------------------------------------------------------
@@ -297,7 +326,7 @@ class PeerLink:
             log.error("%r failed", self, exc_info=error)
         finally:
             self._closed = True
-            self.writer.close()
+            self._close_transport()
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.writer.wait_closed(), 1.0)
             self.owner.link_closed(self, error)
@@ -366,7 +395,14 @@ class PeerLink:
         if not self._closed:
             self._closed = True
             self._upload_ready.set()
-            self.writer.close()
+            self._close_transport()
+
+    def _close_transport(self) -> None:
+        # The kernel's counters go with the socket: what the peer acknowledged is read first
+        # (on its EOF, its FIN came after its last acknowledgement).
+        if self._acked_at_close is None:
+            self._acked_at_close = self.bytes_acked()
+        self.writer.close()
 
 
 class _ReadProtocol(asyncio.BufferedProtocol):
