@@ -1,4 +1,5 @@
-"""The session's DHT loop in a flash crowd: quick re-lookups once connected, announce beside."""
+"""The session's DHT loop in a flash crowd: quick re-lookups once connected, announce beside,
+and back to the steady interval once a lookup brings nobody new."""
 
 from __future__ import annotations
 
@@ -15,11 +16,21 @@ from .swarmkit import KIB, FakeDHT, fast_config, make_file, make_torrent, wait_u
 pytestmark = pytest.mark.timeout(30)
 
 
-async def test_connected_peer_looks_again_soon_then_backs_off_to_the_interval(
-    tmp_path: Path,
+class GrowingDHT(FakeDHT):
+    """Each lookup also finds one address never seen before (nobody listens there)."""
+
+    async def get_peers(self, info_hash: bytes) -> list[tuple[str, int]]:
+        self.peers.append(("127.0.0.1", 1 + len(self.peers)))
+        return await super().get_peers(info_hash)
+
+
+@pytest.mark.parametrize("growing", [True, False], ids=["crowd-still-arriving", "crowd-met"])
+async def test_connected_peer_looks_again_soon_until_a_lookup_brings_nobody_new(
+    tmp_path: Path, growing: bool
 ) -> None:
-    # The first lookup of a flash crowd finds nobody: the next ones come after 0.25, 0.5 s,
-    # ... up to announce_interval (1 s here), not a full interval later.
+    # The first lookup of a flash crowd finds nobody new: the next ones come after 0.25,
+    # 0.5 s, ... up to the steady interval (announce_interval: 2 s here) while lookups
+    # bring new addresses; after one that brings none, the next waits the whole interval.
     make_file(tmp_path / "seed" / "r.bin", 512 * KIB, seed=9)
     mi, _ = make_torrent(tmp_path / "seed" / "r.bin", 64 * KIB)
     # A slow seed keeps the link up (two seeds would part): 512 KiB at 64 KiB/s is 8 s.
@@ -27,15 +38,21 @@ async def test_connected_peer_looks_again_soon_then_backs_off_to_the_interval(
         SwarmPeer(fast_config(upload_rate=64 * KIB), host="127.0.0.1") as seed,
         seed.torrent(mi.info_hash, tmp_path / "seed", info=mi.info),
     ):
-        dht = FakeDHT([("127.0.0.1", seed.port)])
+        peers = [("127.0.0.1", seed.port)]
+        dht = GrowingDHT(peers) if growing else FakeDHT(peers)
+        config = fast_config(use_dht=True, announce_interval=2.0)
         async with (
-            SwarmPeer(fast_config(use_dht=True), host="127.0.0.1", dht=dht) as leech,
+            SwarmPeer(config, host="127.0.0.1", dht=dht) as leech,
             leech.torrent(mi.info_hash, tmp_path / "leech", info=mi.info) as session,
         ):
             await wait_until(lambda: bool(session.links), 5, "connected to the seed")
             assert dht.calls[:2] == ["get_peers", "announce_peer"]
-            # 0 + 0.25 + 0.5 s: three lookups well before the 1 s interval has passed twice.
-            await asyncio.sleep(DHT_RAMP_FIRST * 3 + 0.5)
+            # Lookups at 0, 0.25, 0.75 s (growing), or at 0, 0.25 s then not before 2.25 s.
+            await asyncio.sleep(DHT_RAMP_FIRST * 3 + 0.6)
             assert session.links, "still connected (the ramp applies to connected peers)"
-            assert dht.calls.count("get_peers") >= 3
-            assert dht.calls.count("announce_peer") == dht.calls.count("get_peers")
+            lookups = dht.calls.count("get_peers")
+            if growing:
+                assert lookups >= 3
+            else:
+                assert lookups == 2
+            assert dht.calls.count("announce_peer") == lookups
