@@ -21,11 +21,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import logging
 import socket
 import struct
-import termios
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -45,6 +43,15 @@ from hubswarm.swarm.ratelimit import RateLimiter
 from hubswarm.swarm.ratelimit import RateMeter as PureRateMeter
 
 log = logging.getLogger(__name__)
+
+_SIOCOUTQ: int | None  # Unix: the kernel's count of unacknowledged bytes (bytes_acked)
+try:
+    import fcntl
+    import termios
+
+    _SIOCOUTQ = termios.TIOCOUTQ
+except ImportError:  # pragma: no cover - not on Windows
+    _SIOCOUTQ = None
 
 # Bytes read from the socket per call: large reads amortise the per-call overhead of asyncio
 # and the parser; 256 KiB holds 16 piece messages.
@@ -221,10 +228,9 @@ class PeerLink:
         transport = self.writer.transport
         unacked = transport.get_write_buffer_size()
         sock = transport.get_extra_info("socket")
-        if sock is not None and sock.fileno() >= 0:
+        if _SIOCOUTQ is not None and sock is not None and sock.fileno() >= 0:
             with contextlib.suppress(OSError):
-                raw = fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0\0\0\0")
-                unacked += struct.unpack("i", raw)[0]
+                unacked += struct.unpack("i", fcntl.ioctl(sock.fileno(), _SIOCOUTQ, b"\0" * 4))[0]
         return max(0, self.bytes_written - unacked)
 
     async def drain(self) -> None:
