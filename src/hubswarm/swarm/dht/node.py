@@ -493,7 +493,8 @@ class DHTNode:
         With an empty routing table (the bootstrap node did not answer: a lost datagram, or
         it was down) the bootstrap nodes are asked again first; else the lookup would return
         nothing until the next maintenance tick, and a peer could stay alone with whoever it
-        already knew (seen in the lab: one of 32 peers on a congested uplink, for the whole run).
+        already knew (most likely what one of 32 lab peers did for a whole run, when the
+        bootstrap node shared the seed's congested link).
         """
         if not len(self.table) and (self.bootstrap_addresses or self._saved_contacts):
             await self._contact_once()
