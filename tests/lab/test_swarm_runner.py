@@ -37,6 +37,24 @@ def test_parse_ss_keeps_only_the_pid() -> None:
     assert parse_ss("", 42) == {}
 
 
+def test_parse_ss_keys_on_the_addresses_of_real_ss_output() -> None:
+    # What `ss -tinpH` prints here: a State column first, and two connections of one
+    # listening port that differ only in the peer and in Send-Q.
+    real = (
+        'ESTAB 0      14480  10.77.0.1:40000 10.77.0.2:5000 users:(("python3",pid=42,fd=7))\n'
+        "\t bbr wscale:10,10 bytes_sent:20000 bytes_acked:5521 bytes_received:10\n"
+        'ESTAB 0      14480  10.77.0.1:40000 10.77.0.3:5001 users:(("python3",pid=42,fd=8))\n'
+        "\t bbr bytes_acked:100 segs_out:3\n"
+    )
+    assert parse_ss(real, 42) == {
+        "10.77.0.1:40000 10.77.0.2:5000": 5521,
+        "10.77.0.1:40000 10.77.0.3:5001": 100,
+    }
+    # The same connection sampled again with another Send-Q is the same key.
+    again = real.replace("14480", "0").replace("5521", "9000")
+    assert parse_ss(again, 42)["10.77.0.1:40000 10.77.0.2:5000"] == 9000
+
+
 def test_replica_timeline() -> None:
     have = {1: [(0.5, 0), (1.0, 1), (1.1, 1)], 2: [(0.7, 1)]}  # piece 1 logged twice by 1
     samples = replica_timeline(2, have, {1: None, 2: 2.0}, 1.5, [0.0, 0.8, 1.2, 1.6, 2.5])

@@ -777,14 +777,20 @@ _SS_ACKED = re.compile(r"bytes_acked:(\d+)")
 
 
 def parse_ss(text: str, pid: int) -> dict[str, int]:
-    """``ss -tinpH`` output -> {"local peer": bytes_acked} for the TCP sockets of ``pid``."""
+    """``ss -tinpH`` output -> {"local peer": bytes_acked} for the TCP sockets of ``pid``.
+
+    A socket's line ends with its two addresses and ``users:(...)``; what comes before them
+    (``State Recv-Q Send-Q``) depends on the options. Keying on fixed columns took Send-Q
+    for an address, so one connection's samples counted as many (26 MB for a 2 MB upload).
+    """
     out: dict[str, int] = {}
     current: str | None = None
     for line in text.splitlines():
         if line[:1] not in (" ", "\t"):
             fields = line.split()
-            owned = f"pid={pid}," in line and len(fields) >= 4
-            current = f"{fields[2]} {fields[3]}" if owned else None
+            users = next((i for i, f in enumerate(fields) if f.startswith("users:")), 0)
+            owned = f"pid={pid}," in line and users >= 2
+            current = f"{fields[users - 2]} {fields[users - 1]}" if owned else None
         elif current is not None:
             acked = _SS_ACKED.search(line)
             if acked:
@@ -986,8 +992,14 @@ class SwarmRunner:
             acked: dict[str, int] = {}
 
             async def sample_seed() -> None:
-                # The seed's upload: bytes its peers acknowledged, per TCP connection (kept
-                # after a connection closes), read with ss inside the seed's host.
+                wire = await network.tx_bytes(0)
+                if wire is not None:
+                    # netns: host 0's wire counter (sysfs), no process to start five times
+                    # a second on the machine being measured.
+                    wire_bytes.append(wire)
+                    return
+                # App mode: the seed's upload is the bytes its peers acknowledged, per TCP
+                # connection (kept after a connection closes), read with ss.
                 ss = await procs.spawn(network.wrap(0, ["ss", "-tinpH"]))
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(5):
@@ -996,9 +1008,6 @@ class SwarmRunner:
                         for key, value in parse_ss(text, seed.pid).items():
                             acked[key] = max(acked.get(key, 0), value)
                         seed_bytes.append(sum(acked.values()))
-                wire = await network.tx_bytes(0)
-                if wire is not None:
-                    wire_bytes.append(wire)
 
             async def poll_seed() -> None:
                 while not stop.is_set():
@@ -1118,13 +1127,8 @@ class SwarmRunner:
         received = sum(r.bytes_received for r in records.values())
         server_bytes = max(seed_bytes) if seed_bytes else None
         if wire_bytes and wire_at_t0 is not None:
-            # netns: what left host 0 on the wire (seed + tracker, IP/TCP headers included)
-            # is the better measure; the socket counters stay in the notes as a cross-check.
-            wire = max(wire_bytes) - wire_at_t0
-            notes.append(
-                f"measured: host 0 wire bytes {wire}, seed sockets' bytes_acked {server_bytes}"
-            )
-            server_bytes = wire
+            # netns: what left host 0 on the wire (the seed, IP/TCP headers included).
+            server_bytes = max(wire_bytes) - wire_at_t0
         if server_bytes is not None and received > 0:
             # Which peer sent which bytes is not logged: attribute the seed's upload
             # proportionally to what each client received.
