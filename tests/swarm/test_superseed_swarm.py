@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
+from collections.abc import Callable
 from contextlib import AsyncExitStack
 from pathlib import Path
 
@@ -11,6 +13,8 @@ import pytest
 from click.testing import CliRunner
 
 from hubswarm.cli import cli
+from hubswarm.proto.wire import PeerConnection, Role
+from hubswarm.proto.wire_events import Event, Have, Interested, Request, Unchoke
 from hubswarm.swarm.client import SwarmPeer
 from hubswarm.swarm.session import TorrentSession
 
@@ -123,3 +127,59 @@ def test_share_super_seed_then_fetch_by_magnet(tmp_path: Path) -> None:
         assert (tmp_path / "a" / "cli.bin").read_bytes() == data
         kinds = [json.loads(line)["event"] for line in events.read_text().splitlines()]
     assert "superseed_done" in kinds  # it super-seeded until the leech had every piece
+
+
+async def test_a_piece_counts_as_passed_on_only_once_the_peer_holds_it(tmp_path: Path) -> None:
+    # A hand-driven leech (our wire core over a raw socket with a 4 KiB receive buffer)
+    # asks for the piece it is offered, then stops reading. The seed writes the blocks at
+    # once, but the leech's TCP cannot acknowledge them: the seed must not count the piece
+    # as passed on (no next offer). Once the leech reads, the next offer comes.
+
+    src = tmp_path / "seed" / "held.bin"
+    make_file(src, 1 * MIB)
+    mi, _ = make_torrent(src, 256 * KIB)
+    async with (
+        SwarmPeer(fast_config(super_seed=True), host=LOCAL) as seed_peer,
+        seed_peer.torrent(mi.info_hash, src.parent, info=mi.info, seed_mode=True) as seeding,
+    ):
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.setblocking(False)
+        loop = asyncio.get_running_loop()
+        await loop.sock_connect(sock, (LOCAL, seed_peer.port))
+        conn = PeerConnection(
+            Role.INITIATOR, info_hash=mi.info_hash, peer_id=b"-XX0000-handdriven00", num_pieces=4
+        )
+        try:
+            await loop.sock_sendall(sock, conn.handshake())
+
+            async def until(pred: Callable[[Event], bool]) -> Event:
+                async with asyncio.timeout(10):
+                    while True:
+                        for event in conn.receive_data(await loop.sock_recv(sock, 65536)):
+                            if pred(event):
+                                return event
+
+            await until(lambda e: isinstance(e, Have))
+            await loop.sock_sendall(sock, conn.send(Interested()))
+            await until(lambda e: isinstance(e, Unchoke))
+            sup = seeding._superseed
+            assert sup is not None
+            link = next(iter(seeding.links))
+            offered = sup.offers(link)
+            assert offered  # the pieces offered to us (their haves came before the unchoke)
+            requests = [
+                Request(i, b, 16 * KIB)
+                for i in sorted(offered)
+                for b in range(0, 256 * KIB, 16 * KIB)
+            ]
+            await loop.sock_sendall(sock, b"".join(conn.send(r) for r in requests))
+            await asyncio.sleep(1.0)  # the seed has written what its buffers take; we read nothing
+            assert link.bytes_written > 64 * KIB
+            assert link.bytes_acked() < 256 * KIB
+            assert sup.offers(link) == offered  # nothing passed on: no new offer
+            # Read the pieces: the acknowledgements let the seed pass them on, offer another.
+            nxt = await until(lambda e: isinstance(e, Have) and e.piece_index not in offered)
+            assert isinstance(nxt, Have)
+        finally:
+            sock.close()
