@@ -9,6 +9,8 @@ import hashlib
 import json
 import os
 import ssl
+import threading
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -312,6 +314,42 @@ async def test_disk_full_keeps_partial_for_resume(
     result = await client.download(url, dest, token=hub.read, progress=None)
     assert dest.read_bytes() == content
     assert result.resumed_from == len(kept)
+
+
+async def test_a_cancelled_write_ends_before_its_descriptor_is_closed(
+    hub: Hub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The first write of a download is cancelled while its thread still runs. Were the
+    # partial's descriptor closed at once, the thread would write to a closed number, or to
+    # whatever reused it (a resumed download's partial: a longer, corrupt file whose
+    # streamed hash still matched). The cancelled download now waits for its thread.
+    content = os.urandom(3 * MIB)
+    await _put(hub, tmp_path, "race.bin", content)
+    url = f"{hub.url}/files/race.bin"
+    dest = tmp_path / "race.bin"
+    real = client._write_block
+    in_thread = threading.Event()
+    wrote: list[bool] = []
+
+    def slow_write(fd: int, blocks: list[bytes]) -> None:
+        in_thread.set()
+        time.sleep(0.3)  # the download is cancelled meanwhile
+        target = os.readlink(f"/proc/self/fd/{fd}") if os.path.exists("/proc/self/fd") else None
+        real(fd, blocks)
+        wrote.append(target is None or target.endswith("race.bin.part"))
+
+    monkeypatch.setattr(client, "_write_block", slow_write)
+    task = asyncio.create_task(client.download(url, dest, token=hub.read, progress=None))
+    async with asyncio.timeout(10):
+        while not in_thread.is_set():
+            await asyncio.sleep(0.005)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert wrote == [True]  # the write ended, into the partial, before the cancel did
+    monkeypatch.setattr(client, "_write_block", real)
+    await client.download(url, dest, token=hub.read, progress=None)
+    assert dest.read_bytes() == content
 
 
 async def test_cancel_mid_download_keeps_partial_then_resumes(hub: Hub, tmp_path: Path) -> None:

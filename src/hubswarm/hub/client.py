@@ -27,7 +27,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 import aiohttp
 from yarl import URL
@@ -338,6 +338,29 @@ def _hash_file(path: Path) -> tuple[Any, int]:
     return h, n
 
 
+_T = TypeVar("_T")
+
+
+async def _on_fd(fn: Callable[..., _T], *args: Any, undo: Callable[[_T], None] | None = None) -> _T:
+    """``asyncio.to_thread`` for work on the partial's descriptor, to its end if cancelled.
+
+    A thread cannot be stopped. Cancelled while a thread still wrote, the download closed
+    the descriptor in its ``finally``, and a resumed download of the same file could get
+    the same number: the cancelled one's last blocks then landed in the new partial while
+    its hash covered only its own bytes (a corrupt file, seen once in the suite). So a
+    cancelled caller waits for the thread, then ``undo`` its result (e.g. close an fd it
+    opened), then re-raises.
+    """
+    job = asyncio.ensure_future(asyncio.to_thread(fn, *args))
+    try:
+        return await asyncio.shield(job)
+    except asyncio.CancelledError:
+        await asyncio.wait([job])
+        if not job.cancelled() and job.exception() is None and undo is not None:
+            undo(job.result())
+        raise
+
+
 def _write_block(fd: int, blocks: list[bytes]) -> None:
     """Write every block at the file position (blocking; short writes retried).
 
@@ -579,7 +602,7 @@ async def download(
                 url=url,
             )
         try:
-            await asyncio.to_thread(_finish, state.fd, part, dest, sidecar)
+            await _on_fd(_finish, state.fd, part, dest, sidecar)
         except OSError as exc:
             raise _storage_error("save", dest, exc) from exc
     except BaseException:
@@ -629,7 +652,7 @@ async def _open_partial(url: str, part: Path, sidecar: Path, resume: bool) -> _P
         return _Partial(fd, 0, hashlib.sha256(), 0)
 
     try:
-        return await asyncio.to_thread(work)
+        return await _on_fd(work, undo=lambda partial: os.close(partial.fd))
     except OSError as exc:
         raise _storage_error("write", part, exc) from exc
 
@@ -642,7 +665,7 @@ async def _restart(state: _Partial) -> None:
         os.lseek(state.fd, 0, os.SEEK_SET)
 
     try:
-        await asyncio.to_thread(work)
+        await _on_fd(work)
     except OSError as exc:
         raise StorageError(f"cannot truncate partial download: {exc.strerror or exc}") from exc
     state.offset = 0
@@ -755,7 +778,7 @@ async def _stream_body(
                 # (~1.4 GB/s) and the page-cache copy overlap instead of adding up.
                 async with asyncio.TaskGroup() as tg:
                     tg.create_task(asyncio.to_thread(_hash_blocks, state.hasher, batch))
-                    await asyncio.to_thread(_append, state.fd, batch, state.offset)
+                    await _on_fd(_append, state.fd, batch, state.offset)
             except* OSError as group:
                 exc = group.exceptions[0]
                 assert isinstance(exc, OSError)
