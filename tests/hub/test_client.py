@@ -284,13 +284,17 @@ async def test_read_timeout_is_unreachable(tmp_path: Path) -> None:
         await server.wait_closed()
 
 
+async def _stored(hub: Hub, tmp_path: Path, name: str, size: int) -> tuple[bytes, str, Path]:
+    """A random file of ``size`` bytes put on the hub: its content, URL and download path."""
+    content = os.urandom(size)
+    await _put(hub, tmp_path, name, content)
+    return content, f"{hub.url}/files/{name}", tmp_path / name
+
+
 async def test_disk_full_keeps_partial_for_resume(
     hub: Hub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    content = os.urandom(3 * MIB)
-    await _put(hub, tmp_path, "d.bin", content)
-    url = f"{hub.url}/files/d.bin"
-    dest = tmp_path / "d.bin"
+    content, url, dest = await _stored(hub, tmp_path, "d.bin", 3 * MIB)
     real = client._write_block
     calls = 0
 
@@ -323,10 +327,7 @@ async def test_a_cancelled_write_ends_before_its_descriptor_is_closed(
     # partial's descriptor closed at once, the thread would write to a closed number, or to
     # whatever reused it (a resumed download's partial: a longer, corrupt file whose
     # streamed hash still matched). The cancelled download now waits for its thread.
-    content = os.urandom(3 * MIB)
-    await _put(hub, tmp_path, "race.bin", content)
-    url = f"{hub.url}/files/race.bin"
-    dest = tmp_path / "race.bin"
+    content, url, dest = await _stored(hub, tmp_path, "race.bin", 3 * MIB)
     real = client._write_block
     in_thread = threading.Event()
     wrote: list[bool] = []
