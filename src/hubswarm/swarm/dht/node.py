@@ -554,7 +554,13 @@ class DHTNode:
             log.info("DHT bootstrap lookups: %s", exc)
 
     async def _bootstrap_lookups(self) -> int:
-        """Look up our own id, then refresh the sparse far buckets; return the table size."""
+        """Look up our own id, then refresh the sparse far buckets; return the table size.
+
+        Right after a contact that nobody answered there is nothing to look up from; the
+        lookup would only contact the same silent addresses once more.
+        """
+        if not len(self.table):
+            return 0
         await self.lookup(self.node_id)
         # Kademlia (section 2.3): a joining node then refreshes the buckets farther away than
         # its closest neighbour; the own-id lookup only ever meets nodes in our own half.
