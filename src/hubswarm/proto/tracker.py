@@ -8,7 +8,6 @@ decoding to ``str`` first (as aiohttp's ``request.query`` does) turns ``%FF`` in
 
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 from urllib.parse import quote_from_bytes, unquote, unquote_to_bytes, urlsplit, urlunsplit
@@ -22,6 +21,7 @@ from hubswarm.limits import (
     TRACKER_MAX_SCRAPE,
 )
 from hubswarm.proto import bencode
+from hubswarm.proto.compact import normalise_ip, pack_peers, unpack_peers
 
 __all__ = [
     "EVENTS",
@@ -255,12 +255,9 @@ def parse_query(raw_query: str) -> AnnounceRequest:
 def _normalise_ip(ip: str) -> str:
     """Canonical text of an IP address; IPv4-mapped IPv6 becomes plain IPv4."""
     try:
-        addr = ipaddress.ip_address(ip)
+        return normalise_ip(ip)
     except ValueError as exc:
         raise TrackerError(f"invalid peer address {ip[:64]!r}") from exc
-    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
-        return str(addr.ipv4_mapped)
-    return str(addr)
 
 
 def failure_reason(data: bytes) -> str | None:
@@ -321,13 +318,7 @@ def _parse_compact(blob: bytes, size: int) -> list[tuple[str, int]]:
     """BEP 23 / BEP 7: 4 (or 16) address bytes then a 2-byte big-endian port, per peer."""
     if len(blob) % size:
         raise TrackerError(f"compact peer list length {len(blob)} is not a multiple of {size}")
-    peers = []
-    for i in range(0, len(blob), size):
-        ip_bytes, port = blob[i : i + size - 2], int.from_bytes(blob[i + size - 2 : i + size])
-        if port == 0:
-            continue  # unusable, not fatal
-        peers.append((_normalise_ip(str(ipaddress.ip_address(ip_bytes))), port))
-    return peers
+    return unpack_peers(blob, size)
 
 
 def _parse_peer_dicts(items: list[Any]) -> list[tuple[str, int]]:
@@ -388,13 +379,10 @@ class AnnounceResponse:
         if self.tracker_id is not None:
             out[b"tracker id"] = self.tracker_id.encode()
         if compact:
-            v4, v6 = bytearray(), bytearray()
-            for ip, port in self.peers:
-                addr = ipaddress.ip_address(_normalise_ip(ip))
-                (v4 if addr.version == 4 else v6).extend(addr.packed + port.to_bytes(2))
-            out[b"peers"] = bytes(v4)
+            v4, v6 = pack_peers(self.peers)
+            out[b"peers"] = v4
             if v6:
-                out[b"peers6"] = bytes(v6)
+                out[b"peers6"] = v6
         else:
             out[b"peers"] = [
                 {b"ip": _normalise_ip(ip).encode(), b"port": port} for ip, port in self.peers
