@@ -30,6 +30,9 @@ PIECE_LENGTH_MAX = 128 * MIB
 # (max_metadata_size), we allow 8 MiB.
 METADATA_PIECE_SIZE = 16 * KIB
 METADATA_MAX_SIZE = 8 * MIB
+# Peers read from one ut_pex list (BEP 11: senders send at most 50 added and 50 dropped);
+# the rest of an oversized list is ignored, not an error.
+PEX_MAX_PEERS = 200
 # A magnet link is typed or pasted by a user; browsers cap URLs near 64 KiB (Chromium: 2 MiB,
 # but no honest magnet with a few trackers is longer than a few KiB).
 MAGNET_MAX_LENGTH = 64 * KIB

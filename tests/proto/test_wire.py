@@ -314,10 +314,10 @@ def test_metadata_without_remote_support_is_local_error() -> None:
 
 def test_unknown_extension_and_message_are_events() -> None:
     a, b = make_pair()
-    transfer(b, a, ExtendedHandshake(m={"ut_pex": 7}))
-    frame = a.send(Extended(7, b"d5:added0:e"))
-    assert frame == struct.pack(">IBB", 13, 20, 7) + b"d5:added0:e"
-    assert b.receive_data(frame) == [Extended(7, b"d5:added0:e")]
+    transfer(b, a, ExtendedHandshake(m={"ut_holepunch": 7}))
+    frame = a.send(Extended(7, b"d8:msg_typei0ee"))
+    assert frame == struct.pack(">IBB", 17, 20, 7) + b"d8:msg_typei0ee"
+    assert b.receive_data(frame) == [Extended(7, b"d8:msg_typei0ee")]
     assert b.receive_data(b"\x00\x00\x00\x03\x63hi") == [UnknownMessage(0x63, b"hi")]
     assert b.state is State.OPEN
 

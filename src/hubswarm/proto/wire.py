@@ -33,11 +33,12 @@ from hubswarm.errors import BencodeError, LocalProtocolError, MetainfoError, Rem
 from hubswarm.limits import (
     BLOCK_SIZE,
     METADATA_MAX_SIZE,
+    PEX_MAX_PEERS,
     WIRE_MAX_BITFIELD,
     WIRE_MAX_MESSAGE,
     WIRE_MAX_PREACCEPT_BUFFER,
 )
-from hubswarm.proto import bencode
+from hubswarm.proto import bencode, compact
 from hubswarm.proto.wire_events import (
     AllowedFast,
     Bitfield,
@@ -56,6 +57,7 @@ from hubswarm.proto.wire_events import (
     MetadataReject,
     MetadataRequest,
     NotInterested,
+    PeerExchange,
     Piece,
     Port,
     Reject,
@@ -71,6 +73,7 @@ __all__ = [
     "HANDSHAKE_LENGTH",
     "PSTR",
     "UT_METADATA",
+    "UT_PEX",
     "MetadataAssembler",
     "PeerConnection",
     "Role",
@@ -84,6 +87,7 @@ PSTR = b"BitTorrent protocol"
 _PSTR_PREFIX = bytes((len(PSTR),)) + PSTR
 HANDSHAKE_LENGTH = 1 + len(PSTR) + 8 + 20 + 20
 UT_METADATA = "ut_metadata"
+UT_PEX = "ut_pex"
 
 # Message ids: BEP 3 (0-8), BEP 5 (9), BEP 6 (0x0D-0x11), BEP 10 (20).
 CHOKE, UNCHOKE, INTERESTED, NOT_INTERESTED, HAVE, BITFIELD, REQUEST, PIECE, CANCEL, PORT = range(10)
@@ -594,7 +598,43 @@ class PeerConnection:
             return self._decode_extended_handshake(body)
         if ext_id == self._local_extensions.get(UT_METADATA):
             return self._decode_metadata(ext_id, body)
+        if ext_id == self._local_extensions.get(UT_PEX):
+            return self._decode_pex(body)
         return Extended(ext_id, body)
+
+    def _decode_pex(self, body: bytes) -> PeerExchange:
+        """BEP 11. Lists of the wrong type, a trailing partial entry, port-0 entries and
+        entries past ``PEX_MAX_PEERS`` are skipped, as other clients do: only a message that
+        is not a bencoded dictionary breaks the protocol."""
+        try:
+            d = bencode.decode(body)
+        except BencodeError as exc:
+            raise self._violation(f"ut_pex message is not bencode: {exc}") from exc
+        if not isinstance(d, dict):
+            raise self._violation("ut_pex message is not a dictionary")
+
+        def field(key: bytes) -> bytes:
+            value = d.get(key)
+            return value if isinstance(value, bytes) else b""
+
+        added: list[tuple[str, int]] = []
+        flags: list[int] = []
+        dropped: list[tuple[str, int]] = []
+        for key, size in ((b"added", compact.V4_SIZE), (b"added6", compact.V6_SIZE)):
+            f = field(key + b".f")
+            for i, (ip, port) in enumerate(compact.entries(field(key), size)):
+                if len(added) >= PEX_MAX_PEERS:
+                    break
+                if port:
+                    added.append((ip, port))
+                    flags.append(f[i] if i < len(f) else 0)
+        for key, size in ((b"dropped", compact.V4_SIZE), (b"dropped6", compact.V6_SIZE)):
+            for ip, port in compact.entries(field(key), size):
+                if len(dropped) >= PEX_MAX_PEERS:
+                    break
+                if port:
+                    dropped.append((ip, port))
+        return PeerExchange(tuple(added), tuple(flags), tuple(dropped))
 
     def _decode_extended_handshake(self, body: bytes) -> ExtendedHandshake:
         try:
@@ -737,6 +777,8 @@ class PeerConnection:
             case MetadataData(piece=piece, total_size=total, data=data):
                 d = {b"msg_type": 1, b"piece": piece, b"total_size": total}
                 return self._send_metadata(d, data)
+            case PeerExchange():
+                return self._send_pex(event)
             case Extended(ext_id=ext_id, payload=payload):
                 return self._extended_frame(ext_id, payload)
             case UnknownMessage(msg_id=msg_id, payload=payload):
@@ -801,7 +843,12 @@ class PeerConnection:
         elif (
             isinstance(
                 event,
-                ExtendedHandshake | MetadataRequest | MetadataData | MetadataReject | Extended,
+                ExtendedHandshake
+                | MetadataRequest
+                | MetadataData
+                | MetadataReject
+                | PeerExchange
+                | Extended,
             )
         ) and not self.supports_extensions:
             raise LocalProtocolError("BEP 10 was not agreed with this peer")
@@ -817,6 +864,7 @@ class PeerConnection:
             | MetadataRequest
             | MetadataData
             | MetadataReject
+            | PeerExchange
             | Extended,
         ):
             self._local_may_send_bitfield = False
@@ -860,6 +908,23 @@ class PeerConnection:
         if event.metadata_size is not None:
             self._local_metadata_size = event.metadata_size
         return frame
+
+    def _send_pex(self, event: PeerExchange) -> bytes:
+        ext_id = self._remote_extensions.get(UT_PEX)
+        if not ext_id:
+            raise LocalProtocolError("the peer did not advertise ut_pex")
+        flags = event.added_flags or (0,) * len(event.added)
+        v4, v6 = compact.pack_peers(event.added)
+        v6s = [":" in compact.normalise_ip(ip) for ip, _ in event.added]
+        f4 = bytes(f for f, is6 in zip(flags, v6s, strict=True) if not is6)
+        f6 = bytes(f for f, is6 in zip(flags, v6s, strict=True) if is6)
+        d4, d6 = compact.pack_peers(event.dropped)
+        d: dict[bytes, bytes] = {b"added": v4, b"added.f": f4, b"dropped": d4}
+        if v6:
+            d[b"added6"], d[b"added6.f"] = v6, f6
+        if d6:
+            d[b"dropped6"] = d6
+        return self._extended_frame(ext_id, bencode.encode(d))
 
     def _send_metadata(self, d: dict[bytes, int], data: bytes) -> bytes:
         ext_id = self._remote_extensions.get(UT_METADATA)

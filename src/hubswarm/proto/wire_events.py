@@ -1,4 +1,4 @@
-"""Typed events of the peer wire protocol (BEP 3, 5, 6, 9, 10).
+"""Typed events of the peer wire protocol (BEP 3, 5, 6, 9, 10, 11).
 
 Each event is a frozen slotted dataclass that validates its fields in ``__post_init__``;
 building an invalid event is our own misuse and raises :class:`LocalProtocolError`.
@@ -8,6 +8,7 @@ event is built, so a peer's mistake surfaces as :class:`RemoteProtocolError` ins
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass, field
 
 from hubswarm.errors import LocalProtocolError
@@ -31,6 +32,7 @@ __all__ = [
     "MetadataReject",
     "MetadataRequest",
     "NotInterested",
+    "PeerExchange",
     "Piece",
     "Port",
     "Reject",
@@ -315,6 +317,32 @@ class MetadataReject:
 
 
 @dataclass(frozen=True, slots=True)
+class PeerExchange:
+    """ut_pex (BEP 11): peers the sender connected to since its last message, and left.
+
+    ``added_flags`` holds one BEP 11 flag byte per entry of ``added`` (0x02: a seed,
+    0x10: reachable, the sender dialled it), or is empty when the sender gave none.
+    """
+
+    added: tuple[tuple[str, int], ...] = ()
+    added_flags: tuple[int, ...] = ()
+    dropped: tuple[tuple[str, int], ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.added_flags and len(self.added_flags) != len(self.added):
+            raise LocalProtocolError("added_flags needs one flag byte per added peer")
+        if any(not 0 <= f <= 255 for f in self.added_flags):
+            raise LocalProtocolError("a PEX flag is not a byte")
+        for ip, port in (*self.added, *self.dropped):
+            if not 0 < port <= 0xFFFF:
+                raise LocalProtocolError(f"PEX peer {ip}:{port}: port not in 1..65535")
+            try:
+                ipaddress.ip_address(ip)
+            except ValueError:
+                raise LocalProtocolError(f"PEX peer {ip[:64]!r} is not an IP address") from None
+
+
+@dataclass(frozen=True, slots=True)
 class Extended:
     """Any other extended message (BEP 10), payload undecoded.
 
@@ -364,6 +392,7 @@ Event = (
     | MetadataRequest
     | MetadataData
     | MetadataReject
+    | PeerExchange
     | Extended
     | UnknownMessage
 )
