@@ -43,6 +43,7 @@ class SwarmPeer:
         self.port = 0
         self._server: asyncio.Server | None = None
         self._handlers: dict[asyncio.Task[Any], asyncio.StreamWriter] = {}
+        self._closing = False  # __aexit__ began: refuse what the listener still hands us
         # One HTTP client for all torrents' trackers and web seeds, opened on first use.
         self.http = LazyHttp()
 
@@ -59,7 +60,18 @@ class SwarmPeer:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
+        self._closing = True
         if self._server is not None:
+            # Stop accepting first, then let connections accepted in this tick reach their
+            # handler (which refuses them) before the server closes: Python 3.11 leaks the
+            # socket of a connection whose transport is made after Server.close() (its
+            # _attach() asserts, and nothing closes the socket). Seen in the PEX tests,
+            # where a peer dials a leech as it leaves.
+            loop = asyncio.get_running_loop()
+            for sock in self._server.sockets:
+                loop.remove_reader(sock.fileno())
+            for _ in range(3):
+                await asyncio.sleep(0)
             self._server.close()
         # Sessions have stopped (their links with them): what is left is handshaking. Closing
         # the sockets ends those handlers normally (asyncio logs a handler that ends cancelled).
@@ -118,8 +130,10 @@ class SwarmPeer:
     ) -> None:
         task = asyncio.current_task()
         assert task is not None
-        if len(self._handlers) >= MAX_PENDING_INCOMING + 2 * self.config.max_peers:
-            writer.close()  # a connection flood: refuse before reading anything
+        if self._closing or len(self._handlers) >= MAX_PENDING_INCOMING + 2 * self.config.max_peers:
+            # Accepted just as we close (its handler starts after __aexit__ closed the
+            # others), or a connection flood: refuse before reading anything.
+            writer.close()
             return
         self._handlers[task] = writer
         try:
@@ -127,9 +141,11 @@ class SwarmPeer:
         except Exception as exc:
             # A bug while serving one connection must not go unseen, nor leak the socket.
             log.error("incoming connection failed", exc_info=exc)
-            writer.close()
         finally:
             self._handlers.pop(task, None)
+            # Also when cancelled mid-handshake (the event loop ending): the socket is ours
+            # until a link took it, and a link closes its own (closing twice is harmless).
+            writer.close()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peername = writer.get_extra_info("peername")
