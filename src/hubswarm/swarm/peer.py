@@ -138,6 +138,9 @@ class PeerState:
     snubbed: bool = False
     is_seed: bool = False
     pointless: bool = False  # closed because neither side wants anything (two seeds)
+    pex_sent: set[tuple[str, int]] | None = None  # what our ut_pex messages told it (BEP 11)
+    pex_at: float = 0.0  # when we last sent it one
+    pex_received_at: float | None = None  # when we last took one of its messages
 
 
 class PeerLink:

@@ -70,6 +70,7 @@ from hubswarm.proto.wire_events import (
     MetadataReject,
     MetadataRequest,
     NotInterested,
+    PeerExchange,
     Piece,
     Reject,
     Request,
@@ -118,6 +119,17 @@ DELIVERY_POLL = 0.01
 INITIAL_QUEUE_DEPTH = 64
 # Our local extension id for ut_metadata (BEP 10: ids are chosen by the receiver).
 UT_METADATA_ID = 1
+UT_PEX_ID = 2
+# BEP 11: at most one ut_pex message a minute to a peer, at most 50 added and 50 dropped
+# peers in one. The first goes as soon as there is a peer to tell of.
+PEX_INTERVAL = 60.0
+PEX_MAX_SEND = 50
+PEX_REACHABLE = 0x10  # BEP 11 flag: we dialled this peer, so it accepts connections
+# A peer's ut_pex messages closer together than this are ignored (it breaks BEP 11's rate).
+PEX_MIN_GAP = 10.0
+# Addresses kept to dial (trackers, DHT, PEX, magnets): a bound on what peers can make us
+# hold; newer ones are dropped when full (libtorrent: max_peerlist_size = 3000).
+MAX_CANDIDATES = 2000
 # Seconds between retries of an unreachable peer address, doubling up to the maximum.
 RETRY_MIN, RETRY_MAX = 2.0, 60.0
 # First DHT re-lookup once connected (seconds), doubling up to the announce interval: peers
@@ -168,6 +180,7 @@ class SessionConfig:
     webseed_workers: int = 2
     seed: bool = True  # keep seeding after completion
     use_dht: bool = True
+    use_pex: bool = True  # peer exchange (BEP 11); never for a private torrent (BEP 27)
     announce_ip: str | None = None  # the tracker `ip` parameter (lab behind addresses)
     corrupt_uploads: bool = False  # lab fault: this peer serves corrupt blocks
     rng_seed: int | None = None
@@ -409,6 +422,7 @@ class TorrentSession:
                 self._mark_complete()
             for link in list(self.links):
                 self._adopt_pending(link)
+            self._pex_round(self.clock())  # a magnet's: now we know it is not private
 
     @property
     def left(self) -> int:
@@ -471,7 +485,7 @@ class TorrentSession:
         _host, port = address
         if not 0 < port < 65536 or self.is_banned(address) or address in self._self_addresses:
             return
-        if address not in self._candidates:
+        if address not in self._candidates and len(self._candidates) < MAX_CANDIDATES:
             self._candidates[address] = 0.0
             self._wake_dialer.set()
 
@@ -653,7 +667,7 @@ class TorrentSession:
         if conn.supports_extensions:
             opening.append(
                 ExtendedHandshake(
-                    m={wire.UT_METADATA: UT_METADATA_ID},
+                    m=self._extensions(),
                     metadata_size=len(self.info.raw) if self.info is not None else None,
                     v=f"hubswarm {__version__}",
                     p=self.listen_port or None,
@@ -762,6 +776,16 @@ class TorrentSession:
                 st.allowed_fast.add(i)
             case ExtendedHandshake():
                 self._maybe_request_metadata(link)
+                self._pex_round(self.clock())
+            case PeerExchange(added=added):
+                now = self.clock()
+                if self._pex_enabled() and (
+                    st.pex_received_at is None or now - st.pex_received_at >= PEX_MIN_GAP
+                ):
+                    st.pex_received_at = now
+                    self._log_event("pex", peer=link.address[0], added=len(added))
+                    for address in added:
+                        self.add_peer(address)
             case MetadataRequest(piece=piece):
                 self._serve_metadata(link, piece)
             case MetadataData():
@@ -1209,6 +1233,7 @@ class TorrentSession:
                     self._fill_requests(link)
             # Offers to peers that went quiet expire with the clock, not with traffic.
             self._superseed_tick(now)
+            self._pex_round(now)
             await asyncio.sleep(min(1.0, self.config.choke_interval))
 
     def _choke_round(self, now: float) -> None:
@@ -1276,6 +1301,66 @@ class TorrentSession:
         ready, serving = self._superseed_candidates()
         for lk in sup.to_unchoke_now(ready, serving, self.config.unchoke_slots + 1):
             lk.send(Unchoke())
+
+    # --- peer exchange (BEP 11) -----------------------------------------------------------
+
+    def _extensions(self) -> dict[str, int]:
+        """Our BEP 10 extension ids; no ut_pex for a torrent known to be private (BEP 27)."""
+        m = {wire.UT_METADATA: UT_METADATA_ID}
+        if self.config.use_pex and not self._private:
+            m[wire.UT_PEX] = UT_PEX_ID
+        return m
+
+    def _pex_enabled(self) -> bool:
+        """PEX once the torrent is known not to be private (a magnet's: after its metadata)."""
+        return self.config.use_pex and self.info is not None and not self.info.private
+
+    def _pex_addresses(self) -> dict[tuple[str, int], int]:
+        """Where our peers accept connections, with BEP 11 flags: the address we dialled,
+        or an incoming peer's IP with the listen port of its extended handshake."""
+        out: dict[tuple[str, int], int] = {}
+        for link in self.links:
+            if link.closed:
+                continue
+            if link.outgoing:
+                out[link.address] = PEX_REACHABLE
+            else:
+                ext = link.conn.remote_extended_handshake
+                if ext is not None and ext.p:
+                    out[(link.address[0], ext.p)] = 0
+        return out
+
+    def _pex_round(self, now: float) -> None:
+        """Tell each PEX peer what changed among our peers, at most once per interval.
+
+        A peer's first message waits until there is somebody to tell of: in a flash crowd
+        the first peers to connect learn of the later ones from it, within a round trip of
+        their arrival, where a DHT re-lookup takes a quarter of a second or more.
+        """
+        if not self._pex_enabled():
+            return
+        current = self._pex_addresses()
+        for link in list(self.links):
+            st = link.state
+            if link.closed or wire.UT_PEX not in link.conn.remote_extensions:
+                continue
+            if st.pex_sent is not None and now - st.pex_at < PEX_INTERVAL:
+                continue
+            told = st.pex_sent or set()
+            ext = link.conn.remote_extended_handshake
+            itself = {link.address, (link.address[0], ext.p if ext is not None else None)}
+            added = [a for a in current if a not in told and a not in itself][:PEX_MAX_SEND]
+            dropped = [a for a in told if a not in current][:PEX_MAX_SEND]
+            if not added and not dropped:
+                continue
+            flags = tuple(current[a] for a in added)
+            try:
+                link.send(PeerExchange(tuple(added), flags, tuple(dropped)))
+            except LocalProtocolError as exc:
+                log.debug("ut_pex to %r: %s", link, exc)
+                continue
+            st.pex_sent = (told | set(added)) - set(dropped)
+            st.pex_at = now
 
     # --- trackers -------------------------------------------------------------------------
 
