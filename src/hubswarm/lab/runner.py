@@ -1273,7 +1273,8 @@ def infra_notes(arch: str, network: Network) -> list[str]:
         return out
     return [
         "p2p: host 0 runs the seed peer; a DHT bootstrap node (the only central piece) runs "
-        "on an unshaped host of its own, as router.bittorrent.com is not on the seed's link"
+        "on an unshaped host of its own, as router.bittorrent.com is not on the seed's link; "
+        "peers also tell each other of peers (PEX, BEP 11)"
     ]
 
 
