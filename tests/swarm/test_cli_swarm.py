@@ -241,3 +241,12 @@ def test_killed_fetch_resumes_with_only_missing_pieces(tmp_path: Path) -> None:
     record = json.loads(result.stdout.strip().splitlines()[-1])
     assert 0 < record["stats"]["downloaded_from_peers"] <= size - 12 * 64 * KIB
     assert (tmp_path / "out" / "res.bin").read_bytes() == data
+
+
+def test_no_pex_turns_peer_exchange_off() -> None:
+    from hubswarm.cli.swarm import _config
+
+    base = {"port": 0, "max_peers": 50}
+    assert _config(base).use_pex
+    assert not _config({**base, "no_pex": True}).use_pex
+    assert not _config({**base, "no_pex": True, "fast_intervals": True}).use_pex

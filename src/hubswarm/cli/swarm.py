@@ -58,6 +58,7 @@ def _config(opts: dict[str, Any]) -> SessionConfig:
         corrupt_uploads=opts.get("corrupt", False),
         announce_ip=opts.get("announce_ip"),
         webseed_mode=opts.get("webseed_mode", "fallback"),
+        use_pex=not opts.get("no_pex", False),
     )
     if opts.get("fast_intervals"):
         # The lab runs in seconds: re-evaluate choking every second, rotate the optimistic
@@ -96,6 +97,12 @@ def _peer_options(f: Any) -> Any:
             click.option("--peer-upload-rate", help="Upload cap per peer."),
             click.option("--max-peers", default=50, show_default=True, type=int),
             click.option("--dht-bootstrap", multiple=True, help="DHT bootstrap node HOST:PORT."),
+            click.option(
+                "--no-pex",
+                is_flag=True,
+                help="No peer exchange (BEP 11): peers come from the "
+                "tracker, the DHT and --peer only.",
+            ),
             click.option(
                 "--dht-state",
                 type=click.Path(dir_okay=False, path_type=Path),

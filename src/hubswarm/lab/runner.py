@@ -69,6 +69,11 @@ _KEEP_LINES = 50
 _SERVING = re.compile(rb"serving .* on (https?://\S+)")
 # 32 agents importing aiohttp at once on a loaded 2-core machine: allow minutes, not seconds.
 _AGENT_START_TIMEOUT = 180.0
+# The swarm architectures find peers only as the issue defines them: the tracker (hybrid) or
+# the DHT (p2p). Peer exchange would add a full mesh within 0.2 s, and with it the haves of
+# every pair. Measured on 2 cores, flash crowd at 1 MiB/s: N = 32 (CPU-bound) 0.27 -> 0.36
+# CPU-s per peer and T / D_p2p 3.0, 3.7 -> 4.0, 4.2 (two runs each); N = 8 1.42-1.50 either way.
+_DISCOVERY = ("--no-pex",)
 
 
 class ArchitectureRunner(Protocol):
@@ -880,7 +885,7 @@ class SwarmRunner:
         scenario = plan.scenario
         argv = [self.python, "-m", "hubswarm", "share", str(source)]
         argv += ["--host", network.hosts[0].address, "--port", "0", "--fast-intervals", "--json"]
-        argv += ["--piece-length", str(scenario.piece_size)]
+        argv += [*_DISCOVERY, "--piece-length", str(scenario.piece_size)]
         # BEP 16 initial seeding: the seed sends each piece once and lets the swarm copy it
         # (flash crowd N=8: seed bytes 5.3 -> 4.2 MiB; the benchmark's 1.10 -> 1.05x bound).
         argv += ["--super-seed"]
@@ -954,7 +959,7 @@ class SwarmRunner:
             for i in range(1, plan.n + 1):
                 args = ["fetch", *sources[i - 1], "-o", str(workdir / f"c{i}")]
                 args += ["--host", network.hosts[i].address, "--port", "0", "--fast-intervals"]
-                args += ["--json", "-q", "--timeout", f"{scenario.timeout:g}"]
+                args += ["--json", "-q", "--timeout", f"{scenario.timeout:g}", *_DISCOVERY]
                 args += ["--events", str(workdir / f"c{i}.events")]
                 args += self._rates(network, plan.uploads[i - 1], plan.downloads[i - 1])
                 if seeding:
@@ -966,7 +971,7 @@ class SwarmRunner:
             if probe:
                 jobs.append(["fetch", *sources[-1], "-o", str(outsider_dir), "--host"])
                 jobs[-1] += [network.hosts[plan.n].address, "--port", "0", "--fast-intervals"]
-                jobs[-1] += ["--json", "-q", "--timeout", f"{scenario.timeout:g}"]
+                jobs[-1] += ["--json", "-q", "--timeout", f"{scenario.timeout:g}", *_DISCOVERY]
             agents = []
             for k, args in enumerate(jobs):
                 host = min(k + 1, plan.n)
