@@ -606,12 +606,7 @@ class PeerConnection:
         """BEP 11. Lists of the wrong type, a trailing partial entry, port-0 entries and
         entries past ``PEX_MAX_PEERS`` are skipped, as other clients do: only a message that
         is not a bencoded dictionary breaks the protocol."""
-        try:
-            d = bencode.decode(body)
-        except BencodeError as exc:
-            raise self._violation(f"ut_pex message is not bencode: {exc}") from exc
-        if not isinstance(d, dict):
-            raise self._violation("ut_pex message is not a dictionary")
+        d = self._bencoded_dict(body, "ut_pex message")
 
         def field(key: bytes) -> bytes:
             value = d.get(key)
@@ -636,13 +631,18 @@ class PeerConnection:
                     dropped.append((ip, port))
         return PeerExchange(tuple(added), tuple(flags), tuple(dropped))
 
-    def _decode_extended_handshake(self, body: bytes) -> ExtendedHandshake:
+    def _bencoded_dict(self, body: bytes, what: str) -> dict[bytes, Any]:
+        """``body`` as a bencoded dictionary, else a protocol violation naming ``what``."""
         try:
             d = bencode.decode(body)
         except BencodeError as exc:
-            raise self._violation(f"extended handshake is not bencode: {exc}") from exc
+            raise self._violation(f"{what} is not bencode: {exc}") from exc
         if not isinstance(d, dict):
-            raise self._violation("extended handshake is not a dictionary")
+            raise self._violation(f"{what} is not a dictionary")
+        return d
+
+    def _decode_extended_handshake(self, body: bytes) -> ExtendedHandshake:
+        d = self._bencoded_dict(body, "extended handshake")
         raw_m = d.get(b"m", {})
         if not isinstance(raw_m, dict):
             raise self._violation("extended handshake 'm' is not a dictionary")
