@@ -232,6 +232,11 @@ def test_request_queue_depth() -> None:
     assert request_queue_depth(10 * B) == 30  # 10 blocks/s x 3 s
     assert request_queue_depth(100 * B, target_latency_s=1.0) == 100
     assert request_queue_depth(1e12) == MAX_OUTSTANDING_REQUESTS_OUT
+    # The lab's shallow queues: a floor below 4, never below 1.
+    assert request_queue_depth(B, 0.1, minimum=2) == 2
+    assert request_queue_depth(40 * B, 0.1, minimum=2) == 4
+    assert request_queue_depth(0, minimum=0) == 1
+    assert request_queue_depth(0, minimum=64) == 64
 
 
 def check_invariants(p: PiecePicker) -> None:

@@ -75,10 +75,12 @@ def _config(opts: dict[str, Any]) -> SessionConfig:
         # not the seed, makes the copies (server bytes at N=8: 8.3 MiB with 2 slots, 5.3 with 1).
         cfg.seed_unchoke_slots = 1
         # Shallow request queues: the lab's links have no added delay and its files are a
-        # few MiB, so 4 requests (or 0.25 s at the measured rate) keep a link busy, while
-        # the default (64, or 3 s) asks one peer for more than the file (N=6, F=4 MiB at
-        # 1 MiB/s: 9.0-9.7 s -> 6.0-6.4 s, seed bytes 8.7-10 -> 5.7-6.1 MiB).
-        cfg.initial_queue_depth, cfg.request_queue_time = 4, 0.25
+        # few MiB. A deep queue asks one busy peer for pieces that an idle one also holds:
+        # they wait behind its other uploads while the idle one has nothing asked of it (the
+        # default 64, or 3 s, asked one peer for more than the file). 2 requests (one 32 KiB
+        # piece) or 0.1 s at the measured rate: flash crowd of 8 at 1 MiB/s, T / D_p2p
+        # 1.49-1.58 -> 1.38-1.45 with 4 / 0.25 s before (1 / 0.05 s: the same, more requests).
+        cfg.initial_queue_depth, cfg.request_queue_time = 2, 0.1
     return cfg
 
 

@@ -103,14 +103,16 @@ def request_queue_depth(
     target_latency_s: float = REQUEST_QUEUE_TIME,
     block_size: int = BLOCK_SIZE,
     maximum: int = MAX_OUTSTANDING_REQUESTS_OUT,
+    minimum: int = REQUEST_QUEUE_MIN,
 ) -> int:
-    """Requests to keep outstanding to a peer: ``rate x latency / block``, within [4, maximum].
+    """Requests to keep outstanding to a peer: ``rate x latency / block``, within
+    [minimum, maximum] (``minimum`` defaults to 4; at least 1).
 
     A fixed depth cannot fill a fast link: 5 x 16 KiB per 50 ms RTT caps a peer at 1.6 MB/s
     (libtorrent sizes the queue for ``request_queue_time`` = 3 s of transfer).
     """
     want = int(rate_bytes_per_s * target_latency_s / block_size) if rate_bytes_per_s > 0 else 0
-    return max(REQUEST_QUEUE_MIN, min(maximum, want))
+    return max(1, minimum, min(maximum, want))
 
 
 # Offsets of the set bits of each byte value (bit 0 = high bit, BEP 3 order).

@@ -875,8 +875,9 @@ class TorrentSession:
         # On a slow link with a small file that depth can exceed the file: the lab lowers both
         # (a queue deeper than needed makes a seed upload the same pieces to several peers).
         cfg = self.config
-        rate_depth = request_queue_depth(link.download_rate.rate, cfg.request_queue_time)
-        depth = max(cfg.initial_queue_depth, rate_depth)
+        depth = request_queue_depth(
+            link.download_rate.rate, cfg.request_queue_time, minimum=cfg.initial_queue_depth
+        )
         st.queue_depth = depth
         missing = depth - len(st.inflight)
         if missing < max(1, depth // 4):
