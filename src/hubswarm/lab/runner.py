@@ -70,9 +70,10 @@ _SERVING = re.compile(rb"serving .* on (https?://\S+)")
 # 32 agents importing aiohttp at once on a loaded 2-core machine: allow minutes, not seconds.
 _AGENT_START_TIMEOUT = 180.0
 # The swarm architectures find peers only as the issue defines them: the tracker (hybrid) or
-# the DHT (p2p). Peer exchange would add a full mesh within 0.2 s, and with it the haves of
-# every pair. Measured on 2 cores, flash crowd at 1 MiB/s: N = 32 (CPU-bound) 0.27 -> 0.36
-# CPU-s per peer and T / D_p2p 3.0, 3.7 -> 4.0, 4.2 (two runs each); N = 8 1.42-1.50 either way.
+# the DHT (p2p). Peer exchange would connect every pair sooner (N = 8: all within 0.22 s),
+# and with the connections come their haves. Measured on 2 cores, flash crowd at 1 MiB/s:
+# N = 32 (CPU-bound) 0.27 -> 0.36 CPU-s per peer and T / D_p2p 3.0, 3.7 -> 4.0, 4.2 (two
+# runs each); N = 8 1.42-1.50 either way.
 _DISCOVERY = ("--no-pex",)
 
 
@@ -1279,7 +1280,7 @@ def infra_notes(arch: str, network: Network) -> list[str]:
     return [
         "p2p: host 0 runs the seed peer; a DHT bootstrap node (the only central piece) runs "
         "on an unshaped host of its own, as router.bittorrent.com is not on the seed's link; "
-        "peers also tell each other of peers (PEX, BEP 11)"
+        "peers find each other through it and the DHT only (no peer exchange)"
     ]
 
 
