@@ -79,7 +79,7 @@ def _config(opts: dict[str, Any]) -> SessionConfig:
         # they wait behind its other uploads while the idle one has nothing asked of it (the
         # default 64, or 3 s, asked one peer for more than the file). 2 requests (one 32 KiB
         # piece) or 0.1 s at the measured rate: flash crowd of 8 at 1 MiB/s, T / D_p2p
-        # 1.49-1.58 -> 1.38-1.45 with 4 / 0.25 s before (1 / 0.05 s: the same, more requests).
+        # 1.49-1.58 -> 1.36-1.45 with 4 / 0.25 s before (1 / 0.05 s: the same, more requests).
         cfg.initial_queue_depth, cfg.request_queue_time = 2, 0.1
     return cfg
 
