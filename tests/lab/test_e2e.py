@@ -52,6 +52,8 @@ async def test_small_lab_run_with_kill_hub(tmp_path: Path, mode: str) -> None:
     by_arch = {r.architecture: r for r in campaign.results}
     assert set(by_arch) == {"client-server", "hybrid", "p2p"}
     assert all(r.emulation == mode for r in campaign.results)
+    # The report says how netns links are set (rates of payload); app mode has no such links.
+    assert (netem.RATE_NOTE in campaign.notes) == (mode == "netns")
 
     cs = summarize(by_arch["client-server"])
     assert cs.fault_completion == (("kill_hub", 1.0, 0.0),)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import math
 import os
+import re
 import subprocess
 import sys
 import time
@@ -78,6 +79,14 @@ def _stdout(*argv: str) -> str:
     return subprocess.run(argv, capture_output=True, text=True, check=True, timeout=30).stdout
 
 
+def _htb_bits(tc_class_show: str) -> float:
+    """The rate of the one htb class in ``tc class show`` output, in bits/s."""
+    found = re.findall(r"\brate (\d+(?:\.\d+)?)([KMG]?)bit", tc_class_show)
+    assert len(found) == 1, tc_class_show
+    value, unit = found[0]
+    return float(value) * {"": 1, "K": 1e3, "M": 1e6, "G": 1e9}[unit]
+
+
 needs_root = pytest.mark.skipif(
     os.geteuid() != 0 or not netem.netns_available(),
     reason="needs root and ip netns (CI runs as root)",
@@ -97,8 +106,10 @@ def test_namespaces_bridge_shaping_and_cleanup(tmp_path: object) -> None:
         ns, inner, outer = f"hsw-{run_id}-h1", f"hsw-{run_id}-n1", f"hsw-{run_id}-b1"
         qdisc = _stdout("tc", "-n", ns, "class", "show", "dev", inner)
         assert "htb" in qdisc
-        assert "rate 8Mbit" in qdisc  # 1e6 bytes/s upload
-        assert "rate 32Mbit" in _stdout("tc", "class", "show", "dev", outer)  # 4e6 B/s download
+        # Rates are of payload: the wire rate adds the headers of a full frame (1514 / 1448).
+        assert _htb_bits(qdisc) == pytest.approx(8e6 * 1514 / 1448, rel=1e-3)  # 1e6 B/s up
+        down = _stdout("tc", "class", "show", "dev", outer)
+        assert _htb_bits(down) == pytest.approx(32e6 * 1514 / 1448, rel=1e-3)  # 4e6 B/s
         # No GSO super-packets: 64 KiB segments overflow a slow link's short queue (a 256 KiB/s
         # link carried 20 KiB/s with them). Both veth ends send one frame at a time.
         assert "gso_max_size 1514 " in _stdout("ip", "-n", ns, "-d", "link", "show", inner)
@@ -170,3 +181,56 @@ def test_sigterm_removes_the_network() -> None:
     leftover = _names(run_id)
     netem.cleanup_leftovers(f"hsw-{run_id}")
     assert leftover == []
+
+
+_RECEIVER = """
+import socket, sys, time
+server = socket.create_server((sys.argv[1], 5001))
+print("ready", flush=True)
+conn, _ = server.accept()
+got, mark = 0, None
+while chunk := conn.recv(1 << 16):
+    got += len(chunk)
+    if mark is None and got >= int(sys.argv[2]):
+        mark = (got, time.monotonic())
+print((got - mark[0]) / (time.monotonic() - mark[1]), got, flush=True)
+"""
+
+_SENDER = """
+import socket, sys
+with socket.create_connection((sys.argv[1], 5001), timeout=30) as conn:
+    conn.sendall(bytes(int(sys.argv[2])))
+"""
+
+
+@pytest.mark.netns
+@needs_root
+def test_a_shaped_link_carries_its_rate_of_payload() -> None:
+    """The bounds count file bytes: a link of rate u must carry u bytes/s of TCP payload, not
+    u bytes/s of frames (1448 of 1514 bytes are payload: 0.956 u before the calibration)."""
+    rate, warmup, total = 1_000_000, 300_000, 2_300_000
+    with NetnsNetwork([(rate, math.inf), (math.inf, math.inf)]) as net:
+        address = net.hosts[1].address
+        receiver = subprocess.Popen(
+            net.wrap(1, [sys.executable, "-c", _RECEIVER, address, str(warmup)]),
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert receiver.stdout is not None
+            assert receiver.stdout.readline().strip() == "ready"
+            subprocess.run(
+                net.wrap(0, [sys.executable, "-c", _SENDER, address, str(total)]),
+                check=True,
+                timeout=60,
+            )
+            goodput, got = receiver.stdout.readline().split()
+            receiver.wait(timeout=30)
+        finally:
+            if receiver.poll() is None:
+                receiver.kill()
+                receiver.wait()
+            receiver.stdout.close()  # type: ignore[union-attr]
+    assert int(got) == total
+    # Steady state over the last 2 MB (2 s): htb is exact, so 2.5 % is room for the clock.
+    assert 0.975 * rate < float(goodput) < 1.025 * rate

@@ -705,8 +705,10 @@ async def run_scenarios(
                     )
                 finally:
                     await asyncio.to_thread(shutil.rmtree, folder, True)
-    if "netns" in modes and not await asyncio.to_thread(netem.probe_netem):
-        notes.append("netem absent: no delay/loss emulation (bandwidth shaped with htb only)")
+    if "netns" in modes:
+        notes.append(netem.RATE_NOTE)
+        if not await asyncio.to_thread(netem.probe_netem):
+            notes.append("netem absent: no delay/loss emulation (bandwidth shaped with htb only)")
     return Campaign(tuple(results), tuple(failures), tuple(notes))
 
 
