@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import click
 import pytest
 from click.testing import CliRunner
 from hypothesis import given
@@ -250,3 +251,16 @@ def test_no_pex_turns_peer_exchange_off() -> None:
     assert _config(base).use_pex
     assert not _config({**base, "no_pex": True}).use_pex
     assert not _config({**base, "no_pex": True, "fast_intervals": True}).use_pex
+
+
+def test_a_command_is_built_once_per_process() -> None:
+    # Building the swarm's commands (every option) costs milliseconds; the lab's agents build
+    # them before their start signal, so a second lookup must not build them again.
+    ctx = click.Context(cli)
+    fetch = cli.get_command(ctx, "fetch")
+    assert fetch is not None
+    assert cli.get_command(ctx, "fetch") is fetch
+    share = cli.get_command(ctx, "share")  # registered by the same module, kept with fetch
+    assert share is not None
+    assert share.name == "share"
+    assert cli.get_command(ctx, "no-such-command") is None

@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import logging
 import sys
+from typing import Any
 
 import click
 
@@ -35,16 +36,27 @@ _COMMANDS = {
 class _Root(click.Group):
     """The root group: lazy subcommands; expected errors become one line on stderr."""
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Commands built so far: a module's register() builds every option of its commands
+        # (the swarm's: ~3 ms of CPU), so a process pays for it once (the lab's agents before
+        # their start signal, see hubswarm.lab.agent).
+        self._built: dict[str, click.Command | None] = {}
+
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(_COMMANDS)
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self._built:
+            return self._built[cmd_name]
         module_name = _COMMANDS.get(cmd_name)
         if module_name is None:
             return None
         module = importlib.import_module(f"hubswarm.cli.{module_name}")
         holder = click.Group()
         module.register(holder)
+        for name, command in holder.commands.items():
+            self._built.setdefault(name, command)
         return holder.commands.get(cmd_name)
 
     def invoke(self, ctx: click.Context) -> object:

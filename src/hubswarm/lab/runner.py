@@ -960,9 +960,11 @@ class SwarmRunner:
             notes += infra_notes(self.name, network)
             jobs: list[list[str]] = []
             for i in range(1, plan.n + 1):
-                args = ["fetch", *sources[i - 1], "-o", str(workdir / f"c{i}")]
+                # Long option names: click tries "-o" as a long option first, and its failure
+                # builds a did-you-mean list with difflib, on each peer's clock after "go".
+                args = ["fetch", *sources[i - 1], "--output", str(workdir / f"c{i}")]
                 args += ["--host", network.hosts[i].address, "--port", "0", "--fast-intervals"]
-                args += ["--json", "-q", "--timeout", f"{scenario.timeout:g}", *_DISCOVERY]
+                args += ["--json", "--quiet", "--timeout", f"{scenario.timeout:g}", *_DISCOVERY]
                 args += ["--events", str(workdir / f"c{i}.events")]
                 args += self._rates(network, plan.uploads[i - 1], plan.downloads[i - 1])
                 if seeding:
@@ -972,9 +974,9 @@ class SwarmRunner:
                 jobs.append(args)
             outsider_dir = workdir / "outsider"
             if probe:
-                jobs.append(["fetch", *sources[-1], "-o", str(outsider_dir), "--host"])
+                jobs.append(["fetch", *sources[-1], "--output", str(outsider_dir), "--host"])
                 jobs[-1] += [network.hosts[plan.n].address, "--port", "0", "--fast-intervals"]
-                jobs[-1] += ["--json", "-q", "--timeout", f"{scenario.timeout:g}", *_DISCOVERY]
+                jobs[-1] += ["--json", "--quiet", "--timeout", f"{scenario.timeout:g}", *_DISCOVERY]
             agents = []
             for k, args in enumerate(jobs):
                 host = min(k + 1, plan.n)
