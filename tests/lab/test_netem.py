@@ -9,6 +9,7 @@ import re
 import subprocess
 import sys
 import time
+from typing import Any
 
 import pytest
 
@@ -85,6 +86,16 @@ def _htb_bits(tc_class_show: str) -> float:
     assert len(found) == 1, tc_class_show
     value, unit = found[0]
     return float(value) * {"": 1, "K": 1e3, "M": 1e6, "G": 1e9}[unit]
+
+
+def _reap(proc: subprocess.Popen[Any]) -> None:
+    """Kill ``proc`` if it still runs (the test failed first), then close its pipes."""
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+    for pipe in (proc.stdout, proc.stderr):
+        if pipe is not None:
+            pipe.close()
 
 
 needs_root = pytest.mark.skipif(
@@ -173,11 +184,7 @@ def test_sigterm_removes_the_network() -> None:
         proc.terminate()
         proc.wait(timeout=30)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        proc.stdout.close()  # type: ignore[union-attr]
-        proc.stderr.close()  # type: ignore[union-attr]
+        _reap(proc)
     leftover = _names(run_id)
     netem.cleanup_leftovers(f"hsw-{run_id}")
     assert leftover == []
@@ -227,10 +234,7 @@ def test_a_shaped_link_carries_its_rate_of_payload() -> None:
             goodput, got = receiver.stdout.readline().split()
             receiver.wait(timeout=30)
         finally:
-            if receiver.poll() is None:
-                receiver.kill()
-                receiver.wait()
-            receiver.stdout.close()  # type: ignore[union-attr]
+            _reap(receiver)
     assert int(got) == total
     # Steady state over the last 2 MB (2 s): htb is exact, so 2.5 % is room for the clock.
     assert 0.975 * rate < float(goodput) < 1.025 * rate
