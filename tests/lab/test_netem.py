@@ -32,6 +32,12 @@ def test_token_bucket_unlimited() -> None:
     assert bucket.reserve(10**12, time.monotonic()) == 0.0
 
 
+def test_payload_of_wire_takes_the_headers_off() -> None:
+    # 1514-byte frames (Ethernet + IPv4 + TCP with timestamps) carry 1448 bytes of payload.
+    assert netem.payload_of_wire(1514 * 1000) == 1448 * 1000
+    assert netem.payload_of_wire(0) == 0
+
+
 def test_prefix_is_enforced() -> None:
     with pytest.raises(ValueError, match="hsw-"):
         netem.cleanup_leftovers("eth")

@@ -157,6 +157,15 @@ _MTU = 1500
 _WIRE_PER_PAYLOAD = (_MTU + 14) / (_MTU - 20 - 32)
 
 
+def payload_of_wire(wire_bytes: int) -> int:
+    """The TCP payload that ``wire_bytes`` of full-size frames carry (the bounds' unit).
+
+    A host's wire counter also holds its ACKs and small messages, which carry less: for a
+    host that mostly sends data (a seed) this is within a few per cent, and slightly high.
+    """
+    return round(wire_bytes / _WIRE_PER_PAYLOAD)
+
+
 # For the report: how a netns link's rate is set.
 RATE_NOTE = (
     f"netns: each link's htb rate is its scenario rate x {_MTU + 14}/{_MTU - 52} (frame bytes "

@@ -1137,8 +1137,9 @@ class SwarmRunner:
         received = sum(r.bytes_received for r in records.values())
         server_bytes = max(seed_bytes) if seed_bytes else None
         if wire_bytes and wire_at_t0 is not None:
-            # netns: what left host 0 on the wire (the seed, IP/TCP headers included).
-            server_bytes = max(wire_bytes) - wire_at_t0
+            # netns: what left host 0 on the wire (the seed), in bytes of payload as the
+            # clients count theirs (the frames' headers taken off).
+            server_bytes = netem.payload_of_wire(max(wire_bytes) - wire_at_t0)
         if server_bytes is not None and received > 0:
             # Which peer sent which bytes is not logged: attribute the seed's upload
             # proportionally to what each client received.
@@ -1152,9 +1153,10 @@ class SwarmRunner:
                 for i, r in records.items()
             }
             notes.append(
-                "measured: server bytes = bytes that left host 0 (netns wire counter; else TCP "
-                "bytes the seed's peers acknowledged, ss every 0.2 s); per-client split "
-                "attributed proportionally"
+                "measured: server bytes = bytes that left host 0 (netns wire counter, less the "
+                "frames' headers: x 1448/1514, read after the last client completed, so what "
+                "host 0's link still held then counts too; else TCP bytes the seed's peers "
+                "acknowledged, ss every 0.2 s); per-client split attributed proportionally"
             )
         if corrupt:
             faults.append(_corrupt_report(scenario, workdir, records, corrupt))
