@@ -153,8 +153,9 @@ _GSO_MAX_BYTES = 1514
 # scenario's rate of payload. Measured: one TCP flow through a 1 MiB/s htb link delivered
 # 0.956 MiB/s of payload (1448 / 1514) before this; 0.995-1.000 of the rate after (at
 # 1 MiB/s and 256 KiB/s).
-_MTU = 1500
-_WIRE_PER_PAYLOAD = (_MTU + 14) / (_MTU - 20 - 32)
+_FRAME_BYTES = 1500 + 14  # MTU + Ethernet header
+_PAYLOAD_BYTES = 1500 - 20 - 32  # MTU - IPv4 - TCP with timestamps
+_WIRE_PER_PAYLOAD = _FRAME_BYTES / _PAYLOAD_BYTES
 
 
 def payload_of_wire(wire_bytes: int) -> int:
@@ -168,9 +169,9 @@ def payload_of_wire(wire_bytes: int) -> int:
 
 # For the report: how a netns link's rate is set.
 RATE_NOTE = (
-    f"netns: each link's htb rate is its scenario rate x {_MTU + 14}/{_MTU - 52} (frame bytes "
-    "per byte of TCP payload), so that it carries the scenario's rate of file bytes, as the "
-    "bounds and the app mode count them"
+    f"netns: each link's htb rate is its scenario rate x {_FRAME_BYTES}/{_PAYLOAD_BYTES} "
+    "(frame bytes per byte of TCP payload), so that it carries the scenario's rate of file "
+    "bytes, as the bounds and the app mode count them"
 )
 
 
