@@ -101,6 +101,86 @@ def test_offer_times_out() -> None:
     assert ss.offers("a") == set(out["a"])
 
 
+def test_offer_to_a_choked_peer_does_not_time_out() -> None:
+    # A peer waiting for its turn at the seed's slots is not stalling its offer.
+    ss = seeder(8, offers_per_peer=1)
+    a = ss.opening("a", 0.0)
+    ss.opening("b", 0.0)
+    assert a is not None
+    ss.set_choked("a", True, 0.0)
+    assert "a" not in ss.expire(3 * TIMEOUT)
+    assert ss.offers("a") == set(a)
+
+
+def test_offer_clock_restarts_at_the_unchoke() -> None:
+    ss = seeder(8, offers_per_peer=1)
+    a = ss.opening("a", 0.0)
+    assert a is not None
+    ss.set_choked("a", True, 0.0)
+    ss.set_choked("a", False, 25.0)
+    assert ss.expire(25.0 + TIMEOUT - 0.1) == {}
+    assert ss.offers("a") == set(a)
+    out = ss.expire(25.0 + TIMEOUT)
+    assert set(out["a"]) == ss.offers("a") != set(a)
+
+
+def test_offer_clock_restarts_after_a_choke_in_between() -> None:
+    # Unchoked at 0, choked at 6, unchoked at 8: due at 18, not at 10 (the clock restarts).
+    ss = seeder(8, offers_per_peer=1)
+    a = ss.opening("a", 0.0)
+    assert a is not None
+    ss.set_choked("a", True, 6.0)
+    ss.set_choked("a", False, 8.0)
+    assert ss.expire(TIMEOUT) == {}
+    assert ss.expire(8.0 + TIMEOUT - 0.1) == {}
+    assert "a" in ss.expire(8.0 + TIMEOUT)
+
+
+def test_offer_made_while_choked_runs_from_the_unchoke() -> None:
+    ss = seeder(8, offers_per_peer=1)
+    ss.opening("b", 0.0)
+    ss.set_choked("a", True, 0.0)  # not known yet: ignored
+    a = ss.opening("a", 1.0)
+    assert a is not None
+    ss.set_choked("a", True, 1.0)
+    ss.set_choked("a", False, 4.0)
+    assert "a" not in ss.expire(1.0 + TIMEOUT)
+    assert "a" in ss.expire(4.0 + TIMEOUT)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    steps=st.lists(
+        st.tuples(st.sampled_from(["choke", "unchoke", "tick"]), st.floats(0.0, 7.0)),
+        max_size=30,
+    )
+)
+def test_an_offer_expires_after_the_timeout_of_unchoked_time(
+    steps: list[tuple[str, float]],
+) -> None:
+    # Model: the offer expires once it was held TIMEOUT unchoked since the later of the
+    # offer and the last unchoke, and never while the peer is choked.
+    ss = seeder(64, offers_per_peer=1)
+    ss.opening("a", 0.0)
+    now, choked, runs_from = 0.0, False, 0.0
+    for kind, dt in steps:
+        now += dt
+        if kind == "choke":
+            ss.set_choked("a", True, now)
+            choked = True
+        elif kind == "unchoke":
+            ss.set_choked("a", False, now)
+            if choked:
+                choked, runs_from = False, now
+        else:
+            before = ss.offers("a")
+            ss.expire(now)
+            expired = ss.offers("a") != before
+            assert expired == (not choked and now >= runs_from + TIMEOUT)
+            if expired:
+                runs_from = now  # the new offer's clock
+
+
 def test_released_offer_leaves_no_timeout_behind() -> None:
     ss = seeder(8, offers_per_peer=1)
     a = ss.opening("a", 0.0)

@@ -27,6 +27,7 @@ from .swarmkit import (
     make_file,
     make_torrent,
     share_process,
+    wait_until,
 )
 
 pytestmark = pytest.mark.timeout(60)
@@ -183,3 +184,53 @@ async def test_a_piece_counts_as_passed_on_only_once_the_peer_holds_it(tmp_path:
             assert isinstance(nxt, Have)
         finally:
             sock.close()
+
+
+async def test_offers_to_a_peer_the_seed_chokes_do_not_time_out(tmp_path: Path) -> None:
+    # One slot, two hand-driven leeches that never request: the unchoked one's offers time
+    # out (request_timeout = 1 s); the choked one's wait for its turn, unchanged.
+    src = tmp_path / "seed" / "turns.bin"
+    make_file(src, 1 * MIB)
+    mi, _ = make_torrent(src, 128 * KIB)
+    cfg = fast_config(super_seed=True, unchoke_slots=0, request_timeout=1.0)
+    async with (
+        SwarmPeer(cfg, host=LOCAL) as seed_peer,
+        seed_peer.torrent(mi.info_hash, src.parent, info=mi.info, seed_mode=True) as seeding,
+    ):
+        loop = asyncio.get_running_loop()
+        socks: list[socket.socket] = []
+        try:
+            for k in range(2):
+                sock = socket.socket()
+                sock.setblocking(False)
+                socks.append(sock)
+                await loop.sock_connect(sock, (LOCAL, seed_peer.port))
+                conn = PeerConnection(
+                    Role.INITIATOR,
+                    info_hash=mi.info_hash,
+                    peer_id=b"-XX0000-handdriven0" + str(k).encode(),
+                    num_pieces=8,
+                )
+                await loop.sock_sendall(sock, conn.handshake() + conn.send(Interested()))
+            sup = seeding._superseed
+            assert sup is not None
+            await wait_until(
+                lambda: (
+                    len(seeding.links) == 2
+                    and all(lk.conn.peer_interested for lk in seeding.links)
+                    and sum(not lk.conn.am_choking for lk in seeding.links) == 1
+                ),
+                5,
+                "both interested, one unchoked",
+            )
+            served = next(lk for lk in seeding.links if not lk.conn.am_choking)
+            waiting = next(lk for lk in seeding.links if lk.conn.am_choking)
+            first, kept = sup.offers(served), sup.offers(waiting)
+            assert first
+            assert kept
+            await wait_until(lambda: sup.offers(served) != first, 5, "the served offers expire")
+            assert waiting.conn.am_choking
+            assert sup.offers(waiting) == kept
+        finally:
+            for sock in socks:
+                sock.close()

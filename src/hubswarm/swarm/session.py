@@ -456,6 +456,7 @@ class TorrentSession:
             now = self.clock()
             for link in list(self.links):
                 offers = self._superseed.opening(link, now)
+                self._superseed.set_choked(link, link.conn.am_choking, now)
                 if offers:
                     self._superseed_announce({link: offers})
         for link in list(self.links):
@@ -675,9 +676,11 @@ class TorrentSession:
                 )
             )
         have = self.picker.have if self.picker is not None else None
-        offers = (
-            self._superseed.opening(link, self.clock()) if self._superseed is not None else None
-        )
+        offers = None
+        if self._superseed is not None:
+            offers = self._superseed.opening(link, self.clock())
+            # A new link starts choked (BEP 3): its offers' clocks wait for the unchoke.
+            self._superseed.set_choked(link, link.conn.am_choking, self.clock())
         if offers is not None:
             # BEP 16: masquerade as a peer with nothing (no bitfield without BEP 6), then
             # reveal a few pieces with `have`.
@@ -1015,7 +1018,7 @@ class TorrentSession:
         if self.is_seed and self.config.seed_unchoke_slots is not None:
             slots = self.config.seed_unchoke_slots
         if link.conn.am_choking and unchoked < slots:
-            link.send(Unchoke())
+            self._set_choking(link, False)
 
     async def read_block(self, link: PeerLink, request: Request) -> bytes | None:
         """Bytes for an upload (from the piece cache, else one disk read per piece)."""
@@ -1267,10 +1270,16 @@ class TorrentSession:
             unchoke = {ready[(turn + j) % len(ready)] for j in range(min(slots, len(ready)))}
         for lk in links:
             if lk in unchoke and lk.conn.am_choking:
-                lk.send(Unchoke())
+                self._set_choking(lk, False)
             elif lk not in unchoke and not lk.conn.am_choking:
-                lk.send(Choke())
+                self._set_choking(lk, True)
                 lk.clear_uploads()
+
+    def _set_choking(self, link: PeerLink, choke: bool) -> None:
+        """Choke or unchoke a link; a super-seed's offers time out only while unchoked."""
+        link.send(Choke() if choke else Unchoke())
+        if self._superseed is not None:
+            self._superseed.set_choked(link, choke, self.clock())
 
     def _superseed_candidates(self) -> tuple[list[PeerLink], set[PeerLink]]:
         """Interested links, oldest connection first, and those of them we unchoke."""
@@ -1301,7 +1310,7 @@ class TorrentSession:
             return
         ready, serving = self._superseed_candidates()
         for lk in sup.to_unchoke_now(ready, serving, self.config.unchoke_slots + 1):
-            lk.send(Unchoke())
+            self._set_choking(lk, False)
 
     # --- peer exchange (BEP 11) -----------------------------------------------------------
 

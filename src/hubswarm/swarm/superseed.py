@@ -18,8 +18,14 @@ the session which peers wait for the seed's upload (it unchokes those first).
 A peer gets its next offer only when the previous one is *released*: the peer has the
 piece and it was seen on another peer (BEP 16: "until it has seen the piece it had sent
 previously present on at least one other client"; libtorrent's ``strict_super_seeding``),
-or the peer is alone, or ``offer_timeout`` seconds passed since the offer (a slow or
-choked peer, or one that does not share, cannot hold the seed's upload hostage).
+or the peer is alone, or the peer held it for ``offer_timeout`` seconds while we did not
+choke it (a slow peer, or one that does not share, cannot hold the seed's upload hostage).
+The clock stops while we choke the peer (``set_choked``) and restarts from zero when we
+unchoke it: a peer waiting for its turn at the seed's few slots is not stalling. (Measured
+in the lab, a flash crowd of 32 on 64 KiB/s links, 10 s time-out: with the clock running
+while choked, offers expired in the queue and were re-offered to others, and the seed sent
+83 pieces of 48 before every piece was out, the last one at 1.45 x F/u_s; with it stopped,
+every piece was out at 1.0x.)
 
 Once every piece is on some connected peer (a distributed copy), super-seeding ends: a
 full bitfield can no longer be sent (BEP 3: only as the first message), so each peer is
@@ -31,6 +37,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import math
 import random
 from array import array
 from collections.abc import Container, Hashable, Iterable, Sequence
@@ -55,6 +62,8 @@ class _Peer:
     announced: set[int] = field(default_factory=set)  # we sent `have`: it may request these
     offers: dict[int, float] = field(default_factory=dict)  # outstanding: piece -> offered at
     synced: bool = False  # its bitfield was given (else: assumed empty so far)
+    choked: bool = False  # we choke it: its offers' clocks are stopped
+    unchoked_at: float = -math.inf  # its offers' clocks run from here at the earliest
     sent: dict[int, dict[int, int]] = field(default_factory=dict)  # piece -> begin -> length
 
 
@@ -208,6 +217,21 @@ class SuperSeeder:
         self._add_have(peer, state, piece_index, now, out)
         return self._finish(out)
 
+    def set_choked(self, peer: PeerKey, choked: bool, now: float) -> None:
+        """We choked or unchoked the peer. Its offers time out only while it is unchoked,
+        ``offer_timeout`` after the later of the offer and the unchoke. A peer never
+        reported choked counts as unchoked."""
+        state = self._peers.get(peer)
+        if state is None or not self.active or state.choked == choked:
+            return
+        state.choked = choked
+        if choked:
+            return  # its deadline entries are dropped as they come up (expire)
+        state.unchoked_at = now
+        for piece, offered_at in state.offers.items():
+            entry = (now + self.offer_timeout, next(self._seq), piece, peer, offered_at)
+            heapq.heappush(self._deadlines, entry)
+
     def peer_left(self, peer: PeerKey) -> None:
         """The connection ended: its pieces no longer count, its offers are void."""
         state = self._peers.pop(peer, None)
@@ -222,7 +246,8 @@ class SuperSeeder:
             self._unpend(peer, i)
 
     def expire(self, now: float) -> Announce:
-        """Release offers older than ``offer_timeout``; new offers for their peers."""
+        """Release offers held ``offer_timeout`` unchoked (see ``set_choked``); new offers
+        for their peers."""
         out: Announce = {}
         if not self.active:
             return out
@@ -232,6 +257,12 @@ class SuperSeeder:
             state = self._peers.get(peer)
             if state is None or state.offers.get(piece) != offered_at:
                 continue  # released or re-offered since: a stale entry
+            if state.choked:
+                continue  # the clock stopped: set_choked re-arms it on the unchoke
+            due = max(offered_at, state.unchoked_at) + self.offer_timeout
+            if due > now:  # unchoked since this entry was made: the clock restarted
+                heapq.heappush(self._deadlines, (due, next(self._seq), piece, peer, offered_at))
+                continue
             self._drop_offer(peer, state, piece)
             self._merge(out, peer, self._fill(peer, now))
             expired = True
