@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -187,6 +189,28 @@ def test_agent_warms_http_only_for_commands_that_may_use_it() -> None:
     assert _speaks_http(["fetch", magnet + "&tr=http%3A%2F%2Fh%2Fannounce"])
     assert _speaks_http(["fetch", magnet, "--tracker", "http://h/announce"])
     assert _speaks_http(["fetch", "/tmp/t1.torrent", "--webseed-mode", "always"])
+
+
+@pytest.mark.parametrize(
+    ("args", "http"),
+    [
+        (["fetch", "magnet:?xt=urn:btih:" + "ab" * 20, "--dht-bootstrap", "10.77.0.1:6881"], False),
+        (["fetch", "magnet:?xt=urn:btih:" + "ab" * 20, "--tracker", "http://h/announce"], True),
+    ],
+)
+def test_agent_warm_up_loads_aiohttp_only_for_http(args: list[str], http: bool) -> None:
+    # A fresh interpreter (this one has aiohttp loaded): a DHT-only peer's agent must not
+    # pay for aiohttp (~0.2 CPU-s each, 33 at once on 2 cores); a tracker user gets it
+    # before `ready`, not after `go`.
+    code = (
+        "import sys; from hubswarm.lab import agent; agent._warm_up(sys.argv[1:]); "
+        "print('hubswarm.cli.swarm' in sys.modules, 'aiohttp' in sys.modules)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["True", str(http)]
 
 
 def test_event_tail_reads_each_line_once_and_waits_for_a_torn_one(tmp_path: Path) -> None:

@@ -3,10 +3,12 @@
 
 On a loaded 2-core machine starting Python with aiohttp takes seconds, which would swamp the
 transfer times the lab measures. The agent is a real process on its emulated host (inside
-its namespace) that imports the hub client first, prints ``ready``, and starts the download
-(with ``hubswarm.hub.client.download``, the code behind ``hubswarm get``) only when the lab
-writes ``go`` on its stdin. It prints one JSON line: start and end on CLOCK_MONOTONIC, which
-all processes of the machine share, so the lab can place them on its own time line.
+its namespace) that imports what its command needs first (the hub client for ``get``; the
+CLI and the swarm for ``cli``), prints ``ready``, and starts the download (with
+``hubswarm.hub.client.download``, the code behind ``hubswarm get``, or the command) only
+when the lab writes ``go`` on its stdin. It prints one JSON line: start and end on
+CLOCK_MONOTONIC, which all processes of the machine share, so the lab can place them on its
+own time line.
 """
 
 from __future__ import annotations
@@ -22,12 +24,13 @@ import time
 from pathlib import Path
 
 from hubswarm.errors import HubswarmError
-from hubswarm.hub import client
 
 _RECEIVED = re.compile(r"received (\d+) of \d+")
 
 
 async def _get(url: str, out: Path, token: str | None) -> dict[str, object]:
+    from hubswarm.hub import client  # loaded by main before `ready`
+
     received = [0]
 
     def progress(done: int, total: int | None) -> None:
@@ -66,25 +69,7 @@ def _cli(args: list[str]) -> int:
     The command runs exactly as from a shell (``runpy``: the package's ``__main__``), so the
     lab measures the real CLI; only the interpreter start-up is moved before the barrier.
     """
-    import importlib
-
-    # Warm-up: everything `python3 -m hubswarm ARGS` imports, including the module of the
-    # command itself (the CLI loads it lazily) and what that command loads on first use (the
-    # DHT node). Measured on an 8-peer flash crowd: 0.7 CPU-s per peer of imports after `go`
-    # before this, i.e. ~1 s of every peer's distribution time on 2 cores. The agent stands
-    # in for that program (a process entry point, not library code), so it may load the CLI
-    # by name like runpy does.
-    modules = ["hubswarm.swarm.app", "hubswarm.swarm.dht.node"]
-    if _speaks_http(args):
-        # Trackers and web seeds (the hybrid): the swarm imports these on first use.
-        modules += ["hubswarm.swarm.tracker_client", "hubswarm.swarm.webseed"]
-    for module in modules:
-        with contextlib.suppress(ImportError):
-            importlib.import_module(module)
-    with contextlib.suppress(ImportError):
-        cli = importlib.import_module("hubswarm.cli")
-        if args:
-            cli.cli.get_command(cli.click.Context(cli.cli), args[0])
+    _warm_up(args)
     # What the imports built lives as long as the process: out of the collector's way.
     gc.collect()
     gc.freeze()
@@ -105,6 +90,29 @@ def _cli(args: list[str]) -> int:
     return code
 
 
+def _warm_up(args: list[str]) -> None:
+    """Import what ``hubswarm ARGS`` will load, so that none of it runs after ``go``."""
+    import importlib
+
+    # Warm-up: everything `python3 -m hubswarm ARGS` imports, including the module of the
+    # command itself (the CLI loads it lazily) and what that command loads on first use (the
+    # DHT node). Measured on an 8-peer flash crowd: 0.7 CPU-s per peer of imports after `go`
+    # before this, i.e. ~1 s of every peer's distribution time on 2 cores. The agent stands
+    # in for that program (a process entry point, not library code), so it may load the CLI
+    # by name like runpy does.
+    modules = ["hubswarm.swarm.app", "hubswarm.swarm.dht.node"]
+    if _speaks_http(args):
+        # Trackers and web seeds (the hybrid): the swarm imports these on first use.
+        modules += ["hubswarm.swarm.tracker_client", "hubswarm.swarm.webseed"]
+    for module in modules:
+        with contextlib.suppress(ImportError):
+            importlib.import_module(module)
+    with contextlib.suppress(ImportError):
+        cli = importlib.import_module("hubswarm.cli")
+        if args:
+            cli.cli.get_command(cli.click.Context(cli.cli), args[0])
+
+
 def main(argv: list[str]) -> int:
     """Wait for ``go`` on stdin, download, print a JSON line. Exit 0 if the download worked."""
     if argv[:1] == ["cli"]:
@@ -117,6 +125,10 @@ def main(argv: list[str]) -> int:
         return 2
     url, out = argv[1], Path(argv[2])
     token = argv[3] if len(argv) == 4 else None
+    # The hub client (aiohttp) only here: swarm peers do not load it, which took ~0.1 CPU-s
+    # from each of 33 agents starting together on 2 cores.
+    import hubswarm.hub.client  # noqa: F401
+
     print("ready", flush=True)
     if sys.stdin.readline().strip() != "go":
         return 3
