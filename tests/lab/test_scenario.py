@@ -218,3 +218,11 @@ def test_poisson_arrivals_sorted(n: int, rate: float, seed: int) -> None:
     assert len(times) == n
     assert times[0] == 0.0
     assert list(times) == sorted(times)
+
+
+def test_example_scenarios_parse_and_are_named_after_their_files() -> None:
+    # examples/lab holds the scenarios behind measurements quoted in the README.
+    folder = Path(__file__).parents[2] / "examples" / "lab"
+    scenarios = load_scenarios(folder)
+    assert sorted(s.name for s in scenarios) == sorted(p.stem for p in folder.glob("*.toml"))
+    assert all(s.path is not None and Path(s.path).parent == folder for s in scenarios)
