@@ -47,6 +47,9 @@ def test_only_client_server(tmp_path: Path) -> None:
     assert "http://" not in html  # no network needed
     assert "https://" not in html
     assert "swarm runner not available yet" in md
+    # N = 8: T = 2.1 s against D_cs = 2 s, as a ratio and as a time over the bound.
+    assert "| 1.05 (+0.10 s) |" in md
+    assert "<td>1.05 (+0.10 s)</td>" in html
     rows = {row.feature: row for row in report.table}
     assert rows["Reliability"].verdict.startswith("confirmed: killing the hub")
     assert rows["Security"].verdict.startswith("confirmed: the hub gave 0 bytes")
