@@ -131,9 +131,8 @@ def test_offer_made_while_choked_runs_from_the_unchoke() -> None:
     ss = seeder(8, offers_per_peer=1)
     ss.opening("b", 0.0)
     ss.set_choked("a", True, 0.0)  # not known yet: ignored
-    a = ss.opening("a", 1.0)
+    a = ss.opening("a", 1.0, choked=True)  # as a new link starts
     assert a is not None
-    ss.set_choked("a", True, 1.0)
     ss.set_choked("a", False, 4.0)
     assert "a" not in ss.expire(1.0 + TIMEOUT)
     assert "a" in ss.expire(4.0 + TIMEOUT)

@@ -125,7 +125,7 @@ def main(argv: list[str]) -> int:
         return 2
     url, out = argv[1], Path(argv[2])
     token = argv[3] if len(argv) == 4 else None
-    # The hub client (aiohttp) only here: swarm peers do not load it, which took ~0.1 CPU-s
+    # The hub client (aiohttp) only here: swarm peers do not load it, which took ~0.2 CPU-s
     # from each of 33 agents starting together on 2 cores.
     import hubswarm.hub.client  # noqa: F401
 

@@ -458,8 +458,7 @@ class TorrentSession:
             # Links opened before the metadata (magnet) were sent no pieces yet: offer some.
             now = self.clock()
             for link in list(self.links):
-                offers = self._superseed.opening(link, now)
-                self._superseed.set_choked(link, link.conn.am_choking, now)
+                offers = self._superseed.opening(link, now, choked=link.conn.am_choking)
                 if offers:
                     self._superseed_announce({link: offers})
         for link in list(self.links):
@@ -681,9 +680,8 @@ class TorrentSession:
         have = self.picker.have if self.picker is not None else None
         offers = None
         if self._superseed is not None:
-            offers = self._superseed.opening(link, self.clock())
             # A new link starts choked (BEP 3): its offers' clocks wait for the unchoke.
-            self._superseed.set_choked(link, link.conn.am_choking, self.clock())
+            offers = self._superseed.opening(link, self.clock(), choked=link.conn.am_choking)
         if offers is not None:
             # BEP 16: masquerade as a peer with nothing (no bitfield without BEP 6), then
             # reveal a few pieces with `have`.
