@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from hubswarm.limits import DHT_REANNOUNCE_AFTER
 from hubswarm.proto import krpc
 from hubswarm.proto.krpc import AnnouncePeer, CompactNode, FindNode, GetPeers, Ping, Query
 from hubswarm.swarm.dht.node import DHTNode
@@ -354,6 +355,52 @@ async def test_one_lookup_finds_peers_and_announces() -> None:
         await others[3].get_peers(info_hash)
         await others[3].announce_peer(info_hash, 7001)
         assert combined < others[3].stats.queries_out - sent
+
+
+async def test_a_repeated_lookup_announces_only_where_no_recent_announce_is_held() -> None:
+    # A swarm repeats get_peers_and_announce (a flash crowd's ramp: 0.25, 0.5, 1 ... s
+    # apart). The nodes that accepted the announce still store it: the repeat finds the
+    # peers again, sends those nodes no announce_peer and counts them as holding it. Once
+    # DHT_REANNOUNCE_AFTER has passed, they get it again, and maintenance forgets the old
+    # acceptances.
+    now = [1000.0]
+    async with (
+        five_nodes("127.3.11") as (boot, others),
+        DHTNode(
+            host="127.3.11.2",
+            bootstrap=[boot.address],
+            rng=random.Random(2),
+            clock=lambda: now[0],
+            maintenance_interval=0.05,
+        ) as node,
+    ):
+        info_hash = b"\x51" * 20
+        await others[0].announce_peer(info_hash, 6881)
+        seen: list[list[tuple[str, int]]] = []
+        first = await node.get_peers_and_announce(info_hash, 7000, seen.append)
+        sent = node.stats.announces_out
+        assert first >= 1
+        assert sent >= first
+        second = await node.get_peers_and_announce(info_hash, 7000, seen.append)
+        assert seen[0] == [("127.3.11.10", 6881)]
+        assert ("127.3.11.10", 6881) in seen[1]  # and ourselves, announced by the first
+        assert second == first
+        assert node.stats.announces_out == sent
+        assert node.stats.announces_skipped == first
+        assert ("127.3.11.2", 7000) in await others[1].get_peers(info_hash)
+        # An explicit announce is always sent.
+        await node.announce_peer(info_hash, 7000)
+        assert node.stats.announces_out > sent
+        sent = node.stats.announces_out
+        now[0] += DHT_REANNOUNCE_AFTER + 1
+        third = await node.get_peers_and_announce(info_hash, 7000, seen.append)
+        assert third >= 1
+        assert node.stats.announces_out >= sent + third
+        assert node.stats.announces_skipped == first
+        now[0] += DHT_REANNOUNCE_AFTER + 1
+        async with asyncio.timeout(5):
+            while node._announced:
+                await asyncio.sleep(0.05)
 
 
 async def test_a_lookup_with_an_empty_table_asks_the_bootstrap_node_again() -> None:

@@ -33,6 +33,7 @@ from hubswarm.limits import (
     DHT_QUERY_TIMEOUT,
     DHT_RATE_BURST,
     DHT_RATE_PER_IP,
+    DHT_REANNOUNCE_AFTER,
     DHT_TOKEN_ROTATE,
 )
 from hubswarm.proto import krpc
@@ -85,6 +86,8 @@ class DHTStats:
     responses_in: int = 0
     errors_in: int = 0
     queries_out: int = 0
+    announces_out: int = 0  # announce_peer queries among queries_out
+    announces_skipped: int = 0  # not re-sent: the node accepted ours lately
     timeouts: int = 0
     bad_tokens: int = 0
     truncated_replies: int = 0
@@ -157,6 +160,9 @@ class DHTNode:
         self.tokens = TokenSecrets(self._rng, token_rotate_after)
         self.limiter = RateLimiter(rate_per_ip, rate_burst)
         self.peers = PeerStore()
+        # (info_hash, port, node address, node id) -> when that node accepted our announce.
+        # Grows only with our own accepted announces (k per lookup); pruned by maintenance.
+        self._announced: dict[tuple[bytes, int, Address, bytes], float] = {}
         self.stats = DHTStats()
         self._saved_contacts: list[CompactNode] = []
         self._waiters: dict[bytes, asyncio.Future[Response]] = {}
@@ -595,11 +601,13 @@ class DHTNode:
         the lookup that collects the closest nodes' tokens also collects their peers.
 
         ``found`` gets the peers as soon as the lookup ends (before the announce's replies).
-        Returns how many nodes accepted the announce.
+        Meant to be repeated: a node that accepted our announce less than
+        ``DHT_REANNOUNCE_AFTER`` ago is not sent it again (it still stores us).
+        Returns how many of the closest nodes hold the announce: accepted now or lately.
         """
         result = await self.lookup(info_hash, get_peers=True)
         found(self._peers_found(info_hash, result))
-        return await self._announce_to(result, info_hash, port, False)
+        return await self._announce_to(result, info_hash, port, False, skip_recent=True)
 
     def _peers_found(self, info_hash: bytes, result: LookupResult) -> list[Address]:
         found = dict.fromkeys(result.peers)
@@ -608,8 +616,26 @@ class DHTNode:
         return list(found)
 
     async def _announce_to(
-        self, result: LookupResult, info_hash: bytes, port: int, implied_port: bool
+        self,
+        result: LookupResult,
+        info_hash: bytes,
+        port: int,
+        implied_port: bool,
+        *,
+        skip_recent: bool = False,
     ) -> int:
+        now = self._clock()
+        held = 0
+        todo: list[tuple[CompactNode, bytes, tuple[bytes, int, Address, bytes]]] = []
+        for node, token in result.tokens.items():
+            key = (info_hash, port, node.address, node.node_id)
+            accepted_at = self._announced.get(key)
+            if skip_recent and accepted_at is not None and now - accepted_at < DHT_REANNOUNCE_AFTER:
+                held += 1
+                self.stats.announces_skipped += 1
+            else:
+                todo.append((node, token, key))
+        self.stats.announces_out += len(todo)
         async with asyncio.TaskGroup() as tg:
             tasks = [
                 tg.create_task(
@@ -619,9 +645,13 @@ class DHTNode:
                         node.node_id,
                     )
                 )
-                for node, token in result.tokens.items()
+                for node, token, _ in todo
             ]
-        return sum(1 for t in tasks if t.result() is not None)
+        for (_, _, key), task in zip(todo, tasks, strict=True):
+            if task.result() is not None:
+                self._announced[key] = now
+                held += 1
+        return held
 
     # --- background --------------------------------------------------------------------------
 
@@ -644,6 +674,9 @@ class DHTNode:
             self.tokens.tick(now)
             self.peers.expire(now)
             self.transactions.expire(now)
+            self._announced = {
+                key: at for key, at in self._announced.items() if now - at < DHT_REANNOUNCE_AFTER
+            }
             if not len(self.table) and self.bootstrap_addresses:
                 with contextlib.suppress(DHTError):
                     await self.bootstrap()
