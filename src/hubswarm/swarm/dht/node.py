@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 import os
 import random
 import socket
@@ -56,6 +57,8 @@ __all__ = ["DHTNode", "DHTStats", "parse_address"]
 
 log = logging.getLogger(__name__)
 Address = tuple[str, int]
+# One announce we made: (info_hash, port, the node's address, the node's id).
+_Announce = tuple[bytes, int, Address, bytes]
 VERSION = b"HS01"
 _PING_WORKERS = 4
 _STATE_MAX_NODES = 2000
@@ -160,9 +163,9 @@ class DHTNode:
         self.tokens = TokenSecrets(self._rng, token_rotate_after)
         self.limiter = RateLimiter(rate_per_ip, rate_burst)
         self.peers = PeerStore()
-        # (info_hash, port, node address, node id) -> when that node accepted our announce.
-        # Grows only with our own accepted announces (k per lookup); pruned by maintenance.
-        self._announced: dict[tuple[bytes, int, Address, bytes], float] = {}
+        # When each node accepted our announce. Grows only with our own accepted announces
+        # (k per lookup); pruned by maintenance.
+        self._announced: dict[_Announce, float] = {}
         self.stats = DHTStats()
         self._saved_contacts: list[CompactNode] = []
         self._waiters: dict[bytes, asyncio.Future[Response]] = {}
@@ -626,11 +629,10 @@ class DHTNode:
     ) -> int:
         now = self._clock()
         held = 0
-        todo: list[tuple[CompactNode, bytes, tuple[bytes, int, Address, bytes]]] = []
+        todo: list[tuple[CompactNode, bytes, _Announce]] = []
         for node, token in result.tokens.items():
             key = (info_hash, port, node.address, node.node_id)
-            accepted_at = self._announced.get(key)
-            if skip_recent and accepted_at is not None and now - accepted_at < DHT_REANNOUNCE_AFTER:
+            if skip_recent and now - self._announced.get(key, -math.inf) < DHT_REANNOUNCE_AFTER:
                 held += 1
                 self.stats.announces_skipped += 1
             else:
