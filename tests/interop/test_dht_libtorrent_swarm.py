@@ -17,9 +17,9 @@ import libtorrent as lt
 import pytest
 
 from hubswarm.proto.metainfo import Magnet, build_magnet, parse_metainfo
-from hubswarm.swarm import app
-from hubswarm.swarm.client import SwarmPeer
+from hubswarm.swarm import api
 from hubswarm.swarm.dht.node import DHTNode
+from hubswarm.swarm.listener import SwarmPeer
 
 from ..swarm.swarmkit import KIB, MIB, fast_config, make_file, make_torrent
 from .peers import LtPeer, lt_make_torrent, lt_peer
@@ -72,7 +72,7 @@ async def test_our_fetch_finds_libtorrent_seed_through_the_dht(tmp_path: Path) -
             async with asyncio.TaskGroup() as tg:
                 pumping = tg.create_task(pump())
                 try:
-                    result = await app.fetch(
+                    result = await api.fetch(
                         bare_magnet(mi.info_hash, "lt.bin"),
                         tmp_path / "ours",
                         config=fast_config(use_dht=True),

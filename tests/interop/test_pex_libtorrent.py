@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from hubswarm.proto.metainfo import parse_metainfo
-from hubswarm.swarm.client import SwarmPeer
+from hubswarm.swarm.listener import SwarmPeer
 from hubswarm.swarm.session import SessionConfig, TorrentSession
 
 from ..swarm.swarmkit import KIB, MIB, fast_config, make_file, make_torrent, wait_until

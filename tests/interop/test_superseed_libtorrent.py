@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from hubswarm.swarm.client import SwarmPeer
+from hubswarm.swarm.listener import SwarmPeer
 
 from ..swarm.swarmkit import KIB, MIB, fast_config, make_file, make_torrent
 from .peers import lt_peer

@@ -11,7 +11,7 @@ import pytest
 from aiohttp import web
 
 from hubswarm.hub.tracker import TrackerConfig, create_tracker_app
-from hubswarm.swarm.client import SwarmPeer
+from hubswarm.swarm.listener import SwarmPeer
 
 from ..swarm.swarmkit import KIB, MIB, fast_config, make_file, make_torrent, make_tree
 from .peers import aria2c

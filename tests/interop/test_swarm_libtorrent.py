@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from hubswarm.proto.metainfo import parse_metainfo
-from hubswarm.swarm.client import SwarmPeer
+from hubswarm.swarm.listener import SwarmPeer
 
 from ..swarm.swarmkit import KIB, MIB, fast_config, make_file, make_torrent, make_tree
 from .peers import lt_make_torrent, lt_peer
@@ -88,7 +88,7 @@ async def test_libtorrent_falls_back_to_plaintext_after_our_refusal(
 ) -> None:
     """libtorrent with encryption *enabled* tries MSE first; we close that socket (a bad
     protocol string) and it must reconnect in plaintext and complete."""
-    caplog.set_level(logging.DEBUG, logger="hubswarm.swarm.client")
+    caplog.set_level(logging.DEBUG, logger="hubswarm.swarm.listener")
     path, expected = make_content(tmp_path / "seed", multi=False)
     mi, raw = make_torrent(path, 64 * KIB)
     # 1 = pe_enabled: try encrypted, accept plaintext (2, disabled, is what the others use).

@@ -23,9 +23,9 @@ from click.testing import CliRunner
 
 from hubswarm.cli import cli
 from hubswarm.proto.metainfo import Magnet, build_magnet, parse_magnet
-from hubswarm.swarm import app
-from hubswarm.swarm.client import SwarmPeer
+from hubswarm.swarm import api
 from hubswarm.swarm.dht.node import DHTNode
+from hubswarm.swarm.listener import SwarmPeer
 from hubswarm.swarm.session import TorrentSession
 
 from .swarmkit import (
@@ -72,7 +72,7 @@ def stored_anywhere(nodes: list[DHTNode], info_hash: bytes) -> list[tuple[str, i
 async def test_one_seed_five_leeches_meet_through_the_dht_only(tmp_path: Path) -> None:
     data = make_file(tmp_path / "seed" / "payload.bin", 3 * MIB + 4321, seed=11)
     mi, _ = make_torrent(tmp_path / "seed" / "payload.bin", 64 * KIB)
-    source = app.load_source(bare_magnet(mi.info_hash, "payload.bin"))
+    source = api.load_source(bare_magnet(mi.info_hash, "payload.bin"))
     assert (source.metainfo, source.trackers, source.peers) == (None, (), ())
     started = time.monotonic()
     async with contextlib.AsyncExitStack() as stack:
@@ -174,7 +174,7 @@ async def until(condition: Any, seconds: float = 5.0) -> None:
 async def test_peer_dht_state_is_saved_on_exit_and_reloaded(tmp_path: Path) -> None:
     state = tmp_path / "dht.json"
     async with dht_node(ip(2, 0), 7) as boot:
-        async with app._maybe_dht([boot.address], ip(2, 1), state) as first:
+        async with api._maybe_dht([boot.address], ip(2, 1), state) as first:
             assert isinstance(first, DHTNode)
             first_id = first.node_id
             # The peer's node bootstraps in the background (its torrent does not wait).
@@ -183,11 +183,11 @@ async def test_peer_dht_state_is_saved_on_exit_and_reloaded(tmp_path: Path) -> N
         assert saved["node_id"] == first_id.hex()
         assert [boot.address[0], boot.address[1]] in [n[1:] for n in saved["nodes"]]
         # No bootstrap given: the saved contacts are enough to join again, with the same id.
-        async with app._maybe_dht([], ip(2, 2), state) as second:
+        async with api._maybe_dht([], ip(2, 2), state) as second:
             assert isinstance(second, DHTNode)
             assert second.node_id == first_id
             await until(lambda: second.table.get(boot.node_id) is not None)
-    async with app._maybe_dht([], ip(2, 3), None) as none:
+    async with api._maybe_dht([], ip(2, 3), None) as none:
         assert none is None
 
 
@@ -199,8 +199,8 @@ def test_cli_passes_dht_state_to_fetch_and_share(
     async def fake(*args: Any, **kwargs: Any) -> None:
         seen.update(kwargs)
 
-    monkeypatch.setattr(app, "fetch", fake)
-    monkeypatch.setattr(app, "share", fake)
+    monkeypatch.setattr(api, "fetch", fake)
+    monkeypatch.setattr(api, "share", fake)
     state = tmp_path / "s.json"
     magnet = bare_magnet(bytes(range(20)), "x")
     args = ["fetch", magnet, "-q", "--dht-bootstrap", "127.7.3.1:7000", "--dht-state", str(state)]

@@ -14,7 +14,7 @@ import pytest
 
 from hubswarm.errors import DiskFullError
 from hubswarm.proto import wire
-from hubswarm.swarm.client import SwarmPeer
+from hubswarm.swarm.listener import SwarmPeer
 from hubswarm.swarm.storage import PieceStore
 
 from .swarmkit import (

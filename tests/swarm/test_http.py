@@ -30,7 +30,7 @@ def test_peer_modules_do_not_import_aiohttp() -> None:
     # A fresh interpreter: this test process has aiohttp loaded by other tests already.
     code = (
         "import sys\n"
-        "import hubswarm.swarm.app, hubswarm.swarm.client, hubswarm.swarm.session\n"
+        "import hubswarm.swarm.api, hubswarm.swarm.listener, hubswarm.swarm.session\n"
         "import hubswarm.swarm.dht.node, hubswarm.cli.swarm\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] == 'aiohttp'))\n"
     )

@@ -12,7 +12,7 @@ import pytest
 from hubswarm.proto import bencode, wire
 from hubswarm.proto.wire import PeerConnection, Role
 from hubswarm.proto.wire_events import ExtendedHandshake, PeerExchange
-from hubswarm.swarm.client import SwarmPeer
+from hubswarm.swarm.listener import SwarmPeer
 from hubswarm.swarm.session import MAX_CANDIDATES, TorrentSession
 
 from .swarmkit import KIB, MIB, fast_config, make_file, make_torrent, wait_until

@@ -12,7 +12,7 @@ import pytest
 from hubswarm.errors import LocalProtocolError
 from hubswarm.limits import PARTIAL_SUFFIX
 from hubswarm.proto.wire_events import Event
-from hubswarm.swarm.client import SwarmPeer
+from hubswarm.swarm.listener import SwarmPeer
 from hubswarm.swarm.peer import PeerLink
 from hubswarm.swarm.session import TorrentSession
 

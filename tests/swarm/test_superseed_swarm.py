@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from hubswarm.cli import cli
 from hubswarm.proto.wire import PeerConnection, Role
 from hubswarm.proto.wire_events import Event, Have, Interested, Request, Unchoke
-from hubswarm.swarm.client import SwarmPeer
+from hubswarm.swarm.listener import SwarmPeer
 from hubswarm.swarm.session import TorrentSession
 
 from .swarmkit import (

@@ -12,7 +12,7 @@ from aiohttp import web
 from hubswarm.hub.app import HubConfig
 from hubswarm.hub.server import running_hub
 from hubswarm.proto.metainfo import build_info
-from hubswarm.swarm.client import SwarmPeer
+from hubswarm.swarm.listener import SwarmPeer
 from hubswarm.swarm.webseed import file_url
 
 from .swarmkit import KIB, MIB, fast_config, make_file, make_torrent, make_tree

@@ -20,7 +20,7 @@ from rich.progress import (
 )
 
 from hubswarm.errors import ConfigError
-from hubswarm.swarm import app
+from hubswarm.swarm import api
 from hubswarm.swarm.session import SessionConfig, TorrentSession
 from hubswarm.units import parse_quantity
 
@@ -191,7 +191,7 @@ def register(cli: click.Group) -> None:
             # peer (the choker's slots), not a few in turn, or offers wait while choked.
             cfg.seed_unchoke_slots = None
 
-        def ready(info: app.ShareInfo) -> None:
+        def ready(info: api.ShareInfo) -> None:
             if opts["as_json"]:
                 record = {
                     "torrent": str(info.torrent_path),
@@ -209,7 +209,7 @@ def register(cli: click.Group) -> None:
 
         events = opts["events"]
         asyncio.run(
-            app.share(
+            api.share(
                 path,
                 config=cfg,
                 host=opts["host"],
@@ -272,7 +272,7 @@ def register(cli: click.Group) -> None:
         cfg = _config(opts)
         display = _Display(quiet or opts["as_json"])
 
-        def done(result: app.FetchResult) -> None:
+        def done(result: api.FetchResult) -> None:
             display.progress.stop()
             if opts["as_json"]:
                 record = {
@@ -294,7 +294,7 @@ def register(cli: click.Group) -> None:
 
         with display.progress:
             asyncio.run(
-                app.fetch(
+                api.fetch(
                     source,
                     out_dir,
                     config=cfg,

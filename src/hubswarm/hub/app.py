@@ -39,7 +39,7 @@ from hubswarm.errors import (
     UnsafePathError,
     UploadTooLargeError,
 )
-from hubswarm.hub.auth import RateLimiter, Role, TokenRecord, TokenStore
+from hubswarm.hub.auth import PerTokenLimiter, Role, TokenRecord, TokenStore
 from hubswarm.hub.store import FileStore, validate_name
 from hubswarm.limits import (
     HUB_CHUNK,
@@ -122,7 +122,7 @@ STORE_KEY = web.AppKey("hub_store", FileStore)
 TOKENS_KEY = web.AppKey("hub_tokens", TokenStore)
 STATS_KEY = web.AppKey("hub_stats", HubStats)
 # Present only when the hub runs with a rate limit.
-RATE_KEY = web.AppKey("hub_rate", RateLimiter)
+RATE_KEY = web.AppKey("hub_rate", PerTokenLimiter)
 
 
 # --- errors ------------------------------------------------------------------------------------
@@ -668,7 +668,7 @@ def create_app(config: HubConfig) -> web.Application:
     app[STATS_KEY] = HubStats(started_at=time.time(), started_monotonic=time.monotonic())
     if config.rate_limit is not None:
         burst = max(config.rate_limit, HUB_RATE_MIN_BURST)
-        app[RATE_KEY] = RateLimiter(config.rate_limit, burst, time.monotonic)
+        app[RATE_KEY] = PerTokenLimiter(config.rate_limit, burst, time.monotonic)
     app.on_startup.append(_prepare_store)
     app.on_response_prepare.append(_on_response_prepare)
     app.router.add_get("/", root)

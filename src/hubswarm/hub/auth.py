@@ -26,6 +26,7 @@ from pathlib import Path
 
 from hubswarm.errors import ConfigError
 from hubswarm.limits import HUB_MAX_TOKENS, HUB_TOKENS_FILE_MAX
+from hubswarm.ratelimit import TokenBucket
 
 log = logging.getLogger(__name__)
 
@@ -212,33 +213,14 @@ class TokenStore:
 # --- rate limit ------------------------------------------------------------------------------
 
 
-class TokenBucket:
-    """Token bucket (RFC 2697 style) that may go into debt: ``reserve`` says how long to wait.
-
-    Pure: ``now`` is passed in. Going into debt lets concurrent requests of one token share the
-    rate fairly without a queue: each waits for its own share of the debt.
-    """
-
-    def __init__(self, rate: float, burst: float, now: float) -> None:
-        if rate <= 0 or burst <= 0:
-            raise ConfigError("rate and burst must be > 0")
-        self.rate = rate
-        self.burst = burst
-        self._level = burst
-        self._updated = now
-
-    def reserve(self, n: int, now: float) -> float:
-        """Take ``n`` bytes; return the seconds to wait before sending them (0 if none)."""
-        self._level = min(self.burst, self._level + max(0.0, now - self._updated) * self.rate)
-        self._updated = max(self._updated, now)
-        self._level -= n
-        return 0.0 if self._level >= 0 else -self._level / self.rate
-
-
-class RateLimiter:
-    """One TokenBucket per token id (anonymous readers share one); bounded by the token count."""
+class PerTokenLimiter:
+    """One :class:`~hubswarm.ratelimit.TokenBucket` per token id (anonymous readers share one),
+    bounded by the token count. Buckets may go into debt, so the concurrent requests of one
+    token share its rate fairly without a queue: each waits for its own share of the debt."""
 
     def __init__(self, rate: float, burst: float, clock: Callable[[], float]) -> None:
+        if rate <= 0 or burst <= 0:
+            raise ConfigError("rate and burst must be > 0")
         self.rate = rate
         self.burst = burst
         self._clock = clock
@@ -252,4 +234,4 @@ class RateLimiter:
             if len(self._buckets) >= HUB_MAX_TOKENS + 1:
                 self._buckets.clear()  # revoked ids pile up only slowly; start afresh
             bucket = self._buckets[key] = TokenBucket(self.rate, self.burst, now)
-        return bucket.reserve(n, now)
+        return bucket.consume(n, now)

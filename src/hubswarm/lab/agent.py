@@ -100,7 +100,7 @@ def _warm_up(args: list[str]) -> None:
     # before this, i.e. ~1 s of every peer's distribution time on 2 cores. The agent stands
     # in for that program (a process entry point, not library code), so it may load the CLI
     # by name like runpy does.
-    modules = ["hubswarm.swarm.app", "hubswarm.swarm.dht.node"]
+    modules = ["hubswarm.swarm.api", "hubswarm.swarm.dht.node"]
     if _speaks_http(args):
         # Trackers and web seeds (the hybrid): the swarm imports these on first use.
         modules += ["hubswarm.swarm.tracker_client", "hubswarm.swarm.webseed"]

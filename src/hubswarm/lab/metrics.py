@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from hubswarm.lab import bounds
-from hubswarm.swarm.ratelimit import default_burst
+from hubswarm.ratelimit import default_burst
 
 __all__ = [
     "ClientRecord",

@@ -27,7 +27,6 @@ import secrets
 import signal
 import socket
 import subprocess
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +34,7 @@ from types import FrameType, TracebackType
 from typing import Protocol
 
 from hubswarm.errors import NetnsError
+from hubswarm.ratelimit import TokenBucket
 
 __all__ = [
     "PREFIX",
@@ -43,10 +43,10 @@ __all__ = [
     "NetnsNetwork",
     "Network",
     "PortMap",
-    "TokenBucket",
     "cleanup_leftovers",
     "install_signal_cleanup",
     "leftovers",
+    "link_bucket",
     "netns_available",
     "probe_netem",
 ]
@@ -452,30 +452,11 @@ class _Direct:
 # --- app emulation --------------------------------------------------------------------------
 
 
-class TokenBucket:
-    """A token bucket in bytes; a taker may go into debt and then sleeps it off (FIFO-ish)."""
-
-    def __init__(self, rate: float) -> None:
-        """``rate`` in bytes/s; math.inf means unlimited."""
-        self.rate = rate
-        self.burst = max(_PROXY_CHUNK, rate * _BURST_SECONDS) if math.isfinite(rate) else 0.0
-        self.tokens = self.burst
-        self._stamp = time.monotonic()
-
-    def reserve(self, n: int, now: float) -> float:
-        """Take n tokens at time ``now``; return how long the taker must wait (seconds)."""
-        if not math.isfinite(self.rate):
-            return 0.0
-        self.tokens = min(self.burst, self.tokens + (now - self._stamp) * self.rate)
-        self._stamp = now
-        self.tokens -= n
-        return 0.0 if self.tokens >= 0 else -self.tokens / self.rate
-
-    async def take(self, n: int) -> None:
-        """Wait until n bytes may pass."""
-        delay = self.reserve(n, time.monotonic())
-        if delay > 0:
-            await asyncio.sleep(delay)
+def link_bucket(rate: float, now: float) -> TokenBucket:
+    """A link's token bucket: ``rate`` bytes/s (math.inf: unlimited), ~10 ms deep."""
+    if not math.isfinite(rate):
+        return TokenBucket(None, None, now)
+    return TokenBucket(rate, max(_PROXY_CHUNK, rate * _BURST_SECONDS), now)
 
 
 class AppNetwork:
@@ -540,13 +521,14 @@ class AppNetwork:
         ``upload`` caps this port below the host's upload (another process of the host,
         rate-limited by itself, has the rest).
         """
-        up = TokenBucket(self.hosts[host].upload if upload is None else upload)
+        now = asyncio.get_running_loop().time()
+        up = link_bucket(self.hosts[host].upload if upload is None else upload, now)
         servers, live = self._by_host.setdefault(host, ([], set()))
         ports: dict[int, int] = {}
         for client in self.hosts:
             if client.index == host:
                 continue
-            download = TokenBucket(client.download)
+            download = link_bucket(client.download, now)
             server = await asyncio.start_server(
                 self._handler(port, (up, download), live), "127.0.0.1", 0
             )
@@ -628,7 +610,8 @@ async def _pump(
             if writer.can_write_eof():
                 writer.write_eof()
             return
-        delays = [b.reserve(len(data), time.monotonic()) for b in buckets]
+        now = asyncio.get_running_loop().time()
+        delays = [b.consume(len(data), now) for b in buckets]
         if delays and max(delays) > 0:
             await asyncio.sleep(max(delays))
         writer.write(data)

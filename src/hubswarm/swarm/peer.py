@@ -38,9 +38,9 @@ from hubswarm.limits import (
 )
 from hubswarm.proto import wire
 from hubswarm.proto.wire_events import Event, KeepAlive, Piece, Reject, Request
+from hubswarm.ratelimit import RateLimiter
+from hubswarm.ratelimit import RateMeter as PureRateMeter
 from hubswarm.swarm.bitfield import Bitfield
-from hubswarm.swarm.ratelimit import RateLimiter
-from hubswarm.swarm.ratelimit import RateMeter as PureRateMeter
 
 log = logging.getLogger(__name__)
 

@@ -80,6 +80,7 @@ from hubswarm.proto.wire_events import (
 from hubswarm.proto.wire_events import (
     Bitfield as BitfieldMsg,
 )
+from hubswarm.ratelimit import RateLimiter
 from hubswarm.swarm.bitfield import Bitfield
 from hubswarm.swarm.choker import Choker, PeerStats
 from hubswarm.swarm.http import LazyHttp
@@ -90,7 +91,6 @@ from hubswarm.swarm.peer import (
     read_handshake,
 )
 from hubswarm.swarm.picker import BlockRequest, PiecePicker, request_queue_depth
-from hubswarm.swarm.ratelimit import RateLimiter
 from hubswarm.swarm.storage import PieceStore
 from hubswarm.swarm.superseed import Announce, SuperSeeder
 

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hubswarm.swarm.ratelimit import RateLimiter, RateMeter, TokenBucket
+from hubswarm.ratelimit import RateLimiter, RateMeter, TokenBucket
 
 
 class FakeClock:
@@ -54,6 +54,32 @@ def test_unlimited_and_rate_change() -> None:
     assert b.consume(20, 0.0) == pytest.approx(1.0)
     with pytest.raises(ValueError):
         b.set_rate(-1, None, 0.0)
+
+
+def test_bucket_debt_accumulates_and_idle_refills_at_most_the_burst() -> None:
+    b = TokenBucket(rate=100.0, burst=200.0, now=0.0)
+    assert b.reserve(200, now=0.0) == 0.0  # the burst is free
+    assert b.reserve(50, now=0.0) == pytest.approx(0.5)  # 50 bytes of debt at 100 B/s
+    assert b.reserve(50, now=0.0) == pytest.approx(1.0)  # debt accumulates fairly
+    # After 2 s the debt is paid and 100 bytes are back: 100 more are free.
+    assert b.reserve(100, now=2.0) == 0.0
+    # Idle time refills at most the burst.
+    assert b.reserve(200, now=1000.0) == 0.0
+    assert b.reserve(1, now=1000.0) > 0
+
+
+@given(st.lists(st.tuples(st.integers(1, 10_000), st.floats(0, 5)), max_size=50))
+def test_token_bucket_never_exceeds_rate(steps: list[tuple[int, float]]) -> None:
+    # Property: bytes allowed by time t never exceed burst + rate * t.
+    rate, burst = 1000.0, 2000.0
+    b = TokenBucket(rate, burst, now=0.0)
+    now = 0.0
+    sent = 0
+    for n, dt in steps:
+        now += dt
+        wait = b.reserve(n, now)
+        sent += n
+        assert sent <= burst + rate * (now + wait) + 1e-6
 
 
 def test_two_consumers_share_fairly() -> None:

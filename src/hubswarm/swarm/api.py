@@ -16,7 +16,7 @@ from typing import Any
 
 from hubswarm.errors import ConfigError, MetainfoError, NoPeersError
 from hubswarm.proto.metainfo import Magnet, Metainfo, build_magnet, parse_magnet, parse_metainfo
-from hubswarm.swarm.client import SwarmPeer
+from hubswarm.swarm.listener import SwarmPeer
 from hubswarm.swarm.maketorrent import create_torrent
 from hubswarm.swarm.session import DHTLike, SessionConfig, TorrentSession
 

@@ -1,4 +1,5 @@
-"""Token-bucket rate limiting: a pure bucket and an asyncio wrapper that chains buckets.
+"""Token-bucket rate limiting for the hub, the swarm and the lab: a pure bucket, a meter, and an
+asyncio wrapper that chains buckets.
 
 ``TokenBucket`` is pure (``now`` is passed in): ``consume(n, now)`` *reserves* ``n`` bytes
 and returns how long the caller must wait before sending them. The bucket may go into
@@ -17,10 +18,10 @@ for ``PeerStats.download_rate``/``upload_rate`` and ``request_queue_depth``.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 
+from hubswarm.clock import Clock
 from hubswarm.limits import BLOCK_SIZE
 
 # Default burst: 0.1 s of transfer, but at least 4 blocks so one piece message (16 KiB +
@@ -37,27 +38,27 @@ def default_burst(rate: float | None) -> float:
 
 
 class TokenBucket:
-    """A pure token bucket of ``rate_bytes_per_s`` refilling up to ``burst`` tokens."""
+    """A pure token bucket of ``rate`` refilling up to ``burst`` tokens."""
 
     __slots__ = ("_tokens", "_updated_at", "burst", "rate")
 
-    def __init__(self, rate_bytes_per_s: float | None, burst: float | None, now: float) -> None:
+    def __init__(self, rate: float | None, burst: float | None, now: float) -> None:
         self.rate: float | None = None
         self.burst = 0.0
         self._tokens = 0.0
         self._updated_at = now
-        self.set_rate(rate_bytes_per_s, burst, now)
+        self.set_rate(rate, burst, now)
 
     @property
     def unlimited(self) -> bool:
         """True when the rate is 0/None: every consume returns 0."""
         return not self.rate
 
-    def set_rate(self, rate_bytes_per_s: float | None, burst: float | None, now: float) -> None:
+    def set_rate(self, rate: float | None, burst: float | None, now: float) -> None:
         """Change the rate (None/0 = unlimited); the bucket starts full after a change."""
-        if rate_bytes_per_s is not None and rate_bytes_per_s < 0:
+        if rate is not None and rate < 0:
             raise ValueError("rate must be >= 0")
-        self.rate = rate_bytes_per_s or None
+        self.rate = rate or None
         self.burst = default_burst(self.rate) if burst is None else float(burst)
         self._tokens = self.burst
         self._updated_at = now
@@ -152,21 +153,23 @@ class RateLimiter:
 
     def __init__(
         self,
-        rate_bytes_per_s: float | None,
+        rate: float | None,
         burst: float | None = None,
         *,
         parent: RateLimiter | None = None,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        clock: Callable[[], float] | None = None,
+        sleep: Callable[[float], Awaitable[None]] | None = None,
     ) -> None:
-        self._clock = clock
-        self._sleep = sleep
+        """``clock`` and ``sleep`` default to a :class:`hubswarm.clock.Clock`'s (the loop's)."""
+        default = Clock()
+        self._clock = clock if clock is not None else default.now
+        self._sleep = sleep if sleep is not None else default.sleep
         self.parent = parent
-        self.bucket = TokenBucket(rate_bytes_per_s, burst, clock())
+        self.bucket = TokenBucket(rate, burst, self._clock())
 
-    def set_rate(self, rate_bytes_per_s: float | None, burst: float | None = None) -> None:
+    def set_rate(self, rate: float | None, burst: float | None = None) -> None:
         """Change this limiter's rate (None/0 = unlimited)."""
-        self.bucket.set_rate(rate_bytes_per_s, burst, self._clock())
+        self.bucket.set_rate(rate, burst, self._clock())
 
     async def acquire(self, n: int) -> None:
         """Wait until ``n`` bytes may be sent under this limiter and all its parents.

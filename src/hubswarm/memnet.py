@@ -1,0 +1,434 @@
+"""Hosts in one process joined by in-memory pipes: streams and datagrams without sockets.
+
+Theory of operation
+-------------------
+A :class:`MemoryNetwork` holds hosts by address; ``network.host("10.0.0.1")`` is that host's
+view, a :class:`hubswarm.net.StreamNetwork` and :class:`hubswarm.net.DatagramNetwork`, so
+the swarm and the DHT run on it unchanged. Bytes are delivered through the event loop's
+timers, never through a socket, so under a virtual-time loop (:mod:`hubswarm.vtime`) a whole
+swarm runs in virtual time and deterministically.
+
+The model is deliberately small; the lab's network model (issue 16) refines it:
+
+- a path has a one-way ``latency`` (seconds); a connect costs one round trip;
+- streams are reliable and ordered, with no rate limit; bytes written are "unacked" until
+  delivered;
+- a datagram is dropped with probability ``loss``, drawn from the network's seeded ``rng``;
+- a connect to a port nobody listens on raises ``ConnectionRefusedError`` after the round
+  trip; a datagram to one is dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import random
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+__all__ = ["MemoryHost", "MemoryNetwork"]
+
+_P = TypeVar("_P", bound=asyncio.BaseProtocol)
+_D = TypeVar("_D", bound=asyncio.DatagramProtocol)
+
+# Ephemeral ports are handed out from here up, per host (IANA's dynamic range, RFC 6335).
+EPHEMERAL_PORT_FIRST = 49152
+# asyncio's default write-buffer limits, reported for code that asks.
+_HIGH_WATER = 64 * 1024
+
+Address = tuple[str, int]
+
+
+class MemoryNetwork:
+    """The hosts and their listeners and datagram endpoints."""
+
+    def __init__(
+        self, *, latency: float = 0.0, loss: float = 0.0, rng: random.Random | None = None
+    ) -> None:
+        if latency < 0 or not 0.0 <= loss <= 1.0:
+            raise ValueError("need latency >= 0 and 0 <= loss <= 1")
+        self.latency = latency
+        self.loss = loss
+        self.rng = rng if rng is not None else random.Random(0)
+        self._hosts: dict[str, MemoryHost] = {}
+        self._listeners: dict[Address, _MemoryListener] = {}
+        self._datagrams: dict[Address, _MemoryDatagram] = {}
+
+    def host(self, ip: str) -> MemoryHost:
+        """The host at ``ip`` (made on first use)."""
+        host = self._hosts.get(ip)
+        if host is None:
+            host = self._hosts[ip] = MemoryHost(self, ip)
+        return host
+
+    def delay(self, src: str, dst: str) -> float:
+        """One-way delay from ``src`` to ``dst`` (0 on the same host)."""
+        return 0.0 if src == dst else self.latency
+
+    def _resolve(self, ip: str, host: str) -> str:
+        # "0.0.0.0" / "" listen on the host's own address, as INADDR_ANY does.
+        return ip if host in ("", "0.0.0.0", "::") else host
+
+
+class MemoryHost:
+    """One host's view of a :class:`MemoryNetwork`: dial, listen, bind."""
+
+    name = "memory"
+
+    def __init__(self, network: MemoryNetwork, ip: str) -> None:
+        self.network = network
+        self.ip = ip
+        self._next_port = EPHEMERAL_PORT_FIRST
+
+    def _ephemeral(self, taken: Callable[[Address], bool]) -> int:
+        for _ in range(65536 - EPHEMERAL_PORT_FIRST):
+            port = self._next_port
+            self._next_port = port + 1 if port < 65535 else EPHEMERAL_PORT_FIRST
+            if not taken((self.ip, port)):
+                return port
+        raise OSError(98, "no free ephemeral port")
+
+    async def connect(
+        self, protocol_factory: Callable[[], _P], host: str, port: int
+    ) -> tuple[asyncio.Transport, _P]:
+        net = self.network
+        rtt = net.delay(self.ip, host) + net.delay(host, self.ip)
+        if rtt > 0:
+            await asyncio.sleep(rtt)  # SYN, SYN-ACK: the loop's clock, virtual or not
+        listener = net._listeners.get((host, port))
+        if listener is None or listener.closed:
+            raise ConnectionRefusedError(111, f"connection refused: {host}:{port}")
+        local = (self.ip, self._ephemeral(lambda a: False))
+        loop = asyncio.get_running_loop()
+        client = _MemoryStream(loop, net, local, (host, port))
+        server = _MemoryStream(loop, net, (host, port), local)
+        client.peer, server.peer = server, client
+        protocol = protocol_factory()
+        client.set_protocol(protocol)
+        server.set_protocol(listener.protocol_factory())
+        listener.accepted.add(server)
+        server._listener = listener
+        protocol.connection_made(client)
+        server.protocol.connection_made(server)
+        return client, protocol
+
+    async def listen(
+        self, protocol_factory: Callable[[], asyncio.BaseProtocol], host: str, port: int
+    ) -> _MemoryListener:
+        net = self.network
+        ip = net._resolve(self.ip, host)
+        if port == 0:
+            port = self._ephemeral(lambda a: a in net._listeners)
+        address = (ip, port)
+        if address in net._listeners:
+            raise OSError(98, f"address already in use: {ip}:{port}")
+        listener = _MemoryListener(net, address, protocol_factory)
+        net._listeners[address] = listener
+        return listener
+
+    async def bind(
+        self, protocol_factory: Callable[[], _D], host: str, port: int
+    ) -> tuple[asyncio.DatagramTransport, _D]:
+        net = self.network
+        ip = net._resolve(self.ip, host)
+        if port == 0:
+            port = self._ephemeral(lambda a: a in net._datagrams)
+        address = (ip, port)
+        if address in net._datagrams:
+            raise OSError(98, f"address already in use: {ip}:{port}")
+        protocol = protocol_factory()
+        transport = _MemoryDatagram(asyncio.get_running_loop(), net, address, protocol)
+        net._datagrams[address] = transport
+        protocol.connection_made(transport)
+        return transport, protocol
+
+
+class _MemoryListener:
+    """A :class:`hubswarm.net.Listener`: accepted streams outlive it, as with TCP."""
+
+    def __init__(
+        self,
+        network: MemoryNetwork,
+        address: Address,
+        protocol_factory: Callable[[], asyncio.BaseProtocol],
+    ) -> None:
+        self._network = network
+        self._address = address
+        self.protocol_factory = protocol_factory
+        self.accepted: set[_MemoryStream] = set()
+        self.closed = False
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    @property
+    def address(self) -> Address:
+        return self._address
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self._network._listeners.pop(self._address, None)
+
+    async def wait_closed(self) -> None:
+        """Like ``asyncio.Server.wait_closed``: returns once closed and no stream is open."""
+        while self.accepted:
+            self._idle.clear()
+            await self._idle.wait()
+
+    def _forget(self, stream: _MemoryStream) -> None:
+        self.accepted.discard(stream)
+        if not self.accepted:
+            self._idle.set()
+
+
+class _MemoryStream(asyncio.Transport):
+    """One end of an in-memory stream. Bytes arrive at the peer, in order, after the latency."""
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        network: MemoryNetwork,
+        local: Address,
+        remote: Address,
+    ) -> None:
+        super().__init__()
+        self._loop = loop
+        self._network = network
+        self._local = local
+        self._remote = remote
+        self.peer: _MemoryStream | None = None
+        self.protocol: asyncio.BaseProtocol = asyncio.Protocol()
+        self._listener: _MemoryListener | None = None
+        # Arrivals for this end, in order: (deliver_at, bytes, or None for EOF, or the close).
+        self._inbox: collections.deque[tuple[float, bytes | _Closed | None]] = collections.deque()
+        self._pump_scheduled = False
+        self._reading = True
+        self._closing = False
+        self._lost = False
+        self._unacked = 0  # bytes this end wrote that the peer has not received
+        self._high_water = _HIGH_WATER
+        self._low_water = _HIGH_WATER // 4
+
+    # --- asyncio.BaseTransport -----------------------------------------------------------
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        match name:
+            case "peername":
+                return self._remote
+            case "sockname":
+                return self._local
+            case "unacked":
+                return self._unacked
+        return default
+
+    def is_closing(self) -> bool:
+        return self._closing
+
+    def close(self) -> None:
+        if self._closing:
+            return
+        self._closing = True
+        if self.peer is not None:
+            self.peer._arrive(_CLOSED)
+        self._loop.call_soon(self._connection_lost)
+
+    def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
+        self.protocol = protocol
+
+    def get_protocol(self) -> asyncio.BaseProtocol:
+        return self.protocol
+
+    # --- asyncio.ReadTransport ------------------------------------------------------------
+
+    def is_reading(self) -> bool:
+        return self._reading and not self._closing
+
+    def pause_reading(self) -> None:
+        self._reading = False
+
+    def resume_reading(self) -> None:
+        if not self._reading:
+            self._reading = True
+            self._schedule_pump()
+
+    # --- asyncio.WriteTransport -----------------------------------------------------------
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        self._high_water = _HIGH_WATER if high is None else high
+        self._low_water = self._high_water // 4 if low is None else low
+
+    def get_write_buffer_limits(self) -> tuple[int, int]:
+        return (self._low_water, self._high_water)
+
+    def get_write_buffer_size(self) -> int:
+        return 0  # handed to the "wire" at once; what is in flight counts as unacked
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        if self._closing or self.peer is None or not data:
+            return
+        payload = bytes(data)
+        self._unacked += len(payload)
+        self.peer._arrive(payload)
+
+    def writelines(self, list_of_data: Any) -> None:
+        self.write(b"".join(list_of_data))
+
+    def write_eof(self) -> None:
+        if not self._closing and self.peer is not None:
+            self.peer._arrive(None)
+
+    def can_write_eof(self) -> bool:
+        return True
+
+    def abort(self) -> None:
+        self.close()
+
+    # --- delivery -------------------------------------------------------------------------
+
+    def _arrive(self, item: bytes | _Closed | None) -> None:
+        """Called by the peer: ``item`` reaches this end after the one-way delay."""
+        assert self.peer is not None
+        delay = self._network.delay(self.peer._local[0], self._local[0])
+        self._inbox.append((self._loop.time() + delay, item))
+        self._schedule_pump()
+
+    def _schedule_pump(self) -> None:
+        if self._pump_scheduled or not self._inbox or self._lost:
+            return
+        self._pump_scheduled = True
+        self._loop.call_at(self._inbox[0][0], self._pump)
+
+    def _pump(self) -> None:
+        self._pump_scheduled = False
+        now = self._loop.time()
+        while self._inbox and self._inbox[0][0] <= now and not self._lost:
+            _, item = self._inbox[0]
+            if isinstance(item, bytes) and not self._reading:
+                break  # paused: the bytes wait here, as in a socket's receive buffer
+            self._inbox.popleft()
+            if isinstance(item, _Closed):
+                self._peer_closed()
+                return
+            if item is None:
+                self._eof()
+                continue
+            if self.peer is not None:
+                self.peer._unacked -= len(item)
+            if self._closing:
+                continue  # we closed: what still arrives is discarded
+            self._deliver(item)
+        self._schedule_pump()
+
+    def _deliver(self, data: bytes) -> None:
+        protocol = self.protocol
+        if isinstance(protocol, asyncio.BufferedProtocol):
+            view = memoryview(data)
+            while view:
+                buf = memoryview(protocol.get_buffer(len(view))).cast("B")
+                n = min(len(buf), len(view))
+                if n == 0:
+                    raise RuntimeError("get_buffer() returned an empty buffer")
+                buf[:n] = view[:n]
+                protocol.buffer_updated(n)
+                view = view[n:]
+        elif isinstance(protocol, asyncio.Protocol):
+            protocol.data_received(data)
+
+    def _eof(self) -> None:
+        if self._closing:
+            return
+        protocol = self.protocol
+        keep_open = isinstance(protocol, asyncio.Protocol | asyncio.BufferedProtocol) and bool(
+            protocol.eof_received()
+        )
+        if not keep_open:
+            self.close()
+
+    def _peer_closed(self) -> None:
+        # The peer closed: an EOF first (as a FIN would give), then the end of the stream.
+        if not self._closing:
+            self._eof()
+        if not self._closing:
+            self.close()
+
+    def _connection_lost(self) -> None:
+        if self._lost:
+            return
+        self._lost = True
+        self._inbox.clear()
+        if self._listener is not None:
+            self._listener._forget(self)
+        self.protocol.connection_lost(None)
+
+
+class _Closed:
+    """The marker for "the peer closed" in a stream's inbox."""
+
+
+_CLOSED = _Closed()
+
+
+class _MemoryDatagram(asyncio.DatagramTransport):
+    """A datagram endpoint: each datagram is dropped at the network's loss rate, or arrives
+    at the bound endpoint after the one-way delay."""
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        network: MemoryNetwork,
+        local: Address,
+        protocol: asyncio.DatagramProtocol,
+    ) -> None:
+        super().__init__()
+        self._loop = loop
+        self._network = network
+        self._local = local
+        self._protocol = protocol
+        self._closing = False
+        self.sent = 0
+        self.dropped = 0
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return self._local if name == "sockname" else default
+
+    def is_closing(self) -> bool:
+        return self._closing
+
+    def close(self) -> None:
+        if self._closing:
+            return
+        self._closing = True
+        if self._network._datagrams.get(self._local) is self:
+            del self._network._datagrams[self._local]
+        self._loop.call_soon(self._protocol.connection_lost, None)
+
+    def abort(self) -> None:
+        self.close()
+
+    def get_protocol(self) -> asyncio.BaseProtocol:
+        return self._protocol
+
+    def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
+        assert isinstance(protocol, asyncio.DatagramProtocol)
+        self._protocol = protocol
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+    def sendto(self, data: bytes | bytearray | memoryview, addr: Any = None) -> None:
+        if self._closing or addr is None:
+            return
+        net = self._network
+        self.sent += 1
+        if net.loss and net.rng.random() < net.loss:
+            self.dropped += 1
+            return
+        dst = (str(addr[0]), int(addr[1]))
+        payload = bytes(data)
+        delay = net.delay(self._local[0], dst[0])
+        self._loop.call_at(self._loop.time() + delay, self._arrive, net, dst, payload)
+
+    def _arrive(self, net: MemoryNetwork, dst: Address, payload: bytes) -> None:
+        target = net._datagrams.get(dst)
+        if target is not None and not target._closing:
+            target._protocol.datagram_received(payload, self._local)

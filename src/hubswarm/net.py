@@ -1,0 +1,192 @@
+"""The one seam for connections: how the swarm and the DHT dial, listen and send datagrams.
+
+Theory of operation
+-------------------
+Code that opens or accepts connections is handed a :class:`StreamNetwork` (reliable, ordered
+byte streams) and, for the DHT, a :class:`DatagramNetwork`. Both speak asyncio's own
+transport/protocol interface, the one ``loop.create_connection`` and ``loop.create_server``
+use, so any implementation slots in without the caller knowing:
+
+- :class:`TcpNetwork`: the kernel's TCP and UDP, through the running loop (the default);
+- :class:`hubswarm.memnet.MemoryNetwork`: hosts in one process joined by in-memory pipes,
+  for tests and the virtual-time lab;
+- a uTP network (BEP 29) later: streams over the DHT's UDP port.
+
+:func:`open_stream` and :func:`start_stream_server` give ``asyncio.StreamReader`` /
+``StreamWriter`` pairs on any of them, as ``asyncio.open_connection`` and
+``asyncio.start_server`` do for TCP. :func:`unacked_bytes` reads how many written bytes the
+remote end has not yet acknowledged, the kernel's count (SIOCOUTQ) for a socket or the
+transport's own for the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import struct
+from collections.abc import Awaitable, Callable
+from typing import Protocol, TypeVar
+
+__all__ = [
+    "DatagramNetwork",
+    "Listener",
+    "StreamHandler",
+    "StreamNetwork",
+    "TcpNetwork",
+    "open_stream",
+    "start_stream_server",
+    "unacked_bytes",
+]
+
+_P = TypeVar("_P", bound=asyncio.BaseProtocol)
+_D = TypeVar("_D", bound=asyncio.DatagramProtocol)
+StreamHandler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+# asyncio's own default for StreamReader's buffer limit (asyncio.streams._DEFAULT_LIMIT).
+DEFAULT_STREAM_LIMIT = 64 * 1024
+
+_SIOCOUTQ: int | None  # Unix: the kernel's count of written, unacknowledged bytes
+try:
+    import fcntl
+    import termios
+
+    _SIOCOUTQ = termios.TIOCOUTQ
+except ImportError:  # pragma: no cover - not on Windows
+    _SIOCOUTQ = None
+
+
+class Listener(Protocol):
+    """A listening endpoint; ``address`` is where it listens (port 0 resolved)."""
+
+    @property
+    def address(self) -> tuple[str, int]: ...
+
+    def close(self) -> None: ...
+
+    async def wait_closed(self) -> None: ...
+
+
+class StreamNetwork(Protocol):
+    """Dial and listen for reliable, ordered byte streams."""
+
+    name: str
+
+    async def connect(
+        self, protocol_factory: Callable[[], _P], host: str, port: int
+    ) -> tuple[asyncio.Transport, _P]:
+        """Connect to (host, port). Raises OSError (refused, unreachable)."""
+        ...
+
+    async def listen(
+        self, protocol_factory: Callable[[], asyncio.BaseProtocol], host: str, port: int
+    ) -> Listener:
+        """Listen on (host, port); port 0 picks a free one. Raises OSError (in use)."""
+        ...
+
+
+class DatagramNetwork(Protocol):
+    """Bind datagram endpoints (the DHT's UDP socket)."""
+
+    async def bind(
+        self, protocol_factory: Callable[[], _D], host: str, port: int
+    ) -> tuple[asyncio.DatagramTransport, _D]:
+        """Bind (host, port); port 0 picks a free one. Raises OSError (in use)."""
+        ...
+
+
+class _ServerListener:
+    """A :class:`Listener` over an ``asyncio.Server``."""
+
+    def __init__(self, server: asyncio.Server) -> None:
+        self._server = server
+        sockname = server.sockets[0].getsockname()
+        self._address = (str(sockname[0]), int(sockname[1]))
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return self._address
+
+    def close(self) -> None:
+        self._server.close()
+
+    async def wait_closed(self) -> None:
+        await self._server.wait_closed()
+
+
+class TcpNetwork:
+    """The kernel's TCP and UDP through the running event loop."""
+
+    name = "tcp"
+
+    async def connect(
+        self, protocol_factory: Callable[[], _P], host: str, port: int
+    ) -> tuple[asyncio.Transport, _P]:
+        loop = asyncio.get_running_loop()
+        transport, protocol = await loop.create_connection(protocol_factory, host, port)
+        return transport, protocol
+
+    async def listen(
+        self, protocol_factory: Callable[[], asyncio.BaseProtocol], host: str, port: int
+    ) -> Listener:
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(protocol_factory, host, port)
+        return _ServerListener(server)
+
+    async def bind(
+        self, protocol_factory: Callable[[], _D], host: str, port: int
+    ) -> tuple[asyncio.DatagramTransport, _D]:
+        loop = asyncio.get_running_loop()
+        transport, protocol = await loop.create_datagram_endpoint(
+            protocol_factory, local_addr=(host, port)
+        )
+        return transport, protocol
+
+
+async def open_stream(
+    network: StreamNetwork, host: str, port: int, *, limit: int = DEFAULT_STREAM_LIMIT
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """``asyncio.open_connection`` on any :class:`StreamNetwork`."""
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=limit, loop=loop)
+    transport, protocol = await network.connect(
+        lambda: asyncio.StreamReaderProtocol(reader, loop=loop), host, port
+    )
+    return reader, asyncio.StreamWriter(transport, protocol, reader, loop)
+
+
+async def start_stream_server(
+    network: StreamNetwork,
+    handler: StreamHandler,
+    host: str,
+    port: int,
+    *,
+    limit: int = DEFAULT_STREAM_LIMIT,
+) -> Listener:
+    """``asyncio.start_server`` on any :class:`StreamNetwork`: one ``handler`` per stream."""
+    loop = asyncio.get_running_loop()
+
+    def factory() -> asyncio.StreamReaderProtocol:
+        reader = asyncio.StreamReader(limit=limit, loop=loop)
+        return asyncio.StreamReaderProtocol(reader, handler, loop=loop)
+
+    return await network.listen(factory, host, port)
+
+
+def unacked_bytes(transport: asyncio.BaseTransport) -> int:
+    """Bytes written to ``transport`` that the remote end has not acknowledged yet.
+
+    asyncio's write buffer plus, for a socket, the kernel's send queue (SIOCOUTQ); a
+    transport that is not a socket reports its own count as ``get_extra_info("unacked")``.
+    """
+    unacked = 0
+    if isinstance(transport, asyncio.WriteTransport):
+        unacked = transport.get_write_buffer_size()
+    own = transport.get_extra_info("unacked")
+    if isinstance(own, int):
+        return unacked + own
+    sock = transport.get_extra_info("socket")
+    if _SIOCOUTQ is not None and sock is not None and sock.fileno() >= 0:
+        with contextlib.suppress(OSError):
+            queued = fcntl.ioctl(sock.fileno(), _SIOCOUTQ, b"\0" * 4)
+            unacked += struct.unpack("i", queued)[0]
+    return unacked

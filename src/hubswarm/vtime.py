@@ -1,0 +1,113 @@
+"""An asyncio event loop whose clock is virtual: when nothing is runnable, time jumps.
+
+Theory of operation
+-------------------
+asyncio's loop asks its selector to wait until the next timer is due. Here the selector
+first polls without waiting; if nothing is ready, it *advances the virtual clock* to that
+timer instead of sleeping. ``loop.time()`` returns the virtual clock, and everything that
+reads it runs in virtual time unchanged: ``asyncio.sleep``, ``asyncio.timeout``,
+``call_later``, aiohttp's timeouts, :class:`hubswarm.clock.Clock`. A run of code that talks
+only through in-memory transports (:mod:`hubswarm.memnet`) is then deterministic and takes
+as little wall time as its CPU work does. (The idea of libtorrent's libsimulator, trio's
+MockClock with autojump, and the ``looptime`` package.)
+
+Work on threads (``asyncio.to_thread``, ``run_in_executor``: hashing, file I/O, DNS) takes
+wall time the virtual clock must not see, nor skip past: while any such job is pending, the
+selector waits for it in real time *without* advancing the clock, so to the code a thread's
+job takes no virtual time at all.
+
+Real sockets still work (the selector polls them), but their peers live in wall time: use
+them for what is ready at once (loopback inside this process), not to wait on the world.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import selectors
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
+
+__all__ = ["VirtualTimeLoop", "run"]
+
+_T = TypeVar("_T")
+
+# Virtual time starts here, not at 0: code that reads "0.0" as "never" (last-seen stamps)
+# must not mistake the start of a run for the beginning of time.
+DEFAULT_START = 10_000.0
+# While thread jobs are pending, the selector waits this long in real time per poll.
+_THREAD_POLL = 0.05
+
+
+class _VirtualSelector(selectors.BaseSelector):
+    """A real selector that never blocks while the loop has only timers to wait for."""
+
+    def __init__(self) -> None:
+        self._real = selectors.DefaultSelector()
+        self.loop: VirtualTimeLoop | None = None
+
+    def register(self, fileobj: Any, events: int, data: Any = None) -> selectors.SelectorKey:
+        return self._real.register(fileobj, events, data)
+
+    def unregister(self, fileobj: Any) -> selectors.SelectorKey:
+        return self._real.unregister(fileobj)
+
+    def modify(self, fileobj: Any, events: int, data: Any = None) -> selectors.SelectorKey:
+        return self._real.modify(fileobj, events, data)
+
+    def get_map(self) -> Any:
+        return self._real.get_map()
+
+    def close(self) -> None:
+        self._real.close()
+
+    def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
+        ready = self._real.select(0)
+        if ready or timeout == 0:
+            return ready
+        loop = self.loop
+        assert loop is not None
+        if loop.pending_threads:
+            # A thread's job is due back: wait for it in real time, the clock stands still.
+            return self._real.select(_THREAD_POLL)
+        if timeout is None:
+            # No timer at all and nothing ready: only the outside world can wake us.
+            return self._real.select(None)
+        loop.advance(timeout)
+        return []
+
+
+class VirtualTimeLoop(asyncio.SelectorEventLoop):
+    """A selector event loop on a virtual clock (see the module docstring)."""
+
+    def __init__(self, start: float = DEFAULT_START) -> None:
+        selector = _VirtualSelector()
+        super().__init__(selector)
+        selector.loop = self
+        self._now = start
+        self.pending_threads = 0
+
+    def time(self) -> float:
+        return self._now
+
+    def advance(self, seconds: float) -> None:
+        """Move the virtual clock forward (only the selector does this while running)."""
+        if seconds > 0:
+            self._now += seconds
+
+    def run_in_executor(  # type: ignore[override]
+        self, executor: concurrent.futures.Executor | None, func: Callable[..., _T], *args: Any
+    ) -> asyncio.Future[_T]:
+        future = super().run_in_executor(executor, func, *args)
+        self.pending_threads += 1
+        future.add_done_callback(self._thread_done)
+        return future
+
+    def _thread_done(self, _: asyncio.Future[Any]) -> None:
+        self.pending_threads -= 1
+
+
+def run(main: Coroutine[Any, Any, _T], *, start: float = DEFAULT_START) -> _T:
+    """``asyncio.run`` on a :class:`VirtualTimeLoop`."""
+    with asyncio.Runner(loop_factory=lambda: VirtualTimeLoop(start)) as runner:
+        return runner.run(main)
