@@ -26,7 +26,7 @@ import random
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-__all__ = ["MemoryHost", "MemoryNetwork"]
+__all__ = ["MemoryDatagram", "MemoryHost", "MemoryNetwork", "MemoryStream"]
 
 _P = TypeVar("_P", bound=asyncio.BaseProtocol)
 _D = TypeVar("_D", bound=asyncio.DatagramProtocol)
@@ -52,7 +52,7 @@ class MemoryNetwork:
         self.rng = rng if rng is not None else random.Random(0)
         self._hosts: dict[str, MemoryHost] = {}
         self._listeners: dict[Address, _MemoryListener] = {}
-        self._datagrams: dict[Address, _MemoryDatagram] = {}
+        self._datagrams: dict[Address, MemoryDatagram] = {}
 
     def host(self, ip: str) -> MemoryHost:
         """The host at ``ip`` (made on first use)."""
@@ -64,6 +64,21 @@ class MemoryNetwork:
     def delay(self, src: str, dst: str) -> float:
         """One-way delay from ``src`` to ``dst`` (0 on the same host)."""
         return 0.0 if src == dst else self.latency
+
+    def open_pair(
+        self, loop: asyncio.AbstractEventLoop, local: Address, remote: Address
+    ) -> tuple[MemoryStream, MemoryStream]:
+        """The two ends of a new stream from ``local`` to ``remote`` (a model overrides this)."""
+        client = MemoryStream(loop, self, local, remote)
+        server = MemoryStream(loop, self, remote, local)
+        client.peer, server.peer = server, client
+        return client, server
+
+    def open_datagram(
+        self, loop: asyncio.AbstractEventLoop, local: Address, protocol: asyncio.DatagramProtocol
+    ) -> MemoryDatagram:
+        """A new datagram endpoint bound at ``local`` (a model overrides this)."""
+        return MemoryDatagram(loop, self, local, protocol)
 
     def _resolve(self, ip: str, host: str) -> str:
         # "0.0.0.0" / "" listen on the host's own address, as INADDR_ANY does.
@@ -100,9 +115,7 @@ class MemoryHost:
             raise ConnectionRefusedError(111, f"connection refused: {host}:{port}")
         local = (self.ip, self._ephemeral(lambda a: False))
         loop = asyncio.get_running_loop()
-        client = _MemoryStream(loop, net, local, (host, port))
-        server = _MemoryStream(loop, net, (host, port), local)
-        client.peer, server.peer = server, client
+        client, server = net.open_pair(loop, local, (host, port))
         protocol = protocol_factory()
         client.set_protocol(protocol)
         server.set_protocol(listener.protocol_factory())
@@ -137,7 +150,7 @@ class MemoryHost:
         if address in net._datagrams:
             raise OSError(98, f"address already in use: {ip}:{port}")
         protocol = protocol_factory()
-        transport = _MemoryDatagram(asyncio.get_running_loop(), net, address, protocol)
+        transport = net.open_datagram(asyncio.get_running_loop(), address, protocol)
         net._datagrams[address] = transport
         protocol.connection_made(transport)
         return transport, protocol
@@ -155,7 +168,7 @@ class _MemoryListener:
         self._network = network
         self._address = address
         self.protocol_factory = protocol_factory
-        self.accepted: set[_MemoryStream] = set()
+        self.accepted: set[MemoryStream] = set()
         self.closed = False
         self._idle = asyncio.Event()
         self._idle.set()
@@ -175,13 +188,13 @@ class _MemoryListener:
             self._idle.clear()
             await self._idle.wait()
 
-    def _forget(self, stream: _MemoryStream) -> None:
+    def _forget(self, stream: MemoryStream) -> None:
         self.accepted.discard(stream)
         if not self.accepted:
             self._idle.set()
 
 
-class _MemoryStream(asyncio.Transport):
+class MemoryStream(asyncio.Transport):
     """One end of an in-memory stream. Bytes arrive at the peer, in order, after the latency."""
 
     def __init__(
@@ -196,11 +209,11 @@ class _MemoryStream(asyncio.Transport):
         self._network = network
         self._local = local
         self._remote = remote
-        self.peer: _MemoryStream | None = None
+        self.peer: MemoryStream | None = None
         self.protocol: asyncio.BaseProtocol = asyncio.Protocol()
         self._listener: _MemoryListener | None = None
         # Arrivals for this end, in order: (deliver_at, bytes, or None for EOF, or the close).
-        self._inbox: collections.deque[tuple[float, bytes | _Closed | None]] = collections.deque()
+        self._inbox: collections.deque[tuple[float, bytes | Closed | None]] = collections.deque()
         self._pump_scheduled = False
         self._reading = True
         self._closing = False
@@ -228,8 +241,7 @@ class _MemoryStream(asyncio.Transport):
         if self._closing:
             return
         self._closing = True
-        if self.peer is not None:
-            self.peer._arrive(_CLOSED)
+        self._send(_CLOSED)
         self._loop.call_soon(self._connection_lost)
 
     def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
@@ -268,14 +280,14 @@ class _MemoryStream(asyncio.Transport):
             return
         payload = bytes(data)
         self._unacked += len(payload)
-        self.peer._arrive(payload)
+        self._send(payload)
 
     def writelines(self, list_of_data: Any) -> None:
         self.write(b"".join(list_of_data))
 
     def write_eof(self) -> None:
         if not self._closing and self.peer is not None:
-            self.peer._arrive(None)
+            self._send(None)
 
     def can_write_eof(self) -> bool:
         return True
@@ -285,12 +297,21 @@ class _MemoryStream(asyncio.Transport):
 
     # --- delivery -------------------------------------------------------------------------
 
-    def _arrive(self, item: bytes | _Closed | None) -> None:
-        """Called by the peer: ``item`` reaches this end after the one-way delay."""
-        assert self.peer is not None
-        delay = self._network.delay(self.peer._local[0], self._local[0])
-        self._inbox.append((self._loop.time() + delay, item))
+    def _send(self, item: bytes | Closed | None) -> None:
+        """Hand ``item`` to the path: an ideal pipe, it reaches the peer after the delay."""
+        peer = self.peer
+        if peer is not None:
+            delay = self._network.delay(self._local[0], peer._local[0])
+            peer.receive(item, self._loop.time() + delay)
+
+    def receive(self, item: bytes | Closed | None, at: float) -> None:
+        """``item`` reaches this end at ``at`` (called in stream order)."""
+        self._inbox.append((at, item))
         self._schedule_pump()
+
+    def _acknowledge(self, n: int) -> None:
+        """The peer's application has ``n`` more of our bytes."""
+        self._unacked -= n
 
     def _schedule_pump(self) -> None:
         if self._pump_scheduled or not self._inbox or self._lost:
@@ -306,14 +327,14 @@ class _MemoryStream(asyncio.Transport):
             if isinstance(item, bytes) and not self._reading:
                 break  # paused: the bytes wait here, as in a socket's receive buffer
             self._inbox.popleft()
-            if isinstance(item, _Closed):
+            if isinstance(item, Closed):
                 self._peer_closed()
                 return
             if item is None:
                 self._eof()
                 continue
             if self.peer is not None:
-                self.peer._unacked -= len(item)
+                self.peer._acknowledge(len(item))
             if self._closing:
                 continue  # we closed: what still arrives is discarded
             self._deliver(item)
@@ -361,14 +382,14 @@ class _MemoryStream(asyncio.Transport):
         self.protocol.connection_lost(None)
 
 
-class _Closed:
+class Closed:
     """The marker for "the peer closed" in a stream's inbox."""
 
 
-_CLOSED = _Closed()
+_CLOSED = Closed()
 
 
-class _MemoryDatagram(asyncio.DatagramTransport):
+class MemoryDatagram(asyncio.DatagramTransport):
     """A datagram endpoint: each datagram is dropped at the network's loss rate, or arrives
     at the bound endpoint after the one-way delay."""
 
