@@ -321,7 +321,7 @@ class SimStream(MemoryStream):
 
     def _transmit(self, segment: _Segment) -> None:
         peer = self.peer
-        assert peer is not None
+        assert isinstance(peer, SimStream)
         segment.sent_at = self._loop.time()
         packet = segment.packet
         if packet is None:
@@ -372,6 +372,7 @@ class SimStream(MemoryStream):
 
     def _on_segment(self, segment: _Segment) -> None:
         peer = self.peer
+        assert peer is None or isinstance(peer, SimStream)
         if peer is None or segment.index < self._expected or segment.index in self._ahead:
             return  # a duplicate (its first copy made it after all)
         back = self._sim.delay(self._local[0], peer._local[0])
