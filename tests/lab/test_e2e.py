@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from hubswarm.lab import netem
+from hubswarm.lab.campaign import run_scenarios
 from hubswarm.lab.metrics import summarize
 from hubswarm.lab.report import write_report
-from hubswarm.lab.runner import run_scenarios
 from hubswarm.lab.scenario import parse_scenario
 
 MIB = 2**20

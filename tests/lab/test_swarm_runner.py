@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
-from hubswarm.lab.metrics import summarize
-from hubswarm.lab.runner import (
-    HybridRunner,
-    SwarmRunner,
-    make_runner,
+from hubswarm.lab.accounting import (
+    corrupt_clients,
+    corrupt_detail,
+    corrupt_outcome,
     parse_ss,
     replica_timeline,
-    run_plan,
 )
+from hubswarm.lab.campaign import run_plan
+from hubswarm.lab.events import read_events
+from hubswarm.lab.metrics import ClientRecord, CorruptOutcome, summarize
+from hubswarm.lab.runners import HybridRunner, SwarmRunner, make_runner
 from hubswarm.lab.scenario import parse_scenario
 
 MIB = 2**20
@@ -104,11 +107,6 @@ async def test_small_swarm_on_loopback(tmp_path: Path, runner: type[SwarmRunner]
 
 
 def test_corrupt_peer_accounting(tmp_path: Path) -> None:
-    import json
-
-    from hubswarm.lab.metrics import ClientRecord
-    from hubswarm.lab.runner import _corrupt_clients, _corrupt_report
-
     s = parse_scenario(
         {
             "name": "bad",
@@ -120,18 +118,21 @@ def test_corrupt_peer_accounting(tmp_path: Path) -> None:
             "faults": [{"kind": "corrupt_peer", "count": 1}],
         }
     )
-    assert _corrupt_clients(s, 4) == {4}
-    assert _corrupt_clients(small("p2p"), 3) == set()
+    assert corrupt_clients(s, 4) == {4}
+    assert corrupt_clients(small("p2p"), 3) == set()
     lines = [{"event": "bad_piece", "index": 3}, {"event": "banned", "peer": "10.0.0.5:1"}]
     for i in (1, 4):  # the corrupt peer's own log must not count
         (tmp_path / f"c{i}.events").write_text("\n".join(json.dumps(e) for e in lines) + "\n")
+    logs = {i: read_events(tmp_path / f"c{i}.events") for i in range(1, 5)}
 
     def rec(i: int, ok: bool) -> ClientRecord:
         return ClientRecord(i, 0.0, 1.0 if ok else None, MIB, 0, MIB, ok, None if ok else "x")
 
     records = {1: rec(1, True), 2: rec(2, True), 3: rec(3, False), 4: rec(4, True)}
-    event = _corrupt_report(s, tmp_path, records, {4})
-    assert event.kind == "corrupt_peer"
-    assert "1 bad pieces detected, 1 bans by honest peers, 2/3 honest clients verified" in (
-        event.detail
+    outcome = corrupt_outcome({4}, records, logs)
+    assert outcome == CorruptOutcome(peers=(4,), bad_pieces=1, bans=1, honest_verified=2, honest=3)
+    assert not outcome.contained  # client 3 did not verify
+    assert corrupt_detail(outcome) == (
+        "peers [4] flip bytes they upload: 1 bad pieces detected, 1 bans by honest peers, "
+        "2/3 honest clients verified"
     )

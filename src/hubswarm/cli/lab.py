@@ -1,6 +1,6 @@
 """``hubswarm lab compare | run | cleanup``: measure client-server against peer-to-peer.
 
-Thin: load scenarios, call :func:`hubswarm.lab.runner.run_scenarios`, write the report, print
+Thin: load scenarios, call :func:`hubswarm.lab.campaign.run_scenarios`, write the report, print
 the comparison table with rich and the path of the results folder.
 """
 
@@ -20,7 +20,7 @@ from hubswarm.lab.scenario import Scenario, default_scenario_dir, load_scenario,
 
 if TYPE_CHECKING:
     from hubswarm.lab.report import Report
-    from hubswarm.lab.runner import Campaign
+    from hubswarm.lab.campaign import Campaign
 
 
 def _show(console: Console, campaign: Campaign, report: Report) -> None:
@@ -44,7 +44,7 @@ def _campaign(scenarios: tuple[Scenario, ...], out: Path, no_netns: bool, quick:
     # Imported here: the runner pulls in the hub, the report matplotlib; other commands of the
     # CLI (every client process the lab starts) should not pay for them.
     from hubswarm.lab.report import write_report
-    from hubswarm.lab.runner import run_scenarios
+    from hubswarm.lab.campaign import run_scenarios
 
     console = Console(stderr=True)
     netem.install_signal_cleanup()

@@ -11,13 +11,15 @@ import math
 import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from hubswarm.lab import bounds
 from hubswarm.ratelimit import default_burst
 
 __all__ = [
     "ClientRecord",
+    "CorruptOutcome",
+    "FaultCompletion",
     "FaultEvent",
     "ReplicaSample",
     "RunFailure",
@@ -60,12 +62,58 @@ class ClientRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class CorruptOutcome:
+    """What came of a ``corrupt_peer`` fault, as the honest peers' event logs tell it."""
+
+    peers: tuple[int, ...]  # the clients that flipped bytes they uploaded
+    bad_pieces: int  # pieces the honest peers received with a wrong hash
+    bans: int  # bans the honest peers issued
+    honest_verified: int  # honest clients that still got the whole file, verified
+    honest: int
+
+    @property
+    def contained(self) -> bool:
+        """Detected, banned, and every honest client still verified its file."""
+        return self.bad_pieces > 0 and self.bans > 0 and self.honest_verified == self.honest
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> CorruptOutcome:
+        """Inverse of ``asdict``."""
+        return cls(**{**data, "peers": tuple(data["peers"])})
+
+
+@dataclass(frozen=True, slots=True)
 class FaultEvent:
-    """A fault the runner applied, when, and what exactly it did."""
+    """A fault the runner applied: when, what, how many, what it hit and what came of it.
+
+    ``detail`` is for people (the report's Details list); the report's cells read the other
+    fields. Results written before those fields existed load with their defaults.
+    """
 
     at: float
     kind: str
     detail: str = ""
+    count: int = 1  # as the scenario asked (kill_peers, corrupt_peer)
+    applied: bool = True  # False: the fault means nothing to this architecture (no tokens...)
+    victims: tuple[int, ...] = ()  # kill_peers: the clients killed
+    corrupt: CorruptOutcome | None = None  # corrupt_peer: what the honest peers saw
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> FaultEvent:
+        """Inverse of ``asdict``."""
+        d = dict(data)
+        d["victims"] = tuple(d.get("victims", ()))
+        if d.get("corrupt") is not None:
+            d["corrupt"] = CorruptOutcome.from_json(d["corrupt"])
+        return cls(**d)
+
+
+class FaultCompletion(NamedTuple):
+    """How a fault went for the clients still pending when it struck."""
+
+    kind: str
+    at: float
+    completed: float  # the fraction of those clients that still completed
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,7 +172,7 @@ class RunResult:
         d["uploads"] = tuple(d["uploads"])
         d["downloads"] = tuple(d["downloads"])
         d["clients"] = tuple(ClientRecord(**c) for c in d["clients"])
-        d["faults"] = tuple(FaultEvent(**f) for f in d.get("faults", ()))
+        d["faults"] = tuple(FaultEvent.from_json(f) for f in d.get("faults", ()))
         d["replicas"] = tuple(
             ReplicaSample(r["t"], tuple(r["counts"])) for r in d.get("replicas", ())
         )
@@ -169,7 +217,7 @@ class RunMetrics:
     bound_p2p: float
     efficiency: float | None
     below_bound: bool  # a time below the fluid bound is a measurement bug
-    fault_completion: tuple[tuple[str, float, float], ...]  # (kind, at, fraction completed after)
+    fault_completion: tuple[FaultCompletion, ...]
     min_replicas_end: int | None
     unauthorized_bytes: int | None
     notes: tuple[str, ...] = field(default=())
@@ -262,7 +310,7 @@ def summarize(run: RunResult) -> RunMetrics:
             c for c in run.clients if not (c.complete and c.end is not None and c.end <= f.at)
         ]
         after = [c for c in pending if c.complete]
-        faults.append((f.kind, f.at, len(after) / len(pending) if pending else 1.0))
+        faults.append(FaultCompletion(f.kind, f.at, len(after) / len(pending) if pending else 1.0))
     min_replicas = (
         min(run.replicas[-1].counts) if run.replicas and run.replicas[-1].counts else None
     )

@@ -154,6 +154,11 @@ class Scenario:
     description: str = ""
     path: str | None = None
 
+    @property
+    def pieces(self) -> int:
+        """How many pieces the file is cut into (the last one may be short)."""
+        return max(1, math.ceil(self.file_size / self.piece_size))
+
     def plans(self) -> tuple[RunPlan, ...]:
         """One concrete run per client count, capacities and arrivals drawn from ``seed``."""
         out = []
