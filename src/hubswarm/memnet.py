@@ -33,8 +33,6 @@ _D = TypeVar("_D", bound=asyncio.DatagramProtocol)
 
 # Ephemeral ports are handed out from here up, per host (IANA's dynamic range, RFC 6335).
 EPHEMERAL_PORT_FIRST = 49152
-# asyncio's default write-buffer limits, reported for code that asks.
-_HIGH_WATER = 64 * 1024
 
 Address = tuple[str, int]
 
@@ -194,8 +192,17 @@ class _MemoryListener:
             self._idle.set()
 
 
-class MemoryStream(asyncio.Transport):
-    """One end of an in-memory stream. Bytes arrive at the peer, in order, after the latency."""
+class MemoryStream(asyncio.transports._FlowControlMixin):
+    """One end of an in-memory stream. Bytes arrive at the peer, in order, after the latency.
+
+    A ``_FlowControlMixin`` as asyncio's own transports are: ``loop.sendfile`` (aiohttp's
+    FileResponse) falls back to reads and writes only on such a transport, and the mixin
+    pauses and resumes the protocol's writing around ``get_write_buffer_size()``.
+    """
+
+    # No file descriptor to sendfile into: asyncio reads the file and writes it, as it does
+    # for its TLS transport.
+    _sendfile_compatible = asyncio.constants._SendfileMode.FALLBACK  # type: ignore[attr-defined]
 
     def __init__(
         self,
@@ -204,13 +211,13 @@ class MemoryStream(asyncio.Transport):
         local: Address,
         remote: Address,
     ) -> None:
-        super().__init__()
-        self._loop = loop
+        super().__init__(loop=loop)
+        self._loop: asyncio.AbstractEventLoop = loop
         self._network = network
         self._local = local
         self._remote = remote
         self.peer: MemoryStream | None = None
-        self.protocol: asyncio.BaseProtocol = asyncio.Protocol()
+        self._protocol: asyncio.BaseProtocol = asyncio.Protocol()
         self._listener: _MemoryListener | None = None
         # Arrivals for this end, in order: (deliver_at, bytes, or None for EOF, or the close).
         self._inbox: collections.deque[tuple[float, bytes | Closed | None]] = collections.deque()
@@ -219,8 +226,6 @@ class MemoryStream(asyncio.Transport):
         self._closing = False
         self._lost = False
         self._unacked = 0  # bytes this end wrote that the peer has not received
-        self._high_water = _HIGH_WATER
-        self._low_water = _HIGH_WATER // 4
 
     # --- asyncio.BaseTransport -----------------------------------------------------------
 
@@ -244,11 +249,24 @@ class MemoryStream(asyncio.Transport):
         self._send(_CLOSED)
         self._loop.call_soon(self._connection_lost)
 
+    # The mixin's flow control (typeshed leaves its private half out).
+    def pause_protocol_if_full(self) -> None:
+        """Pause the protocol's writing above the high-water mark."""
+        self._maybe_pause_protocol()  # type: ignore[attr-defined]
+
+    def resume_protocol_if_drained(self) -> None:
+        """Resume the protocol's writing below the low-water mark."""
+        self._maybe_resume_protocol()  # type: ignore[attr-defined]
+
+    @property
+    def protocol(self) -> asyncio.BaseProtocol:
+        return self._protocol
+
     def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
-        self.protocol = protocol
+        self._protocol = protocol
 
     def get_protocol(self) -> asyncio.BaseProtocol:
-        return self.protocol
+        return self._protocol
 
     # --- asyncio.ReadTransport ------------------------------------------------------------
 
@@ -264,13 +282,6 @@ class MemoryStream(asyncio.Transport):
             self._schedule_pump()
 
     # --- asyncio.WriteTransport -----------------------------------------------------------
-
-    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
-        self._high_water = _HIGH_WATER if high is None else high
-        self._low_water = self._high_water // 4 if low is None else low
-
-    def get_write_buffer_limits(self) -> tuple[int, int]:
-        return (self._low_water, self._high_water)
 
     def get_write_buffer_size(self) -> int:
         return 0  # handed to the "wire" at once; what is in flight counts as unacked

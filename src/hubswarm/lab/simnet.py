@@ -72,8 +72,6 @@ RECEIVE_WINDOW = 4 * 1024 * 1024
 MIN_RTO = 0.2
 # Linux's default txqueuelen is 1,000 packets: about 1.4 MB of payload per queue.
 DEFAULT_QUEUE = 1000 * MSS
-# Above this much unsent data a stream tells its protocol to pause (asyncio's default).
-_HIGH_WATER = 64 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -258,7 +256,6 @@ class SimStream(MemoryStream):
         self._threshold = math.inf
         self._recover_index = 0  # losses below this index were in the window already halved
         self._peer_unread = 0  # delivered to the peer's stack, not yet to its application
-        self._paused_writing = False
         # Receiving side: segments that arrived ahead of a missing one.
         self._expected = 0
         self._ahead: dict[int, _Segment] = {}
@@ -290,11 +287,7 @@ class SimStream(MemoryStream):
         else:
             self._unsent.append(item)
         self._push()
-        if self._unsent_bytes > _HIGH_WATER and not self._paused_writing:
-            self._paused_writing = True
-            protocol = self.protocol
-            if isinstance(protocol, asyncio.Protocol | asyncio.BufferedProtocol):
-                protocol.pause_writing()
+        self.pause_protocol_if_full()
 
     def _usable_window(self) -> float:
         return min(self._window, RECEIVE_WINDOW - self._peer_unread) - self._in_flight
@@ -313,11 +306,7 @@ class SimStream(MemoryStream):
             segment = _Segment(self._next_index, head, size)
             self._next_index += 1
             self._transmit(segment)
-        if self._paused_writing and self._unsent_bytes <= _HIGH_WATER // 4:
-            self._paused_writing = False
-            protocol = self.protocol
-            if isinstance(protocol, asyncio.Protocol | asyncio.BufferedProtocol):
-                protocol.resume_writing()
+        self.resume_protocol_if_drained()
 
     def _transmit(self, segment: _Segment) -> None:
         peer = self.peer
