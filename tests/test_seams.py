@@ -43,7 +43,8 @@ def test_virtual_timeout_fires_at_its_virtual_deadline() -> None:
     assert vtime.run(main()) == pytest.approx(30.0)
 
 
-def test_thread_work_takes_no_virtual_time_and_timers_wait_for_it() -> None:
+@pytest.mark.parametrize("threads", [False, True], ids=["inline", "threads"])
+def test_thread_work_takes_no_virtual_time_and_timers_wait_for_it(threads: bool) -> None:
     # A timer due in 1 virtual second must not fire while a 0.2 s (wall) thread job runs.
     async def main() -> tuple[float, list[str]]:
         loop = asyncio.get_running_loop()
@@ -56,9 +57,17 @@ def test_thread_work_takes_no_virtual_time_and_timers_wait_for_it() -> None:
         await asyncio.sleep(2.0)
         return elapsed, order
 
-    elapsed, order = vtime.run(main())
+    elapsed, order = vtime.run(main(), threads=threads)
     assert elapsed == 0.0
     assert order == ["thread", "timer"]
+
+
+def test_an_inline_job_s_error_reaches_its_caller() -> None:
+    async def main() -> None:
+        await asyncio.to_thread(int, "not a number")
+
+    with pytest.raises(ValueError, match="invalid literal"):
+        vtime.run(main())
 
 
 def test_clock_wall_with_an_epoch_follows_virtual_time() -> None:

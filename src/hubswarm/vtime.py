@@ -11,10 +11,13 @@ only through in-memory transports (:mod:`hubswarm.memnet`) is then deterministic
 as little wall time as its CPU work does. (The idea of libtorrent's libsimulator, trio's
 MockClock with autojump, and the ``looptime`` package.)
 
-Work on threads (``asyncio.to_thread``, ``run_in_executor``: hashing, file I/O, DNS) takes
-wall time the virtual clock must not see, nor skip past: while any such job is pending, the
-selector waits for it in real time *without* advancing the clock, so to the code a thread's
-job takes no virtual time at all.
+Work sent to threads (``asyncio.to_thread``, ``run_in_executor``: hashing, file I/O, DNS)
+takes wall time the virtual clock must not see. By default the loop runs such a job
+*inline*, at once, on the loop's own thread: it takes no virtual time and its result is
+ready at the same point of every run, so a run is a function of its inputs, bit for bit.
+With ``threads=True`` the jobs go to the executor as usual and, while any is pending, the
+selector waits for it in real time *without* advancing the clock (the order in which
+results arrive is then the threads' own).
 
 Real sockets still work (the selector polls them), but their peers live in wall time: use
 them for what is ready at once (loopback inside this process), not to wait on the world.
@@ -80,11 +83,12 @@ class _VirtualSelector(selectors.BaseSelector):
 class VirtualTimeLoop(asyncio.SelectorEventLoop):
     """A selector event loop on a virtual clock (see the module docstring)."""
 
-    def __init__(self, start: float = DEFAULT_START) -> None:
+    def __init__(self, start: float = DEFAULT_START, *, threads: bool = False) -> None:
         selector = _VirtualSelector()
         super().__init__(selector)
         selector.loop = self
         self._now = start
+        self._threads = threads
         self.pending_threads = 0
 
     def time(self) -> float:
@@ -98,6 +102,13 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
     def run_in_executor(  # type: ignore[override]
         self, executor: concurrent.futures.Executor | None, func: Callable[..., _T], *args: Any
     ) -> asyncio.Future[_T]:
+        if not self._threads:
+            done: asyncio.Future[_T] = self.create_future()
+            try:
+                done.set_result(func(*args))
+            except Exception as exc:  # the job's error is the awaiting caller's
+                done.set_exception(exc)
+            return done
         future = super().run_in_executor(executor, func, *args)
         self.pending_threads += 1
         future.add_done_callback(self._thread_done)
@@ -107,7 +118,9 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
         self.pending_threads -= 1
 
 
-def run(main: Coroutine[Any, Any, _T], *, start: float = DEFAULT_START) -> _T:
+def run(
+    main: Coroutine[Any, Any, _T], *, start: float = DEFAULT_START, threads: bool = False
+) -> _T:
     """``asyncio.run`` on a :class:`VirtualTimeLoop`."""
-    with asyncio.Runner(loop_factory=lambda: VirtualTimeLoop(start)) as runner:
+    with asyncio.Runner(loop_factory=lambda: VirtualTimeLoop(start, threads=threads)) as runner:
         return runner.run(main)
