@@ -353,9 +353,10 @@ def test_metadata_exchange_back_to_back() -> None:
     assert assembler.num_pieces == 3
     result = None
     for _ in range(10):  # bounded
-        piece = assembler.next_request()
-        if piece is None:
+        wanted = assembler.wanted()
+        if not wanted:
             break
+        piece = wanted[0]
         [req] = transfer(leech, seed, MetadataRequest(piece))
         assert isinstance(req, MetadataRequest)
         chunk = metadata[req.piece * BLOCK_SIZE : (req.piece + 1) * BLOCK_SIZE]
@@ -377,7 +378,17 @@ def test_metadata_assembler_resets_on_hash_mismatch() -> None:
         asm.add(MetadataData(0, len(metadata) + 1, metadata + b"x"))
     with pytest.raises(RemoteProtocolError):
         MetadataAssembler(b"\x00" * 20, METADATA_MAX_SIZE + 1)
-    assert asm.next_request(in_flight={0}) is None
+    # Every missing piece is in flight elsewhere: ask for it anyway (a slow peer must not
+    # hold the metadata back).
+    assert asm.wanted(in_flight={0}) == [0]
+
+
+def test_metadata_assembler_wants_pieces_nobody_is_fetching_first() -> None:
+    asm = MetadataAssembler(b"\x00" * 20, 3 * BLOCK_SIZE)
+    assert asm.wanted() == [0, 1, 2]
+    assert asm.wanted(in_flight={0, 2}) == [1]
+    asm.add(MetadataData(1, 3 * BLOCK_SIZE, bytes(BLOCK_SIZE)))
+    assert asm.wanted(in_flight={0, 2}) == [0, 2]
 
 
 def test_piece_transfer_and_split_feeding() -> None:

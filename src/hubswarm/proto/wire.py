@@ -46,6 +46,7 @@ from hubswarm.proto.wire_events import (
     Choke,
     Event,
     Extended,
+    ExtensionEvent,
     ExtendedHandshake,
     Handshake,
     Have,
@@ -531,7 +532,7 @@ class PeerConnection:
                     return pos
                 index, begin = _U32X2.unpack_from(mv, pos + 5)
                 if num_pieces is not None and index >= num_pieces:
-                    raise self._violation(f"piece index {index} >= {num_pieces}")
+                    self._check_index(index)  # raises; the comparison stays inline (hot path)
                 append(Piece(index, begin, bytes(mv[pos + 13 : pos + 4 + length])))
                 self._remote_may_send_bitfield = False
                 pos += 4 + length
@@ -542,9 +543,18 @@ class PeerConnection:
             append(self._decode(msg_id, mv[pos + 5 : pos + 4 + length]))
             pos += 4 + length
 
-    def _check_index(self, index: int) -> None:
+    def _check_index(self, index: int, *, local: bool = False) -> None:
+        """A piece index must be below the piece count once it is known (BEP 3).
+
+        Raises:
+            RemoteProtocolError: the peer sent it (the connection enters ERROR).
+            LocalProtocolError: ``local``: we were about to send it.
+        """
         if self._num_pieces is not None and index >= self._num_pieces:
-            raise self._violation(f"piece index {index} >= {self._num_pieces}")
+            message = f"piece index {index} >= {self._num_pieces}"
+            if local:
+                raise LocalProtocolError(message)
+            raise self._violation(message)
 
     def _decode(self, msg_id: int, payload: memoryview) -> Event:
         """Decode one message whose length was validated by :meth:`_check_head`."""
@@ -728,7 +738,7 @@ class PeerConnection:
         if not self._handshake_sent:
             raise LocalProtocolError("send our handshake first")
         if type(event) is Piece:  # hot path
-            self._local_index(event.piece_index)
+            self._check_index(event.piece_index, local=True)
             self._local_may_send_bitfield = False
             block = event.block
             return _PIECE_HEAD.pack(9 + len(block), PIECE, event.piece_index, event.begin) + block
@@ -740,22 +750,22 @@ class PeerConnection:
         self._local_first(event)
         match event:
             case Have(piece_index=i):
-                self._local_index(i)
+                self._check_index(i, local=True)
                 return _LEN_ID_U32.pack(5, HAVE, i)
             case Suggest(piece_index=i):
-                self._local_index(i)
+                self._check_index(i, local=True)
                 return _LEN_ID_U32.pack(5, SUGGEST, i)
             case AllowedFast(piece_index=i):
-                self._local_index(i)
+                self._check_index(i, local=True)
                 return _LEN_ID_U32.pack(5, ALLOWED_FAST, i)
             case Request(piece_index=i, begin=b, length=n):
-                self._local_index(i)
+                self._check_index(i, local=True)
                 return _LEN_ID_3U32.pack(13, REQUEST, i, b, n)
             case Cancel(piece_index=i, begin=b, length=n):
-                self._local_index(i)
+                self._check_index(i, local=True)
                 return _LEN_ID_3U32.pack(13, CANCEL, i, b, n)
             case Reject(piece_index=i, begin=b, length=n):
-                self._local_index(i)
+                self._check_index(i, local=True)
                 return _LEN_ID_3U32.pack(13, REJECT, i, b, n)
             case Bitfield(bitfield=bits):
                 count = self._num_pieces
@@ -827,46 +837,23 @@ class PeerConnection:
             raise LocalProtocolError("send our handshake first")
         if not 0 < length <= BLOCK_SIZE:
             raise LocalProtocolError(f"block length {length} not in 1..{BLOCK_SIZE}")
-        self._local_index(piece_index)
+        self._check_index(piece_index, local=True)
         self._local_may_send_bitfield = False
         return _PIECE_HEAD.pack(9 + length, PIECE, piece_index, begin)
 
-    def _local_index(self, index: int) -> None:
-        if self._num_pieces is not None and index >= self._num_pieces:
-            raise LocalProtocolError(f"piece index {index} >= {self._num_pieces}")
 
     def _local_first(self, event: Event) -> None:
         # Mirror of the receive-side rule, plus: fast and extended messages need both bits.
         if isinstance(event, Suggest | HaveAll | HaveNone | Reject | AllowedFast):
             if not self.supports_fast:
                 raise LocalProtocolError("BEP 6 was not agreed with this peer")
-        elif (
-            isinstance(
-                event,
-                ExtendedHandshake
-                | MetadataRequest
-                | MetadataData
-                | MetadataReject
-                | PeerExchange
-                | Extended,
-            )
-        ) and not self.supports_extensions:
+        elif isinstance(event, ExtensionEvent) and not self.supports_extensions:
             raise LocalProtocolError("BEP 10 was not agreed with this peer")
         if isinstance(event, Bitfield | HaveAll | HaveNone):
             if not self._local_may_send_bitfield:
                 raise LocalProtocolError("bitfield/have all/have none must be the first message")
             self._local_may_send_bitfield = False
-        elif not isinstance(
-            event,
-            KeepAlive
-            | Port
-            | ExtendedHandshake
-            | MetadataRequest
-            | MetadataData
-            | MetadataReject
-            | PeerExchange
-            | Extended,
-        ):
+        elif not isinstance(event, KeepAlive | Port | ExtensionEvent):
             self._local_may_send_bitfield = False
 
     def _update_local_flags(self, event: Event) -> None:
@@ -956,12 +943,12 @@ class MetadataAssembler:
         """Metadata pieces not yet received, in order."""
         return [i for i, p in enumerate(self._pieces) if p is None]
 
-    def next_request(self, in_flight: Collection[int] = ()) -> int | None:
-        """The first missing piece not already in ``in_flight``, or None."""
-        for i, p in enumerate(self._pieces):
-            if p is None and i not in in_flight:
-                return i
-        return None
+    def wanted(self, in_flight: Collection[int] = ()) -> list[int]:
+        """Missing pieces to request: those not already ``in_flight`` (from other peers), or
+        every missing one when all are, so one slow peer cannot hold the metadata back."""
+        missing = self.missing()
+        free = [i for i in missing if i not in in_flight]
+        return free or missing
 
     def add(self, event: MetadataData) -> bytes | None:
         """Store one piece; return the whole verified metadata once complete, else None.

@@ -20,6 +20,7 @@ __all__ = [
     "Cancel",
     "Choke",
     "Event",
+    "ExtensionEvent",
     "Extended",
     "ExtendedHandshake",
     "Handshake",
@@ -369,6 +370,12 @@ class UnknownMessage:
         if not 0 <= self.msg_id <= 255:
             raise LocalProtocolError(f"msg_id {self.msg_id} not in 0..255")
 
+
+# BEP 10 messages: sent only when both handshakes set the extension bit, and (like
+# ``keep-alive`` and ``port``) allowed before the bitfield without taking its place.
+ExtensionEvent = (
+    ExtendedHandshake | MetadataRequest | MetadataData | MetadataReject | PeerExchange | Extended
+)
 
 Event = (
     Handshake
