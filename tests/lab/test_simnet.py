@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import random
 
@@ -170,3 +171,28 @@ def test_any_stream_arrives_whole_and_in_order(
     spec = LinkSpec(upload=256 * 1024, latency=latency, loss=loss, queue=4 * SEGMENT)
     elapsed = _one_transfer(spec, LinkSpec(latency=latency), size, seed)
     assert elapsed >= size / (256 * 1024) * 0.99
+
+
+def test_a_crashed_host_resets_its_streams_and_refuses_new_ones() -> None:
+    async def main() -> tuple[int, float]:
+        network = SimNetwork()
+        network.add_host(SERVER, LinkSpec(upload=MIB, latency=0.01))
+        listener = await _serve_bytes(network, 4 * MIB)
+        loop = asyncio.get_running_loop()
+        loop.call_later(1.0, network.crash, SERVER)
+        reader, writer = await net.open_stream(network.host(CLIENT_A), SERVER, 80)
+        received = 0
+        with contextlib.suppress(ConnectionError):
+            while chunk := await reader.read(65536):
+                received += len(chunk)
+        cut_at = loop.time()
+        writer.close()
+        with pytest.raises(ConnectionRefusedError):
+            await net.open_stream(network.host(CLIENT_B), SERVER, 80)
+        listener.close()
+        return received, cut_at
+
+    received, cut_at = vtime.run(main())
+    assert 0 < received < 4 * MIB  # about a second's worth, then the reset
+    assert received == pytest.approx(MIB, rel=0.1)
+    assert cut_at == pytest.approx(vtime.DEFAULT_START + 1.0, abs=0.05)

@@ -44,6 +44,7 @@ import asyncio
 import collections
 import math
 import random
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -155,6 +156,8 @@ class SimNetwork(MemoryNetwork):
         super().__init__(rng=rng)
         self._specs: dict[str, LinkSpec] = {}
         self._queues: dict[str, tuple[_Queue, _Queue]] = {}
+        self._streams: dict[str, weakref.WeakSet[SimStream]] = {}
+        self._down: set[str] = set()
 
     def add_host(self, ip: str, spec: LinkSpec) -> None:
         """Give ``ip`` its access link (before the host is used)."""
@@ -173,6 +176,19 @@ class SimNetwork(MemoryNetwork):
         queues = self._queues.get(ip)
         return queues[0].sent_bytes if queues else 0
 
+    def crash(self, ip: str) -> None:
+        """The host at ``ip`` dies: its streams are reset (their peers learn after the path's
+        delay), its listeners and datagram endpoints close, and nothing reaches it again."""
+        self._down.add(ip)
+        for stream in list(self._streams.get(ip, ())):
+            stream.abort()
+        for address, listener in list(self._listeners.items()):
+            if address[0] == ip:
+                listener.close()
+        for address, endpoint in list(self._datagrams.items()):
+            if address[0] == ip:
+                endpoint.close()
+
     def _links(self, ip: str) -> tuple[_Queue, _Queue]:
         queues = self._queues.get(ip)
         if queues is None:
@@ -188,6 +204,8 @@ class SimNetwork(MemoryNetwork):
     def transmit(self, packet: _Packet, src: str, dst: str) -> None:
         """Send ``packet`` from ``src`` to ``dst``: ``packet.arrive()`` or ``packet.lost()``."""
         loop = asyncio.get_running_loop()
+        if src in self._down or dst in self._down:
+            return  # a dead host sends nothing, and what is sent to it is never answered
         if src == dst:
             loop.call_soon(packet.arrive)  # the host's own loopback: not shaped
             return
@@ -217,6 +235,8 @@ class SimNetwork(MemoryNetwork):
         client = SimStream(loop, self, local, remote)
         server = SimStream(loop, self, remote, local)
         client.peer, server.peer = server, client
+        self._streams.setdefault(local[0], weakref.WeakSet()).add(client)
+        self._streams.setdefault(remote[0], weakref.WeakSet()).add(server)
         return client, server
 
     def open_datagram(
