@@ -1,35 +1,31 @@
 """``hubswarm lab compare | run | cleanup``: measure client-server against peer-to-peer.
 
-Thin: load scenarios, call :func:`hubswarm.lab.campaign.run_scenarios`, write the report, print
-the comparison table with rich and the path of the results folder.
+Thin: load scenarios, call :func:`hubswarm.lab.campaign.measure` (runs and report), print the
+comparison table and the path of the results folder.
 """
 
 from __future__ import annotations
 
-import asyncio
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
 from rich.console import Console
-from rich.table import Table
 
 from hubswarm.lab import netem
 from hubswarm.lab.scenario import Scenario, default_scenario_dir, load_scenario, load_scenarios
 
 if TYPE_CHECKING:
-    from hubswarm.lab.report import Report
     from hubswarm.lab.campaign import Campaign
+    from hubswarm.lab.report import Report
 
 
 def _show(console: Console, campaign: Campaign, report: Report) -> None:
-    table = Table(title="Client-server vs peer-to-peer, measured", show_lines=True)
-    for col in ("Feature", "Client-Server (measured)", "Peer-to-Peer (measured)", "Verdict"):
-        table.add_column(col, overflow="fold")
-    for row in report.table:
-        table.add_row(row.feature, row.cs, row.p2p, row.verdict)
-    console.print(table)
+    from hubswarm.lab.render import to_rich
+    from hubswarm.lab.table import TERMINAL_COLUMNS, as_table
+
+    table = as_table(report.table, TERMINAL_COLUMNS)
+    console.print(to_rich(table, "Client-server vs peer-to-peer, measured"))
     for failure in campaign.failures:
         console.print(
             f"[yellow]not measured[/]: {failure.scenario} N={failure.n} "
@@ -41,28 +37,21 @@ def _show(console: Console, campaign: Campaign, report: Report) -> None:
 
 
 def _campaign(scenarios: tuple[Scenario, ...], out: Path, no_netns: bool, quick: bool) -> None:
-    # Imported here: the runner pulls in the hub, the report matplotlib; other commands of the
+    # Imported here: the runners pull in the hub, the report matplotlib; other commands of the
     # CLI (every client process the lab starts) should not pay for them.
-    from hubswarm.lab.report import write_report
-    from hubswarm.lab.campaign import run_scenarios
+    from hubswarm.lab.campaign import measure
 
     console = Console(stderr=True)
     netem.install_signal_cleanup()
-    with (
-        tempfile.TemporaryDirectory(prefix="hsw-lab-") as tmp,
-        console.status("starting") as status,
-    ):
+    with console.status("starting") as status:
 
         def progress(label: str) -> None:
             status.update(f"running {label}")
             console.log(label)
 
-        campaign = asyncio.run(
-            run_scenarios(
-                scenarios, workdir=Path(tmp), no_netns=no_netns, quick=quick, on_progress=progress
-            )
+        campaign, report = measure(
+            scenarios, out, no_netns=no_netns, quick=quick, on_progress=progress
         )
-    report = write_report(campaign.results, out, failures=campaign.failures, notes=campaign.notes)
     _show(Console(), campaign, report)
 
 

@@ -20,6 +20,7 @@ from rich.progress import (
 )
 
 from hubswarm.errors import ConfigError
+from hubswarm.lab.timing import lab_timing
 from hubswarm.swarm import api
 from hubswarm.swarm.session import SessionConfig, TorrentSession
 from hubswarm.units import parse_quantity
@@ -61,26 +62,7 @@ def _config(opts: dict[str, Any]) -> SessionConfig:
         use_pex=not opts.get("no_pex", False),
     )
     if opts.get("fast_intervals"):
-        # The lab runs in seconds: re-evaluate choking every second, rotate the optimistic
-        # unchoke every 3 s, re-announce (tracker and DHT) every second so that a flash
-        # crowd meets within a second or two, and re-dial a lost peer after 0.5 s.
-        cfg.choke_interval, cfg.optimistic_interval = 1.0, 3.0
-        cfg.announce_interval, cfg.snub_timeout, cfg.request_timeout = 1.0, 10.0, 10.0
-        # DHT re-lookups ramp 0.25, 0.5, ... 8 s: a flash crowd still meets within a second
-        # (latecomers find the early ones; the early ones are dialled), while 33 peers each
-        # looking up every second spent ~30% of their CPU on KRPC (N=32 on 2 cores).
-        cfg.dht_interval = 8.0
-        cfg.reconnect_min, cfg.reconnect_max = 0.5, 5.0
-        # A seed serves one peer at a time, in turn (a new turn each choke round): the swarm,
-        # not the seed, makes the copies (server bytes at N=8: 8.3 MiB with 2 slots, 5.3 with 1).
-        cfg.seed_unchoke_slots = 1
-        # Shallow request queues: the lab's links have no added delay and its files are a
-        # few MiB. A deep queue asks one busy peer for pieces that an idle one also holds:
-        # they wait behind its other uploads while the idle one has nothing asked of it (the
-        # default 64, or 3 s, asked one peer for more than the file). 2 requests (one 32 KiB
-        # piece) or 0.1 s at the measured rate: flash crowd of 8 at 1 MiB/s, T / D_p2p
-        # 1.49-1.58 -> 1.36-1.45 with 4 / 0.25 s before (1 / 0.05 s: the same, more requests).
-        cfg.initial_queue_depth, cfg.request_queue_time = 2, 0.1
+        cfg = lab_timing(cfg)
     return cfg
 
 

@@ -10,9 +10,11 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import shutil
+import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from hubswarm.errors import LabError
 from hubswarm.lab import netem
@@ -21,7 +23,17 @@ from hubswarm.lab.metrics import RunFailure, RunResult
 from hubswarm.lab.runners import ArchitectureRunner, make_runner
 from hubswarm.lab.scenario import RunPlan, Scenario
 
-__all__ = ["QUICK_MAX_CLIENTS", "Campaign", "quick_plan", "run_plan", "run_scenarios"]
+if TYPE_CHECKING:
+    from hubswarm.lab.report import Report
+
+__all__ = [
+    "QUICK_MAX_CLIENTS",
+    "Campaign",
+    "measure",
+    "quick_plan",
+    "run_plan",
+    "run_scenarios",
+]
 
 # --quick: at most this many client counts, none above QUICK_MAX_CLIENTS.
 QUICK_MAX_CLIENTS = 8
@@ -93,3 +105,30 @@ async def run_scenarios(
         if not await asyncio.to_thread(netem.probe_netem):
             notes.append(_NO_NETEM_NOTE)
     return Campaign(tuple(results), tuple(failures), tuple(notes))
+
+
+def measure(
+    scenarios: Sequence[Scenario],
+    out: Path,
+    *,
+    no_netns: bool = False,
+    quick: bool = False,
+    on_progress: Callable[[str], None] | None = None,
+) -> tuple[Campaign, Report]:
+    """``lab compare`` / ``lab run``: run the campaign in a scratch folder, then write its
+    report under ``out`` (``out/<timestamp>/``). Blocking: it runs its own event loop."""
+    # Imported here: the report pulls in matplotlib (seconds), needed only at the end.
+    from hubswarm.lab.report import write_report
+
+    with tempfile.TemporaryDirectory(prefix="hsw-lab-") as tmp:
+        campaign = asyncio.run(
+            run_scenarios(
+                scenarios,
+                workdir=Path(tmp),
+                no_netns=no_netns,
+                quick=quick,
+                on_progress=on_progress,
+            )
+        )
+    report = write_report(campaign.results, out, failures=campaign.failures, notes=campaign.notes)
+    return campaign, report

@@ -1,0 +1,559 @@
+"""The comparison table: the reference's rows, each cell a measurement and a verdict (pure).
+
+The reference text compares client-server with peer-to-peer in seven rows (Architecture,
+Data Storage, Scalability, Reliability, Cost, Security, Performance). Each is one
+:class:`RowSpec` in :data:`ROWS`: the feature, the two claims, a function from one
+architecture's runs to the measured value, and the rule that judges each claim. Adding a row
+is adding one entry; the renderers (Markdown, HTML, the terminal) never name a feature.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from hubswarm.lab.metrics import CorruptOutcome, RunMetrics, RunResult, summarize
+from hubswarm.lab.render import Table
+
+__all__ = [
+    "ARCHITECTURES",
+    "COLUMNS",
+    "NOT_MEASURED",
+    "REFERENCE",
+    "ROWS",
+    "TERMINAL_COLUMNS",
+    "Column",
+    "Measured",
+    "RowSpec",
+    "TableRow",
+    "as_table",
+    "build_table",
+]
+
+CLIENT_SERVER = "client-server"
+ARCHITECTURES = (CLIENT_SERVER, "p2p", "hybrid")
+NOT_MEASURED = "not measured yet"
+# Scalability: a swarm's time must stay within this factor of D_p2p to confirm the claim.
+_SWARM_BOUND_FACTOR = 1.3
+# Performance: a Jain index above this is "consistent" (even completion times).
+_CONSISTENT_JAIN = 0.9
+# Architecture, client-server: "every byte from the server" allows for rounding.
+_ALL_FROM_SERVER = 0.99
+
+
+def _mib(n: float) -> str:
+    return f"{n / 2**20:.1f} MiB"
+
+
+def _s(t: float | None) -> str:
+    return "-" if t is None else f"{t:.2f} s"
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.0f}%"
+
+
+@dataclass(frozen=True, slots=True)
+class Measured:
+    """The runs of one architecture and their metrics: what a row's functions read."""
+
+    architecture: str
+    runs: tuple[RunResult, ...]
+    metrics: tuple[RunMetrics, ...]
+
+    @classmethod
+    def of(cls, architecture: str, runs: Sequence[RunResult]) -> Measured:
+        """The runs of ``architecture`` among ``runs``."""
+        mine = tuple(r for r in runs if r.architecture == architecture)
+        return cls(architecture, mine, tuple(summarize(r) for r in mine))
+
+    @property
+    def who(self) -> str:
+        """How a verdict names the architecture."""
+        return "P2P" if self.architecture == "p2p" else self.architecture
+
+    def sweep(self) -> list[RunMetrics]:
+        """The flash-crowd-like sweep: the scenario with the most distinct N values."""
+        by_scenario: dict[str, list[RunMetrics]] = {}
+        for m in self.metrics:
+            by_scenario.setdefault(m.scenario, []).append(m)
+        if not by_scenario:
+            return []
+        best = max(by_scenario.values(), key=lambda v: len({m.n for m in v}))
+        return sorted(best, key=lambda m: m.n)
+
+    def calm_replicas(self) -> list[int]:
+        """Live copies of the rarest piece at the end of the runs without faults."""
+        # Fault runs end with the server gone: they belong to Reliability, not here.
+        return [
+            m.min_replicas_end
+            for m in self.metrics
+            if m.min_replicas_end is not None and not m.fault_completion
+        ]
+
+    def after_fault(self, kind: str) -> list[float]:
+        """The fraction of pending clients that completed after each fault of ``kind``."""
+        return [f.completed for m in self.metrics for f in m.fault_completion if f.kind == kind]
+
+
+# A finding: a measured value and a verdict, added to a row's own (the corrupt peers).
+Finding = tuple[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class RowSpec:
+    """One feature of the reference table and how the runs answer it."""
+
+    feature: str
+    reference_cs: str
+    reference_p2p: str
+    measure: Callable[[Measured], str]  # the measured value, for any architecture
+    judge_cs: Callable[[Measured], str]  # the verdict on the client-server claim
+    judge_swarm: Callable[[Measured], str]  # the verdict on the peer-to-peer claim
+    # More that a cell shows beside its value and verdict (not the summary verdict).
+    finding: Callable[[Measured], Finding | None] | None = None
+
+    def judge(self, m: Measured) -> str:
+        """The verdict for ``m``'s architecture on its own claim."""
+        return self.judge_cs(m) if m.architecture == CLIENT_SERVER else self.judge_swarm(m)
+
+    def cell(self, m: Measured) -> str:
+        """The measured cell of ``m``'s architecture: value, then its verdict."""
+        if not m.metrics:
+            return NOT_MEASURED
+        value, verdict = self.measure(m), self.judge(m)
+        found = self.finding(m) if self.finding else None
+        if found:
+            value, verdict = value + found[0], verdict + found[1]
+        return f"{value}. Verdict: {verdict}"
+
+    def verdict(self, cs: Measured, p2p: Measured) -> str:
+        """The table's verdict column: the client-server claim, then the peer-to-peer one."""
+        left = self.judge_cs(cs) if cs.metrics else "client-server not measured"
+        right = self.judge_swarm(p2p) if p2p.metrics else f"{p2p.who} not measured"
+        return f"{left}; {right}"
+
+
+# --- Architecture ----------------------------------------------------------------------------
+
+
+def _architecture(m: Measured) -> str:
+    shares = [x.server_share for x in m.metrics if x.server_share is not None]
+    if not shares:
+        return "no bytes received"
+    share = sum(shares) / len(shares)
+    return f"{_pct(share)} of received bytes came from the server, {_pct(1 - share)} from peers"
+
+
+def _architecture_cs(m: Measured) -> str:
+    shares = [x.server_share for x in m.metrics if x.server_share is not None]
+    if shares and min(shares) > _ALL_FROM_SERVER:
+        return "confirmed for client-server: every byte from the server"
+    return "check: CS clients got bytes elsewhere"
+
+
+def _architecture_swarm(m: Measured) -> str:
+    shares = [x.server_share for x in m.metrics if x.server_share is not None]
+    mean = sum(shares) / len(shares) if shares else 1.0
+    if mean < 0.5:
+        return f"{m.who} confirmed: peers supplied {_pct(1 - mean)} of the bytes"
+    return f"{m.who}: the server still supplied {_pct(mean)}"
+
+
+# --- Data Storage ----------------------------------------------------------------------------
+
+
+def _storage(m: Measured) -> str:
+    ends = [x.min_replicas_end for x in m.metrics if x.min_replicas_end is not None]
+    if not ends:
+        return "no replica samples"
+    calm = m.calm_replicas()
+    return (
+        f"live copies of the rarest piece at the end of fault-free runs: "
+        f"{min(calm, default=0)}..{max(calm, default=0)} (0 after kill_hub: {min(ends) == 0})"
+    )
+
+
+def _storage_cs(m: Measured) -> str:
+    calm = m.calm_replicas()
+    if calm and max(calm) <= 1:
+        return "confirmed: one serving copy (the server)"
+    return "check replicas"
+
+
+def _storage_swarm(m: Measured) -> str:
+    calm = m.calm_replicas()
+    if calm and max(calm) > 1:
+        return (
+            f"{m.who} confirmed: up to {max(calm)} live copies of every piece "
+            f"(down to {min(calm)} when peers leave)"
+        )
+    return f"{m.who}: no spread of copies measured"
+
+
+# --- Scalability -----------------------------------------------------------------------------
+
+
+def _completed_sweep(m: Measured) -> list[RunMetrics]:
+    """The sweep's runs with a (non-zero) last completion."""
+    return [x for x in m.sweep() if x.last_completion]
+
+
+def _scalability(m: Measured) -> str:
+    sweep = [x for x in m.sweep() if x.last_completion is not None]
+    if len(sweep) < 2:
+        return "no sweep over N"
+    a, b = sweep[0], sweep[-1]
+    assert a.last_completion is not None
+    assert b.last_completion is not None
+    bound = b.bound_cs if b.architecture == CLIENT_SERVER else b.bound_p2p
+    text = (
+        f"N {a.n}→{b.n} (×{b.n / a.n:.0f}): T {_s(a.last_completion)}→{_s(b.last_completion)} "
+        f"(×{b.last_completion / a.last_completion:.1f}); at N={b.n} T/bound = "
+        f"{b.last_completion / bound:.2f}"
+    )
+    if b.architecture != CLIENT_SERVER:
+        ratios = [(x.last_completion or 0) / x.bound_p2p for x in _completed_sweep(m)]
+        text += f"; T/D_p2p over the sweep {min(ratios):.2f}..{max(ratios):.2f}"
+    return text
+
+
+def _growth(sweep: Sequence[RunMetrics]) -> tuple[float, float] | None:
+    """(how much T grew, how much N grew) from the sweep's first run to its last."""
+    if len(sweep) < 2 or not sweep[0].last_completion or not sweep[-1].last_completion:
+        return None
+    return sweep[-1].last_completion / sweep[0].last_completion, sweep[-1].n / sweep[0].n
+
+
+def _scalability_cs(m: Measured) -> str:
+    growth = _growth([x for x in m.sweep() if x.last_completion is not None])
+    if growth is None:
+        return "no sweep"
+    grow, ratio = growth
+    if grow > 0.5 * ratio:
+        return f"confirmed: CS time grows ~linearly with N (×{grow:.1f} for ×{ratio:.0f})"
+    return f"CS time grew only ×{grow:.1f} for ×{ratio:.0f} N: server not the bottleneck"
+
+
+def _scalability_swarm(m: Measured) -> str:
+    sweep = _completed_sweep(m)
+    growth = _growth(sweep)
+    if growth is None:
+        return f"{m.who}: no sweep"
+    grow, ratio = growth
+    peak = max((x.last_completion or 0) / x.bound_p2p for x in sweep)
+    if grow < 0.5 * ratio and peak <= _SWARM_BOUND_FACTOR:
+        return (
+            f"{m.who} confirmed: time ×{grow:.1f} for ×{ratio:.0f} N, "
+            f"within {_SWARM_BOUND_FACTOR}× of D_p2p"
+        )
+    if grow < 0.5 * ratio:
+        return (
+            f"{m.who} partly confirmed: time ×{grow:.1f} for ×{ratio:.0f} N (sublinear), "
+            f"but up to {peak:.1f}× D_p2p (target {_SWARM_BOUND_FACTOR}×)"
+        )
+    return f"{m.who} NOT confirmed: time ×{grow:.1f} for ×{ratio:.0f} N, up to {peak:.1f}× D_p2p"
+
+
+# --- Reliability -----------------------------------------------------------------------------
+
+
+def _reliability(m: Measured) -> str:
+    fault = [
+        (x, f)
+        for x in m.metrics
+        for f in x.fault_completion
+        if f.kind in ("kill_hub", "kill_peers")
+    ]
+    if not fault:
+        return "no fault scenario run"
+    return "; ".join(
+        f"{f.kind} at {f.at:g} s: {_pct(f.completed)} of pending clients still completed (N={x.n})"
+        for x, f in fault
+    )
+
+
+def _reliability_cs(m: Measured) -> str:
+    fracs = m.after_fault("kill_hub")
+    if not fracs:
+        return "no kill_hub run"
+    if max(fracs) == 0:
+        return "confirmed: killing the hub stopped every pending client"
+    return f"partly: {_pct(max(fracs))} still completed after kill_hub"
+
+
+def _reliability_swarm(m: Measured) -> str:
+    fracs = m.after_fault("kill_hub")
+    if not fracs:
+        return f"{m.who}: no kill_hub run"
+    if min(fracs) >= 1.0:
+        return f"{m.who} confirmed: every pending client completed after kill_hub"
+    word = "partly confirmed" if min(fracs) > 0 else "NOT confirmed"
+    return f"{m.who} {word}: {_pct(min(fracs))} of pending clients completed after kill_hub"
+
+
+# --- Cost ------------------------------------------------------------------------------------
+
+
+def _cost(m: Measured) -> str:
+    with_bytes = [x for x in m.metrics if x.server_bytes_sent is not None]
+    if not with_bytes:
+        return "server bytes unknown"
+    big = max(with_bytes, key=lambda x: x.n)
+    assert big.server_bytes_sent is not None
+    copies = big.server_bytes_sent / big.file_size
+    return (
+        f"server sent {_mib(big.server_bytes_sent)} = {copies:.1f} copies of F for N={big.n}"
+        f" ({big.scenario}); upload utilization {_pct(big.server_utilization)}"
+    )
+
+
+def _cost_cs(m: Measured) -> str:
+    if any(x.server_bytes_sent is not None for x in m.metrics):
+        return "confirmed: CS server upload = N × F (cost grows with N)"
+    return "server bytes unknown"
+
+
+def _cost_swarm(m: Measured) -> str:
+    complete = [x for x in m.metrics if x.server_bytes_sent is not None and x.completed == x.n]
+    if not complete:
+        return f"{m.who}: server bytes unknown"
+    big = max(complete, key=lambda x: x.n)
+    assert big.server_bytes_sent is not None
+    copies = big.server_bytes_sent / big.file_size
+    word = "confirmed" if copies < big.n / 2 else "NOT confirmed"
+    return f"{m.who} {word}: the server sent {copies:.1f} copies of F for N={big.n}"
+
+
+# --- Security --------------------------------------------------------------------------------
+
+
+def _security(m: Measured) -> str:
+    probes = [p for r in m.runs for p in r.security if not p.authorized]
+    controls = [p for r in m.runs for p in r.security if p.authorized]
+    if not probes:
+        return "no probe run"
+    worst = max(probes, key=lambda p: p.bytes_obtained)
+    kinds = ", ".join(dict.fromkeys(p.description.removeprefix("client with ") for p in probes))
+    control = ""
+    if controls:
+        full = all(c.bytes_obtained == c.file_size for c in controls)
+        control = "; control with a valid token got " + ("all of it" if full else "LESS")
+    return (
+        f"unauthorized clients ({kinds}) obtained at most {worst.bytes_obtained} of "
+        f"{worst.file_size} bytes{control}"
+    )
+
+
+def _security_cs(m: Measured) -> str:
+    probes = [x.unauthorized_bytes for x in m.metrics if x.unauthorized_bytes is not None]
+    if not probes:
+        return "no probe"
+    if max(probes) == 0:
+        return "confirmed: the hub gave 0 bytes without a valid token"
+    return f"REFUTED: an unauthorized client obtained {max(probes)} bytes"
+
+
+def _security_swarm(m: Measured) -> str:
+    got = [x for x in m.metrics if x.unauthorized_bytes is not None]
+    if not got:
+        return f"{m.who}: probe pending"
+    worst = max(got, key=lambda x: x.unauthorized_bytes or 0)
+    if worst.unauthorized_bytes == worst.file_size:
+        return f"{m.who} confirmed: a peer with only the magnet link got the whole file"
+    return f"{m.who}: an outsider obtained {worst.unauthorized_bytes} bytes"
+
+
+def _corrupt_peers(m: Measured) -> Finding | None:
+    """The corrupt_peer faults' outcome: detected, banned, the others still verified."""
+    seen = [f.corrupt for r in m.runs for f in r.faults if f.corrupt is not None]
+    if not seen:
+        return None
+    total = CorruptOutcome(
+        peers=(),
+        bad_pieces=sum(o.bad_pieces for o in seen),
+        bans=sum(o.bans for o in seen),
+        honest_verified=sum(o.honest_verified for o in seen),
+        honest=sum(o.honest for o in seen),
+    )
+    value = (
+        f"; corrupt peer: {total.bad_pieces} bad pieces detected, {total.bans} bans, "
+        f"{total.honest_verified}/{total.honest} honest clients verified"
+    )
+    if total.contained:
+        return value, "; a corrupting peer was detected, banned and did not stop the others"
+    detection = "seen" if total.bad_pieces else "NOT seen"
+    verified = f"{total.honest_verified}/{total.honest} verified"
+    return value, f"; corrupt peer: detection {detection}, {verified}"
+
+
+# --- Performance -----------------------------------------------------------------------------
+
+
+def _performance(m: Measured) -> str:
+    spread = [x for x in m.metrics if x.p50 is not None and x.jain is not None]
+    if not spread:
+        return "no completed clients"
+    least = min(spread, key=lambda x: x.jain or 1.0)
+    sweep = [x for x in m.sweep() if x.completion_times]
+    widest = ""
+    if sweep:
+        big = sweep[-1]
+        first, last = min(big.completion_times), max(big.completion_times)
+        widest = (
+            f"spread (last - first completion) in {big.scenario} N={big.n}: {_s(last - first)} "
+            f"({_s(first)}..{_s(last)}); "
+        )
+    return widest + (
+        f"worst fairness in {least.scenario} N={least.n}: p10/p50/p90 {_s(least.p10)} / "
+        f"{_s(least.p50)} / {_s(least.p90)}, Jain {least.jain:.2f}, "
+        f"max/min {least.max_over_min or math.nan:.1f}"
+    )
+
+
+def _performance_cs(m: Measured) -> str:
+    jains = [x.jain for x in m.metrics if x.jain is not None]
+    if not jains:
+        return "no data"
+    word = "consistent" if min(jains) > _CONSISTENT_JAIN else "not consistent"
+    return f"CS Jain index ≥ {min(jains):.2f}: {word}"
+
+
+def _performance_swarm(m: Measured) -> str:
+    jains = [x.jain for x in m.metrics if x.jain is not None]
+    if not jains:
+        return f"{m.who}: no data"
+    if min(jains) > _CONSISTENT_JAIN:
+        return f"{m.who} Jain index ≥ {min(jains):.2f}: completion times even, 'variable' not seen"
+    return f"{m.who} confirmed: variable (Jain index down to {min(jains):.2f})"
+
+
+# --- the table -------------------------------------------------------------------------------
+
+# The reference text's table (/work/shared/000_2c81284a5f55602d.txt), row by row.
+ROWS: tuple[RowSpec, ...] = (
+    RowSpec(
+        "Architecture",
+        "Centralized with dedicated servers",
+        "Decentralized with equal peers",
+        _architecture,
+        _architecture_cs,
+        _architecture_swarm,
+    ),
+    RowSpec(
+        "Data Storage",
+        "Centralized on servers",
+        "Distributed across all peers",
+        _storage,
+        _storage_cs,
+        _storage_swarm,
+    ),
+    RowSpec(
+        "Scalability",
+        "Limited by server capacity",
+        "Scales with number of peers",
+        _scalability,
+        _scalability_cs,
+        _scalability_swarm,
+    ),
+    RowSpec(
+        "Reliability",
+        "Single point of failure",
+        "Fault-tolerant, no single failure point",
+        _reliability,
+        _reliability_cs,
+        _reliability_swarm,
+    ),
+    RowSpec(
+        "Cost",
+        "High (dedicated server infrastructure)",
+        "Low (distributed resources)",
+        _cost,
+        _cost_cs,
+        _cost_swarm,
+    ),
+    RowSpec(
+        "Security",
+        "Centralized control, easier to secure",
+        "Harder to control, security challenges",
+        _security,
+        _security_cs,
+        _security_swarm,
+        finding=_corrupt_peers,
+    ),
+    RowSpec(
+        "Performance",
+        "Consistent, controlled by server specs",
+        "Variable, depends on peer availability",
+        _performance,
+        _performance_cs,
+        _performance_swarm,
+    ),
+)
+# (feature, client-server claim, peer-to-peer claim), as the reference states them.
+REFERENCE = tuple((r.feature, r.reference_cs, r.reference_p2p) for r in ROWS)
+
+
+@dataclass(frozen=True, slots=True)
+class TableRow:
+    """One feature: the reference claims, the measured cells and a verdict."""
+
+    feature: str
+    reference_cs: str
+    reference_p2p: str
+    cs: str
+    p2p: str
+    hybrid: str
+    verdict: str
+
+
+def build_table(
+    results: Sequence[RunResult], rows: Sequence[RowSpec] = ROWS
+) -> tuple[TableRow, ...]:
+    """The reference table: in every measured cell a value and a one-line verdict."""
+    cs, p2p, hybrid = (Measured.of(arch, results) for arch in ARCHITECTURES)
+    return tuple(
+        TableRow(
+            spec.feature,
+            spec.reference_cs,
+            spec.reference_p2p,
+            spec.cell(cs),
+            spec.cell(p2p),
+            spec.cell(hybrid),
+            spec.verdict(cs, p2p),
+        )
+        for spec in rows
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Column:
+    """A column of the rendered table: its header and the field of a row it shows."""
+
+    head: str
+    cell: Callable[[TableRow], str]
+
+
+# The report's table (Markdown and HTML) and the terminal's narrower one.
+COLUMNS = (
+    Column("Feature", lambda t: t.feature),
+    Column("Reference: client-server", lambda t: t.reference_cs),
+    Column("Client-Server (measured)", lambda t: t.cs),
+    Column("Reference: peer-to-peer", lambda t: t.reference_p2p),
+    Column("Peer-to-Peer (measured)", lambda t: t.p2p),
+    Column("Hybrid (measured)", lambda t: t.hybrid),
+    Column("Verdict", lambda t: t.verdict),
+)
+TERMINAL_COLUMNS = tuple(COLUMNS[i] for i in (0, 2, 4, 6))
+
+
+def as_table(
+    table: Sequence[TableRow], columns: Sequence[Column] = COLUMNS, *, css: str = "compare"
+) -> Table:
+    """The rows in ``columns``, ready for any renderer (Markdown, HTML, the terminal)."""
+    return Table(
+        tuple(c.head for c in columns),
+        tuple(tuple(c.cell(t) for c in columns) for t in table),
+        css,
+    )
