@@ -8,7 +8,8 @@ CLI and the swarm for ``cli``), prints ``ready``, and starts the download (with
 ``hubswarm.hub.client.download``, the code behind ``hubswarm get``, or the command) only
 when the lab writes ``go`` on its stdin. It prints one JSON line: start and end on
 CLOCK_MONOTONIC, which all processes of the machine share, so the lab can place them on its
-own time line.
+own time line. Both are read through :class:`~hubswarm.clock.Clock`: under the default event
+loop its ``now()`` *is* ``time.monotonic()`` (and outside a loop it reads exactly that).
 """
 
 from __future__ import annotations
@@ -20,9 +21,9 @@ import json
 import re
 import runpy
 import sys
-import time
 from pathlib import Path
 
+from hubswarm.clock import Clock
 from hubswarm.errors import HubswarmError
 
 _RECEIVED = re.compile(r"received (\d+) of \d+")
@@ -37,18 +38,19 @@ async def _get(url: str, out: Path, token: str | None) -> dict[str, object]:
         # The client discards a failed partial; this is how many bytes arrived anyway.
         received[0] = done
 
-    start = time.monotonic()
+    clock = Clock()
+    start = clock.now()
     try:
         result = await client.download(url, out, token=token, progress=progress, resume=False)
     except HubswarmError as exc:
-        end = time.monotonic()
+        end = clock.now()
         # Progress comes in ~1 MiB batches; aiohttp's message counts the bytes of a cut body.
         cut = _RECEIVED.search(str(exc))
         got = max(received[0], int(cut.group(1)) if cut else 0)
         return {"start": start, "end": end, "error": str(exc)[:300], "bytes": got}
     return {
         "start": start,
-        "end": time.monotonic(),
+        "end": clock.now(),
         "error": None,
         "bytes": result.bytes_received,
         "size": result.size,
@@ -76,7 +78,8 @@ def _cli(args: list[str]) -> int:
     print("ready", flush=True)
     if sys.stdin.readline().strip() != "go":
         return 3
-    start = time.monotonic()
+    clock = Clock()  # no loop runs here: now() reads time.monotonic()
+    start = clock.now()
     code, error = 0, None
     sys.argv = ["hubswarm", *args]
     try:
@@ -85,7 +88,7 @@ def _cli(args: list[str]) -> int:
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     except Exception as exc:  # reported to the lab as data, not a crash of the agent
         code, error = 1, f"{type(exc).__name__}: {exc}"[:300]
-    report = {"start": start, "end": time.monotonic(), "exit": code, "error": error}
+    report = {"start": start, "end": clock.now(), "exit": code, "error": error}
     print(json.dumps(report), flush=True)
     return code
 

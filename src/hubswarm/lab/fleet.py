@@ -52,6 +52,7 @@ __all__ = [
     "Released",
     "fault_event",
     "leave_after",
+    "run_result",
 ]
 
 # 32 agents importing aiohttp at once on a loaded 2-core machine: allow minutes, not seconds.
@@ -289,28 +290,61 @@ class Fleet:
         first_copy_at: float | None = None,
     ) -> RunResult:
         """The run's :class:`RunResult`: the plan's numbers, the clients, the faults applied."""
-        plan, scenario = self.plan, self.plan.scenario
-        return RunResult(
-            architecture=architecture,
-            scenario=scenario.name,
-            n=plan.n,
-            file_size=scenario.file_size,
-            server_upload=scenario.server_upload,
-            uploads=plan.uploads,
-            downloads=plan.downloads,
-            clients=tuple(records[i] for i in sorted(records)),
+        return run_result(
+            self.plan,
+            architecture,
+            self.network.mode,
+            records.values(),
+            faults=self.faults,
             server_bytes_sent=server_bytes_sent,
-            faults=tuple(self.faults),
-            replicas=tuple(replicas),
+            replicas=replicas,
+            security=security,
+            notes=notes,
             first_copy_at=first_copy_at,
-            security=tuple(security),
-            emulation=self.network.mode,
-            pieces=scenario.pieces,
-            scenario_path=scenario.path,
             wall_time=self.clock.now() - self._created,
             host_cpu_busy=hostload.busy_fraction(self._cpu0, self._cpu_end),
-            notes=tuple(notes),
         )
+
+
+def run_result(
+    plan: RunPlan,
+    architecture: str,
+    emulation: str,
+    records: Iterable[ClientRecord],
+    *,
+    faults: Sequence[FaultEvent],
+    server_bytes_sent: int | None,
+    replicas: Sequence[ReplicaSample],
+    security: Sequence[SecurityProbe] = (),
+    notes: Sequence[str] = (),
+    first_copy_at: float | None = None,
+    wall_time: float = 0.0,
+    host_cpu_busy: float | None = None,
+) -> RunResult:
+    """A :class:`RunResult` for ``plan``: its scenario's and plan's numbers, the clients in
+    index order, and what the architecture measured (any runner or emulation may use it)."""
+    scenario = plan.scenario
+    return RunResult(
+        architecture=architecture,
+        scenario=scenario.name,
+        n=plan.n,
+        file_size=scenario.file_size,
+        server_upload=scenario.server_upload,
+        uploads=plan.uploads,
+        downloads=plan.downloads,
+        clients=tuple(sorted(records, key=lambda r: r.index)),
+        server_bytes_sent=server_bytes_sent,
+        faults=tuple(faults),
+        replicas=tuple(replicas),
+        first_copy_at=first_copy_at,
+        security=tuple(security),
+        emulation=emulation,
+        pieces=scenario.pieces,
+        scenario_path=scenario.path,
+        wall_time=wall_time,
+        host_cpu_busy=host_cpu_busy,
+        notes=tuple(notes),
+    )
 
 
 async def _ready(proc: asyncio.subprocess.Process, what: str) -> None:

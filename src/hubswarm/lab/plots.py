@@ -32,7 +32,25 @@ def _figure() -> Figure:
     return fig
 
 
-def _save(fig: Figure, path: Path) -> Path:
+def _save(
+    fig: Figure,
+    path: Path,
+    *,
+    x: str,
+    y: str,
+    title: str,
+    top: float | None = None,
+    small_legend: bool = False,
+) -> Path:
+    """Label the figure's one plot (axes from 0 to ``top``, if given), save it as a PNG."""
+    (ax,) = fig.axes
+    ax.set_xlabel(x)
+    ax.set_ylabel(y)
+    if top is not None:
+        ax.set_ylim(0, top)
+    ax.set_title(title)
+    ax.legend(fontsize="small" if small_legend else None)
+    ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     return path
@@ -53,12 +71,13 @@ def _plot_time_vs_n(results: Sequence[RunResult], scenario: str, path: Path) -> 
     first = {r.n: summarize(r) for r in runs}
     ax.plot(ns, [first[n].bound_cs for n in ns], "--", color="tab:blue", label="D_cs bound")
     ax.plot(ns, [first[n].bound_p2p for n in ns], ":", color="tab:orange", label="D_p2p bound")
-    ax.set_xlabel("clients N")
-    ax.set_ylabel("time until all complete (s)")
-    ax.set_title(f"{scenario}: distribution time vs N")
-    ax.legend()
-    ax.grid(alpha=0.3)
-    return _save(fig, path)
+    return _save(
+        fig,
+        path,
+        x="clients N",
+        y="time until all complete (s)",
+        title=f"{scenario}: distribution time vs N",
+    )
 
 
 def _plot_cdf(results: Sequence[RunResult], scenario: str, path: Path) -> Path | None:
@@ -75,13 +94,15 @@ def _plot_cdf(results: Sequence[RunResult], scenario: str, path: Path) -> Path |
         drawn = True
     if not drawn:
         return None
-    ax.set_xlabel("completion time (s)")
-    ax.set_ylabel("fraction of clients complete")
-    ax.set_ylim(0, 1.02)
-    ax.set_title(f"{scenario}: completion-time CDF")
-    ax.legend(fontsize="small")
-    ax.grid(alpha=0.3)
-    return _save(fig, path)
+    return _save(
+        fig,
+        path,
+        x="completion time (s)",
+        y="fraction of clients complete",
+        title=f"{scenario}: completion-time CDF",
+        top=1.02,
+        small_legend=True,
+    )
 
 
 def _plot_faults(results: Sequence[RunResult], scenario: str, path: Path) -> Path | None:
@@ -104,13 +125,15 @@ def _plot_faults(results: Sequence[RunResult], scenario: str, path: Path) -> Pat
         for f in r.faults:
             ax.axvline(f.at, color="red", linestyle="--", alpha=0.6)
             ax.annotate(f.kind, (f.at, 0.95), color="red", fontsize="small")
-    ax.set_xlabel("time (s)")
-    ax.set_ylabel("fraction of clients complete")
-    ax.set_ylim(0, 1.05)
-    ax.set_title(f"{scenario}: completion around faults")
-    ax.legend(fontsize="small")
-    ax.grid(alpha=0.3)
-    return _save(fig, path)
+    return _save(
+        fig,
+        path,
+        x="time (s)",
+        y="fraction of clients complete",
+        title=f"{scenario}: completion around faults",
+        top=1.05,
+        small_legend=True,
+    )
 
 
 def _plot_server_bytes(results: Sequence[RunResult], scenario: str, path: Path) -> Path | None:
@@ -130,12 +153,13 @@ def _plot_server_bytes(results: Sequence[RunResult], scenario: str, path: Path) 
     f = runs[0].file_size / 2**20
     ax.plot(ns, [n * f for n in ns], "--", color="gray", label="N × F")
     ax.plot(ns, [f for _ in ns], ":", color="gray", label="F (one copy)")
-    ax.set_xlabel("clients N")
-    ax.set_ylabel("server bytes sent (MiB)")
-    ax.set_title(f"{scenario}: server upload (cost)")
-    ax.legend()
-    ax.grid(alpha=0.3)
-    return _save(fig, path)
+    return _save(
+        fig,
+        path,
+        x="clients N",
+        y="server bytes sent (MiB)",
+        title=f"{scenario}: server upload (cost)",
+    )
 
 
 Plot = Callable[[Sequence[RunResult], str, Path], Path | None]

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from hubswarm.errors import LabError
+from hubswarm.lab.formats import mib, pct, secs
 from hubswarm.lab.hostload import CPU_BOUND
 from hubswarm.lab.metrics import RunFailure, RunResult, summarize
 from hubswarm.lab.plots import PLOTS
@@ -51,18 +52,6 @@ class Report:
     plots: tuple[Path, ...]
 
 
-def _mib(n: float) -> str:
-    return f"{n / 2**20:.1f} MiB"
-
-
-def _s(t: float | None) -> str:
-    return "-" if t is None else f"{t:.2f} s"
-
-
-def _pct(x: float | None) -> str:
-    return "-" if x is None else f"{100 * x:.0f}%"
-
-
 # --- the runs, one row each ------------------------------------------------------------------
 
 
@@ -92,13 +81,13 @@ def _run_rows(results: Sequence[RunResult]) -> list[list[str]]:
                 r.architecture,
                 str(r.n),
                 f"{m.completed}/{r.n}",
-                _s(m.all_complete_time) + flag,
+                secs(m.all_complete_time) + flag,
                 f"{m.bound_cs:.2f} s",
                 f"{m.bound_p2p:.2f} s",
                 ratio,
                 first_copy,
-                "-" if m.server_bytes_sent is None else _mib(m.server_bytes_sent),
-                _pct(m.server_utilization),
+                "-" if m.server_bytes_sent is None else mib(m.server_bytes_sent),
+                pct(m.server_utilization),
                 "-" if m.jain is None else f"{m.jain:.3f}",
                 "-" if m.efficiency is None else f"{m.efficiency:.2f}",
                 cpu,
@@ -106,25 +95,6 @@ def _run_rows(results: Sequence[RunResult]) -> list[list[str]]:
             ]
         )
     return rows
-
-
-_RUN_HEAD = [
-    "scenario",
-    "architecture",
-    "N",
-    "complete",
-    "T all complete",
-    "D_cs",
-    "D_p2p",
-    "T/own bound (T − bound)",
-    "every piece out",
-    "server bytes",
-    "server util.",
-    "Jain",
-    "eta",
-    "host CPU busy",
-    "emulation",
-]
 
 
 _RUN_HEAD = [

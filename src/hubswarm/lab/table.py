@@ -13,6 +13,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from hubswarm.lab.formats import mib, pct, secs
 from hubswarm.lab.metrics import CorruptOutcome, RunMetrics, RunResult, summarize
 from hubswarm.lab.render import Table
 
@@ -40,18 +41,6 @@ _SWARM_BOUND_FACTOR = 1.3
 _CONSISTENT_JAIN = 0.9
 # Architecture, client-server: "every byte from the server" allows for rounding.
 _ALL_FROM_SERVER = 0.99
-
-
-def _mib(n: float) -> str:
-    return f"{n / 2**20:.1f} MiB"
-
-
-def _s(t: float | None) -> str:
-    return "-" if t is None else f"{t:.2f} s"
-
-
-def _pct(x: float | None) -> str:
-    return "-" if x is None else f"{100 * x:.0f}%"
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,7 +132,7 @@ def _architecture(m: Measured) -> str:
     if not shares:
         return "no bytes received"
     share = sum(shares) / len(shares)
-    return f"{_pct(share)} of received bytes came from the server, {_pct(1 - share)} from peers"
+    return f"{pct(share)} of received bytes came from the server, {pct(1 - share)} from peers"
 
 
 def _architecture_cs(m: Measured) -> str:
@@ -157,8 +146,8 @@ def _architecture_swarm(m: Measured) -> str:
     shares = [x.server_share for x in m.metrics if x.server_share is not None]
     mean = sum(shares) / len(shares) if shares else 1.0
     if mean < 0.5:
-        return f"{m.who} confirmed: peers supplied {_pct(1 - mean)} of the bytes"
-    return f"{m.who}: the server still supplied {_pct(mean)}"
+        return f"{m.who} confirmed: peers supplied {pct(1 - mean)} of the bytes"
+    return f"{m.who}: the server still supplied {pct(mean)}"
 
 
 # --- Data Storage ----------------------------------------------------------------------------
@@ -209,7 +198,7 @@ def _scalability(m: Measured) -> str:
     assert b.last_completion is not None
     bound = b.bound_cs if b.architecture == CLIENT_SERVER else b.bound_p2p
     text = (
-        f"N {a.n}→{b.n} (×{b.n / a.n:.0f}): T {_s(a.last_completion)}→{_s(b.last_completion)} "
+        f"N {a.n}→{b.n} (×{b.n / a.n:.0f}): T {secs(a.last_completion)}→{secs(b.last_completion)} "
         f"(×{b.last_completion / a.last_completion:.1f}); at N={b.n} T/bound = "
         f"{b.last_completion / bound:.2f}"
     )
@@ -269,7 +258,7 @@ def _reliability(m: Measured) -> str:
     if not fault:
         return "no fault scenario run"
     return "; ".join(
-        f"{f.kind} at {f.at:g} s: {_pct(f.completed)} of pending clients still completed (N={x.n})"
+        f"{f.kind} at {f.at:g} s: {pct(f.completed)} of pending clients still completed (N={x.n})"
         for x, f in fault
     )
 
@@ -280,7 +269,7 @@ def _reliability_cs(m: Measured) -> str:
         return "no kill_hub run"
     if max(fracs) == 0:
         return "confirmed: killing the hub stopped every pending client"
-    return f"partly: {_pct(max(fracs))} still completed after kill_hub"
+    return f"partly: {pct(max(fracs))} still completed after kill_hub"
 
 
 def _reliability_swarm(m: Measured) -> str:
@@ -290,7 +279,7 @@ def _reliability_swarm(m: Measured) -> str:
     if min(fracs) >= 1.0:
         return f"{m.who} confirmed: every pending client completed after kill_hub"
     word = "partly confirmed" if min(fracs) > 0 else "NOT confirmed"
-    return f"{m.who} {word}: {_pct(min(fracs))} of pending clients completed after kill_hub"
+    return f"{m.who} {word}: {pct(min(fracs))} of pending clients completed after kill_hub"
 
 
 # --- Cost ------------------------------------------------------------------------------------
@@ -304,8 +293,8 @@ def _cost(m: Measured) -> str:
     assert big.server_bytes_sent is not None
     copies = big.server_bytes_sent / big.file_size
     return (
-        f"server sent {_mib(big.server_bytes_sent)} = {copies:.1f} copies of F for N={big.n}"
-        f" ({big.scenario}); upload utilization {_pct(big.server_utilization)}"
+        f"server sent {mib(big.server_bytes_sent)} = {copies:.1f} copies of F for N={big.n}"
+        f" ({big.scenario}); upload utilization {pct(big.server_utilization)}"
     )
 
 
@@ -402,12 +391,12 @@ def _performance(m: Measured) -> str:
         big = sweep[-1]
         first, last = min(big.completion_times), max(big.completion_times)
         widest = (
-            f"spread (last - first completion) in {big.scenario} N={big.n}: {_s(last - first)} "
-            f"({_s(first)}..{_s(last)}); "
+            f"spread (last - first completion) in {big.scenario} N={big.n}: {secs(last - first)} "
+            f"({secs(first)}..{secs(last)}); "
         )
     return widest + (
-        f"worst fairness in {least.scenario} N={least.n}: p10/p50/p90 {_s(least.p10)} / "
-        f"{_s(least.p50)} / {_s(least.p90)}, Jain {least.jain:.2f}, "
+        f"worst fairness in {least.scenario} N={least.n}: p10/p50/p90 {secs(least.p10)} / "
+        f"{secs(least.p50)} / {secs(least.p90)}, Jain {least.jain:.2f}, "
         f"max/min {least.max_over_min or math.nan:.1f}"
     )
 
