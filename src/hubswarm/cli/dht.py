@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-import time
 
 import click
 
+from hubswarm.clock import Clock
 from hubswarm.errors import ConfigError, DHTError
 from hubswarm.swarm.dht.node import DHTNode, parse_address
 
@@ -39,20 +39,23 @@ async def _run_node(
     status_every: float,
 ) -> None:
     stop = asyncio.Event()
+    clock = Clock()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
     try:
-        async with DHTNode(host=host, port=port, bootstrap=bootstrap, state_path=state) as node:
+        async with DHTNode(
+            host=host, port=port, bootstrap=bootstrap, state_path=state, clock=clock
+        ) as node:
             h, p = node.address
             click.echo(f"dht node {node.node_id.hex()} listening on udp {h}:{p}", err=False)
             click.echo(f"routing table: {len(node.table)} nodes after bootstrap")
-            deadline = None if duration is None else time.monotonic() + duration
+            deadline = None if duration is None else clock.now() + duration
             while not stop.is_set():
                 wait = status_every
                 if deadline is not None:
-                    wait = min(wait, max(0.0, deadline - time.monotonic()))
+                    wait = min(wait, max(0.0, deadline - clock.now()))
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(wait):
                         await stop.wait()
@@ -62,7 +65,7 @@ async def _run_node(
                     f"torrents={node.peers.info_hashes} queries_in={s.queries_in} "
                     f"malformed={s.malformed} rate_limited={s.rate_limited}"
                 )
-                if deadline is not None and time.monotonic() >= deadline:
+                if deadline is not None and clock.now() >= deadline:
                     break
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):

@@ -1,11 +1,19 @@
-"""Helpers to run many of our DHT nodes in one event loop on distinct 127.x.y.z addresses."""
+"""Helpers to run many of our DHT nodes in one event loop, each on its own address.
+
+On the kernel's UDP the addresses are 127.x.y.z; on a :class:`hubswarm.memnet.MemoryNetwork`
+(run under :func:`hubswarm.vtime.run`) they are 10.x.y.z hosts of that network.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import random
 from collections.abc import Iterable
+from typing import Any, cast
 
+from hubswarm.memnet import MemoryNetwork
+from hubswarm.net import DatagramNetwork, TcpNetwork
+from hubswarm.proto import krpc
 from hubswarm.proto.krpc import distance
 from hubswarm.swarm.dht.node import DHTNode
 
@@ -15,20 +23,43 @@ def loopback_ip(i: int, net: int = 2) -> str:
     return f"127.{net}.{i // 250}.{i % 250 + 1}"
 
 
+def memory_ip(i: int, net: int = 2) -> str:
+    """The i-th host address in 10.<net>.0.0/16 of a MemoryNetwork."""
+    return f"10.{net}.{i // 250}.{i % 250 + 1}"
+
+
+def memory_node(network: MemoryNetwork, ip: str, **kwargs: Any) -> DHTNode:
+    """A DHTNode on host ``ip`` of ``network``."""
+    return DHTNode(host=ip, network=network.host(ip), **kwargs)
+
+
 async def start_network(
-    n: int, *, seed: int = 1, query_timeout: float = 0.5, net: int = 2, refresh: bool = False
+    n: int,
+    *,
+    seed: int = 1,
+    query_timeout: float = 0.5,
+    net: int = 2,
+    refresh: bool = False,
+    network: MemoryNetwork | None = None,
 ) -> list[DHTNode]:
-    """Start ``n`` nodes; node 0 is the bootstrap node, the others join it one by one."""
+    """Start ``n`` nodes; node 0 is the bootstrap node, the others join it one by one.
+
+    On the kernel's UDP unless ``network`` is given.
+    """
+
+    def make(i: int, **kwargs: Any) -> DHTNode:
+        if network is None:
+            return DHTNode(host=loopback_ip(i, net), **kwargs)
+        return memory_node(network, memory_ip(i, net), **kwargs)
+
     nodes: list[DHTNode] = []
     try:
-        boot = DHTNode(
-            host=loopback_ip(0, net), rng=random.Random(seed), query_timeout=query_timeout
-        )
+        boot = make(0, rng=random.Random(seed), query_timeout=query_timeout)
         await boot.__aenter__()
         nodes.append(boot)
         for i in range(1, n):
-            node = DHTNode(
-                host=loopback_ip(i, net),
+            node = make(
+                i,
                 bootstrap=[boot.address],
                 rng=random.Random(seed * 100_000 + i),
                 query_timeout=query_timeout,
@@ -61,3 +92,49 @@ def true_closest(
     ids = [n.node_id for n in nodes if n.node_id != exclude]
     ids.sort(key=lambda i: distance(i, target))
     return ids[:k]
+
+
+class RawUDP(asyncio.DatagramProtocol):
+    """A bare datagram endpoint for sending hand-made datagrams and reading the answers."""
+
+    def __init__(self) -> None:
+        self.inbox: asyncio.Queue[bytes] = asyncio.Queue()
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # asyncio's selector transport for UDP is no DatagramTransport subclass (3.11).
+        self.transport = cast(asyncio.DatagramTransport, transport)
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        self.inbox.put_nowait(data)
+
+    def send(self, data: bytes, addr: tuple[str, int]) -> None:
+        assert self.transport is not None
+        self.transport.sendto(data, addr)
+
+    async def recv(self, timeout: float = 1.0) -> bytes | None:
+        """The next datagram that is not a query (the node pings unknown senders back)."""
+        try:
+            async with asyncio.timeout(timeout):
+                while True:
+                    data = await self.inbox.get()
+                    if krpc.peek_query_transaction_id(data) is None:
+                        return data
+        except TimeoutError:
+            return None
+
+    def close(self) -> None:
+        assert self.transport is not None
+        self.transport.close()
+
+    @property
+    def address(self) -> tuple[str, int]:
+        assert self.transport is not None
+        host, port = self.transport.get_extra_info("sockname")[:2]
+        return host, port
+
+
+async def raw_socket(host: str, network: DatagramNetwork | None = None) -> RawUDP:
+    """A :class:`RawUDP` bound on ``host`` (the kernel's UDP unless ``network`` is given)."""
+    _, proto = await (network or TcpNetwork()).bind(RawUDP, host, 0)
+    return proto

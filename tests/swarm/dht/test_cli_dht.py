@@ -33,7 +33,11 @@ async def test_dht_node_command_serves_and_saves_state(tmp_path: Path) -> None:
             assert len(node.table) == 1
             remote_id = bytes.fromhex(first.split()[2])
             assert node.table.get(remote_id) is not None
-            await asyncio.sleep(0.3)  # let the standalone node ping us back
+            # The standalone node pings us back before it trusts us (BEP 5); our answer
+            # puts us in its table.
+            async with asyncio.timeout(10):
+                while not node.stats.queries_in:
+                    await asyncio.sleep(0.01)
         async with asyncio.timeout(20):
             out, err = await proc.communicate()
         assert proc.returncode == 0, err.decode()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Container
 
 from hubswarm.proto.krpc import CompactNode, distance
 from hubswarm.swarm.dht.lookup import Lookup
@@ -21,7 +22,10 @@ def build_network(n: int, seed: int) -> dict[CompactNode, RoutingTable]:
 
 
 def run(
-    tables: dict[CompactNode, RoutingTable], start: CompactNode, target: bytes, dead=()
+    tables: dict[CompactNode, RoutingTable],
+    start: CompactNode,
+    target: bytes,
+    dead: Container[CompactNode] = (),
 ) -> Lookup:
     lk = Lookup(target, start.node_id)
     lk.add_candidates(tables[start].closest(target, 16))

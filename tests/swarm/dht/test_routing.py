@@ -93,6 +93,19 @@ def test_bad_node_replaced_on_insert_and_excluded_from_closest() -> None:
     assert table.get(far[3].node_id) is None
 
 
+def test_a_table_of_bad_nodes_has_no_contacts() -> None:
+    # A lookup has nowhere to start: the node must rejoin through its bootstrap nodes.
+    table = RoutingTable(OWN)
+    assert not table.has_contacts(0.0)
+    only = node(5)
+    table.insert(only, now=0.0)
+    assert table.has_contacts(15 * 60.0 + 1)  # questionable still counts
+    table.mark_failed(only.node_id, 1.0)
+    table.mark_failed(only.node_id, 1.0)
+    assert len(table) == 1
+    assert not table.has_contacts(1.0)
+
+
 def test_node_status_transitions() -> None:
     table = RoutingTable(OWN)
     n = node(5)

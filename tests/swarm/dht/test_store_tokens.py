@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from hubswarm.swarm.dht.peerstore import PeerStore
-from hubswarm.swarm.dht.tokens import RateLimiter, TokenSecrets
+from hubswarm.swarm.dht.tokens import PerIPLimiter, TokenSecrets
 
 H1, H2 = b"\x01" * 20, b"\x02" * 20
 
@@ -59,7 +59,7 @@ def test_token_valid_for_same_ip_across_one_rotation_only() -> None:
 
 
 def test_rate_limiter_burst_then_rate_and_bounded_memory() -> None:
-    limiter = RateLimiter(rate=10.0, burst=5.0, max_ips=3)
+    limiter = PerIPLimiter(rate=10.0, burst=5.0, max_ips=3)
     assert [limiter.allow("10.0.0.1", 0.0) for _ in range(6)] == [True] * 5 + [False]
     assert limiter.allow("10.0.0.2", 0.0)  # other IPs unaffected
     assert limiter.allow("10.0.0.1", 0.1)  # 0.1 s at 10/s refills one

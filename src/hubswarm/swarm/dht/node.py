@@ -4,24 +4,31 @@ The protocol callback decides synchronously (parse, rate-limit, answer from the 
 token secrets and peer store) and sends at most one small datagram. Our own queries wait on a
 future with a per-query timeout. Background work (token rotation, expiry, bucket refresh,
 pinging nodes that queried us) lives in a TaskGroup owned by ``async with DHTNode(...)``.
+
+Time and I/O go through two seams: every clock read and sleep through a
+:class:`hubswarm.clock.Clock` (the running loop's time; timeouts are ``asyncio.timeout``
+scopes, which read the same clock), and the UDP endpoint through a
+:class:`hubswarm.net.DatagramNetwork`. On a :mod:`hubswarm.vtime` loop with a
+:class:`hubswarm.memnet.MemoryNetwork`, a whole DHT runs in virtual time.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import json
 import logging
 import math
 import os
 import random
 import socket
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from hubswarm.clock import Clock
 from hubswarm.errors import DHTError, HubswarmError, KRPCError
 from hubswarm.limits import (
     DHT_ALPHA,
@@ -37,6 +44,7 @@ from hubswarm.limits import (
     DHT_REANNOUNCE_AFTER,
     DHT_TOKEN_ROTATE,
 )
+from hubswarm.net import DatagramNetwork, TcpNetwork
 from hubswarm.proto import krpc
 from hubswarm.proto.krpc import (
     AnnouncePeer,
@@ -51,7 +59,7 @@ from hubswarm.proto.krpc import (
 from hubswarm.swarm.dht.lookup import Lookup, LookupResult
 from hubswarm.swarm.dht.peerstore import PeerStore
 from hubswarm.swarm.dht.routing import InsertOutcome, RoutingTable
-from hubswarm.swarm.dht.tokens import RateLimiter, TokenSecrets
+from hubswarm.swarm.dht.tokens import PerIPLimiter, TokenSecrets
 
 __all__ = ["DHTNode", "DHTStats", "parse_address"]
 
@@ -59,9 +67,32 @@ log = logging.getLogger(__name__)
 Address = tuple[str, int]
 # One announce we made: (info_hash, port, the node's address, the node's id).
 _Announce = tuple[bytes, int, Address, bytes]
+# BEP 5 "v": two characters of client id (as registered for BEP 20) and two of version.
 VERSION = b"HS01"
+# Concurrent pings of nodes that queried us or sit questionable in a full bucket: enough to
+# keep the bounded queue (DHT_PING_QUEUE) moving, few enough to stay a trickle.
 _PING_WORKERS = 4
+# Contacts written to the state file: a routing table of 160 buckets of k=8 holds at most
+# 1280, so this never cuts a real table; it bounds what a corrupt file can make us load.
 _STATE_MAX_NODES = 2000
+# Seconds between maintenance ticks (token rotation, expiry, bucket refresh). libtorrent
+# runs its DHT refresh timer every 5 s too (dht_tracker::refresh_timeout).
+DEFAULT_MAINTENANCE_INTERVAL = 5.0
+# Stale buckets refreshed per maintenance tick: a few lookups at a time keep bursts small.
+_REFRESHES_PER_TICK = 4
+# Far buckets refreshed right after joining (Kademlia section 2.3) and the rounds each
+# refresh lookup may take: two rounds reach nodes inside the bucket's range.
+_JOIN_REFRESHES = 8
+_JOIN_REFRESH_ROUNDS = 2
+# Saved contacts pinged when rejoining, in multiples of k: enough to refill the closest
+# buckets even if most saved contacts left.
+_SAVED_CONTACTS_PINGED_PER_K = 4
+# Addresses of one bootstrap name tried (a name may resolve to many routers).
+_BOOTSTRAP_ADDRESSES_PER_NAME = 2
+# Name resolution may take a few query time-outs (a resolver retries once or twice).
+_RESOLVE_TIMEOUT_QUERIES = 4
+# A KRPC error answering a broken query quotes at most this much of our parser's message.
+_ERROR_MESSAGE_MAX = 64
 
 
 def parse_address(text: str) -> Address:
@@ -125,13 +156,14 @@ class DHTNode:
         bootstrap: Iterable[Address] = (),
         state_path: str | os.PathLike[str] | None = None,
         rng: random.Random | None = None,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Clock | None = None,
+        network: DatagramNetwork | None = None,
         query_timeout: float = DHT_QUERY_TIMEOUT,
         k: int = DHT_K,
         alpha: int = DHT_ALPHA,
         rate_per_ip: float = DHT_RATE_PER_IP,
         rate_burst: float = DHT_RATE_BURST,
-        maintenance_interval: float = 5.0,
+        maintenance_interval: float = DEFAULT_MAINTENANCE_INTERVAL,
         refresh_after: float = DHT_BUCKET_REFRESH,
         token_rotate_after: float = DHT_TOKEN_ROTATE,
         auto_bootstrap: bool = True,
@@ -140,9 +172,13 @@ class DHTNode:
         """``auto_bootstrap``: bootstrap on entering. ``lookups_in_background``: entering
         returns at once and the whole bootstrap runs on: a lookup that finds the table empty
         waits for the bootstrap contacts' answers (a peer starts its torrent at once; a lost
-        answer no longer holds it for a query time-out)."""
+        answer no longer holds it for a query time-out).
+
+        ``clock`` (default: the running loop's) is read for every time stamp and sleep;
+        ``network`` (default: the kernel's UDP) binds the node's endpoint."""
         self._rng = rng if rng is not None else random.Random()
-        self._clock = clock
+        self._clock = clock if clock is not None else Clock()
+        self._network: DatagramNetwork = network if network is not None else TcpNetwork()
         self.host = host
         self._port = port
         self._state_path = Path(state_path) if state_path is not None else None
@@ -158,10 +194,10 @@ class DHTNode:
         self.refresh_after = refresh_after
         self.auto_bootstrap = auto_bootstrap
         self.lookups_in_background = lookups_in_background
-        self.table = RoutingTable(self.node_id, clock(), k=k)
+        self.table = RoutingTable(self.node_id, self._clock.now(), k=k)
         self.transactions = krpc.TransactionTable(self._rng)
         self.tokens = TokenSecrets(self._rng, token_rotate_after)
-        self.limiter = RateLimiter(rate_per_ip, rate_burst)
+        self.limiter = PerIPLimiter(rate_per_ip, rate_burst)
         self.peers = PeerStore()
         # When each node accepted our announce. Grows only with our own accepted announces
         # (k per lookup); pruned by maintenance.
@@ -189,11 +225,8 @@ class DHTNode:
     async def __aenter__(self) -> DHTNode:
         if self._state_path is not None:
             await asyncio.to_thread(self.load_state, self._state_path)
-        loop = asyncio.get_running_loop()
         try:
-            transport, _ = await loop.create_datagram_endpoint(
-                lambda: _Protocol(self), local_addr=(self.host, self._port)
-            )
+            transport, _ = await self._network.bind(lambda: _Protocol(self), self.host, self._port)
         except OSError as exc:
             raise DHTError(f"cannot bind UDP {self.host}:{self._port}: {exc}") from exc
         self._transport = transport
@@ -288,7 +321,7 @@ class DHTNode:
             raise DHTError(f"{target} is not a DHT state file: {exc}") from exc
         if not self._node_id_given and len(node_id) == 20:
             self.node_id = node_id
-            self.table = RoutingTable(node_id, self._clock(), k=self.k)
+            self.table = RoutingTable(node_id, self._clock.now(), k=self.k)
         self._saved_contacts = contacts
         return len(contacts)
 
@@ -311,8 +344,8 @@ class DHTNode:
                 tid = krpc.peek_query_transaction_id(data)
                 # BEP 5 "Errors": answer a broken query with 203 (or 204 for unknown methods),
                 # rate-limited like any query; an error is no bigger than the query's t allows.
-                if tid is not None and self.limiter.allow(address[0], self._clock()):
-                    error = krpc.Error(tid, exc.code, str(exc)[:64])
+                if tid is not None and self.limiter.allow(address[0], self._clock.now()):
+                    error = krpc.Error(tid, exc.code, str(exc)[:_ERROR_MESSAGE_MAX])
                     if len(krpc.encode_message(error)) <= DHT_AMPLIFICATION_FACTOR * len(data):
                         self._send(error, address)
                 return
@@ -328,7 +361,7 @@ class DHTNode:
             log.exception("DHT: error handling a datagram from %s", address)
 
     def _on_reply(self, msg: Response | krpc.Error, address: Address) -> None:
-        now = self._clock()
+        now = self._clock.now()
         tid = msg.transaction_id
         pending = self.transactions.match(tid, address, now)
         if pending is None:
@@ -363,7 +396,7 @@ class DHTNode:
         self._ping_wanted.add(address)
 
     def _on_query(self, msg: Query, address: Address, size: int) -> None:
-        now = self._clock()
+        now = self._clock.now()
         ip = address[0]
         if not self.limiter.allow(ip, now):
             self.stats.rate_limited += 1
@@ -446,7 +479,7 @@ class DHTNode:
         """
         if self._transport is None:
             raise DHTError("DHT node is not running")
-        now = self._clock()
+        now = self._clock.now()
         method = type(body).__name__
         pending = self.transactions.open(address, method, now, self.query_timeout, node_id)
         tid = pending.transaction_id
@@ -460,7 +493,7 @@ class DHTNode:
         except TimeoutError:
             self.stats.timeouts += 1
             if node_id is not None:
-                self.table.mark_failed(node_id, self._clock())
+                self.table.mark_failed(node_id, self._clock.now())
             raise
         finally:
             self._waiters.pop(tid, None)
@@ -481,32 +514,51 @@ class DHTNode:
 
     async def _ping_host(self, host: str, port: int) -> None:
         # Answers are matched on the address asked, so a name must become an IP first.
+        for address in await self._resolve(host, port):
+            if await self.ping(address) is not None:
+                return
+
+    async def _resolve(self, host: str, port: int) -> list[Address]:
+        """The IPv4 addresses of ``host`` (a literal as it is; a name through the resolver)."""
+        with contextlib.suppress(ValueError):
+            return [(str(ipaddress.IPv4Address(host)), port)]
         loop = asyncio.get_running_loop()
         try:
-            async with asyncio.timeout(self.query_timeout * 4):
+            async with asyncio.timeout(self.query_timeout * _RESOLVE_TIMEOUT_QUERIES):
                 infos = await loop.getaddrinfo(
                     host, port, family=socket.AF_INET, type=socket.SOCK_DGRAM
                 )
         except (OSError, TimeoutError) as exc:
             log.warning("DHT bootstrap %s:%d: %s", host, port, exc)
-            return
-        for info in infos[:2]:
-            if await self.ping((str(info[4][0]), int(info[4][1]))) is not None:
-                return
+            return []
+        return [
+            (str(info[4][0]), int(info[4][1])) for info in infos[:_BOOTSTRAP_ADDRESSES_PER_NAME]
+        ]
 
     async def lookup(
         self, target: bytes, *, get_peers: bool = False, max_rounds: int = DHT_LOOKUP_MAX_ROUNDS
     ) -> LookupResult:
         """Iterative lookup (find_node, or get_peers when ``get_peers``) towards ``target``.
 
-        With an empty routing table (the bootstrap node did not answer: a lost datagram, or
-        it was down) the bootstrap nodes are asked again first; else the lookup would return
-        nothing until the next maintenance tick, and a peer could stay alone with whoever it
-        already knew (most likely what one of 32 lab peers did for a whole run, when the
-        bootstrap node shared the seed's congested link).
+        With no usable contact (the bootstrap node did not answer: a lost datagram, or it
+        was down; or every known node went bad) the bootstrap nodes are asked again first;
+        else the lookup would return nothing until the next maintenance tick, and a peer
+        could stay alone with whoever it already knew. Likewise, a lookup none of whose
+        queries was answered (its datagrams lost, or every contact gone) asks the bootstrap
+        nodes again and runs once more: a newcomer whose first lookup is lost would
+        otherwise keep its one contact for good.
         """
-        if not len(self.table) and (self.bootstrap_addresses or self._saved_contacts):
+        can_rejoin = bool(self.bootstrap_addresses or self._saved_contacts)
+        if can_rejoin and not self.table.has_contacts(self._clock.now()):
             await self._contact_once()
+        result = await self._iterate(target, get_peers, max_rounds)
+        if result.queries and not result.responses and can_rejoin:
+            await self._contact_once()
+            result = await self._iterate(target, get_peers, max_rounds)
+        return result
+
+    async def _iterate(self, target: bytes, get_peers: bool, max_rounds: int) -> LookupResult:
+        """One iterative lookup from the routing table's closest contacts."""
         lk = Lookup(target, self.node_id, self.k, self.alpha, max_rounds)
         lk.add_candidates(self.table.closest(target, 2 * self.k))
         if not self.table.closest(target, 1):
@@ -543,7 +595,7 @@ class DHTNode:
         seeds = [n for n in self._saved_contacts if self.table.get(n.node_id) is None]
         if seeds:
             async with asyncio.TaskGroup() as tg:
-                for node in seeds[: 4 * self.k]:
+                for node in seeds[: _SAVED_CONTACTS_PINGED_PER_K * self.k]:
                     tg.create_task(self.ping(node.address))
 
     async def _contact_once(self) -> None:
@@ -576,9 +628,10 @@ class DHTNode:
         own = int.from_bytes(self.node_id, "big")
         sparse = [b for b in self.table.buckets if not b.covers(own) and len(b.nodes) < self.k]
         async with asyncio.TaskGroup() as tg:
-            for bucket in sparse[:8]:
-                # Two rounds reach nodes inside the bucket's range; filling it is enough.
-                tg.create_task(self.lookup(bucket.random_id(self._rng), max_rounds=2))
+            for bucket in sparse[:_JOIN_REFRESHES]:
+                # Reaching nodes inside the bucket's range fills it; that is enough.
+                target = bucket.random_id(self._rng)
+                tg.create_task(self.lookup(target, max_rounds=_JOIN_REFRESH_ROUNDS))
         return len(self.table)
 
     async def find_node(self, target: bytes) -> list[CompactNode]:
@@ -614,7 +667,7 @@ class DHTNode:
 
     def _peers_found(self, info_hash: bytes, result: LookupResult) -> list[Address]:
         found = dict.fromkeys(result.peers)
-        for peer in self.peers.get(info_hash, self._clock(), DHT_MAX_PEERS_REPLY, self._rng):
+        for peer in self.peers.get(info_hash, self._clock.now(), DHT_MAX_PEERS_REPLY, self._rng):
             found.setdefault(peer)
         return list(found)
 
@@ -627,7 +680,7 @@ class DHTNode:
         *,
         skip_recent: bool = False,
     ) -> int:
-        now = self._clock()
+        now = self._clock.now()
         held = 0
         todo: list[tuple[CompactNode, bytes, _Announce]] = []
         for node, token in result.tokens.items():
@@ -671,20 +724,21 @@ class DHTNode:
 
     async def _maintenance(self) -> None:
         while True:
-            await asyncio.sleep(self.maintenance_interval)
-            now = self._clock()
+            await self._clock.sleep(self.maintenance_interval)
+            now = self._clock.now()
             self.tokens.tick(now)
             self.peers.expire(now)
             self.transactions.expire(now)
             self._announced = {
                 key: at for key, at in self._announced.items() if now - at < DHT_REANNOUNCE_AFTER
             }
-            if not len(self.table) and self.bootstrap_addresses:
+            if self.bootstrap_addresses and not self.table.has_contacts(now):
                 with contextlib.suppress(DHTError):
                     await self.bootstrap()
                 continue
             # BEP 5: refresh buckets unchanged for 15 minutes with a lookup of a random id
             # in their range; a few per tick keeps the bursts small.
-            for bucket in self.table.stale_buckets(now, self.refresh_after)[:4]:
+            stale = self.table.stale_buckets(now, self.refresh_after)
+            for bucket in stale[:_REFRESHES_PER_TICK]:
                 bucket.last_changed = now
                 await self.lookup(bucket.random_id(self._rng))

@@ -146,6 +146,10 @@ class RoutingTable:
         alive.sort(key=lambda node: distance(node.node_id, target))
         return alive[: self.k if n is None else n]
 
+    def has_contacts(self, now: float) -> bool:
+        """True if any known node is not bad: a lookup has somewhere to start."""
+        return any(e.status(now) is not NodeStatus.BAD for e in self.entries())
+
     # --- updates -------------------------------------------------------------------------------
 
     def _remove(self, bucket: Bucket, entry: NodeEntry) -> None:
