@@ -14,6 +14,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from hubswarm.clock import Clock
 from hubswarm.errors import ConfigError, TrackerError
 from hubswarm.hub.tracker import (
     TrackerConfig,
@@ -39,12 +40,15 @@ def req(n: int, port: int | None = None, *, info_hash: bytes = IH, **kw: Any) ->
     return AnnounceRequest(info_hash=info_hash, peer_id=pid(n), port=port or 6000 + n, **kw)
 
 
-@dataclass
-class FakeClock:
-    now: float = 1000.0
+class ManualClock(Clock):
+    """A Clock that stands still until the test moves it (as trio's MockClock)."""
 
-    def __call__(self) -> float:
-        return self.now
+    def __init__(self, start: float = 1000.0) -> None:
+        super().__init__()
+        self.t = start
+
+    def now(self) -> float:
+        return self.t
 
 
 # --- pure state ---------------------------------------------------------------------------
@@ -154,13 +158,13 @@ def test_load_allowed(tmp_path: Path) -> None:
 class Server:
     url: str
     state: TrackerState
-    clock: FakeClock
+    clock: ManualClock
     session: aiohttp.ClientSession
 
 
 @pytest.fixture
 async def server() -> AsyncIterator[Server]:
-    clock = FakeClock()
+    clock = ManualClock()
     state = TrackerState(interval=5, rng=random.Random(0), clock=clock)
     app = web.Application()
     add_tracker_routes(app, state)
@@ -201,7 +205,7 @@ async def test_http_lifecycle_numwant_scrape_expiry(server: Server) -> None:
     # Dict-form peers when compact=0.
     r = await announce(s, url, req(7, compact=False), timeout=5)
     assert len(r.peers) == 5
-    server.clock.now += 11  # > 2 x interval: everyone but the announcer expires
+    server.clock.t += 11  # > 2 x interval: everyone but the announcer expires
     r = await announce(s, url, req(8), timeout=5)
     assert r.peers == ()
     assert (r.complete, r.incomplete) == (1, 0)  # left=0: a seed

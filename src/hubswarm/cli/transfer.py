@@ -8,7 +8,6 @@ group prints as one line.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -25,6 +24,7 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
+from hubswarm.clock import Clock
 from hubswarm.hub import client
 from hubswarm.limits import HUB_CLIENT_CONNECT_TIMEOUT, HUB_READ_TIMEOUT
 
@@ -102,14 +102,15 @@ def put(
     target = client.file_url(url, file.name)
     ssl = client.make_ssl_context(cacert)
     timeouts = client.Timeouts(connect=connect_timeout, sock_read=read_timeout)
-    started = time.perf_counter()
+    clock = Clock()
+    started = clock.now()
     with _progress(f"put {file.name}") as progress:
         remote = asyncio.run(
             client.upload(
                 file, target, token=token or None, progress=progress, ssl=ssl, timeouts=timeouts
             )
         )
-    rate = _mb_per_s(remote.size, time.perf_counter() - started)
+    rate = _mb_per_s(remote.size, clock.now() - started)
     click.echo(f"uploaded {remote.name} ({remote.size} bytes, sha256 {remote.sha256}, {rate})")
 
 

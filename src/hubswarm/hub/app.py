@@ -2,7 +2,9 @@
 
 Routes: ``GET /`` (redirect), ``GET /files`` (JSON or HTML), ``PUT|GET|HEAD|DELETE /files/{name}``,
 ``GET /stats``, ``POST|GET /tokens``, ``DELETE /tokens/{id}``. Every error is a JSON body
-``{"error": ..., "status": ...}``. All state lives in ``app[...]`` keys (no globals).
+``{"error": ..., "status": ...}``. All state lives in ``app[...]`` keys (no globals), the
+clock too: every time stamp, uptime, ``If-Range`` date check and rate-limit wait reads the
+app's :class:`hubswarm.clock.Clock` (aiohttp's own timeouts read the loop's time, the same).
 
 Downloads go through aiohttp's FileResponse (sendfile, Range, 416) with three fixes of ours:
 ``If-Range`` is evaluated here (aiohttp ignores an ETag there), the ETag is the file's SHA-256,
@@ -19,7 +21,6 @@ import email.utils
 import html
 import logging
 import math
-import time
 from collections import Counter
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ from aiohttp import hdrs, web
 from aiohttp.abc import AbstractAccessLogger, AbstractStreamWriter
 from multidict import CIMultiDict
 
+from hubswarm.clock import Clock
 from hubswarm.errors import (
     ConfigError,
     DigestMismatchError,
@@ -91,8 +93,8 @@ class HubStats:
     Headers and JSON bodies are not counted. ``bytes_received`` counts upload body bytes.
     """
 
-    started_at: float
-    started_monotonic: float
+    started_at: float  # Unix seconds (Clock.wall), for people
+    started_now: float  # Clock.now at the start, for the uptime
     bytes_sent: int = 0
     bytes_received: int = 0
     requests: int = 0
@@ -102,8 +104,8 @@ class HubStats:
     # Set by the server once it knows its connections; else in-flight requests are reported.
     connections_source: Callable[[], int] | None = None
 
-    def to_json(self) -> dict[str, object]:
-        """The JSON of ``GET /stats``."""
+    def to_json(self, now: float) -> dict[str, object]:
+        """The JSON of ``GET /stats`` at ``now`` (Clock.now)."""
         active = self.connections_source() if self.connections_source else self.active_requests
         return {
             "bytes_sent": self.bytes_sent,
@@ -113,7 +115,7 @@ class HubStats:
             "downloads": dict(self.downloads),
             "uploads": dict(self.uploads),
             "started_at": self.started_at,
-            "uptime": time.monotonic() - self.started_monotonic,
+            "uptime": now - self.started_now,
         }
 
 
@@ -121,6 +123,7 @@ CONFIG_KEY = web.AppKey("hub_config", HubConfig)
 STORE_KEY = web.AppKey("hub_store", FileStore)
 TOKENS_KEY = web.AppKey("hub_tokens", TokenStore)
 STATS_KEY = web.AppKey("hub_stats", HubStats)
+CLOCK_KEY = web.AppKey("hub_clock", Clock)
 # Present only when the hub runs with a rate limit.
 RATE_KEY = web.AppKey("hub_rate", PerTokenLimiter)
 
@@ -230,20 +233,23 @@ async def authorize(request: web.Request, need: Role) -> TokenRecord | None:
     return record
 
 
-Throttle = Callable[[int], float]
+Throttle = Callable[[int], Awaitable[None]]
 
 
 def throttle_for(request: web.Request, record: TokenRecord | None) -> Throttle | None:
-    """Rate-limit hook of the request's token: n bytes -> seconds to wait; None if unlimited."""
+    """Rate-limit hook of the request's token: wait until n more bytes may move; None if
+    unlimited."""
     limiter = request.app.get(RATE_KEY)
     if limiter is None:
         return None
     key = record.id if record is not None else ""
+    clock = request.app[CLOCK_KEY]
 
-    def reserve(n: int) -> float:
-        return limiter.reserve(key, n)
+    async def wait(n: int) -> None:
+        if (delay := limiter.reserve(key, n)) > 0:
+            await clock.sleep(delay)
 
-    return reserve
+    return wait
 
 
 # --- names and digests ---------------------------------------------------------------------------
@@ -412,8 +418,7 @@ class HubFileResponse(web.FileResponse):
         left = count
         while left > 0:
             n = min(HUB_RATE_CHUNK, left)
-            if (delay := throttle(n)) > 0:
-                await asyncio.sleep(delay)
+            await throttle(n)
             chunk = await asyncio.to_thread(fobj.read, n)
             if not chunk:
                 raise ConnectionResetError("file shrank while being sent")
@@ -461,7 +466,7 @@ async def get_file(request: web.Request) -> web.StreamResponse:
     if (
         hdrs.RANGE in headers
         and (if_range := headers.get(hdrs.IF_RANGE)) is not None
-        and not if_range_matches(if_range, etag, info.mtime, time.time())
+        and not if_range_matches(if_range, etag, info.mtime, request.app[CLOCK_KEY].wall())
     ):
         # The client's partial copy is of another version: send the whole new file (§13.1.5).
         new_headers.popall(hdrs.RANGE, None)
@@ -495,9 +500,9 @@ async def _body_chunks(
         if not chunk:
             return
         stats.bytes_received += len(chunk)
-        if throttle is not None and (delay := throttle(len(chunk))) > 0:
+        if throttle is not None:
             # Not reading is what slows the sender: TCP flow control pushes back.
-            await asyncio.sleep(delay)
+            await throttle(len(chunk))
         yield chunk
 
 
@@ -602,7 +607,7 @@ async def root(request: web.Request) -> web.StreamResponse:
 async def stats(request: web.Request) -> web.Response:
     """``GET /stats``."""
     await authorize(request, Role.READ)
-    return web.json_response(request.app[STATS_KEY].to_json())
+    return web.json_response(request.app[STATS_KEY].to_json(request.app[CLOCK_KEY].now()))
 
 
 # --- tokens ------------------------------------------------------------------------------------
@@ -659,16 +664,21 @@ async def _prepare_store(app: web.Application) -> None:
         log.info("removed %d leftover partial uploads", removed)
 
 
-def create_app(config: HubConfig) -> web.Application:
-    """Build the hub application for ``config`` (the data folder is prepared on startup)."""
+def create_app(config: HubConfig, *, clock: Clock | None = None) -> web.Application:
+    """Build the hub application for ``config`` (the data folder is prepared on startup).
+
+    ``clock`` (default: the running loop's) is the hub's only source of time.
+    """
+    clock = clock if clock is not None else Clock()
     app = web.Application(middlewares=[_error_middleware])
     app[CONFIG_KEY] = config
+    app[CLOCK_KEY] = clock
     app[STORE_KEY] = FileStore(config.data_dir)
-    app[TOKENS_KEY] = TokenStore(config.data_dir)
-    app[STATS_KEY] = HubStats(started_at=time.time(), started_monotonic=time.monotonic())
+    app[TOKENS_KEY] = TokenStore(config.data_dir, clock=clock)
+    app[STATS_KEY] = HubStats(started_at=clock.wall(), started_now=clock.now())
     if config.rate_limit is not None:
         burst = max(config.rate_limit, HUB_RATE_MIN_BURST)
-        app[RATE_KEY] = PerTokenLimiter(config.rate_limit, burst, time.monotonic)
+        app[RATE_KEY] = PerTokenLimiter(config.rate_limit, burst, clock.now)
     app.on_startup.append(_prepare_store)
     app.on_response_prepare.append(_on_response_prepare)
     app.router.add_get("/", root)

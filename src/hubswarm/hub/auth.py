@@ -18,12 +18,12 @@ import os
 import secrets
 import tempfile
 import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from enum import IntEnum
 from pathlib import Path
 
+from hubswarm.clock import Clock
 from hubswarm.errors import ConfigError
 from hubswarm.limits import HUB_MAX_TOKENS, HUB_TOKENS_FILE_MAX
 from hubswarm.ratelimit import TokenBucket
@@ -93,10 +93,11 @@ def _parse(data: bytes) -> dict[str, TokenRecord]:
 class TokenStore:
     """Tokens of one data directory; safe to share between the server and the CLI."""
 
-    def __init__(self, data_dir: Path, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, data_dir: Path, *, clock: Clock | None = None) -> None:
+        """``clock.wall()`` stamps new tokens' ``created_at`` (default: Unix time)."""
         self.path = Path(data_dir) / TOKENS_FILE
         self._lock_path = Path(data_dir) / _LOCK_FILE
-        self._clock = clock
+        self._clock = clock if clock is not None else Clock()
         self._signature: tuple[int, int, int] | None = None
         self._error: str | None = None  # why the file at _signature could not be used
         self._by_id: dict[str, TokenRecord] = {}
@@ -200,7 +201,7 @@ class TokenStore:
             token_id = secrets.token_hex(4)
             while token_id in records:
                 token_id = secrets.token_hex(4)
-            rec = TokenRecord(token_id, role, hash_token(token), self._clock())
+            rec = TokenRecord(token_id, role, hash_token(token), self._clock.wall())
             records[token_id] = rec
         return rec, token
 

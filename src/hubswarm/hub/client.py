@@ -23,7 +23,6 @@ import os
 import re
 import socket
 import ssl as ssl_module
-import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +31,7 @@ from typing import Any, NoReturn, TypeVar
 import aiohttp
 from yarl import URL
 
+from hubswarm.clock import Clock
 from hubswarm.errors import (
     AuthError,
     ChecksumMismatchError,
@@ -576,8 +576,11 @@ async def download(
     session: aiohttp.ClientSession | None = None,
     ssl: ssl_module.SSLContext | None = None,
     timeouts: Timeouts | None = None,
+    clock: Clock | None = None,
 ) -> DownloadResult:
     """Download ``url`` to ``dest``, resuming ``dest.part`` if the server's file is unchanged.
+
+    ``clock`` (default: the running loop's) times the download for ``elapsed``.
 
     Raises:
         ChecksumMismatchError: the bytes do not hash to the server's SHA-256 (partial removed).
@@ -587,7 +590,8 @@ async def download(
     _parse_url(url)
     part = dest.with_name(dest.name + ".part")
     sidecar = dest.with_name(dest.name + ".part.json")
-    started = time.perf_counter()
+    clock = clock if clock is not None else Clock()
+    started = clock.now()
     state = await _open_partial(url, part, sidecar, resume)
     try:
         async with _http(session, token, ssl, timeouts, url) as http:
@@ -621,7 +625,7 @@ async def download(
         verified=expected_sha is not None,
         resumed_from=state.resumed_from,
         bytes_received=received,
-        elapsed=time.perf_counter() - started,
+        elapsed=clock.now() - started,
     )
 
 

@@ -17,9 +17,12 @@ from pathlib import Path
 
 from aiohttp import web
 
+from hubswarm.clock import Clock
 from hubswarm.errors import ConfigError
+from hubswarm.httpnet import NetworkSite
 from hubswarm.hub.app import STATS_KEY, STORE_KEY, HubConfig, QuietAccessLogger, create_app
 from hubswarm.limits import HUB_LINGERING_TIME, HUB_READ_BUFSIZE
+from hubswarm.net import StreamNetwork
 
 
 def make_ssl_context(cert: Path, key: Path) -> ssl.SSLContext:
@@ -51,12 +54,19 @@ async def running_hub(
     port: int = 0,
     ssl_context: ssl.SSLContext | None = None,
     configure: Callable[[web.Application], None] | None = None,
+    *,
+    clock: Clock | None = None,
+    network: StreamNetwork | None = None,
 ) -> AsyncIterator[str]:
     """Serve the hub while the block runs; yield its base URL (real port when ``port`` is 0).
 
-    ``configure(app)`` may add routes (the tracker's ``/announce``) before the app starts.
+    ``configure(app)`` may add routes (the tracker's ``/announce``) before the app starts;
+    ``clock`` is the app's source of time (default: the running loop's) and ``network``
+    where it listens (default: the kernel's TCP; another network takes no TLS).
     """
-    app = create_app(config)
+    if network is not None and ssl_context is not None:
+        raise ConfigError("TLS is served on the kernel's TCP only")
+    app = create_app(config, clock=clock)
     if configure is not None:
         configure(app)
     app.on_cleanup.append(_sweep_partials)
@@ -75,7 +85,11 @@ async def running_hub(
     )
     await runner.setup()
     try:
-        site = web.TCPSite(runner, host, port, ssl_context=ssl_context, reuse_address=True)
+        site: web.BaseSite
+        if network is None:
+            site = web.TCPSite(runner, host, port, ssl_context=ssl_context, reuse_address=True)
+        else:
+            site = NetworkSite(runner, network, host, port)
         try:
             await site.start()
         except OSError as exc:
@@ -83,8 +97,11 @@ async def running_hub(
         server = runner.server
         if server is not None:
             app[STATS_KEY].connections_source = lambda: len(server.connections)
-        bound_port = int(runner.addresses[0][1])
-        yield _format_url(host, bound_port, ssl_context is not None)
+        if isinstance(site, NetworkSite):
+            bound_host, bound_port = site.address  # the host's own address for 0.0.0.0
+        else:
+            bound_host, bound_port = host, int(runner.addresses[0][1])
+        yield _format_url(bound_host, bound_port, ssl_context is not None)
     finally:
         await runner.cleanup()
 

@@ -12,13 +12,13 @@ import asyncio
 import ipaddress
 import logging
 import random
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from aiohttp import web
 
+from hubswarm.clock import Clock
 from hubswarm.errors import ConfigError, TrackerError
 from hubswarm.limits import (
     TRACKER_DEFAULT_INTERVAL,
@@ -98,7 +98,7 @@ class TrackerState:
         interval: int = TRACKER_DEFAULT_INTERVAL,
         min_interval: int | None = None,
         rng: random.Random | None = None,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Clock | None = None,
         allowed: Iterable[bytes] | None = None,
         trust_ip_param: bool = False,
         max_swarms: int = TRACKER_MAX_SWARMS,
@@ -110,7 +110,8 @@ class TrackerState:
         self.interval = interval
         self.min_interval = min_interval
         self.rng = rng if rng is not None else random.Random()
-        self.clock = clock  # used by the HTTP shell only; the methods take `now`
+        # Read by the HTTP shell only (default: the running loop's); the methods take `now`.
+        self.clock = clock if clock is not None else Clock()
         self.allowed = frozenset(allowed) if allowed is not None else None
         self.trust_ip_param = trust_ip_param
         self.max_swarms = max_swarms
@@ -290,7 +291,7 @@ def add_tracker_routes(app: web.Application, state: TrackerState) -> None:
     async def announce(request: web.Request) -> web.Response:
         try:
             req = parse_query(request.rel_url.raw_query_string)
-            response = state.announce(req, request.remote or "", state.clock())
+            response = state.announce(req, request.remote or "", state.clock.now())
         except TrackerError as exc:
             return _bencoded(encode_failure(str(exc)))
         return _bencoded(response.encode(compact=req.compact))
@@ -298,7 +299,7 @@ def add_tracker_routes(app: web.Application, state: TrackerState) -> None:
     async def scrape(request: web.Request) -> web.Response:
         try:
             scrape_req = ScrapeRequest.parse_query(request.rel_url.raw_query_string)
-            response = state.scrape(scrape_req.info_hashes, state.clock())
+            response = state.scrape(scrape_req.info_hashes, state.clock.now())
         except TrackerError as exc:
             return _bencoded(encode_failure(str(exc)))
         return _bencoded(response.encode())
@@ -348,7 +349,7 @@ def create_tracker_app(
     config: TrackerConfig,
     *,
     rng: random.Random | None = None,
-    clock: Callable[[], float] = time.monotonic,
+    clock: Clock | None = None,
 ) -> web.Application:
     """An aiohttp application that is only a tracker."""
     app = web.Application()
