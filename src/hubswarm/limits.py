@@ -193,10 +193,8 @@ DHT_MAX_PEERS_REPLY = 50
 # BEP 5: announced peers are forgotten after 30 minutes unless re-announced.
 DHT_PEER_TTL = 30 * 60.0
 # The periodic get_peers-and-announce re-sends an announce to a node that accepted one only
-# after half that time (libtorrent re-announces every 15 minutes). A flash crowd's DHT ramp
-# (lookups 0.25, 0.5, 1, 2 ... s apart) re-announced to the same k nodes on every lookup: a
-# third of the KRPC queries of a lab run (flash crowd of 8: 149 announces of 437 queries; 73 of
-# 399 with this rule).
+# after half that time (libtorrent re-announces every 15 minutes): a swarm's DHT ramp (lookups
+# 0.25, 0.5, 1, 2 ... s apart) would otherwise re-announce to the same k nodes every time.
 DHT_REANNOUNCE_AFTER = DHT_PEER_TTL / 2
 # Per-IP query rate limit (token bucket); libtorrent blocks IPs above 5 queries/s
 # (dht_block_ratelimit); we allow 20/s with a burst of 100 so lookups on loopback pass.

@@ -10,6 +10,7 @@ import click
 
 from hubswarm.clock import Clock
 from hubswarm.errors import ConfigError, DHTError
+from hubswarm.proto.krpc import ID_LEN
 from hubswarm.swarm.dht.node import DHTNode, parse_address
 
 
@@ -25,7 +26,7 @@ def _info_hash(text: str) -> bytes:
         value = bytes.fromhex(text)
     except ValueError:
         value = b""
-    if len(value) != 20:
+    if len(value) != ID_LEN:  # an info-hash lives in the DHT's 160-bit id space
         raise ConfigError(f"info-hash must be 40 hex digits, got {text!r}")
     return value
 

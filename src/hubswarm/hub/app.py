@@ -57,6 +57,11 @@ from hubswarm.limits import (
 log = logging.getLogger(__name__)
 
 _FILES_PREFIX = "/files/"
+# SHA-256: 32 bytes, 64 hex digits (the ETag, X-Content-SHA256 and Digest sha-256).
+_SHA256_LEN = 32
+# RFC 9110 §8.8.2.2: a Last-Modified date is a strong validator only if the file is at least
+# a second older than the date the server sends with it (dates have one-second resolution).
+_WEAK_DATE_WINDOW = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -272,7 +277,7 @@ def _name_from(request: web.Request) -> str:
 
 def _hex_sha256(value: str) -> str:
     value = value.strip().lower()
-    if len(value) != 64 or any(c not in "0123456789abcdef" for c in value):
+    if len(value) != 2 * _SHA256_LEN or any(c not in "0123456789abcdef" for c in value):
         raise _HTTPJSONError(400, "X-Content-SHA256 must be 64 hex digits")
     return value
 
@@ -287,7 +292,7 @@ def _digest_sha256(value: str) -> str | None:
             raw = base64.b64decode(b64.strip(), validate=True)
         except (binascii.Error, ValueError):
             raise _HTTPJSONError(400, "Digest sha-256 is not valid base64") from None
-        if len(raw) != 32:
+        if len(raw) != _SHA256_LEN:
             raise _HTTPJSONError(400, "Digest sha-256 must be 32 bytes")
         return raw.hex()
     return None
@@ -343,7 +348,7 @@ def if_range_matches(value: str, etag: str, mtime: float, now: float) -> bool:
         return False
     # aiohttp writes Last-Modified as ceil(st_mtime).
     last_modified = math.ceil(mtime)
-    return int(when.timestamp()) == last_modified and now - mtime >= 1.0
+    return int(when.timestamp()) == last_modified and now - mtime >= _WEAK_DATE_WINDOW
 
 
 # Headers FileResponse must not see: we evaluate validators against the SHA-256 ETag ourselves,

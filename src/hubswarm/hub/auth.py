@@ -32,6 +32,10 @@ log = logging.getLogger(__name__)
 
 TOKENS_FILE = "tokens.json"
 _LOCK_FILE = ".tokens.lock"
+# Random bytes of a token (256 bits: no salt or slow hash needed, see hash_token) and of its
+# public id (collisions are retried; 4 bytes are plenty for HUB_MAX_TOKENS).
+_TOKEN_BYTES = 32
+_TOKEN_ID_BYTES = 4
 
 
 class Role(IntEnum):
@@ -194,13 +198,13 @@ class TokenStore:
 
     def create(self, role: Role) -> tuple[TokenRecord, str]:
         """Make a new token; return (record, token). The token is shown once and never stored."""
-        token = secrets.token_urlsafe(32)
+        token = secrets.token_urlsafe(_TOKEN_BYTES)
         with self._locked() as records:
             if len(records) >= HUB_MAX_TOKENS:
                 raise ConfigError(f"too many tokens (limit {HUB_MAX_TOKENS})")
-            token_id = secrets.token_hex(4)
+            token_id = secrets.token_hex(_TOKEN_ID_BYTES)
             while token_id in records:
-                token_id = secrets.token_hex(4)
+                token_id = secrets.token_hex(_TOKEN_ID_BYTES)
             rec = TokenRecord(token_id, role, hash_token(token), self._clock.wall())
             records[token_id] = rec
         return rec, token

@@ -60,6 +60,9 @@ _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
 _DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 # Downloads push each finished 32 MiB window towards the disk while the rest arrives.
 _WRITEBACK_WINDOW = 32 * 1024 * 1024
+# Redirects followed: enough for http -> https -> a moved path; a loop fails fast (aiohttp
+# allows 10, curl -L 50).
+_MAX_REDIRECTS = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,7 +216,7 @@ class _Http:
             "timeout": self.timeouts.client_timeout(),
             "read_bufsize": HUB_CLIENT_READ_BUFFER,
             "allow_redirects": True,
-            "max_redirects": 5,
+            "max_redirects": _MAX_REDIRECTS,
         }
         if self.ssl is not None:
             kw["ssl"] = self.ssl

@@ -38,6 +38,8 @@ from hubswarm.limits import HUB_CHUNK, HUB_MAX_NAME_BYTES
 
 # ENOSPC: no space left on device; EDQUOT: disk quota exceeded. Both map to 507 (RFC 4918 §11.5).
 _DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+# Read size while hashing a stored file (1 MiB): large reads, few system calls.
+_HASH_READ = 4 * HUB_CHUNK
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,7 +242,7 @@ class FileStore:
 
     def _meta_path(self, name: str) -> Path:
         # "<name>.json" could pass the 255-byte limit of a file name: long names use their hash.
-        if len(name.encode("utf-8")) + 5 > HUB_MAX_NAME_BYTES:
+        if len(name.encode("utf-8")) + len(".json") > HUB_MAX_NAME_BYTES:
             return self.meta_dir / f"{hashlib.sha256(name.encode('utf-8')).hexdigest()}.json"
         return self.meta_dir / f"{name}.json"
 
@@ -285,7 +287,7 @@ class FileStore:
             pass  # missing or stale cache: recompute below
         h = hashlib.sha256()
         with final.open("rb") as f:
-            while block := f.read(HUB_CHUNK * 4):
+            while block := f.read(_HASH_READ):
                 h.update(block)
             st = os.fstat(f.fileno())
         digest = h.hexdigest()

@@ -28,6 +28,7 @@ from hubswarm.limits import (
     TRACKER_MAX_SWARMS,
 )
 from hubswarm.proto.tracker import (
+    HASH_LEN,
     AnnounceRequest,
     AnnounceResponse,
     ScrapeFile,
@@ -339,7 +340,7 @@ def load_allowed(path: Path) -> frozenset[bytes]:
             value = bytes.fromhex(entry)
         except ValueError:
             value = b""
-        if len(value) != 20:
+        if len(value) != HASH_LEN:
             raise ConfigError(f"{path}:{number}: not a 40-hex-digit info-hash")
         hashes.add(value)
     return frozenset(hashes)

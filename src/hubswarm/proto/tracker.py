@@ -25,6 +25,7 @@ from hubswarm.proto.compact import normalise_ip, pack_peers, unpack_peers
 
 __all__ = [
     "EVENTS",
+    "HASH_LEN",
     "AnnounceRequest",
     "AnnounceResponse",
     "Event",
@@ -39,13 +40,15 @@ __all__ = [
 
 Event = Literal["started", "completed", "stopped"]
 EVENTS: Final = ("started", "completed", "stopped")
+# info_hash and peer_id are 20 bytes (BEP 3: a SHA-1 digest, and 20 bytes of id).
+HASH_LEN = 20
 # Counters are 64-bit in every client we know of (libtorrent std::int64_t); bigger is garbage.
 _MAX_COUNTER = 2**63 - 1
 
 
 def _check_hash(name: str, value: bytes) -> None:
-    if not isinstance(value, bytes) or len(value) != 20:
-        raise TrackerError(f"{name} must be 20 bytes")
+    if not isinstance(value, bytes) or len(value) != HASH_LEN:
+        raise TrackerError(f"{name} must be {HASH_LEN} bytes")
 
 
 def _check_port(port: int) -> None:

@@ -20,6 +20,12 @@ from hubswarm.proto.krpc import CompactNode, distance
 
 __all__ = ["Lookup", "LookupResult"]
 
+# Candidates one lookup remembers (the farthest are forgotten first): the k closest are all
+# that matter, and a flood of made-up contacts in replies costs bounded memory.
+MAX_CANDIDATES = 256
+# Peers one get_peers lookup collects: more than any swarm connects to, a bound on a flood.
+MAX_PEERS = 4096
+
 Address = tuple[str, int]
 
 
@@ -52,7 +58,7 @@ class Lookup:
     k: int = DHT_K
     alpha: int = DHT_ALPHA
     max_rounds: int = DHT_LOOKUP_MAX_ROUNDS
-    max_candidates: int = 256
+    max_candidates: int = MAX_CANDIDATES
     rounds: int = 0
     queries: int = 0
     responses: int = 0
@@ -122,7 +128,7 @@ class Lookup:
         if token is not None:
             self._tokens[node] = token
         for peer in peers:
-            if len(self._peers) < 4096:  # bounded: more peers than any swarm needs
+            if len(self._peers) < MAX_PEERS:
                 self._peers[peer] = None
         self.add_candidates(nodes)
 

@@ -183,9 +183,9 @@ class DHTNode:
         self._port = port
         self._state_path = Path(state_path) if state_path is not None else None
         self._node_id_given = node_id is not None
-        self.node_id = node_id if node_id is not None else self._rng.randbytes(20)
-        if len(self.node_id) != 20:
-            raise DHTError("node_id must be 20 bytes")
+        self.node_id = node_id if node_id is not None else self._rng.randbytes(krpc.ID_LEN)
+        if len(self.node_id) != krpc.ID_LEN:
+            raise DHTError(f"node_id must be {krpc.ID_LEN} bytes")
         self.bootstrap_addresses = list(bootstrap)
         self.query_timeout = query_timeout
         self.k = k
@@ -319,7 +319,7 @@ class DHTNode:
             ]
         except (ValueError, KeyError, TypeError, KRPCError) as exc:
             raise DHTError(f"{target} is not a DHT state file: {exc}") from exc
-        if not self._node_id_given and len(node_id) == 20:
+        if not self._node_id_given and len(node_id) == krpc.ID_LEN:
             self.node_id = node_id
             self.table = RoutingTable(node_id, self._clock.now(), k=self.k)
         self._saved_contacts = contacts

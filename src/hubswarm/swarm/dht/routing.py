@@ -101,7 +101,7 @@ class RoutingTable:
 
     def __post_init__(self) -> None:
         if len(self.own_id) != ID_LEN:
-            raise ValueError("own_id must be 20 bytes")
+            raise ValueError(f"own_id must be {ID_LEN} bytes")
         if not self.buckets:
             self.buckets = [Bucket(0, ID_SPACE, self.now)]
         self._own = int.from_bytes(self.own_id, "big")
