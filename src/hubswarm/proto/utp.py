@@ -1,0 +1,929 @@
+"""uTP (BEP 29), one connection as a sans-IO state machine.
+
+Theory of operation (modelled on h11): a :class:`UtpConnection` never touches a socket or a
+clock. The shell feeds it the datagrams that arrive for it, ``receive_datagram(data, now)
+-> list[Event]``, hands it application bytes with ``send(data)``, and after either asks
+``datagrams_to_send(now) -> list[bytes]`` for what the windows allow right now (new data,
+retransmissions, a FIN, or a bare ACK). ``timeout_at()`` is the next deadline; the shell
+calls ``on_timeout(now)`` then. ``now`` is in seconds on any monotonic clock; the
+microsecond timestamps of the packets are taken from it. Randomness (connection ids and
+initial sequence numbers) comes from an injected ``random.Random``.
+
+States (see ``_TRANSITIONS``)::
+
+    IDLE --connect()--> SYN_SENT --STATE acking the SYN--> CONNECTED
+    IDLE --accept(SYN)--> SYN_RECV --any further packet of the peer--> CONNECTED
+    CONNECTED --close(), send buffer drained, FIN sent--> FIN_SENT
+    FIN_SENT --our FIN acked and the peer's FIN (all data before it) received--> CLOSED
+    SYN_SENT, SYN_RECV, CONNECTED, FIN_SENT --RESET received or abort()--> RESET
+                                            --too many timeouts--> TIMED_OUT
+                                            --malformed datagram--> ERROR
+
+A FIN from the peer only closes its direction (``EndOfStream``); we may go on sending until
+we ``close()``. CLOSED still acks a retransmitted FIN, as TCP's TIME-WAIT does: the shell
+keeps a closed connection routable for :data:`TIME_WAIT` seconds.
+
+Wire rules (BEP 29 and libtorrent, whose ``utp_stream.cpp`` is the reference in the wild):
+
+- the initiator picks ``recv_id`` and sends the SYN *with* ``recv_id``; everything else it
+  sends carries ``send_id = recv_id + 1``. The responder inverts that: ``recv_id =
+  syn.connection_id + 1``, ``send_id = syn.connection_id``;
+- SYN, DATA and FIN consume a ``seq_nr``; STATE does not (it carries the next one). ``ack_nr``
+  is the last ``seq_nr`` received in order; packets beyond it are held in a bounded reorder
+  buffer and reported with the selective ACK extension;
+- a responder answers a SYN with one bare STATE (20 bytes, as large as the SYN: no
+  amplification) and sends nothing else until the initiator proves it saw that STATE by
+  sending again. Until then it is unconfirmed: it never retransmits, and gives up silently
+  after :data:`SYN_RECV_TIMEOUT` (a SYN costs the sender as much as our answer costs us);
+- a packet whose ``ack_nr`` acks what we never sent, or whose ``seq_nr`` lies beyond the
+  reorder buffer, is dropped, not an error: anyone who knows the addresses and the id can
+  inject such datagrams (libtorrent's reasoning), and a RESET would be as easy to forge.
+
+The asyncio shell (not built here) is a ``StreamNetwork`` over the DHT's UDP socket:
+
+- one ``DatagramProtocol`` on the socket the DHT binds; ``datagram_received`` routes
+  ``looks_like_utp(data)`` datagrams to uTP and the rest (KRPC, starting with ``d``) to the
+  DHT node; it decodes the packet (dropping :class:`UtpPacketError`) and looks the
+  connection up by ``(address, connection_id)``, a SYN by ``(address, connection_id + 1)``;
+  an unknown non-SYN is dropped (a RESET answer would make us a reflector); an unknown SYN,
+  under a cap on half-open connections, becomes ``UtpConnection.accept(...)`` and its one
+  STATE is sent; the listener's protocol is created on the ``Connected`` event only;
+- each connection is an ``asyncio.Transport``: ``write()`` calls ``send()`` then flushes
+  ``datagrams_to_send(now)`` with ``sendto``; ``pause_writing()`` above a high-water mark of
+  ``send_buffered``; ``get_extra_info("unacked")`` returns ``unacked_bytes``; ``Data``
+  becomes ``data_received`` and the bytes are returned with ``acknowledge_received_data``
+  as the reader consumes them (``pause_reading`` simply stops returning them);
+- one task in the shell's TaskGroup sleeps until the earliest ``timeout_at()`` of all
+  connections (a heap), calls ``on_timeout`` and flushes; ``connect()`` picks a ``recv_id``
+  free for that address, sends ``connect(now)`` and waits for ``Connected`` under the dial
+  policy's timeout.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import deque
+from dataclasses import dataclass
+from enum import Enum
+
+from hubswarm.errors import LocalProtocolError, RemoteProtocolError
+from hubswarm.proto.ledbat import DelayHistory, Ledbat, RttEstimator
+from hubswarm.proto.utp_packet import (
+    EXT_SACK,
+    HEADER_SIZE,
+    SEQ_MASK,
+    U32_MASK,
+    Extension,
+    Packet,
+    PacketType,
+    UtpPacketError,
+    decode,
+    encode,
+    sack_bitmask,
+    sack_seq_nrs,
+    seq_add,
+    seq_diff,
+    seq_lt,
+)
+
+__all__ = [
+    "DEFAULT_RECV_WINDOW",
+    "DEFAULT_SEND_BUFFER",
+    "DUP_ACK_LIMIT",
+    "FIN_RESENDS",
+    "MAX_PACKET_SIZE",
+    "MAX_PAYLOAD",
+    "MAX_REORDER_PACKETS",
+    "MAX_UNACKED_PACKETS",
+    "NUM_RESENDS",
+    "SACK_MAX_BYTES",
+    "SYN_RECV_TIMEOUT",
+    "SYN_RESENDS",
+    "TIME_WAIT",
+    "Closed",
+    "Connected",
+    "ConnectionReset",
+    "Data",
+    "EndOfStream",
+    "Event",
+    "State",
+    "TimedOut",
+    "UtpConnection",
+]
+
+# --- limits -----------------------------------------------------------------------------------
+# UDP payload of one packet, header included. libtorrent starts at 1404 (an Ethernet MTU of
+# 1500 minus IPv4, UDP and 68 bytes of tunnel headroom) and probes upwards; 1400 also fits
+# IPv6 (40-byte header) on any path that carries 1500-byte frames. No path MTU discovery.
+MAX_PACKET_SIZE = 1400
+MAX_PAYLOAD = MAX_PACKET_SIZE - HEADER_SIZE
+# libtorrent's receive buffer capacity is 1 MiB (m_receive_buffer_capacity); we advertise
+# that much, less what the application has not consumed yet and what waits for a gap.
+DEFAULT_RECV_WINDOW = 1024 * 1024
+# Application bytes we hold, unsent plus unacked; the shell pauses its writer well before.
+DEFAULT_SEND_BUFFER = 2 * 1024 * 1024
+# libtorrent's reorder buffer holds max(16, capacity / 1100) packets (953 for 1 MiB); a packet
+# further ahead than this is dropped and left to the sender's retransmission.
+MAX_REORDER_PACKETS = 1024
+# The selective ACK we send covers at most this many bytes of bitmask (1024 packets, the
+# reorder buffer); the extension length field would allow 255.
+SACK_MAX_BYTES = MAX_REORDER_PACKETS // 8
+# Packets we keep unacked at most, whatever the windows say: far inside the 32768 a 16-bit
+# seq_nr can order, and no more than a peer with our reorder buffer could hold.
+MAX_UNACKED_PACKETS = 1024
+# libtorrent dup_ack_limit = 3: three duplicate ACKs, or a hole followed by three selectively
+# acked packets, mean the packet was lost (as TCP's fast retransmit, RFC 5681).
+DUP_ACK_LIMIT = 3
+# How many retransmissions without a word from the peer before the connection is given up.
+# libtorrent stops at utp_num_resends = 3 (utp_syn_resends and utp_fin_resends = 2): a
+# BitTorrent client has other peers to try. We allow more, so that a path that loses 20 % of
+# the packets each way (a round trip fails 36 % of the time) keeps its connections:
+# 0.36 ** 7 < 1e-3 per loss episode. With the timeout doubling from 0.5 s that is about a
+# minute of silence, the order of the peer wire's own request timeout; a dialer's fall-back
+# to TCP is the dial policy's shorter timeout, not this one.
+NUM_RESENDS = 6
+SYN_RESENDS = 4
+FIN_RESENDS = 4
+# An accepted SYN whose initiator is never heard of again (a spoofed address) is forgotten
+# after this, restarted by each repeated SYN. libtorrent keeps such a socket until the peer
+# wire's handshake timeout; this is the same 10 s (limits.HANDSHAKE_TIMEOUT).
+SYN_RECV_TIMEOUT = 10.0
+# How long the shell keeps a CLOSED connection routable to ack a retransmitted FIN: longer
+# than the peer's FIN retries at the largest timeouts it is likely to use.
+TIME_WAIT = 10.0
+# uTorrent sometimes sends timestamp_difference = INT_MAX uninitialised (libtorrent ignores it).
+_BOGUS_DELAY_SAMPLE = 0x7FFFFFFF
+# libtorrent clamps the LEDBAT delay to the minimum of the last three samples.
+_DELAY_SAMPLES = 3
+
+
+# --- events -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Connected:
+    """The handshake completed (a responder: the initiator proved its address)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Data:
+    """In-order application bytes from the peer; return them with
+    :meth:`UtpConnection.acknowledge_received_data` once consumed."""
+
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class EndOfStream:
+    """The peer sent FIN and every byte before it has been delivered."""
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionReset:
+    """The peer sent RESET (or refused our SYN with one)."""
+
+
+@dataclass(frozen=True, slots=True)
+class TimedOut:
+    """The peer stopped answering; the connection is given up."""
+
+
+@dataclass(frozen=True, slots=True)
+class Closed:
+    """Both directions finished cleanly (our FIN acked, the peer's FIN received)."""
+
+
+Event = Connected | Data | EndOfStream | ConnectionReset | TimedOut | Closed
+
+
+# --- states -----------------------------------------------------------------------------------
+
+
+class State(Enum):
+    """State of a :class:`UtpConnection` (see the module docstring)."""
+
+    IDLE = "idle"
+    SYN_SENT = "syn_sent"
+    SYN_RECV = "syn_recv"
+    CONNECTED = "connected"
+    FIN_SENT = "fin_sent"
+    CLOSED = "closed"
+    RESET = "reset"
+    TIMED_OUT = "timed_out"
+    ERROR = "error"
+
+
+class _Trigger(Enum):
+    CONNECT = "connect"
+    ACCEPT = "accept"
+    SYN_ACKED = "syn_acked"
+    CONFIRMED = "confirmed"
+    FIN_SENT = "fin_sent"
+    FINISHED = "finished"
+    RESET = "reset"
+    TIMEOUT = "timeout"
+    VIOLATION = "violation"
+
+
+_LIVE_EXITS = {
+    _Trigger.RESET: State.RESET,
+    _Trigger.TIMEOUT: State.TIMED_OUT,
+    _Trigger.VIOLATION: State.ERROR,
+}
+_TRANSITIONS: dict[State, dict[_Trigger, State]] = {
+    State.IDLE: {_Trigger.CONNECT: State.SYN_SENT, _Trigger.ACCEPT: State.SYN_RECV},
+    State.SYN_SENT: {_Trigger.SYN_ACKED: State.CONNECTED, **_LIVE_EXITS},
+    State.SYN_RECV: {_Trigger.CONFIRMED: State.CONNECTED, **_LIVE_EXITS},
+    State.CONNECTED: {_Trigger.FIN_SENT: State.FIN_SENT, **_LIVE_EXITS},
+    State.FIN_SENT: {_Trigger.FINISHED: State.CLOSED, **_LIVE_EXITS},
+    State.CLOSED: {},
+    State.RESET: {},
+    State.TIMED_OUT: {},
+    State.ERROR: {},
+}
+_LIVE = frozenset((State.SYN_SENT, State.SYN_RECV, State.CONNECTED, State.FIN_SENT))
+_ENDED = frozenset((State.CLOSED, State.RESET, State.TIMED_OUT))
+# States that ack what the peer sends (CLOSED too: TIME-WAIT).
+_ACKING = frozenset((State.SYN_RECV, State.CONNECTED, State.FIN_SENT, State.CLOSED))
+
+
+@dataclass(slots=True)
+class _Sent:
+    """A packet we sent that needs an ACK (SYN, DATA, FIN), until it gets one."""
+
+    seq_nr: int
+    type: PacketType
+    payload: bytes
+    sent_at: float = 0.0
+    transmissions: int = 0
+    in_flight: bool = False  # counted in bytes in flight (sent, not acked, not deemed lost)
+    need_resend: bool = False
+    urgent: bool = False  # resend now, whatever the window (fast retransmit, timeout)
+    fast_resent: bool = False  # fast retransmit at most once per packet
+
+
+def _timestamp(now: float) -> int:
+    return int(now * 1_000_000) & U32_MASK
+
+
+class UtpConnection:
+    """One uTP connection, sans-IO; build it with :meth:`initiator` or :meth:`accept`.
+
+    Raises:
+        LocalProtocolError: a window or buffer size out of range.
+    """
+
+    def __init__(
+        self,
+        *,
+        recv_id: int,
+        send_id: int,
+        rng: random.Random,
+        recv_window: int = DEFAULT_RECV_WINDOW,
+        send_buffer: int = DEFAULT_SEND_BUFFER,
+    ) -> None:
+        if not (0 <= recv_id <= 0xFFFF and 0 <= send_id <= 0xFFFF):
+            raise LocalProtocolError("connection ids are 16-bit")
+        if not MAX_PAYLOAD <= recv_window <= U32_MASK:
+            raise LocalProtocolError(f"recv_window {recv_window} out of range")
+        if send_buffer < MAX_PAYLOAD:
+            raise LocalProtocolError(f"send_buffer {send_buffer} smaller than one packet")
+        self.recv_id = recv_id
+        self.send_id = send_id
+        self._rng = rng
+        self._state = State.IDLE
+        self._recv_window = recv_window
+        self._send_buffer_size = send_buffer
+        # Sending side.
+        self._seq_nr = rng.randrange(0x10000)  # next seq_nr to use
+        self._acked_seq = seq_add(self._seq_nr, -1)  # all up to here acked by the peer
+        self._outbuf: dict[int, _Sent] = {}  # seq order: packets are added in seq order
+        self._in_flight = 0
+        self._unacked_payload = 0
+        self._send_buf = bytearray()
+        self._close_requested = False
+        self._fin_seq: int | None = None
+        self._peer_wnd = MAX_PACKET_SIZE  # libtorrent assumes one packet until told
+        self._dup_acks = 0
+        self._loss_seq = self._acked_seq  # a loss at or before this was already reacted to
+        self._syn_seq = 0  # ours (initiator) or the peer's (responder)
+        # Receiving side.
+        self._ack_nr = 0
+        self._reorder: dict[int, bytes] = {}
+        self._reorder_bytes = 0
+        self._unread = 0
+        self._eof_seq: int | None = None
+        self._eof_delivered = False
+        self._ack_pending = False
+        self._advertised = recv_window
+        # Timing and congestion.
+        self._reply_micro = 0
+        self._timeout_at: float | None = None
+        self._num_timeouts = 0
+        self._rtt = RttEstimator()
+        self._delays = DelayHistory()
+        self._recent_delays: deque[int] = deque(maxlen=_DELAY_SAMPLES)
+        self._ledbat = Ledbat(MAX_PAYLOAD)
+
+    # --- construction -----------------------------------------------------------------------
+
+    @classmethod
+    def initiator(
+        cls,
+        rng: random.Random,
+        *,
+        recv_id: int | None = None,
+        recv_window: int = DEFAULT_RECV_WINDOW,
+        send_buffer: int = DEFAULT_SEND_BUFFER,
+    ) -> UtpConnection:
+        """A connection to dial; ``recv_id`` random unless the shell picks a free one."""
+        if recv_id is None:
+            recv_id = rng.randrange(0x10000)
+        return cls(
+            recv_id=recv_id,
+            send_id=(recv_id + 1) & SEQ_MASK,
+            rng=rng,
+            recv_window=recv_window,
+            send_buffer=send_buffer,
+        )
+
+    @classmethod
+    def accept(
+        cls,
+        syn: Packet,
+        now: float,
+        rng: random.Random,
+        *,
+        recv_window: int = DEFAULT_RECV_WINDOW,
+        send_buffer: int = DEFAULT_SEND_BUFFER,
+    ) -> UtpConnection:
+        """The responder for ``syn``, in SYN_RECV; ``datagrams_to_send`` gives its one STATE.
+
+        Raises:
+            LocalProtocolError: ``syn`` is not an ST_SYN packet.
+        """
+        if syn.type is not PacketType.ST_SYN:
+            raise LocalProtocolError(f"accept() needs an ST_SYN, got {syn.type.name}")
+        conn = cls(
+            recv_id=(syn.connection_id + 1) & SEQ_MASK,
+            send_id=syn.connection_id,
+            rng=rng,
+            recv_window=recv_window,
+            send_buffer=send_buffer,
+        )
+        conn._transition(_Trigger.ACCEPT)
+        conn._syn_seq = syn.seq_nr
+        conn._ack_nr = syn.seq_nr
+        conn._note_timestamp(syn, now)
+        conn._ack_pending = True
+        conn._timeout_at = now + SYN_RECV_TIMEOUT
+        return conn
+
+    # --- properties -------------------------------------------------------------------------
+
+    @property
+    def state(self) -> State:
+        """The current :class:`State`."""
+        return self._state
+
+    @property
+    def send_buffered(self) -> int:
+        """Application bytes held: not yet sent plus sent and unacked."""
+        return len(self._send_buf) + self._unacked_payload
+
+    @property
+    def send_buffer_free(self) -> int:
+        """Bytes :meth:`send` accepts now."""
+        return max(0, self._send_buffer_size - self.send_buffered)
+
+    @property
+    def unacked_bytes(self) -> int:
+        """Sent payload the peer has not acknowledged (for ``net.unacked_bytes``)."""
+        return self._unacked_payload
+
+    @property
+    def in_flight(self) -> int:
+        """Payload bytes sent and neither acked nor deemed lost."""
+        return self._in_flight
+
+    @property
+    def cwnd(self) -> int:
+        """LEDBAT's congestion window, in bytes."""
+        return self._ledbat.window
+
+    @property
+    def peer_window(self) -> int:
+        """The receive window the peer last advertised, in bytes."""
+        return self._peer_wnd
+
+    @property
+    def receive_window(self) -> int:
+        """The window we advertise: receive buffer space not used by unread or reordered data."""
+        return max(0, self._recv_window - self._unread - self._reorder_bytes)
+
+    @property
+    def reorder_buffered(self) -> int:
+        """Packets held in the reorder buffer (always at most :data:`MAX_REORDER_PACKETS`)."""
+        return len(self._reorder)
+
+    @property
+    def rtt(self) -> float | None:
+        """Smoothed round-trip time in seconds, once measured."""
+        return self._rtt.rtt
+
+    @property
+    def remote_eof(self) -> bool:
+        """The peer's FIN and every byte before it have been delivered."""
+        return self._eof_delivered
+
+    def timeout_at(self) -> float | None:
+        """When the shell must call :meth:`on_timeout`, or None."""
+        return self._timeout_at if self._state in _LIVE else None
+
+    # --- state machinery --------------------------------------------------------------------
+
+    def _transition(self, trigger: _Trigger) -> None:
+        try:
+            self._state = _TRANSITIONS[self._state][trigger]
+        except KeyError:
+            raise LocalProtocolError(
+                f"no transition from {self._state.name} on {trigger.name}"
+            ) from None
+        if self._state in _ENDED or self._state is State.ERROR:
+            self._release()
+
+    def _release(self) -> None:
+        # A finished connection holds no buffers and no timer.
+        self._send_buf = bytearray()
+        self._outbuf.clear()
+        self._in_flight = self._unacked_payload = 0
+        self._reorder.clear()
+        self._reorder_bytes = 0
+        self._timeout_at = None
+
+    def _violation(self, message: str) -> RemoteProtocolError:
+        self._transition(_Trigger.VIOLATION)
+        return RemoteProtocolError(message)
+
+    # --- application calls ------------------------------------------------------------------
+
+    def connect(self, now: float) -> list[bytes]:
+        """Start the handshake; return the SYN to send.
+
+        Raises:
+            LocalProtocolError: not IDLE.
+        """
+        if self._state is not State.IDLE:
+            raise LocalProtocolError(f"connect() in state {self._state.name}")
+        self._transition(_Trigger.CONNECT)
+        syn = _Sent(self._seq_nr, PacketType.ST_SYN, b"")
+        self._syn_seq = self._seq_nr
+        self._outbuf[syn.seq_nr] = syn
+        self._seq_nr = seq_add(self._seq_nr, 1)
+        return [self._transmit(syn, now)]
+
+    def send(self, data: bytes | bytearray | memoryview) -> None:
+        """Queue application bytes; :meth:`datagrams_to_send` packetizes them.
+
+        Raises:
+            LocalProtocolError: after close() or the end of the connection, or more than
+                :attr:`send_buffer_free` bytes.
+        """
+        if self._close_requested or self._state not in (_LIVE | {State.IDLE}):
+            raise LocalProtocolError(f"send() after close, in state {self._state.name}")
+        if len(data) > self.send_buffer_free:
+            raise LocalProtocolError(
+                f"send() of {len(data)} bytes, only {self.send_buffer_free} free"
+            )
+        self._send_buf += data
+
+    def close(self) -> None:
+        """Close our direction: a FIN follows the bytes already queued. Idempotent."""
+        self._close_requested = True
+
+    def abort(self, now: float) -> list[bytes]:
+        """Drop the connection at once; return the RESET to send (if the peer knows us)."""
+        if self._state not in _LIVE:
+            return []
+        reset = Packet(
+            PacketType.ST_RESET,
+            self.send_id,
+            _timestamp(now),
+            self._reply_micro,
+            0,
+            self._rng.randrange(0x10000),
+            self._ack_nr,
+        )
+        self._transition(_Trigger.RESET)
+        return [encode(reset)]
+
+    def acknowledge_received_data(self, nbytes: int) -> None:
+        """The application consumed ``nbytes`` of delivered :class:`Data`: reopen the window.
+
+        Raises:
+            LocalProtocolError: more than was delivered and not yet acknowledged.
+        """
+        if not 0 <= nbytes <= self._unread:
+            raise LocalProtocolError(f"acknowledged {nbytes} bytes, {self._unread} unread")
+        self._unread -= nbytes
+        # A window that we advertised as too small for one packet has reopened: tell the
+        # sender now rather than let it wait for a timeout.
+        if self._advertised < MAX_PAYLOAD <= self.receive_window and self._state in _LIVE:
+            self._ack_pending = True
+
+    # --- receiving --------------------------------------------------------------------------
+
+    def receive_datagram(self, data: bytes | bytearray | memoryview, now: float) -> list[Event]:
+        """Feed one datagram routed to this connection; return the events it causes.
+
+        Raises:
+            RemoteProtocolError: the datagram is malformed or breaks the stream (state
+                becomes ERROR), or the connection was already in ERROR.
+            LocalProtocolError: the connection was never started (IDLE).
+        """
+        self._check_receivable()
+        try:
+            packet = decode(data)
+        except UtpPacketError as exc:
+            if self._state in _ENDED:
+                return []
+            self._transition(_Trigger.VIOLATION)
+            raise exc
+        return self.receive_packet(packet, now)
+
+    def receive_packet(self, packet: Packet, now: float) -> list[Event]:
+        """Like :meth:`receive_datagram`, for a packet the shell already decoded to route it."""
+        self._check_receivable()
+        if self._state in (State.RESET, State.TIMED_OUT):
+            return []
+        if packet.type is PacketType.ST_SYN:
+            self._on_syn(packet, now)
+            return []
+        if packet.connection_id != self.recv_id:
+            return []
+        self._note_timestamp(packet, now)
+        if not self._ack_plausible(packet):
+            return []
+        events: list[Event] = []
+        if self._state is State.SYN_SENT:
+            if packet.type is PacketType.ST_RESET:
+                self._transition(_Trigger.RESET)
+                return [ConnectionReset()]
+            if packet.ack_nr != self._syn_seq:
+                return []
+            # The SYN-ACK is a STATE carrying the responder's next seq_nr, which it has not
+            # used yet; ack_nr is the one before it (libtorrent does the same).
+            self._ack_nr = seq_add(packet.seq_nr, -1)
+            self._transition(_Trigger.SYN_ACKED)
+            events.append(Connected())
+        elif self._state is State.SYN_RECV:
+            if packet.type is PacketType.ST_RESET:
+                self._transition(_Trigger.RESET)
+                return [ConnectionReset()]
+            self._transition(_Trigger.CONFIRMED)
+            self._timeout_at = None
+            events.append(Connected())
+        if packet.type is PacketType.ST_RESET:
+            if self._state is State.CLOSED:
+                return events
+            self._transition(_Trigger.RESET)
+            events.append(ConnectionReset())
+            return events
+        if self._state is State.CLOSED:
+            # TIME-WAIT: the peer missed our ACK of its FIN (or of data before it).
+            if packet.type is not PacketType.ST_STATE:
+                self._ack_pending = True
+            return events
+        self._num_timeouts = 0  # the peer is alive
+        self._peer_wnd = packet.wnd_size
+        self._on_acks(packet, now)
+        self._on_seq(packet, events)
+        if (
+            self._state is State.FIN_SENT
+            and self._eof_delivered
+            and self._fin_seq is not None
+            and self._fin_seq not in self._outbuf
+        ):
+            self._transition(_Trigger.FINISHED)
+            events.append(Closed())
+        return events
+
+    def _check_receivable(self) -> None:
+        if self._state is State.ERROR:
+            raise RemoteProtocolError("connection is in ERROR state")
+        if self._state is State.IDLE:
+            raise LocalProtocolError("receive before connect() or accept()")
+
+    def _on_syn(self, syn: Packet, now: float) -> None:
+        # Only an unconfirmed responder answers its initiator's repeated SYN (our STATE was
+        # lost): one more bare STATE, never more than one per SYN. Once confirmed, the
+        # initiator has seen our STATE and a late SYN is a stale duplicate.
+        if (
+            self._state is State.SYN_RECV
+            and syn.connection_id == self.send_id
+            and syn.seq_nr == self._syn_seq
+        ):
+            self._note_timestamp(syn, now)
+            self._ack_pending = True
+            self._timeout_at = now + SYN_RECV_TIMEOUT
+
+    def _note_timestamp(self, packet: Packet, now: float) -> None:
+        # BEP 29: echo (our receive time - their send time) in our next packet, so the peer
+        # can measure its one-way delay towards us.
+        if packet.timestamp_microseconds:
+            self._reply_micro = (_timestamp(now) - packet.timestamp_microseconds) & U32_MASK
+        sample = packet.timestamp_difference_microseconds
+        if sample and sample != _BOGUS_DELAY_SAMPLE and self._state is not State.SYN_RECV:
+            self._recent_delays.append(self._delays.add_sample(sample, now))
+
+    def _ack_plausible(self, packet: Packet) -> bool:
+        # Never an ACK of what we have not sent (a forged or corrupt packet); an old ACK is
+        # fine (reordering), it just carries no news.
+        last_sent = seq_add(self._seq_nr, -1)
+        ahead = seq_diff(packet.ack_nr, last_sent)
+        behind = seq_diff(self._acked_seq, packet.ack_nr)
+        return ahead <= 0 and behind <= MAX_UNACKED_PACKETS
+
+    def _on_acks(self, packet: Packet, now: float) -> None:
+        ack_nr = packet.ack_nr
+        in_flight_before = self._in_flight
+        acked = 0
+        min_rtt: float | None = None
+        if seq_lt(self._acked_seq, ack_nr):
+            seq = self._acked_seq
+            while seq != ack_nr:
+                seq = seq_add(seq, 1)
+                sent = self._outbuf.pop(seq, None)
+                if sent is not None:
+                    acked += self._acked(sent, now)
+                    min_rtt = self._min_rtt(min_rtt, sent, now)
+            self._acked_seq = ack_nr
+            self._dup_acks = 0
+        elif packet.type is PacketType.ST_STATE and ack_nr == self._acked_seq and self._outbuf:
+            self._dup_acks += 1
+            if self._dup_acks >= DUP_ACK_LIMIT:
+                self._lost(seq_add(ack_nr, 1))
+        sack = packet.sack
+        if sack and self._outbuf:
+            sacked = [s for s in sack_seq_nrs(ack_nr, sack) if seq_lt(s, self._seq_nr)]
+            for seq in sacked:
+                sent = self._outbuf.pop(seq, None)
+                if sent is not None:
+                    acked += self._acked(sent, now)
+                    min_rtt = self._min_rtt(min_rtt, sent, now)
+            if len(sacked) >= DUP_ACK_LIMIT:
+                # Every packet before the third-last one acked selectively is lost.
+                seq = seq_add(ack_nr, 1)
+                while seq_lt(seq, sacked[-DUP_ACK_LIMIT]):
+                    self._lost(seq)
+                    seq = seq_add(seq, 1)
+        if min_rtt is not None or acked:
+            self._num_timeouts = 0
+            self._timeout_at = now + self._rtt.timeout() if self._outbuf else None
+        if acked and in_flight_before and self._recent_delays:
+            # The one-way delay can be no larger than the round trip (libtorrent's clamp).
+            delay = min(self._recent_delays)
+            if min_rtt is not None:
+                delay = min(delay, int(min_rtt * 1_000_000))
+            self._ledbat.on_ack(
+                acked,
+                delay,
+                in_flight_before,
+                saturated=in_flight_before + MAX_PAYLOAD > self._ledbat.window,
+                peer_window=self._peer_wnd,
+            )
+
+    def _acked(self, sent: _Sent, now: float) -> int:
+        size = len(sent.payload)
+        if sent.in_flight:
+            self._in_flight -= size
+        self._unacked_payload -= size
+        return size
+
+    def _min_rtt(self, current: float | None, sent: _Sent, now: float) -> float | None:
+        if sent.transmissions != 1:
+            return current  # Karn: the ACK may be for either transmission
+        sample = max(0.0, now - sent.sent_at)
+        self._rtt.add_sample(sample)
+        return sample if current is None else min(current, sample)
+
+    def _lost(self, seq_nr: int) -> None:
+        sent = self._outbuf.get(seq_nr)
+        if sent is None or sent.fast_resent or sent.transmissions == 0:
+            return
+        sent.fast_resent = True
+        self._mark_for_resend(sent, urgent=True)
+        # React to congestion once per window: losses of packets sent before the last
+        # reduction are the same congestion event (RFC 5681, libtorrent m_loss_seq_nr).
+        if seq_lt(self._loss_seq, seq_nr):
+            self._ledbat.on_loss()
+            self._loss_seq = seq_add(self._seq_nr, -1)
+
+    def _mark_for_resend(self, sent: _Sent, *, urgent: bool) -> None:
+        if sent.in_flight:
+            self._in_flight -= len(sent.payload)
+            sent.in_flight = False
+        sent.need_resend = True
+        sent.urgent = sent.urgent or urgent
+
+    def _on_seq(self, packet: Packet, events: list[Event]) -> None:
+        kind = packet.type
+        if kind is PacketType.ST_STATE:
+            return
+        seq = packet.seq_nr
+        self._ack_pending = True  # DATA and FIN are acked, duplicates too
+        ahead = seq_diff(seq, self._ack_nr)
+        if ahead <= 0:
+            return  # already delivered
+        if self._eof_seq is not None and seq_diff(seq, self._eof_seq) > 0:
+            raise self._violation(f"seq_nr {seq} after the FIN at {self._eof_seq}")
+        if kind is PacketType.ST_FIN:
+            if self._eof_seq is not None and seq != self._eof_seq:
+                raise self._violation(f"second FIN at {seq}, first at {self._eof_seq}")
+            self._eof_seq = seq
+            # Data after the FIN's position can only be garbage; drop what we held.
+            for held in [s for s in self._reorder if seq_diff(s, seq) > 0]:
+                self._reorder_bytes -= len(self._reorder.pop(held))
+            self._deliver(events)
+            return
+        if ahead > MAX_REORDER_PACKETS or seq in self._reorder:
+            return
+        payload = packet.payload
+        # Our window is the peer's to respect; one packet of slack lets its window probe in.
+        if self._unread + self._reorder_bytes + len(payload) > self._recv_window + MAX_PAYLOAD:
+            return
+        self._reorder[seq] = payload
+        self._reorder_bytes += len(payload)
+        self._deliver(events)
+
+    def _deliver(self, events: list[Event]) -> None:
+        chunks: list[bytes] = []
+        while True:
+            nxt = seq_add(self._ack_nr, 1)
+            if nxt in self._reorder:
+                payload = self._reorder.pop(nxt)
+                self._reorder_bytes -= len(payload)
+                if payload:
+                    chunks.append(payload)
+                self._ack_nr = nxt
+            elif nxt == self._eof_seq and not self._eof_delivered:
+                self._ack_nr = nxt
+                self._flush_chunks(chunks, events)
+                self._eof_delivered = True
+                events.append(EndOfStream())
+                return
+            else:
+                break
+        self._flush_chunks(chunks, events)
+
+    def _flush_chunks(self, chunks: list[bytes], events: list[Event]) -> None:
+        if chunks:
+            data = b"".join(chunks)
+            self._unread += len(data)
+            events.append(Data(data))
+            chunks.clear()
+
+    # --- timers -----------------------------------------------------------------------------
+
+    def on_timeout(self, now: float) -> list[Event]:
+        """Handle the deadline of :meth:`timeout_at`; early or late calls are safe."""
+        deadline = self.timeout_at()
+        if deadline is None or now < deadline:
+            return []
+        if self._state is State.SYN_RECV:
+            # Unconfirmed: the SYN's address may be spoofed, so nothing is retransmitted.
+            self._transition(_Trigger.TIMEOUT)
+            return [TimedOut()]
+        if not self._outbuf:
+            self._timeout_at = None
+            return []
+        self._num_timeouts += 1
+        if self._state is State.SYN_SENT:
+            limit = SYN_RESENDS
+        elif self._state is State.FIN_SENT and len(self._outbuf) == 1:
+            limit = FIN_RESENDS
+        else:
+            limit = NUM_RESENDS
+        if self._num_timeouts > limit:
+            self._transition(_Trigger.TIMEOUT)
+            return [TimedOut()]
+        # BEP 29: on a timeout the window drops to one packet and everything unacked is
+        # resent as the window reopens, the oldest first and at once.
+        self._ledbat.on_timeout()
+        self._loss_seq = seq_add(self._seq_nr, -1)
+        for sent in self._outbuf.values():
+            self._mark_for_resend(sent, urgent=False)
+        next(iter(self._outbuf.values())).urgent = True
+        self._timeout_at = now + self._rtt.timeout(self._num_timeouts)
+        return []
+
+    # --- sending ----------------------------------------------------------------------------
+
+    def datagrams_to_send(self, now: float) -> list[bytes]:
+        """What the windows allow now: retransmissions, new data, a FIN, or a bare ACK."""
+        state = self._state
+        out: list[bytes] = []
+        if state in (State.SYN_SENT, State.CONNECTED, State.FIN_SENT):
+            self._resend(now, out)
+        if state is State.CONNECTED:
+            self._send_new(now, out)
+        if self._ack_pending and state in _ACKING:
+            out.append(self._bare_ack(now))
+        self._ack_pending = False
+        return out
+
+    def _window(self) -> int:
+        return min(self._ledbat.window, self._peer_wnd)
+
+    def _resend(self, now: float, out: list[bytes]) -> None:
+        window = self._window()
+        for sent in list(self._outbuf.values()):
+            if not sent.need_resend:
+                continue
+            size = len(sent.payload)
+            if not (sent.urgent or self._in_flight == 0 or self._in_flight + size <= window):
+                break
+            out.append(self._transmit(sent, now))
+
+    def _send_new(self, now: float, out: list[bytes]) -> None:
+        window = self._window()
+        while self._send_buf and len(self._outbuf) < MAX_UNACKED_PACKETS:
+            room = self._payload_room()
+            size = min(room, len(self._send_buf))
+            free = window - self._in_flight
+            if free < size:
+                if self._in_flight:
+                    break  # wait for ACKs rather than send a sliver (silly window)
+                # Nothing in flight: one packet goes anyway, so a window below one packet
+                # (or a zero window, as a probe) cannot stall us until a timeout.
+                size = max(1, min(size, free))
+            payload = bytes(self._send_buf[:size])
+            del self._send_buf[:size]
+            sent = _Sent(self._seq_nr, PacketType.ST_DATA, payload)
+            self._outbuf[sent.seq_nr] = sent
+            self._unacked_payload += size
+            self._seq_nr = seq_add(self._seq_nr, 1)
+            out.append(self._transmit(sent, now))
+        if (
+            self._close_requested
+            and not self._send_buf
+            and self._fin_seq is None
+            and len(self._outbuf) < MAX_UNACKED_PACKETS
+        ):
+            fin = _Sent(self._seq_nr, PacketType.ST_FIN, b"")
+            self._fin_seq = fin.seq_nr
+            self._outbuf[fin.seq_nr] = fin
+            self._seq_nr = seq_add(self._seq_nr, 1)
+            self._transition(_Trigger.FIN_SENT)
+            out.append(self._transmit(fin, now))
+
+    def _sack(self) -> bytes:
+        if not self._reorder:
+            return b""
+        return sack_bitmask(self._ack_nr, self._reorder, SACK_MAX_BYTES)
+
+    def _payload_room(self) -> int:
+        sack = self._sack()
+        return MAX_PAYLOAD - (2 + len(sack) if sack else 0)
+
+    def _header(
+        self, kind: PacketType, seq_nr: int, now: float, payload: bytes, *, with_sack: bool
+    ) -> Packet:
+        sack = self._sack() if with_sack else b""
+        if sack and HEADER_SIZE + 2 + len(sack) + len(payload) > MAX_PACKET_SIZE:
+            sack = b""  # a retransmission keeps its payload; the SACK is optional
+        window = self.receive_window
+        self._advertised = window
+        return Packet(
+            kind,
+            self.recv_id if kind is PacketType.ST_SYN else self.send_id,
+            _timestamp(now),
+            0 if kind is PacketType.ST_SYN else self._reply_micro,
+            window,
+            seq_nr,
+            0 if kind is PacketType.ST_SYN else self._ack_nr,
+            (Extension(EXT_SACK, sack),) if sack else (),
+            payload,
+        )
+
+    def _transmit(self, sent: _Sent, now: float) -> bytes:
+        packet = self._header(sent.type, sent.seq_nr, now, sent.payload, with_sack=True)
+        sent.sent_at = now
+        sent.transmissions += 1
+        sent.need_resend = sent.urgent = False
+        if not sent.in_flight:
+            sent.in_flight = True
+            self._in_flight += len(sent.payload)
+        if sent.type is not PacketType.ST_SYN:
+            self._ack_pending = False  # every packet carries our ack_nr
+        if self._timeout_at is None:
+            self._timeout_at = now + self._rtt.timeout(self._num_timeouts)
+        return encode(packet)
+
+    def _bare_ack(self, now: float) -> bytes:
+        # An unconfirmed responder's answer is the bare 20-byte header: never larger than
+        # the SYN that caused it.
+        with_sack = self._state is not State.SYN_RECV
+        return encode(
+            self._header(PacketType.ST_STATE, self._seq_nr, now, b"", with_sack=with_sack)
+        )
