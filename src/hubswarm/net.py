@@ -94,11 +94,17 @@ class DatagramNetwork(Protocol):
         ...
 
 
+# Loop iterations between accepting a connection and its transport's creation (asyncio's
+# _accept_connection schedules _accept_connection2, which makes the transport), with margin.
+_ACCEPT_ITERATIONS = 3
+
+
 class _ServerListener:
     """A :class:`Listener` over an ``asyncio.Server``."""
 
     def __init__(self, server: asyncio.Server) -> None:
         self._server = server
+        self._closing = False
         sockname = server.sockets[0].getsockname()
         self._address = (str(sockname[0]), int(sockname[1]))
 
@@ -107,9 +113,26 @@ class _ServerListener:
         return self._address
 
     def close(self) -> None:
-        self._server.close()
+        """Stop accepting at once; the server itself closes in :meth:`wait_closed`.
+
+        Python 3.11 leaks the socket of a connection accepted just before
+        ``Server.close()``: its transport, made a loop iteration later, fails
+        ``Server._attach`` and is never closed. So the listening sockets stop being read
+        here, and the server closes only after those transports exist.
+        """
+        if self._closing:
+            return
+        self._closing = True
+        loop = self._server.get_loop()
+        for sock in self._server.sockets:
+            loop.remove_reader(sock.fileno())
 
     async def wait_closed(self) -> None:
+        """Close (after :meth:`close`) and wait until the server is closed."""
+        if self._closing and self._server.is_serving():
+            for _ in range(_ACCEPT_ITERATIONS):
+                await asyncio.sleep(0)  # let accepted connections make their transports
+            self._server.close()
         await self._server.wait_closed()
 
 

@@ -145,3 +145,23 @@ def test_optimistic_replaced_when_it_leaves() -> None:
     assert d2.optimistic is not None
     assert d2.optimistic != d.optimistic
     assert d2.optimistic in {p.peer_id for p in rest}
+
+
+def test_a_seed_with_seed_slots_unchokes_in_turn_by_connection_age() -> None:
+    import random as _random
+
+    from hubswarm.swarm.choker import Choker as _Choker
+    from hubswarm.swarm.choker import PeerStats as _PeerStats
+
+    choker = _Choker(rng=_random.Random(1), choke_interval=10.0, seed_slots=2)
+    peers = [_PeerStats(peer_id=f"p{i}", interested=True, connected_at=float(i)) for i in range(5)]
+    peers.append(_PeerStats(peer_id="idle", interested=False, connected_at=0.5))
+    rounds = [choker.decide(peers, 10.0 * k, seeding=True).unchoke for k in range(5)]
+    assert rounds[0] == {"p0", "p1"}
+    assert rounds[1] == {"p2", "p3"}
+    assert rounds[2] == {"p4", "p0"}
+    assert all("idle" not in r for r in rounds)
+    assert choker.can_unchoke_now(1, seeding=True)
+    assert not choker.can_unchoke_now(2, seeding=True)
+    assert choker.can_unchoke_now(4, seeding=False)  # 4 regular slots + 1 optimistic
+    assert not choker.can_unchoke_now(5, seeding=False)

@@ -12,9 +12,10 @@ from collections.abc import AsyncIterator
 import pytest
 
 from hubswarm.limits import WIRE_MAX_MESSAGE
+from hubswarm.net import TcpNetwork
 from hubswarm.proto.wire import PeerConnection, Role
 from hubswarm.proto.wire_events import Event, Have, Piece, Request
-from hubswarm.swarm.peer import RCVLOWAT_MAX, PeerLink
+from hubswarm.swarm.peer import RCVLOWAT_MAX, PeerLink, WireProtocol
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -49,26 +50,22 @@ async def linked(
     idle_timeout: float = 60.0,
 ) -> AsyncIterator[tuple[PeerLink, Owner, socket.socket, asyncio.Task[None]]]:
     """A running PeerLink (the responder) and the raw socket of its remote end."""
-    accepted: asyncio.Future[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = (
-        asyncio.get_running_loop().create_future()
-    )
-
-    async def on_client(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
-        accepted.set_result((r, w))
-
-    server = await asyncio.start_server(on_client, LOCAL, 0)
-    port = server.sockets[0].getsockname()[1]
-    remote = socket.create_connection((LOCAL, port), timeout=5)
-    remote.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    reader, writer = await asyncio.wait_for(accepted, 5)
     ours = PeerConnection(Role.RESPONDER, info_hash=INFO_HASH, peer_id=b"b" * 20, num_pieces=8)
     theirs = PeerConnection(Role.INITIATOR, info_hash=INFO_HASH, peer_id=b"a" * 20)
-    ours.receive_data(theirs.handshake())
-    theirs.receive_data(ours.handshake())
-    owner = Owner()
-    link = PeerLink(
-        owner, ours, reader, writer, (LOCAL, port), outgoing=False, idle_timeout=idle_timeout
+    accepted: asyncio.Future[WireProtocol] = asyncio.get_running_loop().create_future()
+    listener = await TcpNetwork().listen(
+        lambda: WireProtocol(ours, on_connected=accepted.set_result), LOCAL, 0
     )
+    port = listener.address[1]
+    remote = socket.create_connection((LOCAL, port), timeout=5)
+    remote.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    protocol = await asyncio.wait_for(accepted, 5)
+    remote.sendall(theirs.handshake())
+    await asyncio.wait_for(protocol.handshake(), 5)
+    protocol.transport.write(ours.handshake())
+    theirs.receive_data(remote.recv(68))
+    owner = Owner()
+    link = PeerLink(owner, protocol, (LOCAL, port), outgoing=False, idle_timeout=idle_timeout)
     task = asyncio.create_task(link.run())
     try:
         yield link, owner, remote, task
@@ -77,8 +74,8 @@ async def linked(
         remote.close()
         with contextlib.suppress(asyncio.TimeoutError, Exception):
             await asyncio.wait_for(task, 5)
-        server.close()
-        await server.wait_closed()
+        listener.close()
+        await listener.wait_closed()
 
 
 def lowat(writer_sock: object) -> int:
@@ -98,7 +95,7 @@ async def wait_for(predicate: object, seconds: float) -> None:
 @pytest.mark.skipif(sys.platform != "linux", reason="SO_RCVLOWAT on TCP is Linux behaviour")
 async def test_a_partial_frame_sets_rcvlowat_to_the_rest_of_it() -> None:
     async with linked() as (link, owner, remote, _):
-        sock = link.writer.transport.get_extra_info("socket")
+        sock = link.transport.get_extra_info("socket")
         block = bytes(range(256)) * 64  # 16 KiB
         frame = struct.pack(">IBII", 9 + len(block), 7, 3, 0) + block
         remote.sendall(frame[:1000])
@@ -113,7 +110,7 @@ async def test_a_partial_frame_sets_rcvlowat_to_the_rest_of_it() -> None:
 @pytest.mark.skipif(sys.platform != "linux", reason="SO_RCVLOWAT on TCP is Linux behaviour")
 async def test_rcvlowat_is_capped_and_a_closing_peer_still_wakes_the_link() -> None:
     async with linked() as (link, owner, remote, task):
-        sock = link.writer.transport.get_extra_info("socket")
+        sock = link.transport.get_extra_info("socket")
         # An extended message of the largest legal length, above the cap.
         assert WIRE_MAX_MESSAGE > RCVLOWAT_MAX + 200
         remote.sendall(struct.pack(">IB", WIRE_MAX_MESSAGE, 20) + b"\x07" * 100)
@@ -148,7 +145,7 @@ async def test_bytes_acked_counts_what_the_peer_holds_not_what_was_written() -> 
     async with linked() as (link, _, remote, _task):
         remote.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # a small window
         remote.setblocking(False)
-        sock = link.writer.transport.get_extra_info("socket")
+        sock = link.transport.get_extra_info("socket")
         # A send buffer for all of it: the kernel takes every byte at once, and most of
         # them wait there unacknowledged (taken is not delivered).
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20)
@@ -157,7 +154,7 @@ async def test_bytes_acked_counts_what_the_peer_holds_not_what_was_written() -> 
         assert link.bytes_written == len(payload)
         await asyncio.sleep(0.2)
         # The remote reads nothing: its window closes long before 128 KiB arrived.
-        assert link.writer.transport.get_write_buffer_size() == 0
+        assert link.transport.get_write_buffer_size() == 0
         held = link.bytes_acked()
         assert 0 < held < len(payload) // 2
         got = 0

@@ -13,7 +13,8 @@ from hubswarm.proto import bencode, wire
 from hubswarm.proto.wire import PeerConnection, Role
 from hubswarm.proto.wire_events import ExtendedHandshake, PeerExchange
 from hubswarm.swarm.listener import SwarmPeer
-from hubswarm.swarm.session import MAX_CANDIDATES, TorrentSession
+from hubswarm.swarm.peerbook import MAX_CANDIDATES
+from hubswarm.swarm.session import TorrentSession
 
 from .swarmkit import KIB, MIB, fast_config, make_file, make_torrent, wait_until
 
@@ -102,14 +103,14 @@ async def test_a_flood_of_pex_messages_is_rate_limited_and_bounded(tmp_path: Pat
             first = PeerExchange(tuple((f"10.1.0.{i}", 7000) for i in range(1, 51)))
             second = PeerExchange(tuple((f"10.2.0.{i}", 7000) for i in range(1, 51)))
             sock.sendall(conn.send(first) + conn.send(second))
-            await wait_until(lambda: ("10.1.0.50", 7000) in session._candidates, 5, "first PEX")
+            await wait_until(lambda: ("10.1.0.50", 7000) in session.peer_book, 5, "first PEX")
             await asyncio.sleep(0.3)
             # The second came within BEP 11's minute (our guard: 10 s): ignored.
-            assert not any(a[0].startswith("10.2.") for a in session._candidates)
+            assert not any(a[0].startswith("10.2.") for a in session.peer_book)
             assert len(session.links) == 1  # and the link stays up
     for i in range(MAX_CANDIDATES + 10):
         session.add_peer((f"10.3.{i // 250}.{i % 250 + 1}", 1))
-    assert len(session._candidates) == MAX_CANDIDATES
+    assert len(session.peer_book) == MAX_CANDIDATES
 
 
 def test_pex_message_on_the_wire_is_what_libtorrent_reads() -> None:

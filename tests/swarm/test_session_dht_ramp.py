@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from hubswarm.swarm.dhtramp import DHT_RAMP_FIRST
 from hubswarm.swarm.listener import SwarmPeer
-from hubswarm.swarm.session import DHT_RAMP_FIRST
 
 from .swarmkit import KIB, FakeDHT, fast_config, make_file, make_torrent, wait_until
 

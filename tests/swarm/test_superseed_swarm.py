@@ -167,7 +167,7 @@ async def test_a_piece_counts_as_passed_on_only_once_the_peer_holds_it(tmp_path:
             sup = seeding._superseed
             assert sup is not None
             link = next(iter(seeding.links))
-            offered = sup.offers(link)
+            offered = sup.policy.offers(link)
             assert offered  # the pieces offered to us (their haves came before the unchoke)
             requests = [
                 Request(i, b, 16 * KIB)
@@ -178,7 +178,7 @@ async def test_a_piece_counts_as_passed_on_only_once_the_peer_holds_it(tmp_path:
             await asyncio.sleep(1.0)  # the seed has written what its buffers take; we read nothing
             assert link.bytes_written > 64 * KIB
             assert link.bytes_acked() < 256 * KIB
-            assert sup.offers(link) == offered  # nothing passed on: no new offer
+            assert sup.policy.offers(link) == offered  # nothing passed on: no new offer
             # Read the pieces: the acknowledgements let the seed pass them on, offer another.
             nxt = await until(lambda e: isinstance(e, Have) and e.piece_index not in offered)
             assert isinstance(nxt, Have)
@@ -225,12 +225,14 @@ async def test_offers_to_a_peer_the_seed_chokes_do_not_time_out(tmp_path: Path) 
             )
             served = next(lk for lk in seeding.links if not lk.conn.am_choking)
             waiting = next(lk for lk in seeding.links if lk.conn.am_choking)
-            first, kept = sup.offers(served), sup.offers(waiting)
+            first, kept = sup.policy.offers(served), sup.policy.offers(waiting)
             assert first
             assert kept
-            await wait_until(lambda: sup.offers(served) != first, 5, "the served offers expire")
+            await wait_until(
+                lambda: sup.policy.offers(served) != first, 5, "the served offers expire"
+            )
             assert waiting.conn.am_choking
-            assert sup.offers(waiting) == kept
+            assert sup.policy.offers(waiting) == kept
         finally:
             for sock in socks:
                 sock.close()

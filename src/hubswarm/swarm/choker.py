@@ -15,6 +15,10 @@ that it is not (the decision is the full target state, not a delta).
   other interested peers; peers connected for less than ``new_peer_age`` are
   ``new_peer_weight`` (3) times as likely to be picked (mainline): they have nothing to
   reciprocate with yet.
+* A seed may instead unchoke ``seed_slots`` interested peers at a time in turn (round-robin
+  by connection age, one turn per choke round): with few slots each peer picks what to ask
+  the seed for when its turn comes, so the seed's upload goes to pieces the swarm lacks
+  (the aim of BEP 16 super-seeding) instead of duplicates.
 """
 
 from __future__ import annotations
@@ -75,6 +79,7 @@ class Choker:
         snub_timeout: float = SNUB_TIMEOUT,
         new_peer_weight: int = OPTIMISTIC_NEW_PEER_WEIGHT,
         new_peer_age: float | None = None,
+        seed_slots: int | None = None,
     ) -> None:
         if slots < 0 or choke_interval <= 0 or optimistic_interval <= 0:
             raise ValueError("slots must be >= 0 and intervals positive")
@@ -83,6 +88,7 @@ class Choker:
         self.optimistic_interval = optimistic_interval
         self.snub_timeout = snub_timeout
         self.new_peer_weight = new_peer_weight
+        self.seed_slots = seed_slots
         # "New" = not yet through one full optimistic rotation.
         self.new_peer_age = optimistic_interval if new_peer_age is None else new_peer_age
         self._rng = rng
@@ -141,11 +147,33 @@ class Choker:
         unchoke = set(regular)
         if self._optimistic is not None:
             unchoke.add(self._optimistic)
+        if seeding and self.seed_slots is not None:
+            unchoke = self._round_robin(interested, now, self.seed_slots)
         return ChokeDecision(
             unchoke=frozenset(unchoke),
             choke=frozenset(p.peer_id for p in stats if p.peer_id not in unchoke),
-            optimistic=self._optimistic,
+            optimistic=self._optimistic if self._optimistic in unchoke else None,
         )
+
+    def can_unchoke_now(self, unchoked: int, *, seeding: bool) -> bool:
+        """Between rounds: may a newly interested peer have a free slot at once, with
+        ``unchoked`` peers unchoked now (regular slots plus the optimistic one)?"""
+        slots = self.slots + 1
+        if seeding and self.seed_slots is not None:
+            slots = self.seed_slots
+        return unchoked < slots
+
+    def _round_robin(self, interested: list[PeerStats], now: float, slots: int) -> set[PeerKey]:
+        """``slots`` interested peers, oldest connection first, rotating one turn per round.
+
+        The turn is a function of the clock, so the order needs no state and a newcomer
+        joins the rotation at once.
+        """
+        ready = sorted(interested, key=lambda p: p.connected_at)
+        if not ready:
+            return set()
+        turn = int(now / self.choke_interval) * slots
+        return {ready[(turn + j) % len(ready)].peer_id for j in range(min(slots, len(ready)))}
 
     def _pick_optimistic(self, pool: list[PeerStats], now: float) -> PeerKey | None:
         if not pool:

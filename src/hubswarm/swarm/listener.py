@@ -1,9 +1,11 @@
 """One peer process: a listening port shared by its torrents (every peer is also a server).
 
-:class:`SwarmPeer` accepts incoming connections, reads the remote handshake, looks the
-torrent up by ``info_hash`` and hands the connection to that :class:`TorrentSession`
-(which answers with our handshake through ``PeerConnection.accept``). Unknown info-hashes
-are refused by closing the socket, as BEP 3 peers do.
+:class:`SwarmPeer` listens through its :class:`~hubswarm.net.StreamNetwork` (TCP by
+default, the in-memory network in tests), reads each incoming connection's handshake with
+a :class:`~hubswarm.swarm.peer.WireProtocol`, looks the torrent up by ``info_hash`` and
+hands the connection to that :class:`TorrentSession` (which answers with our handshake
+through ``PeerConnection.accept``). Unknown info-hashes are refused by closing the
+connection, as BEP 3 peers do. Each handshake runs as a task of the peer's own TaskGroup.
 """
 
 from __future__ import annotations
@@ -13,14 +15,15 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
-from typing import Any
 
+from hubswarm import net
+from hubswarm.clock import Clock
 from hubswarm.errors import ConfigError, RemoteProtocolError
 from hubswarm.limits import HANDSHAKE_TIMEOUT
 from hubswarm.proto import wire
 from hubswarm.proto.metainfo import InfoDict
 from hubswarm.swarm.http import LazyHttp
-from hubswarm.swarm.peer import READ_CHUNK, read_handshake
+from hubswarm.swarm.peer import WireProtocol
 from hubswarm.swarm.session import DHTLike, SessionConfig, TorrentSession
 
 log = logging.getLogger(__name__)
@@ -28,64 +31,72 @@ log = logging.getLogger(__name__)
 # Connections still in their handshake that the listener holds at once (beyond the peers it
 # may keep): bounds what a flood of idle sockets can pin (libtorrent: half_open_limit).
 MAX_PENDING_INCOMING = 64
+# How long leaving waits for handshakes in progress and for the listener to close.
+CLOSE_TIMEOUT = 5.0
 
 
 class SwarmPeer:
     """A listening peer and the torrents it serves; an async context manager."""
 
     def __init__(
-        self, config: SessionConfig, *, host: str = "0.0.0.0", dht: DHTLike | None = None
+        self,
+        config: SessionConfig,
+        *,
+        host: str = "0.0.0.0",
+        dht: DHTLike | None = None,
+        network: net.StreamNetwork | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self.config = config
         self.host = host
         self.dht = dht
+        self.network: net.StreamNetwork = network if network is not None else net.TcpNetwork()
+        self.clock = clock if clock is not None else Clock()
         self.sessions: dict[bytes, TorrentSession] = {}
         self.port = 0
-        self._server: asyncio.Server | None = None
-        self._handlers: dict[asyncio.Task[Any], asyncio.StreamWriter] = {}
+        self._listener: net.Listener | None = None
+        self._tg: asyncio.TaskGroup | None = None
+        self._handlers: dict[asyncio.Task[None], WireProtocol] = {}
         self._closing = False  # __aexit__ began: refuse what the listener still hands us
         # One HTTP client for all torrents' trackers and web seeds, opened on first use.
         self.http = LazyHttp()
 
     async def __aenter__(self) -> SwarmPeer:
+        tg = asyncio.TaskGroup()
+        await tg.__aenter__()
         try:
-            self._server = await asyncio.start_server(
-                self._on_connection, self.host, self.config.listen_port, limit=READ_CHUNK * 2
+            self._listener = await self.network.listen(
+                self._new_protocol, self.host, self.config.listen_port
             )
         except OSError as exc:
+            await tg.__aexit__(None, None, None)
             where = f"{self.host}:{self.config.listen_port}"
             raise ConfigError(f"cannot listen on {where}: {exc.strerror or exc}") from exc
-        self.port = int(self._server.sockets[0].getsockname()[1])
+        self._tg = tg
+        self.port = int(self._listener.address[1])
         self.config.listen_port = self.port
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
         self._closing = True
-        if self._server is not None:
-            # Stop accepting first, then let connections accepted in this tick reach their
-            # handler (which refuses them) before the server closes: Python 3.11 leaks the
-            # socket of a connection whose transport is made after Server.close() (its
-            # _attach() asserts, and nothing closes the socket). Seen in the PEX tests,
-            # where a peer dials a leech as it leaves.
-            loop = asyncio.get_running_loop()
-            for sock in self._server.sockets:
-                loop.remove_reader(sock.fileno())
-            for _ in range(3):
-                await asyncio.sleep(0)
-            self._server.close()
+        if self._listener is not None:
+            self._listener.close()
         # Sessions have stopped (their links with them): what is left is handshaking. Closing
-        # the sockets ends those handlers normally (asyncio logs a handler that ends cancelled).
-        for writer in list(self._handlers.values()):
-            writer.close()
+        # the connections ends those handlers normally.
+        for protocol in list(self._handlers.values()):
+            protocol.transport.close()
         if self._handlers:
-            await asyncio.wait(set(self._handlers), timeout=5)
+            await asyncio.wait(set(self._handlers), timeout=CLOSE_TIMEOUT)
         for task in list(self._handlers):
             task.cancel()
-        if self._server is not None:
+        tg, self._tg = self._tg, None
+        if tg is not None:
+            await tg.__aexit__(None, None, None)
+        if self._listener is not None:
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(5):
-                    await self._server.wait_closed()
-            self._server = None
+                async with asyncio.timeout(CLOSE_TIMEOUT):
+                    await self._listener.wait_closed()
+            self._listener = None
         await self.http.close()
 
     @contextlib.asynccontextmanager
@@ -116,6 +127,8 @@ class SwarmPeer:
             http=self.http,
             events_path=events_path,
             seed_mode=seed_mode,
+            network=self.network,
+            clock=self.clock,
         )
         session.listen_port = self.port
         self.sessions[info_hash] = session
@@ -125,31 +138,7 @@ class SwarmPeer:
         finally:
             self.sessions.pop(info_hash, None)
 
-    async def _on_connection(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        if self._closing or len(self._handlers) >= MAX_PENDING_INCOMING + 2 * self.config.max_peers:
-            # Accepted just as we close (its handler starts after __aexit__ closed the
-            # others), or a connection flood: refuse before reading anything.
-            writer.close()
-            return
-        self._handlers[task] = writer
-        try:
-            await self._serve(reader, writer)
-        except Exception as exc:
-            # A bug while serving one connection must not go unseen, nor leak the socket.
-            log.error("incoming connection failed", exc_info=exc)
-        finally:
-            self._handlers.pop(task, None)
-            # Also when cancelled mid-handshake (the event loop ending): the socket is ours
-            # until a link took it, and a link closes its own (closing twice is harmless).
-            writer.close()
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        peername = writer.get_extra_info("peername")
-        address = (str(peername[0]), int(peername[1])) if peername else ("?", 0)
+    def _new_protocol(self) -> WireProtocol:
         conn = wire.PeerConnection(
             wire.Role.RESPONDER,
             tolerate_late_bitfield=True,
@@ -157,24 +146,51 @@ class SwarmPeer:
             peer_id=self.config.peer_id,
             dht=self.dht is not None,
         )
+        return WireProtocol(conn, on_connected=self._on_connected)
+
+    def _on_connected(self, protocol: WireProtocol) -> None:
+        """A connection arrived: read its handshake in a task of ours, or refuse it."""
+        too_many = len(self._handlers) >= MAX_PENDING_INCOMING + 2 * self.config.max_peers
+        if self._closing or self._tg is None or too_many:
+            # Accepted just as we close, or a connection flood: refuse before reading.
+            protocol.transport.close()
+            return
+        task = self._tg.create_task(self._handle(protocol))
+        self._handlers[task] = protocol
+        task.add_done_callback(self._forget_handler)
+
+    def _forget_handler(self, task: asyncio.Task[None]) -> None:
+        self._handlers.pop(task, None)
+
+    async def _handle(self, protocol: WireProtocol) -> None:
         try:
-            _, _hs = await read_handshake(conn, reader, HANDSHAKE_TIMEOUT)
-            session = self.sessions.get(conn.remote_handshake.info_hash)  # type: ignore[union-attr]
+            await self._serve(protocol)
+        except Exception as exc:
+            # A bug while serving one connection must not go unseen, nor leak the connection.
+            log.error("incoming connection failed", exc_info=exc)
+        finally:
+            # Also when cancelled mid-handshake: the connection is ours until a link took it,
+            # and a link closes its own (closing twice is harmless).
+            protocol.transport.close()
+
+    async def _serve(self, protocol: WireProtocol) -> None:
+        peername = protocol.transport.get_extra_info("peername")
+        address = (str(peername[0]), int(peername[1])) if peername else ("?", 0)
+        conn = protocol.conn
+        try:
+            async with asyncio.timeout(HANDSHAKE_TIMEOUT):
+                handshake = await protocol.handshake()
+            session = self.sessions.get(handshake.info_hash)
             if session is None:
                 log.debug("refusing %s:%d: unknown info_hash", *address)
-                writer.close()
                 return
-            writer.write(conn.accept(session.info_hash))
+            protocol.transport.write(conn.accept(session.info_hash))
             if session.info is not None:
                 conn.set_num_pieces(session.info.num_pieces)  # check the pipelined messages too
-            rest = conn.receive_data(b"")
+            protocol.parse_held()
         except (RemoteProtocolError, OSError, TimeoutError) as exc:
             # Also what an MSE/PE (encrypted) handshake gets: we speak plaintext only, and
-            # libtorrent falls back to plaintext when the socket closes.
+            # libtorrent falls back to plaintext when the connection closes.
             log.debug("incoming %s:%d failed: %s", *address, exc)
-            writer.close()
             return
-        except BaseException:
-            writer.close()
-            raise
-        await session.run_incoming(conn, reader, writer, address, rest)
+        await session.run_incoming(protocol, address)

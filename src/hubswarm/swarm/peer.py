@@ -1,12 +1,17 @@
-"""One peer connection: an asyncio shell that drives :class:`hubswarm.proto.wire.PeerConnection`.
+"""One peer connection: a transport plus the sans-IO wire core (:mod:`hubswarm.proto.wire`).
 
 Theory of operation
 -------------------
-A :class:`PeerLink` owns one TCP stream and one sans-IO ``PeerConnection``. Its reader
-loop turns bytes into events and hands each event to its :class:`LinkOwner` (the torrent
-session), which decides synchronously (picker, choker) and queues messages back with
+A :class:`WireProtocol` owns a connection from its first byte: whatever network made the
+transport (TCP, the in-memory network, uTP later) hands it the bytes, it feeds them to its
+``PeerConnection`` and keeps the parsed events, the handshake first. Dialling
+(:func:`dial`) and accepting (``SwarmPeer``) wait for that handshake; then a
+:class:`PeerLink` runs the established connection.
+
+The link's reader loop hands each event to its :class:`LinkOwner` (the torrent session),
+which decides synchronously (picker, choker) and queues messages back with
 :meth:`PeerLink.send`. Writes go straight into the transport's buffer; the reader awaits
-``drain()`` once per batch so a slow peer pushes back on us, never the other way round.
+``drain`` once per batch so a slow peer pushes back on us, never the other way round.
 
 Uploads run in a second task: requests the peer makes are queued (bounded by
 ``MAX_INCOMING_REQUEST_QUEUE``, as libtorrent's 2000), each block is read from the store,
@@ -23,13 +28,12 @@ import asyncio
 import contextlib
 import logging
 import socket
-import struct
-import time
 from collections import deque
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Protocol
 
+from hubswarm import net
+from hubswarm.clock import Clock
 from hubswarm.errors import HubswarmError, RemoteProtocolError
 from hubswarm.limits import (
     KEEPALIVE_INTERVAL,
@@ -37,33 +41,25 @@ from hubswarm.limits import (
     PEER_IDLE_TIMEOUT,
 )
 from hubswarm.proto import wire
-from hubswarm.proto.wire_events import Event, KeepAlive, Piece, Reject, Request
+from hubswarm.proto.wire_events import Event, Handshake, KeepAlive, Piece, Reject, Request
 from hubswarm.ratelimit import RateLimiter
 from hubswarm.ratelimit import RateMeter as PureRateMeter
-from hubswarm.swarm.bitfield import Bitfield
 
 log = logging.getLogger(__name__)
 
-_SIOCOUTQ: int | None  # Unix: the kernel's count of unacknowledged bytes (bytes_acked)
-try:
-    import fcntl
-    import termios
-
-    _SIOCOUTQ = termios.TIOCOUTQ
-except ImportError:  # pragma: no cover - not on Windows
-    _SIOCOUTQ = None
-
-# Bytes read from the socket per call: large reads amortise the per-call overhead of asyncio
-# and the parser; 256 KiB holds 16 piece messages.
+# Bytes received per call: large reads amortise the per-call overhead of asyncio and the
+# parser; 256 KiB holds 16 piece messages.
 READ_CHUNK = 256 * 1024
-# Drain the transport once its buffer holds this much (asyncio's default high-water mark is 64 KiB,
-# too small to keep a loopback link full).
+# Drain the transport once its buffer holds this much (asyncio's default high-water mark is
+# 64 KiB, too small to keep a loopback link full).
 WRITE_HIGH_WATER = 4 * 1024 * 1024
 # Piece messages joined into one write when no upload limit applies (16 blocks).
 UPLOAD_BATCH_BYTES = 256 * 1024
 # The most bytes the reader asks the kernel to gather before waking it (``SO_RCVLOWAT``):
 # more than a 16 KiB block's frame, and far below the socket's receive buffer.
 RCVLOWAT_MAX = 64 * 1024
+# How long a closing link waits for its transport to report the connection lost.
+CLOSE_TIMEOUT = 1.0
 
 
 def _unlimited(limiter: RateLimiter | None) -> bool:
@@ -84,8 +80,8 @@ class RateMeter:
 
     __slots__ = ("_clock", "_meter")
 
-    def __init__(self, window: float = 5.0, clock: Callable[[], float] = time.monotonic) -> None:
-        self._clock = clock
+    def __init__(self, window: float = 5.0, clock: Callable[[], float] | None = None) -> None:
+        self._clock = clock if clock is not None else Clock()
         self._meter = PureRateMeter(window)
 
     def add(self, n: int) -> None:
@@ -120,316 +116,25 @@ class LinkOwner(Protocol):
         :meth:`PeerLink.bytes_acked`)."""
 
 
-@dataclass(slots=True)
-class PeerState:
-    """What we know about the remote peer (the session's bookkeeping lives here too)."""
+class WireProtocol(asyncio.BufferedProtocol):
+    """The connection's protocol from its first byte: receives into one reusable buffer
+    and parses it there with the wire core (no copy through a StreamReader).
 
-    has: Bitfield | None = None
-    # Before the metadata arrives (magnet) the piece count is unknown: keep what was said.
-    pending_bitfield: bytes | None = None
-    pending_all: bool = False
-    pending_haves: set[int] = field(default_factory=set)
-    inflight: set[object] = field(default_factory=set)  # BlockRequests we sent
-    metadata_inflight: set[int] = field(default_factory=set)
-    allowed_fast: set[int] = field(default_factory=set)
-    last_piece_at: float | None = None
-    strikes: int = 0
-    queue_depth: int = 0  # requests the session keeps in flight to this peer (last choice)
-    snubbed: bool = False
-    is_seed: bool = False
-    pointless: bool = False  # closed because neither side wants anything (two seeds)
-    pex_sent: set[tuple[str, int]] | None = None  # what our ut_pex messages told it (BEP 11)
-    pex_at: float = 0.0  # when we last sent it one
-    pex_received_at: float | None = None  # when we last took one of its messages
-
-
-class PeerLink:
-    """One established connection (handshake done); run it with :meth:`run`."""
-
-    def __init__(
-        self,
-        owner: LinkOwner,
-        conn: wire.PeerConnection,
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
-        address: tuple[str, int],
-        *,
-        outgoing: bool,
-        upload_limiter: RateLimiter | None = None,
-        download_limiter: RateLimiter | None = None,
-        idle_timeout: float = PEER_IDLE_TIMEOUT,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.owner = owner
-        self.conn = conn
-        self.reader = reader
-        self.writer = writer
-        self.address = address
-        self.outgoing = outgoing
-        self.upload_limiter = upload_limiter
-        self.download_limiter = download_limiter
-        self.idle_timeout = idle_timeout
-        self.clock = clock
-        self.connected_at = clock()
-        self.download_rate = RateMeter(clock=clock)
-        self.upload_rate = RateMeter(clock=clock)
-        self.state = PeerState()
-        self._uploads: deque[Request] = deque()
-        self._upload_ready = asyncio.Event()
-        self._closed = False
-        self._last_send_at = clock()
-        self._last_recv_at = clock()
-        self.bytes_written = 0  # all bytes this side wrote into the connection
-        self._acked_at_close: int | None = None  # bytes_acked() read as the link closed
-        # A deeper transport buffer than asyncio's 64 KiB keeps a fast link full; drain()
-        # (uploads, and the reader once per batch) still pushes back above it.
-        with contextlib.suppress(AttributeError, NotImplementedError):
-            writer.transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
-
-    def __repr__(self) -> str:
-        return f"<PeerLink {self.address[0]}:{self.address[1]}>"
-
-    # --- sending --------------------------------------------------------------------------
-
-    @property
-    def closed(self) -> bool:
-        return self._closed
-
-    def send(self, event: Event) -> None:
-        """Queue a message for the peer (never blocks; back-pressure is applied by ``run``)."""
-        if self._closed:
-            return
-        self._write(self.conn.send(event))
-
-    def send_many(self, events: list[Event]) -> None:
-        """Queue several messages in one write."""
-        if self._closed or not events:
-            return
-        self._write(b"".join(self.conn.send(e) for e in events))
-
-    def send_bytes(self, data: bytes) -> None:
-        """Queue messages already encoded by ``self.conn`` (e.g. ``send_requests``)."""
-        if self._closed or not data:
-            return
-        self._write(data)
-
-    def _write(self, data: bytes) -> None:
-        self.writer.write(data)
-        self.bytes_written += len(data)
-        self._last_send_at = self.clock()
-
-    def bytes_acked(self) -> int:
-        """Bytes of ``bytes_written`` the peer's TCP has acknowledged: it holds them.
-
-        Written, less what asyncio still buffers, less what the kernel holds unacknowledged
-        (``SIOCOUTQ``: write_seq - snd_una). Where that ioctl is missing: what the kernel
-        took. A block written is only queued; on a slow link, many blocks to many peers
-        can wait in send buffers for seconds.
-        """
-        if self._acked_at_close is not None:
-            return self._acked_at_close
-        transport = self.writer.transport
-        unacked = transport.get_write_buffer_size()
-        sock = transport.get_extra_info("socket")
-        if _SIOCOUTQ is not None and sock is not None and sock.fileno() >= 0:
-            with contextlib.suppress(OSError):
-                unacked += struct.unpack("i", fcntl.ioctl(sock.fileno(), _SIOCOUTQ, b"\0" * 4))[0]
-        return max(0, self.bytes_written - unacked)
-
-    async def drain(self) -> None:
-        """Wait while the transport holds more than ``WRITE_HIGH_WATER`` bytes."""
-        if self.writer.transport.get_write_buffer_size() > WRITE_HIGH_WATER:
-            await self.writer.drain()
-
-    # --- uploads --------------------------------------------------------------------------
-
-    def queue_upload(self, request: Request) -> None:
-        """Queue a block the peer asked for; an overflowing queue is rejected (BEP 6)."""
-        if len(self._uploads) >= MAX_INCOMING_REQUEST_QUEUE:
-            if self.conn.supports_fast:
-                self.send(Reject(request.piece_index, request.begin, request.length))
-            return
-        self._uploads.append(request)
-        self._upload_ready.set()
-
-    def cancel_upload(self, request: Request) -> None:
-        """The peer cancelled a request (BEP 3 ``cancel``)."""
-        with contextlib.suppress(ValueError):
-            self._uploads.remove(request)
-
-    def clear_uploads(self, *, keep_pieces: set[int] | None = None) -> None:
-        """We choked the peer: drop its queued requests (reject each with BEP 6)."""
-        keep: deque[Request] = deque()
-        for req in self._uploads:
-            if keep_pieces and req.piece_index in keep_pieces:
-                keep.append(req)
-            elif self.conn.supports_fast and not self._closed:
-                self.send(Reject(req.piece_index, req.begin, req.length))
-        self._uploads = keep
-
-    async def _upload_loop(self) -> None:
-        while not self._closed:
-            if not self._uploads:
-                self._upload_ready.clear()
-                await self._upload_ready.wait()
-                continue
-            # Without a rate limit, gather queued blocks into one write: one send() and one
-            # drain per UPLOAD_BATCH_BYTES instead of per 16 KiB block (the seed's event
-            # loop spent most of its time there). With a limit, each block goes when its
-            # tokens are granted.
-            batch = _unlimited(self.upload_limiter)
-            parts: list[bytes] = []
-            sent: list[Request] = []
-            size = 0
-            while self._uploads:
-                req = self._uploads.popleft()
-                block = await self.owner.read_block(self, req)
-                if block is None:
-                    if self.conn.supports_fast:
-                        self.send(Reject(req.piece_index, req.begin, req.length))
-                    continue
-                if self.upload_limiter is not None:
-                    await self.upload_limiter.acquire(len(block))
-                if self._closed:
-                    return
-                parts.append(self.conn.piece_header(req.piece_index, req.begin, len(block)))
-                parts.append(block)
-                sent.append(req)
-                size += len(block)
-                if not batch or size >= UPLOAD_BATCH_BYTES:
-                    break
-            if not parts:
-                continue
-            if self.conn.am_choking:
-                # Choked while the batch was gathered (a disk read yielded): BEP 3 sends
-                # nothing after choke; BEP 6 rejects each dropped request.
-                if self.conn.supports_fast:
-                    self.send_many([Reject(r.piece_index, r.begin, r.length) for r in sent])
-                continue
-            self._write(b"".join(parts) if len(parts) > 2 else parts[0] + parts[1])
-            self.upload_rate.add(size)
-            self.owner.blocks_written(self, sent, self.bytes_written)
-            await self.writer.drain()
-
-    # --- the connection -------------------------------------------------------------------
-
-    async def run(self, first_events: list[Event] | None = None) -> None:
-        """Read and dispatch until the peer goes away or misbehaves; then close."""
-        error: BaseException | None = None
-        try:
-            async with asyncio.TaskGroup() as tg:
-                tg.create_task(self._upload_loop())
-                tg.create_task(self._timer_loop())
-                await self._read_loop(first_events or [])
-                self._closed = True
-                self._upload_ready.set()
-                raise _LinkDone
-        except* _LinkDone:
-            pass
-        except* (RemoteProtocolError, HubswarmError, OSError, TimeoutError) as eg:
-            error = eg.exceptions[0]
-            log.debug("%r closed: %s", self, error)
-        except* Exception as eg:
-            # A bug of ours while handling this peer: end this link only, never the session.
-            error = eg.exceptions[0]
-            log.error("%r failed", self, exc_info=error)
-        finally:
-            self._closed = True
-            self._close_transport()
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self.writer.wait_closed(), 1.0)
-            self.owner.link_closed(self, error)
-
-    async def _read_loop(self, first_events: list[Event]) -> None:
-        for event in first_events:
-            await self.owner.on_event(self, event)
-        reading = _ReadProtocol.attach(self.conn, self.reader, self.writer)
-        if reading is not None:
-            await self._read_buffered(reading)
-            return
-        while True:
-            async with asyncio.timeout(self.idle_timeout):
-                data = await self.reader.read(READ_CHUNK)
-            if not data:
-                return
-            self._last_recv_at = self.clock()
-            if self.download_limiter is not None:
-                await self.download_limiter.acquire(len(data))
-            for event in self.conn.receive_data(data):
-                if type(event) is Piece:
-                    self.download_rate.add(len(event.block))
-                await self.owner.on_event(self, event)
-            await self.drain()
-
-    async def _read_buffered(self, reading: _ReadProtocol) -> None:
-        """The read loop over a ``_ReadProtocol``: dispatch parsed events in batches."""
-        while True:
-            if not reading.events:
-                if reading.error is not None:
-                    raise reading.error
-                if reading.eof:
-                    return
-                await reading.wait()  # the idle timeout is kept by _timer_loop
-                continue
-            events, nbytes = reading.take()
-            self._last_recv_at = self.clock()
-            if self.download_limiter is not None:
-                await self.download_limiter.acquire(nbytes)
-            for event in events:
-                if type(event) is Piece:
-                    self.download_rate.add(len(event.block))
-                await self.owner.on_event(self, event)
-            reading.resume()
-            await self.drain()
-
-    async def _timer_loop(self) -> None:
-        """Keep-alives out, and the idle timeout in: one clock check every quarter period.
-
-        BEP 3: a keep-alive every two minutes so that the peer does not time us out; a peer
-        silent for ``idle_timeout`` is dropped. Kept here rather than as a deadline around
-        every wait of the reader: a deadline per wait was two timer-heap operations per
-        wake-up of the reader.
-        """
-        period = min(KEEPALIVE_INTERVAL, self.idle_timeout) / 4
-        while not self._closed:
-            await asyncio.sleep(period)
-            now = self.clock()
-            if now - self._last_recv_at >= self.idle_timeout:
-                raise TimeoutError(f"no message for {self.idle_timeout:g} s")
-            if now - self._last_send_at >= KEEPALIVE_INTERVAL:
-                self.send(KeepAlive())
-
-    def close(self) -> None:
-        """Ask the link to end (the reader sees EOF; ``run`` returns)."""
-        if not self._closed:
-            self._closed = True
-            self._upload_ready.set()
-            self._close_transport()
-
-    def _close_transport(self) -> None:
-        # The kernel's counters go with the socket: what the peer acknowledged is read first
-        # (on its EOF, its FIN came after its last acknowledgement).
-        if self._acked_at_close is None:
-            self._acked_at_close = self.bytes_acked()
-        self.writer.close()
-
-
-class _ReadProtocol(asyncio.BufferedProtocol):
-    """Receives straight into one reusable buffer and parses it there (``recv_into``).
-
-    The StreamReader path copied every byte twice more (``feed_data`` appends to its buffer,
-    ``read()`` slices it out): about 15 % of a leech's event-loop time at 100 MB/s. The
-    transport is switched to this protocol after the handshake; flow control for writes and
-    ``connection_lost`` are passed on to the stream's own protocol, so ``StreamWriter.drain``
-    and ``wait_closed`` keep working. Reading pauses while ``MAX_PENDING_BYTES`` of parsed
-    events wait for the link (back-pressure, as the StreamReader's limit did).
+    Parsed events wait in ``events`` for the link (the handshake first); reading pauses
+    while ``MAX_PENDING_BYTES`` of them wait (back-pressure). Write flow control
+    (``pause_writing``) is kept for :meth:`drain`.
     """
 
     MAX_PENDING_BYTES = 2 * READ_CHUNK
 
-    def __init__(self, conn: wire.PeerConnection, inner: asyncio.BaseProtocol) -> None:
-        self._conn = conn
-        self._inner = inner
+    def __init__(
+        self,
+        conn: wire.PeerConnection,
+        *,
+        on_connected: Callable[[WireProtocol], None] | None = None,
+    ) -> None:
+        self.conn = conn
+        self._on_connected = on_connected
         self._buf = bytearray(READ_CHUNK)
         self._view = memoryview(self._buf)
         self._transport: asyncio.Transport | None = None
@@ -439,42 +144,36 @@ class _ReadProtocol(asyncio.BufferedProtocol):
         self.pending_bytes = 0
         self.error: BaseException | None = None
         self.eof = False
-        # SO_RCVLOWAT now set on the socket; None once the socket does not take it.
+        self._lost = False
+        self._write_paused = False
+        self._drain_waiter: asyncio.Future[None] | None = None
+        self._closed_waiter: asyncio.Future[None] | None = None
+        # SO_RCVLOWAT now set on the socket; None when there is no socket or it refuses.
         self._sock: socket.socket | None = None
         self._lowat = 1
 
-    @classmethod
-    def attach(
-        cls, conn: wire.PeerConnection, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> _ReadProtocol | None:
-        """Switch the stream's transport to a new ``_ReadProtocol``; None if not possible
-        (an unusual transport, or a StreamReader without the private buffer we drain)."""
-        transport = writer.transport
-        inner = transport.get_protocol()
-        leftover = getattr(reader, "_buffer", None)
-        if (
-            not isinstance(transport, asyncio.Transport)
-            or not isinstance(leftover, bytearray)
-            or reader.exception() is not None
-            or transport.is_closing()
-        ):
-            return None
-        proto = cls(conn, inner)
-        proto._transport = transport
-        sock = transport.get_extra_info("socket")
-        if hasattr(socket, "SO_RCVLOWAT") and sock is not None and sock.type == socket.SOCK_STREAM:
-            proto._sock = sock
-        # Bytes the StreamReader already holds (sent right after the handshake) come first.
-        data = bytes(leftover)
-        leftover.clear()
-        transport.set_protocol(proto)
-        if data:
-            proto._feed(memoryview(data))
-        if reader.at_eof():
-            proto.eof = True
-        return proto
+    @property
+    def transport(self) -> asyncio.Transport:
+        """The connection's transport (set once connected)."""
+        if self._transport is None:
+            raise RuntimeError("not connected")
+        return self._transport
 
     # --- asyncio.BufferedProtocol ---------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+        # A deeper buffer than asyncio's 64 KiB keeps a fast link full; drain() (uploads,
+        # and the reader once per batch) still pushes back above it.
+        with contextlib.suppress(AttributeError, NotImplementedError):
+            transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
+        # Socket-only tuning: a transport without a socket (in memory, uTP) skips it.
+        sock = transport.get_extra_info("socket")
+        if hasattr(socket, "SO_RCVLOWAT") and sock is not None and sock.type == socket.SOCK_STREAM:
+            self._sock = sock
+        if self._on_connected is not None:
+            self._on_connected(self)
 
     def get_buffer(self, sizehint: int) -> memoryview:
         return self._view
@@ -482,24 +181,29 @@ class _ReadProtocol(asyncio.BufferedProtocol):
     def buffer_updated(self, nbytes: int) -> None:
         self._feed(self._view[:nbytes])
 
-    def eof_received(self) -> bool | None:
+    def eof_received(self) -> bool:
         self.eof = True
         self._wake()
-        eof_received = getattr(self._inner, "eof_received", None)
-        return eof_received() if eof_received is not None else None
+        return True  # half-closed: the link closes the transport when it is done
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.eof = True
+        self._lost = True
         if exc is not None and self.error is None:
             self.error = exc
         self._wake()
-        self._inner.connection_lost(exc)
+        for waiter in (self._drain_waiter, self._closed_waiter):
+            if waiter is not None and not waiter.done():
+                waiter.set_result(None)
 
     def pause_writing(self) -> None:
-        self._inner.pause_writing()
+        self._write_paused = True
 
     def resume_writing(self) -> None:
-        self._inner.resume_writing()
+        self._write_paused = False
+        waiter = self._drain_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     # --- the link's side ------------------------------------------------------------------
 
@@ -507,7 +211,7 @@ class _ReadProtocol(asyncio.BufferedProtocol):
         if self.error is not None:
             return
         try:
-            self.events.extend(self._conn.receive_data(data))
+            self.events.extend(self.conn.receive_data(data))
         except Exception as exc:  # RemoteProtocolError: raised to the link by its loop
             self.error = exc
         self.pending_bytes += len(data)
@@ -516,16 +220,19 @@ class _ReadProtocol(asyncio.BufferedProtocol):
         if self.events or self.error is not None:
             self._wake()  # a part of a frame wakes nobody
         if self._sock is not None and self.error is None:
-            self._set_lowat(self._conn.bytes_wanted())
+            self._set_lowat(self.conn.bytes_wanted())
+
+    def parse_held(self) -> None:
+        """Parse what the core held back until we accepted the handshake (BEP 3 pipelining)."""
+        self._feed(memoryview(b""))
 
     def _set_lowat(self, want: int) -> None:
         """Let the kernel wake us only once the rest of the current frame has arrived.
 
-        A block of 16 KiB crosses a shaped link as a dozen segments, and each one woke the
-        event loop to read and parse a fraction of a frame (N = 8 at 256 KiB/s: about 1,000
-        reads for a 1.5 MiB file). ``bytes_wanted`` never reaches past the frame, so nothing
-        waits on data the peer has not sent; the kernel also wakes us when the receive
-        window or memory runs short, and on FIN.
+        A 16 KiB block crosses a shaped link as a dozen segments, each of which would wake
+        the event loop to read and parse a fraction of a frame. ``bytes_wanted`` never
+        reaches past the frame, so nothing waits on data the peer has not sent; the kernel
+        also wakes us when the receive window or memory runs short, and on FIN.
         """
         want = min(want, RCVLOWAT_MAX)
         if want == self._lowat or self._sock is None:
@@ -533,7 +240,7 @@ class _ReadProtocol(asyncio.BufferedProtocol):
         try:
             self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, want)
         except OSError:
-            self._sock = None  # not supported here: wake on every segment, as before
+            self._sock = None  # not supported here: wake on every segment
             return
         self._lowat = want
 
@@ -570,36 +277,315 @@ class _ReadProtocol(asyncio.BufferedProtocol):
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
+    async def handshake(self) -> Handshake:
+        """Wait for the peer's handshake (the caller sets the deadline); the events after
+        it stay queued for the link.
+
+        Raises:
+            RemoteProtocolError: the peer broke the protocol or closed first.
+        """
+        while not self.events:
+            if self.error is not None:
+                raise self.error
+            if self.eof:
+                raise RemoteProtocolError("connection closed during the handshake")
+            await self.wait()
+        event = self.events.pop(0)
+        if not isinstance(event, Handshake):  # the wire core parses the handshake first
+            raise RemoteProtocolError(f"expected a handshake, got {type(event).__name__}")
+        return event
+
+    async def drain(self) -> None:
+        """Wait while the transport is above its high-water mark.
+
+        Raises:
+            ConnectionResetError: the connection is gone.
+        """
+        if self._lost:
+            raise ConnectionResetError("connection lost")
+        if not self._write_paused:
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        self._drain_waiter = waiter
+        try:
+            await waiter
+        finally:
+            self._drain_waiter = None
+        if self._lost:
+            raise ConnectionResetError("connection lost")
+
+    async def wait_closed(self) -> None:
+        """Until the transport reports the connection lost."""
+        if self._lost:
+            return
+        if self._closed_waiter is None:
+            self._closed_waiter = asyncio.get_running_loop().create_future()
+        await asyncio.shield(self._closed_waiter)
+
+
+async def dial(
+    network: net.StreamNetwork,
+    conn: wire.PeerConnection,
+    address: tuple[str, int],
+    *,
+    connect_timeout: float,
+    handshake_timeout: float,
+) -> WireProtocol:
+    """Connect, send our handshake, wait for the peer's.
+
+    Raises:
+        OSError, TimeoutError: the connection failed or a deadline passed.
+        RemoteProtocolError: the peer broke the protocol or closed first.
+    """
+    async with asyncio.timeout(connect_timeout):
+        transport, protocol = await network.connect(lambda: WireProtocol(conn), *address)
+    try:
+        transport.write(conn.handshake())
+        async with asyncio.timeout(handshake_timeout):
+            await protocol.handshake()
+    except BaseException:
+        transport.close()  # also when cancelled mid-handshake: leak no connection
+        raise
+    return protocol
+
+
+class PeerLink:
+    """One established connection (handshake done); run it with :meth:`run`."""
+
+    def __init__(
+        self,
+        owner: LinkOwner,
+        protocol: WireProtocol,
+        address: tuple[str, int],
+        *,
+        outgoing: bool,
+        upload_limiter: RateLimiter | None = None,
+        download_limiter: RateLimiter | None = None,
+        idle_timeout: float = PEER_IDLE_TIMEOUT,
+        clock: Clock | None = None,
+    ) -> None:
+        self.owner = owner
+        self.protocol = protocol
+        self.conn = protocol.conn
+        self.transport = protocol.transport
+        self.address = address
+        self.outgoing = outgoing
+        self.upload_limiter = upload_limiter
+        self.download_limiter = download_limiter
+        self.idle_timeout = idle_timeout
+        self.clock = clock if clock is not None else Clock()
+        now = self.clock()
+        self.connected_at = now
+        self.download_rate = RateMeter(clock=self.clock)
+        self.upload_rate = RateMeter(clock=self.clock)
+        self._uploads: deque[Request] = deque()
+        self._upload_ready = asyncio.Event()
+        self._closed = False
+        self._last_send_at = now
+        self._last_recv_at = now
+        self.bytes_written = 0  # all bytes this side wrote into the connection
+        self._acked_at_close: int | None = None  # bytes_acked() read as the link closed
+
+    def __repr__(self) -> str:
+        return f"<PeerLink {self.address[0]}:{self.address[1]}>"
+
+    # --- sending --------------------------------------------------------------------------
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def send(self, event: Event) -> None:
+        """Queue a message for the peer (never blocks; back-pressure is applied by ``run``)."""
+        if self._closed:
+            return
+        self._write(self.conn.send(event))
+
+    def send_many(self, events: list[Event]) -> None:
+        """Queue several messages in one write."""
+        if self._closed or not events:
+            return
+        self._write(b"".join(self.conn.send(e) for e in events))
+
+    def send_bytes(self, data: bytes) -> None:
+        """Queue messages already encoded by ``self.conn`` (e.g. ``send_requests``)."""
+        if self._closed or not data:
+            return
+        self._write(data)
+
+    def _write(self, data: bytes) -> None:
+        self.transport.write(data)
+        self.bytes_written += len(data)
+        self._last_send_at = self.clock()
+
+    def bytes_acked(self) -> int:
+        """Bytes of ``bytes_written`` the peer has acknowledged: it holds them.
+
+        Written, less what the transport still holds unacknowledged (``net.unacked_bytes``:
+        asyncio's buffer plus the kernel's send queue for a socket). A block written is only
+        queued; on a slow link, many blocks to many peers can wait in buffers for seconds.
+        """
+        if self._acked_at_close is not None:
+            return self._acked_at_close
+        return max(0, self.bytes_written - net.unacked_bytes(self.transport))
+
+    async def drain(self) -> None:
+        """Wait while the transport holds more than ``WRITE_HIGH_WATER`` bytes."""
+        if self.transport.get_write_buffer_size() > WRITE_HIGH_WATER:
+            await self.protocol.drain()
+
+    # --- uploads --------------------------------------------------------------------------
+
+    def queue_upload(self, request: Request) -> None:
+        """Queue a block the peer asked for; an overflowing queue is rejected (BEP 6)."""
+        if len(self._uploads) >= MAX_INCOMING_REQUEST_QUEUE:
+            if self.conn.supports_fast:
+                self.send(Reject(request.piece_index, request.begin, request.length))
+            return
+        self._uploads.append(request)
+        self._upload_ready.set()
+
+    def cancel_upload(self, request: Request) -> None:
+        """The peer cancelled a request (BEP 3 ``cancel``)."""
+        with contextlib.suppress(ValueError):
+            self._uploads.remove(request)
+
+    def clear_uploads(self, *, keep_pieces: set[int] | None = None) -> None:
+        """We choked the peer: drop its queued requests (reject each with BEP 6)."""
+        keep: deque[Request] = deque()
+        for req in self._uploads:
+            if keep_pieces and req.piece_index in keep_pieces:
+                keep.append(req)
+            elif self.conn.supports_fast and not self._closed:
+                self.send(Reject(req.piece_index, req.begin, req.length))
+        self._uploads = keep
+
+    async def _upload_loop(self) -> None:
+        while not self._closed:
+            if not self._uploads:
+                self._upload_ready.clear()
+                await self._upload_ready.wait()
+                continue
+            # Without a rate limit, gather queued blocks into one write: one send() and one
+            # drain per UPLOAD_BATCH_BYTES instead of per 16 KiB block. With a limit, each
+            # block goes when its tokens are granted.
+            batch = _unlimited(self.upload_limiter)
+            parts: list[bytes] = []
+            sent: list[Request] = []
+            size = 0
+            while self._uploads:
+                req = self._uploads.popleft()
+                block = await self.owner.read_block(self, req)
+                if block is None:
+                    if self.conn.supports_fast:
+                        self.send(Reject(req.piece_index, req.begin, req.length))
+                    continue
+                if self.upload_limiter is not None:
+                    await self.upload_limiter.acquire(len(block))
+                if self._closed:
+                    return
+                parts.append(self.conn.piece_header(req.piece_index, req.begin, len(block)))
+                parts.append(block)
+                sent.append(req)
+                size += len(block)
+                if not batch or size >= UPLOAD_BATCH_BYTES:
+                    break
+            if not parts:
+                continue
+            if self.conn.am_choking:
+                # Choked while the batch was gathered (a disk read yielded): BEP 3 sends
+                # nothing after choke; BEP 6 rejects each dropped request.
+                if self.conn.supports_fast:
+                    self.send_many([Reject(r.piece_index, r.begin, r.length) for r in sent])
+                continue
+            self._write(b"".join(parts) if len(parts) > 2 else parts[0] + parts[1])
+            self.upload_rate.add(size)
+            self.owner.blocks_written(self, sent, self.bytes_written)
+            await self.protocol.drain()
+
+    # --- the connection -------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Read and dispatch until the peer goes away or misbehaves; then close."""
+        error: BaseException | None = None
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self._upload_loop())
+                tg.create_task(self._timer_loop())
+                await self._read_loop()
+                self._closed = True
+                self._upload_ready.set()
+                raise _LinkDone
+        except* _LinkDone:
+            pass
+        except* (RemoteProtocolError, HubswarmError, OSError, TimeoutError) as eg:
+            error = eg.exceptions[0]
+            log.debug("%r closed: %s", self, error)
+        except* Exception as eg:
+            # A bug of ours while handling this peer: end this link only, never the session.
+            error = eg.exceptions[0]
+            log.error("%r failed", self, exc_info=error)
+        finally:
+            self._closed = True
+            self._close_transport()
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(CLOSE_TIMEOUT):
+                    await self.protocol.wait_closed()
+            self.owner.link_closed(self, error)
+
+    async def _read_loop(self) -> None:
+        """Dispatch parsed events in batches (the idle timeout is kept by _timer_loop)."""
+        reading = self.protocol
+        while True:
+            if not reading.events:
+                if reading.error is not None:
+                    raise reading.error
+                if reading.eof:
+                    return
+                await reading.wait()
+                continue
+            events, nbytes = reading.take()
+            self._last_recv_at = self.clock()
+            if self.download_limiter is not None:
+                await self.download_limiter.acquire(nbytes)
+            for event in events:
+                if type(event) is Piece:
+                    self.download_rate.add(len(event.block))
+                await self.owner.on_event(self, event)
+            reading.resume()
+            await self.drain()
+
+    async def _timer_loop(self) -> None:
+        """Keep-alives out, and the idle timeout in: one clock check every quarter period.
+
+        BEP 3: a keep-alive every two minutes so that the peer does not time us out; a peer
+        silent for ``idle_timeout`` is dropped. Kept here rather than as a deadline around
+        every wait of the reader: a deadline per wait was two timer-heap operations per
+        wake-up of the reader.
+        """
+        period = min(KEEPALIVE_INTERVAL, self.idle_timeout) / 4
+        while not self._closed:
+            await self.clock.sleep(period)
+            now = self.clock()
+            if now - self._last_recv_at >= self.idle_timeout:
+                raise TimeoutError(f"no message for {self.idle_timeout:g} s")
+            if now - self._last_send_at >= KEEPALIVE_INTERVAL:
+                self.send(KeepAlive())
+
+    def close(self) -> None:
+        """Ask the link to end (the reader sees EOF; ``run`` returns)."""
+        if not self._closed:
+            self._closed = True
+            self._upload_ready.set()
+            self._close_transport()
+
+    def _close_transport(self) -> None:
+        # The kernel's counters go with the socket: what the peer acknowledged is read first
+        # (on its EOF, its FIN came after its last acknowledgement).
+        if self._acked_at_close is None:
+            self._acked_at_close = self.bytes_acked()
+        self.transport.close()
+
 
 class _LinkDone(Exception):
     """Internal: the reader finished normally; ends the link's task group."""
-
-
-async def open_stream(
-    host: str, port: int, timeout: float
-) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    """Connect with a deadline; OSError/TimeoutError propagate to the caller."""
-    async with asyncio.timeout(timeout):
-        return await asyncio.open_connection(host, port, limit=READ_CHUNK * 2)
-
-
-async def read_handshake(
-    conn: wire.PeerConnection, reader: asyncio.StreamReader, timeout: float
-) -> tuple[list[Event], Event]:
-    """Read until the peer's handshake; return (events after it, the handshake event).
-
-    Raises:
-        RemoteProtocolError: the peer broke the protocol or closed first.
-        TimeoutError: no handshake in time.
-    """
-    async with asyncio.timeout(timeout):
-        while True:
-            data = await reader.read(READ_CHUNK)
-            if not data:
-                raise RemoteProtocolError("connection closed during the handshake")
-            events = conn.receive_data(data)
-            if events:
-                return events[1:], events[0]
-
-
-Awaiting = Callable[[], Awaitable[None]]
