@@ -272,20 +272,30 @@ class PieceStore:
         # The queue needs no bound of its own: the picker's max_in_progress (= our
         # max_pieces_in_flight) bounds the pieces received and not yet verified.
         self._check_open()
-        if self._hasher is None:
-            self._hasher = threading.Thread(
-                target=self._hash_worker, name=f"hasher-{self.info.name[:20]}", daemon=True
-            )
-            self._hasher.start()
-        future: asyncio.Future[bytes | None] = asyncio.get_running_loop().create_future()
-        self._jobs.put((piece_index, buf.data, future))
-        data = await future
+        loop = asyncio.get_running_loop()
+        if type(loop).run_in_executor is not asyncio.BaseEventLoop.run_in_executor:
+            # A loop that takes thread work through its own run_in_executor (the virtual-time
+            # loop, which must see every job to keep its clock still meanwhile) gets it there.
+            data = await loop.run_in_executor(None, self._verify_write_copy, piece_index, buf.data)
+        else:
+            data = await self._hash_in_worker(piece_index, buf.data)
         if len(buf.data) == self._piece_length and len(self._spare) < _SPARE_BUFFERS:
             self._spare.append(buf.data)  # the worker is done with it (data is a copy)
         if data is None:
             return False
         self._cache_piece(piece_index, data)
         return True
+
+    async def _hash_in_worker(self, piece_index: int, data: bytearray) -> bytes | None:
+        """Verify and write on the store's one hashing thread (started on first use)."""
+        if self._hasher is None:
+            self._hasher = threading.Thread(
+                target=self._hash_worker, name=f"hasher-{self.info.name[:20]}", daemon=True
+            )
+            self._hasher.start()
+        future: asyncio.Future[bytes | None] = asyncio.get_running_loop().create_future()
+        self._jobs.put((piece_index, data, future))
+        return await future
 
     async def write_piece(self, piece_index: int, data: bytes) -> bool:
         """Verify and write a whole piece (web seed, tests); True if its hash matched."""
