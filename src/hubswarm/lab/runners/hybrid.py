@@ -14,10 +14,9 @@ import os
 from pathlib import Path
 
 from hubswarm.errors import LabError
+from hubswarm.lab.fleet import Fleet
 from hubswarm.lab.netem import Network
-from hubswarm.lab.processes import Processes
 from hubswarm.lab.runners.swarm import Infrastructure, SwarmRunner, rate_flags
-from hubswarm.lab.scenario import RunPlan
 from hubswarm.lab.services import start_hub, start_seed
 from hubswarm.proto.metainfo import build_metainfo
 from hubswarm.swarm.maketorrent import create_torrent
@@ -46,16 +45,11 @@ class HybridRunner(SwarmRunner):
         return out
 
     async def start_infrastructure(
-        self,
-        procs: Processes,
-        tg: asyncio.TaskGroup,
-        network: Network,
-        workdir: Path,
-        source: Path,
-        plan: RunPlan,
+        self, fleet: Fleet, tg: asyncio.TaskGroup, workdir: Path, source: Path
     ) -> Infrastructure:
         """Host 0: the hub (web seed + tracker at /announce, one process) and a seed peer
         (``hubswarm share``) on the same host; one .torrent per client."""
+        procs, network, plan = fleet.procs, fleet.network, fleet.plan
         data = workdir / "hub-data"
         target = data / "files" / source.name
         target.parent.mkdir(parents=True, exist_ok=True)

@@ -119,17 +119,12 @@ class SwarmRunner:
         return argv
 
     async def start_infrastructure(
-        self,
-        procs: Processes,
-        tg: asyncio.TaskGroup,
-        network: Network,
-        workdir: Path,
-        source: Path,
-        plan: RunPlan,
+        self, fleet: Fleet, tg: asyncio.TaskGroup, workdir: Path, source: Path
     ) -> Infrastructure:
         """Host N + 1: a DHT bootstrap node (the swarm's only central piece, BEP 5); host 0:
         the seed peer announcing to it. Every client gets the magnet link and the bootstrap
         address."""
+        procs, network, plan = fleet.procs, fleet.network, fleet.plan
         node = await start_dht_node(procs, tg, network, plan.n + 1, python=self.python)
         argv = self.share_argv(network, source, workdir, plan)
         argv += ["--dht-bootstrap", node.bootstrap]
@@ -154,7 +149,7 @@ class SwarmRunner:
         )
         async with Processes() as procs, asyncio.TaskGroup() as tg:
             fleet = Fleet(plan, network, procs, python=self.python)
-            infra = await self.start_infrastructure(procs, tg, network, workdir, source, plan)
+            infra = await self.start_infrastructure(fleet, tg, workdir, source)
             swarm = _Swarm(fleet, infra, workdir, sha256, corrupt_clients(scenario, plan.n))
             outsider = [swarm.outsider_job()] if probe else []
             agents = await fleet.start_agents(swarm.jobs(), "peer agent", extra=outsider)
