@@ -2,9 +2,10 @@
 
 The reference text compares client-server with peer-to-peer in seven rows (Architecture,
 Data Storage, Scalability, Reliability, Cost, Security, Performance). Each is one
-:class:`RowSpec` in :data:`ROWS`: the feature, the two claims, a function from one
-architecture's runs to the measured value, and the rule that judges each claim. Adding a row
-is adding one entry; the renderers (Markdown, HTML, the terminal) never name a feature.
+:class:`~hubswarm.lab.rowspec.RowSpec` in :data:`ROWS`: the feature, the two claims, a
+function from one architecture's runs to the measured value, and the rule that judges each
+claim. Adding a row is adding one entry; the renderers (Markdown, HTML, the terminal) never
+name a feature.
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from hubswarm.lab.formats import mib, pct, secs
-from hubswarm.lab.metrics import CorruptOutcome, RunMetrics, RunResult, summarize
+from hubswarm.lab.metrics import CorruptOutcome, RunMetrics, RunResult
 from hubswarm.lab.render import Table
+from hubswarm.lab.rowspec import CLIENT_SERVER, NOT_MEASURED, Finding, Measured, RowSpec
 
 __all__ = [
     "ARCHITECTURES",
@@ -32,96 +34,13 @@ __all__ = [
     "build_table",
 ]
 
-CLIENT_SERVER = "client-server"
 ARCHITECTURES = (CLIENT_SERVER, "p2p", "hybrid")
-NOT_MEASURED = "not measured yet"
 # Scalability: a swarm's time must stay within this factor of D_p2p to confirm the claim.
 _SWARM_BOUND_FACTOR = 1.3
 # Performance: a Jain index above this is "consistent" (even completion times).
 _CONSISTENT_JAIN = 0.9
 # Architecture, client-server: "every byte from the server" allows for rounding.
 _ALL_FROM_SERVER = 0.99
-
-
-@dataclass(frozen=True, slots=True)
-class Measured:
-    """The runs of one architecture and their metrics: what a row's functions read."""
-
-    architecture: str
-    runs: tuple[RunResult, ...]
-    metrics: tuple[RunMetrics, ...]
-
-    @classmethod
-    def of(cls, architecture: str, runs: Sequence[RunResult]) -> Measured:
-        """The runs of ``architecture`` among ``runs``."""
-        mine = tuple(r for r in runs if r.architecture == architecture)
-        return cls(architecture, mine, tuple(summarize(r) for r in mine))
-
-    @property
-    def who(self) -> str:
-        """How a verdict names the architecture."""
-        return "P2P" if self.architecture == "p2p" else self.architecture
-
-    def sweep(self) -> list[RunMetrics]:
-        """The flash-crowd-like sweep: the scenario with the most distinct N values."""
-        by_scenario: dict[str, list[RunMetrics]] = {}
-        for m in self.metrics:
-            by_scenario.setdefault(m.scenario, []).append(m)
-        if not by_scenario:
-            return []
-        best = max(by_scenario.values(), key=lambda v: len({m.n for m in v}))
-        return sorted(best, key=lambda m: m.n)
-
-    def calm_replicas(self) -> list[int]:
-        """Live copies of the rarest piece at the end of the runs without faults."""
-        # Fault runs end with the server gone: they belong to Reliability, not here.
-        return [
-            m.min_replicas_end
-            for m in self.metrics
-            if m.min_replicas_end is not None and not m.fault_completion
-        ]
-
-    def after_fault(self, kind: str) -> list[float]:
-        """The fraction of pending clients that completed after each fault of ``kind``."""
-        return [f.completed for m in self.metrics for f in m.fault_completion if f.kind == kind]
-
-
-# A finding: a measured value and a verdict, added to a row's own (the corrupt peers).
-Finding = tuple[str, str]
-
-
-@dataclass(frozen=True, slots=True)
-class RowSpec:
-    """One feature of the reference table and how the runs answer it."""
-
-    feature: str
-    reference_cs: str
-    reference_p2p: str
-    measure: Callable[[Measured], str]  # the measured value, for any architecture
-    judge_cs: Callable[[Measured], str]  # the verdict on the client-server claim
-    judge_swarm: Callable[[Measured], str]  # the verdict on the peer-to-peer claim
-    # More that a cell shows beside its value and verdict (not the summary verdict).
-    finding: Callable[[Measured], Finding | None] | None = None
-
-    def judge(self, m: Measured) -> str:
-        """The verdict for ``m``'s architecture on its own claim."""
-        return self.judge_cs(m) if m.architecture == CLIENT_SERVER else self.judge_swarm(m)
-
-    def cell(self, m: Measured) -> str:
-        """The measured cell of ``m``'s architecture: value, then its verdict."""
-        if not m.metrics:
-            return NOT_MEASURED
-        value, verdict = self.measure(m), self.judge(m)
-        found = self.finding(m) if self.finding else None
-        if found:
-            value, verdict = value + found[0], verdict + found[1]
-        return f"{value}. Verdict: {verdict}"
-
-    def verdict(self, cs: Measured, p2p: Measured) -> str:
-        """The table's verdict column: the client-server claim, then the peer-to-peer one."""
-        left = self.judge_cs(cs) if cs.metrics else "client-server not measured"
-        right = self.judge_swarm(p2p) if p2p.metrics else f"{p2p.who} not measured"
-        return f"{left}; {right}"
 
 
 # --- Architecture ----------------------------------------------------------------------------
