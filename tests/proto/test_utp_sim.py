@@ -52,7 +52,7 @@ class Side:
     conn: UtpConnection | None = None
     received: bytearray = field(default_factory=bytearray)
     events: list[Event] = field(default_factory=list)
-    to_send: bytes = b""
+    to_send: bytes | bytearray = b""  # becomes a bytearray, consumed from the front
     close_when_sent: bool = False
     close_on_eof: bool = False
     auto_read: bool = True
@@ -72,6 +72,7 @@ class Pipe:
         self._counter = 0
         self.delivered = 0
         self.sizes: list[int] = []
+        self.accept_kwargs: dict[str, int] = {}
 
     @property
     def a(self) -> Side:
@@ -113,10 +114,12 @@ class Pipe:
             State.SYN_RECV,
             State.CONNECTED,
         ):
+            if not isinstance(side.to_send, bytearray):
+                side.to_send = bytearray(side.to_send)
             n = min(len(side.to_send), conn.send_buffer_free)
             if n:
                 conn.send(side.to_send[:n])
-                side.to_send = side.to_send[n:]
+                del side.to_send[:n]
         if side.close_when_sent and not side.to_send:
             conn.close()
         self._emit(name, conn.datagrams_to_send(self.now))
@@ -165,7 +168,9 @@ class Pipe:
             packet = decode(datagram)
             if packet.type is not PacketType.ST_SYN:
                 return True
-            side.conn = UtpConnection.accept(packet, self.now, random.Random(self.rng.random()))
+            side.conn = UtpConnection.accept(
+                packet, self.now, random.Random(self.rng.random()), **self.accept_kwargs
+            )
         else:
             self._handle(dst, side.conn.receive_datagram(datagram, self.now))
         self._feed(dst)

@@ -316,6 +316,7 @@ class UtpConnection:
         self._eof_delivered = False
         self._ack_pending = False
         self._advertised = recv_window
+        self._sack_cache: bytes | None = None
         # Timing and congestion.
         self._reply_micro = 0
         self._timeout_at: float | None = None
@@ -556,6 +557,7 @@ class UtpConnection:
         self._check_receivable()
         if self._state in (State.RESET, State.TIMED_OUT):
             return []
+        self._sack_cache = None
         if packet.type is PacketType.ST_SYN:
             self._on_syn(packet, now)
             return []
@@ -878,9 +880,13 @@ class UtpConnection:
             out.append(self._transmit(fin, now))
 
     def _sack(self) -> bytes:
-        if not self._reorder:
-            return b""
-        return sack_bitmask(self._ack_nr, self._reorder, SACK_MAX_BYTES)
+        # Cached: the reorder buffer only changes while receiving, and a window's worth of
+        # packets is sent between two receives.
+        if self._sack_cache is None:
+            self._sack_cache = (
+                sack_bitmask(self._ack_nr, self._reorder, SACK_MAX_BYTES) if self._reorder else b""
+            )
+        return self._sack_cache
 
     def _payload_room(self) -> int:
         sack = self._sack()
