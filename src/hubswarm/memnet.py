@@ -325,7 +325,8 @@ class MemoryStream(asyncio.transports._FlowControlMixin):
         self._unacked -= n
 
     def _schedule_pump(self) -> None:
-        if self._pump_scheduled or not self._inbox or self._lost:
+        # While reading is paused nothing is delivered; resume_reading() schedules again.
+        if self._pump_scheduled or not self._inbox or self._lost or not self._reading:
             return
         self._pump_scheduled = True
         self._loop.call_at(self._inbox[0][0], self._pump)
@@ -335,8 +336,8 @@ class MemoryStream(asyncio.transports._FlowControlMixin):
         now = self._loop.time()
         while self._inbox and self._inbox[0][0] <= now and not self._lost:
             _, item = self._inbox[0]
-            if isinstance(item, bytes) and not self._reading:
-                break  # paused: the bytes wait here, as in a socket's receive buffer
+            if not self._reading:
+                break  # paused: bytes and the end wait here, as in a socket's receive buffer
             self._inbox.popleft()
             if isinstance(item, Closed):
                 self._peer_closed()

@@ -65,11 +65,18 @@ class _VirtualSelector(selectors.BaseSelector):
         self._real.close()
 
     def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
+        loop = self.loop
+        assert loop is not None
+        if len(self._real.get_map()) <= 1 and not loop.pending_threads:
+            # Only the loop's own self-pipe is registered (no socket, no thread job): there
+            # is nothing to poll, so skip the system call that would find nothing.
+            if timeout is None:
+                return self._real.select(None)  # no timer either: as a real loop, wait
+            loop.advance(timeout)
+            return []
         ready = self._real.select(0)
         if ready or timeout == 0:
             return ready
-        loop = self.loop
-        assert loop is not None
         if loop.pending_threads:
             # A thread's job is due back: wait for it in real time, the clock stands still.
             return self._real.select(_THREAD_POLL)

@@ -26,16 +26,18 @@ Streams behave as TCP does at the scale the lab measures:
   grows by a packet per round trip past the threshold, and halves on a loss (once per
   window: NewReno/SACK recovery), capped by the receiver's window less what its
   application has not read yet;
-- a lost segment (random loss, or a full queue) is sent again one round trip after it was
-  sent (a fast retransmit), or after a back-off timer of at least :data:`MIN_RTO` doubling
-  with each repeated loss of the same segment (RFC 6298). Loss costs time, never bytes:
-  the receiver delivers every byte in order.
+- a lost segment (random loss, or a full queue) is sent again one smoothed round trip
+  after it was sent (a fast retransmit: the ACKs of what followed it tell), or, lost
+  again, after the retransmission timer, doubling with each repeat. Round trips are
+  measured from ACKs, queueing included, as RFC 6298 says (Karn's rule; RTO at least
+  :data:`MIN_RTO`); a timeout sets the window back to one packet. Loss costs time, never
+  bytes: the receiver delivers every byte in order.
 
 Datagrams take the same queues and are really dropped: by the loss rate, or by a full queue.
 
-Not modelled (the report says so): the delay of queues in the round-trip estimate, the
-acknowledgements' share of the reverse path's capacity, delayed ACKs, Nagle, per-packet
-header bytes (rates are payload rates), and the kernel's CPU cost.
+Not modelled (the report says so): the acknowledgements' share of the reverse path's
+capacity, delayed ACKs, Nagle, per-packet header bytes (rates are payload rates), and the
+kernel's CPU cost.
 """
 
 from __future__ import annotations
@@ -69,8 +71,11 @@ SEGMENT = 16 * 1024
 INITIAL_WINDOW = 10 * MSS
 # The receiver's window: Linux auto-tunes up to tcp_rmem's 6 MiB; 4 MiB fills any lab path.
 RECEIVE_WINDOW = 4 * 1024 * 1024
-# RFC 6298's 1 s minimum is 200 ms in Linux (TCP_RTO_MIN).
+# RFC 6298's 1 s minimum is 200 ms in Linux (TCP_RTO_MIN); before any sample, 1 s.
 MIN_RTO = 0.2
+INITIAL_RTO = 1.0
+# Linux caps the retransmission timer at TCP_RTO_MAX = 120 s.
+MAX_RTO = 120.0
 # Linux's default txqueuelen is 1,000 packets: about 1.4 MB of payload per queue.
 DEFAULT_QUEUE = 1000 * MSS
 
@@ -104,46 +109,92 @@ class _Packet:
     packets: int = 1  # full-size packets it stands for (each may be lost)
 
 
+class _Flow:
+    """A flow's packets waiting in one queue, and its deficit (bytes it may still send)."""
+
+    __slots__ = ("deficit", "packets", "queued")
+
+    def __init__(self) -> None:
+        self.packets: collections.deque[tuple[_Packet, Callable[[_Packet], None]]]
+        self.packets = collections.deque()
+        self.deficit = 0
+        self.queued = 0  # bytes of this flow waiting
+
+
 class _Queue:
-    """One direction of one host's access link: drop-tail, round-robin between flows."""
+    """One direction of one host's access link, fair between its flows: deficit round robin
+    (Shreedhar and Varghese, 1995) gives each flow up to a quantum of bytes per turn, so
+    flows share the rate evenly in bytes whatever their packet sizes; when the queue is
+    full the flow holding the most bytes loses its last packet (longest-queue drop, as
+    fair-queueing schedulers do), so a new or slow flow is never locked out by the others."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, rate: float, limit: int) -> None:
         self._loop = loop
         self.rate = rate
         self.limit = limit
-        self._flows: dict[object, collections.deque[_Packet]] = {}  # order: round-robin
+        self._flows: dict[object, _Flow] = {}  # the dict's order is the round
         self.queued = 0
         self.busy = False
         self.sent_bytes = 0
         self.dropped = 0
 
     def offer(self, packet: _Packet, then: Callable[[_Packet], None]) -> bool:
-        """Queue ``packet``; ``then(packet)`` when it has left. False: dropped (queue full)."""
-        if self.queued and self.queued + packet.size > self.limit:
-            self.dropped += 1
-            return False
-        self._flows.setdefault(packet.flow, collections.deque()).append(packet)
+        """Queue ``packet``; ``then(packet)`` when it has left. False: it was dropped.
+
+        As fq_codel does on overflow: the packet joins its flow's queue, then while the
+        queue is over its size the fattest flow loses its last packet (on a tie, the flow
+        that has waited longest in the round, so a newcomer is never locked out).
+        """
+        key = packet.flow
+        flow = self._flows.get(key)
+        if flow is None:
+            flow = self._flows[key] = _Flow()
+        flow.packets.append((packet, then))
+        flow.queued += packet.size
         self.queued += packet.size
-        self._then = then
-        if not self.busy:
+        accepted = True
+        while self.queued > self.limit and self._flows:
+            fat_key, fat = max(self._flows.items(), key=lambda kv: kv[1].queued)
+            victim, _ = fat.packets.pop()
+            fat.queued -= victim.size
+            self.queued -= victim.size
+            self.dropped += 1
+            if not fat.packets:
+                del self._flows[fat_key]
+            if victim is packet:
+                accepted = False
+            else:
+                self._loop.call_soon(victim.lost)
+        if accepted and not self.busy:
             self._serve()
-        return True
+        return accepted
 
     def _serve(self) -> None:
-        flow, waiting = next(iter(self._flows.items()))
-        packet = waiting.popleft()
-        del self._flows[flow]
-        if waiting:
-            self._flows[flow] = waiting  # to the back of the round
+        # The flow at the front sends while its deficit covers its next packet; otherwise it
+        # gets a quantum and goes to the back. A quantum is at least the largest packet, so
+        # one pass round the flows always finds a packet to send.
+        while True:
+            key, flow = next(iter(self._flows.items()))
+            packet, then = flow.packets[0]
+            if packet.size <= flow.deficit:
+                break
+            flow.deficit += SEGMENT
+            del self._flows[key]
+            self._flows[key] = flow
+        flow.packets.popleft()
+        flow.queued -= packet.size
+        flow.deficit -= packet.size
+        if not flow.packets:
+            del self._flows[key]  # an idle flow keeps no credit (DRR)
         self.busy = True
         service = packet.size / self.rate if math.isfinite(self.rate) else 0.0
-        self._loop.call_at(self._loop.time() + service, self._sent, packet)
+        self._loop.call_at(self._loop.time() + service, self._sent, packet, then)
 
-    def _sent(self, packet: _Packet) -> None:
+    def _sent(self, packet: _Packet, then: Callable[[_Packet], None]) -> None:
         self.queued -= packet.size
         self.sent_bytes += packet.size
         self.busy = False
-        self._then(packet)
+        then(packet)
         if self._flows:
             self._serve()
 
@@ -247,7 +298,7 @@ class SimNetwork(MemoryNetwork):
 
 @dataclass(slots=True, eq=False)
 class _Segment:
-    index: int
+    seq: int  # the stream offset of its first byte (an end marker takes one, as TCP's FIN)
     item: bytes | Closed | None  # data, or the end of the stream (EOF / closed)
     size: int
     sent_at: float = 0.0
@@ -270,13 +321,18 @@ class SimStream(MemoryStream):
         # Sending side.
         self._unsent: collections.deque[bytes | Closed | None] = collections.deque()
         self._unsent_bytes = 0
-        self._next_index = 0
+        self._next_seq = 0
         self._in_flight = 0
+        self._resend: collections.deque[_Segment] = collections.deque()  # lost, due again
         self._window = float(INITIAL_WINDOW)
         self._threshold = math.inf
-        self._recover_index = 0  # losses below this index were in the window already halved
+        self._recover_seq = 0  # losses below this offset were in the window already halved
+        # RFC 6298: the smoothed round trip and its variation, from segments sent once.
+        self._srtt: float | None = None
+        self._rttvar = 0.0
+        self._rto = INITIAL_RTO
         self._peer_unread = 0  # delivered to the peer's stack, not yet to its application
-        # Receiving side: segments that arrived ahead of a missing one.
+        # Receiving side: segments that arrived ahead of a missing one, by offset.
         self._expected = 0
         self._ahead: dict[int, _Segment] = {}
         self.retransmissions = 0
@@ -289,6 +345,7 @@ class SimStream(MemoryStream):
     def abort(self) -> None:
         """Reset: unsent data is dropped and the peer learns after the one-way delay."""
         self._unsent.clear()
+        self._resend.clear()
         self._unsent_bytes = 0
         peer = self.peer
         if peer is not None and not self._closing:
@@ -313,18 +370,33 @@ class SimStream(MemoryStream):
         return min(self._window, RECEIVE_WINDOW - self._peer_unread) - self._in_flight
 
     def _push(self) -> None:
-        """Send what the window allows (at least one segment when nothing is in flight)."""
+        """Send what the window allows, lost segments first: segments cut to the window,
+        never below one packet (one packet may always be in flight, TCP's smallest window)."""
         peer = self.peer
-        while self._unsent and peer is not None:
+        while self._resend and peer is not None:
+            if self._in_flight and self._resend[0].size > self._usable_window():
+                break
+            segment = self._resend.popleft()
+            self._in_flight += segment.size
+            self._transmit(segment)
+        while self._unsent and not self._resend and peer is not None:
             head = self._unsent[0]
             size = len(head) if isinstance(head, bytes) else 0
-            if self._in_flight and size > self._usable_window():
-                break
-            self._unsent.popleft()
+            room = max(MSS, int(self._usable_window()))
+            if isinstance(head, bytes) and size > room:
+                if self._in_flight and self._usable_window() < MSS:
+                    break
+                # A window smaller than the segment: send what fits, keep the rest first.
+                head, self._unsent[0] = head[:room], head[room:]
+                size = room
+            else:
+                if self._in_flight and size > self._usable_window():
+                    break
+                self._unsent.popleft()
             self._unsent_bytes -= size
             self._in_flight += size
-            segment = _Segment(self._next_index, head, size)
-            self._next_index += 1
+            segment = _Segment(self._next_seq, head, size)
+            self._next_seq += max(1, size) if isinstance(head, bytes) else 1
             self._transmit(segment)
         self.resume_protocol_if_drained()
 
@@ -343,25 +415,46 @@ class SimStream(MemoryStream):
             )
         self._sim.transmit(packet, self._local[0], peer._local[0])
 
-    def _round_trip(self) -> float:
-        peer = self.peer
-        return 0.0 if peer is None else 2 * self._sim.delay(self._local[0], peer._local[0])
-
     def _on_lost(self, segment: _Segment) -> None:
         segment.losses += 1
         self.retransmissions += 1
-        if segment.index >= self._recover_index:
-            self._threshold = max(self._window / 2, 2.0 * MSS)
-            self._window = self._threshold
-            self._recover_index = self._next_index
-        rtt = self._round_trip()
+        self._in_flight -= segment.size  # out of the network; due again later
         if segment.losses == 1:
-            resend_at = segment.sent_at + rtt  # fast retransmit: the next ACKs tell
+            # Fast retransmit: the ACKs of what was sent after it tell, about one round trip
+            # (queueing included) after the send; before any sample, the retransmission
+            # timer. The window halves once per window of data (NewReno/SACK recovery).
+            resend_at = segment.sent_at + (self._srtt if self._srtt is not None else self._rto)
+            if segment.seq >= self._recover_seq:
+                self._threshold = max(self._window / 2, 2.0 * MSS)
+                self._window = self._threshold
+                self._recover_seq = self._next_seq
         else:
-            resend_at = segment.sent_at + max(MIN_RTO, 2 * rtt) * 2 ** (segment.losses - 2)
-        self._loop.call_at(max(self._loop.time(), resend_at), self._transmit, segment)
+            # The retransmission was lost too: the retransmission timer, doubling per
+            # repeat (RFC 6298), and the window back to one packet.
+            backoff = self._rto * 2 ** (segment.losses - 2)
+            resend_at = segment.sent_at + min(MAX_RTO, backoff)
+            self._threshold = max(self._window / 2, 2.0 * MSS)
+            self._window = float(MSS)
+        self._loop.call_at(max(self._loop.time(), resend_at), self._due_again, segment)
+
+    def _due_again(self, segment: _Segment) -> None:
+        """A lost segment is sent again, cut to the window as it is now (after a timeout,
+        one packet: the rest follows as the window opens)."""
+        room = max(MSS, int(self._window))
+        item = segment.item
+        if isinstance(item, bytes) and segment.size > room:
+            for start in range(0, segment.size, room):
+                piece = _Segment(segment.seq + start, item[start : start + room], 0)
+                piece.size = len(piece.item) if isinstance(piece.item, bytes) else 0
+                piece.losses = segment.losses
+                self._resend.append(piece)
+        else:
+            self._resend.append(segment)
+        self._push()
 
     def _on_ack(self, segment: _Segment) -> None:
+        if segment.losses == 0:  # Karn: a retransmitted segment's ACK is no sample
+            self._sample_rtt(self._loop.time() - segment.sent_at)
         self._in_flight -= segment.size
         self._unacked -= segment.size
         if self._window < self._threshold:
@@ -370,6 +463,15 @@ class SimStream(MemoryStream):
             self._window += MSS * segment.size / self._window  # one MSS per round trip
         self._window = min(self._window, float(RECEIVE_WINDOW))
         self._push()
+
+    def _sample_rtt(self, sample: float) -> None:
+        # RFC 6298, section 2 (alpha = 1/8, beta = 1/4, K = 4).
+        if self._srtt is None:
+            self._srtt, self._rttvar = sample, sample / 2
+        else:
+            self._rttvar = 0.75 * self._rttvar + 0.25 * abs(self._srtt - sample)
+            self._srtt = 0.875 * self._srtt + 0.125 * sample
+        self._rto = min(MAX_RTO, max(MIN_RTO, self._srtt + 4 * self._rttvar))
 
     def _acknowledge(self, n: int) -> None:
         # The peer's application read n of our bytes: its receive window opens again.
@@ -382,14 +484,14 @@ class SimStream(MemoryStream):
     def _on_segment(self, segment: _Segment) -> None:
         peer = self.peer
         assert peer is None or isinstance(peer, SimStream)
-        if peer is None or segment.index < self._expected or segment.index in self._ahead:
+        if peer is None or segment.seq < self._expected or segment.seq in self._ahead:
             return  # a duplicate (its first copy made it after all)
         back = self._sim.delay(self._local[0], peer._local[0])
         self._loop.call_at(self._loop.time() + back, peer._on_ack, segment)
-        self._ahead[segment.index] = segment
+        self._ahead[segment.seq] = segment
         while self._expected in self._ahead:
             ready = self._ahead.pop(self._expected)
-            self._expected += 1
+            self._expected += ready.size if isinstance(ready.item, bytes) else 1
             if isinstance(ready.item, bytes):
                 peer._peer_unread += ready.size
             self.receive(ready.item, self._loop.time())

@@ -1,0 +1,245 @@
+"""Virtual-time runs: the real hub and clients on the modelled network (emulation ``sim``).
+
+Theory of operation
+-------------------
+A sim run is one call of :func:`run_sim`: it starts a :class:`~hubswarm.vtime.VirtualTimeLoop`
+of its own and, on it, builds a :class:`~hubswarm.lab.simnet.SimNetwork` with one host per
+machine of the plan (host 0 the server, 1..N the clients, each with its drawn upload and
+download), then runs **the real code** there: the hub is ``hubswarm.hub.app`` served through
+:class:`~hubswarm.httpnet.NetworkSite`, each client is ``hubswarm.hub.client.download`` (the
+code of ``hubswarm get``) dialling through :class:`~hubswarm.httpnet.NetworkConnector`.
+Nothing opens a socket; thread jobs (hashing, file I/O) run inline and take no virtual time.
+
+So a run takes as much wall time as its CPU work, whatever the scenario's rates, and it is a
+function of the plan and its seed: the same plan gives the same times, bit for bit.
+
+Times in the result are seconds of virtual time since the run's t = 0, as the netns runs'
+are seconds of wall time. The report says which emulation each run had.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from hubswarm import vtime
+from hubswarm.errors import HubswarmError, LabError
+from hubswarm.httpnet import NetworkConnector, NetworkSite
+from hubswarm.hub import client as hub_client
+from hubswarm.hub.app import HubConfig, create_app
+from hubswarm.lab.fleet import fault_event, leave_after
+from hubswarm.lab.metrics import ClientRecord, FaultEvent, ReplicaSample, RunResult
+from hubswarm.lab.payload import PAYLOAD_NAME, check_file, make_payload
+from hubswarm.lab.scenario import Fault, RunPlan
+from hubswarm.lab.simnet import LinkSpec, SimNetwork
+
+__all__ = ["SIM_NOTE", "host_ip", "link_specs", "run_sim"]
+
+SIM_NOTE = (
+    "sim: the real hub/client code on a modelled network in virtual time "
+    "(fair-shared rate queues, delay, loss; TCP-like windows and retransmission; no CPU cost)"
+)
+HUB_PORT = 80
+_ERROR_CHARS = 200
+
+
+def host_ip(index: int) -> str:
+    """Host ``index``'s address in a sim run: 10.0.0.1 for the server, then upwards."""
+    n = index + 1
+    return f"10.{(n >> 16) & 0xFF}.{(n >> 8) & 0xFF}.{n & 0xFF}"
+
+
+def link_specs(plan: RunPlan) -> list[LinkSpec]:
+    """Host 0 (server: upload u_s, download unshaped) and 1..N with the plan's capacities."""
+    scenario = plan.scenario
+    specs = [LinkSpec(upload=scenario.server_upload)]
+    for up, down in zip(plan.uploads, plan.downloads, strict=True):
+        specs.append(LinkSpec(upload=up, download=down))
+    return specs
+
+
+def run_sim(plan: RunPlan, architecture: str, workdir: Path) -> RunResult:
+    """One run of ``architecture`` in virtual time, on a loop of its own (blocking: call it
+    in a worker thread or process). Raises LabError for an architecture sim cannot run."""
+    try:
+        make = _ARCHITECTURES[architecture]
+    except KeyError:
+        raise LabError(f"emulation 'sim' cannot run architecture {architecture!r} yet") from None
+    # The simulator's own cost, for the report: wall time is not the run's time here.
+    started = time.perf_counter()
+    result = vtime.run(make(plan, workdir))
+    return replace(result, wall_time=time.perf_counter() - started)
+
+
+class _World:
+    """What every sim run has: the network, t = 0, the faults applied so far."""
+
+    def __init__(self, plan: RunPlan) -> None:
+        self.plan = plan
+        scenario = plan.scenario
+        self.network = SimNetwork(rng=random.Random(f"{scenario.seed}:{plan.n}:sim"))
+        for index, spec in enumerate(link_specs(plan)):
+            self.network.add_host(host_ip(index), spec)
+        self.loop = asyncio.get_running_loop()
+        self.t0 = self.loop.time()
+        self.faults: list[FaultEvent] = []
+
+    def now(self) -> float:
+        """Seconds since t = 0."""
+        return self.loop.time() - self.t0
+
+    async def sleep_until(self, t: float) -> None:
+        await asyncio.sleep(max(0.0, t - self.now()))
+
+    async def run_faults(self, apply: Callable[[Fault], Awaitable[FaultEvent]]) -> None:
+        """Apply each of the scenario's faults at its time (cancelled when the clients end)."""
+        for fault in sorted(self.plan.scenario.faults, key=lambda f: f.at):
+            await self.sleep_until(fault.at)
+            self.faults.append(await apply(fault))
+
+    def result(
+        self,
+        architecture: str,
+        records: list[ClientRecord],
+        replicas: list[ReplicaSample],
+        notes: list[str],
+    ) -> RunResult:
+        plan, scenario = self.plan, self.plan.scenario
+        return RunResult(
+            architecture=architecture,
+            scenario=scenario.name,
+            n=plan.n,
+            file_size=scenario.file_size,
+            server_upload=scenario.server_upload,
+            uploads=plan.uploads,
+            downloads=plan.downloads,
+            clients=tuple(sorted(records, key=lambda r: r.index)),
+            server_bytes_sent=self.network.tx_bytes(host_ip(0)),
+            faults=tuple(self.faults),
+            replicas=tuple(replicas),
+            emulation="sim",
+            pieces=scenario.pieces,
+            scenario_path=scenario.path,
+            notes=(SIM_NOTE, *notes),
+        )
+
+
+# --- client-server ---------------------------------------------------------------------------
+
+
+async def _client_server(plan: RunPlan, workdir: Path) -> RunResult:
+    """The hub on host 0 serves the file; clients 1..N fetch it at their arrival times."""
+    scenario = plan.scenario
+    world = _World(plan)
+    data = workdir / "hub-data"
+    sha256 = make_payload(data / "files" / PAYLOAD_NAME, scenario.file_size, scenario.seed)
+    runner = web.AppRunner(
+        create_app(HubConfig(data_dir=data, anonymous_read=True)),
+        handle_signals=False,
+        access_log=None,
+    )
+    await runner.setup()
+    site = NetworkSite(runner, world.network.host(host_ip(0)), "0.0.0.0", HUB_PORT)
+    await site.start()
+    url = f"http://{host_ip(0)}:{HUB_PORT}/files/{PAYLOAD_NAME}"
+    replicas = [ReplicaSample(0.0, (1,) * scenario.pieces)]
+    tasks: dict[int, asyncio.Task[ClientRecord]] = {}
+    killed: set[int] = set()
+
+    async def apply(fault: Fault) -> FaultEvent:
+        match fault.kind:
+            case "kill_hub":
+                world.network.crash(host_ip(0))
+                replicas.append(ReplicaSample(world.now(), (0,) * scenario.pieces))
+                return fault_event(fault, "crashed host 0 (the hub)")
+            case "kill_peers":
+                running = [i for i, task in sorted(tasks.items()) if not task.done()]
+                victims = tuple(running[: fault.count])
+                for i in victims:
+                    killed.add(i)
+                    tasks[i].cancel()
+                return fault_event(fault, f"killed clients {list(victims)}", victims=victims)
+            case _:
+                return fault_event(fault, "not applicable to client-server", applied=False)
+
+    try:
+        async with asyncio.TaskGroup() as group:
+            for i in range(1, plan.n + 1):
+                out = workdir / f"c{i}" / PAYLOAD_NAME
+                tasks[i] = group.create_task(_get(world, i, url, out, sha256))
+            faults = group.create_task(world.run_faults(apply))
+            await asyncio.wait(tasks.values())
+            faults.cancel()
+    finally:
+        await runner.cleanup()
+    records = []
+    for i, task in sorted(tasks.items()):
+        if task.cancelled():
+            records.append(_killed_record(world, i, plan.arrivals[i - 1]))
+        else:
+            records.append(task.result())
+    return world.result("client-server", records, replicas, [])
+
+
+async def _get(world: _World, index: int, url: str, out: Path, sha256: str) -> ClientRecord:
+    """Client ``index``: arrive, ``hubswarm get`` the file, leave (churn) or time out."""
+    plan, scenario = world.plan, world.plan.scenario
+    await world.sleep_until(plan.arrivals[index - 1])
+    start = world.now()
+    leave_at = start + leave_after(scenario, index)
+    deadline = min(scenario.timeout, leave_at)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    error: str | None = None
+    left_at: float | None = None
+    connector = NetworkConnector(world.network.host(host_ip(index)))
+    async with aiohttp.ClientSession(connector=connector, auto_decompress=False) as session:
+        try:
+            async with asyncio.timeout(max(0.0, deadline - world.now())):
+                await hub_client.download(url, out, token=None, progress=None, session=session)
+        except TimeoutError:
+            if leave_at < scenario.timeout:
+                error, left_at = "left (churn)", leave_at
+            else:
+                error = "timeout"
+        except HubswarmError as exc:
+            error = str(exc)[:_ERROR_CHARS]
+    end = world.now()
+    got, ok = check_file(out, sha256)
+    ok = ok and error is None
+    stays = scenario.churn.leave_after_complete is False
+    return ClientRecord(
+        index=index,
+        start=start,
+        end=end if ok else None,
+        bytes_received=got,
+        bytes_from_server=got,
+        verified=ok,
+        error=None if ok else (error or "incomplete"),
+        left_at=left_at if left_at is not None else (None if stays else end),
+    )
+
+
+def _killed_record(world: _World, index: int, arrival: float) -> ClientRecord:
+    """A client a ``kill_peers`` fault cancelled (what it had is not counted, as in netns)."""
+    return ClientRecord(
+        index=index,
+        start=arrival,
+        end=None,
+        bytes_received=0,
+        bytes_from_server=0,
+        error="killed (fault)",
+        left_at=world.now(),
+    )
+
+
+_ARCHITECTURES: dict[str, Callable[[RunPlan, Path], Coroutine[Any, Any, RunResult]]] = {
+    "client-server": _client_server,
+}
