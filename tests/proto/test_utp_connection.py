@@ -327,12 +327,14 @@ def test_forged_acks_and_foreign_ids_are_dropped() -> None:
     confirm(a, b, 0.0)
     a.send(b"abc")
     a.datagrams_to_send(1.0)
-    ahead = Packet(PacketType.ST_STATE, a.recv_id, 1, 0, 9999, 0, seq_add(a._seq_nr, 5))
+    ahead = Packet(PacketType.ST_STATE, a.recv_id, 1, 0, 9999, 0, seq_add(a.seq_nr, 5))
     assert a.receive_packet(ahead, 1.1) == []
     assert a.unacked_bytes == 3
-    wrong_id = Packet(PacketType.ST_RESET, (a.recv_id + 1) & 0xFFFF, 1, 0, 0, 0, a._acked_seq)
+    wrong_id = Packet(
+        PacketType.ST_RESET, (a.recv_id + 1) & 0xFFFF, 1, 0, 0, 0, seq_add(a.seq_nr, -1)
+    )
     assert a.receive_packet(wrong_id, 1.1) == []
-    forged_reset = Packet(PacketType.ST_RESET, a.recv_id, 1, 0, 0, 0, seq_add(a._seq_nr, 9))
+    forged_reset = Packet(PacketType.ST_RESET, a.recv_id, 1, 0, 0, 0, seq_add(a.seq_nr, 9))
     assert a.receive_packet(forged_reset, 1.1) == []
     assert a.state is State.CONNECTED
 
@@ -343,7 +345,7 @@ def test_forged_acks_and_foreign_ids_are_dropped() -> None:
 def test_the_reorder_buffer_and_the_receive_window_are_bounded() -> None:
     a, b = pair(recv_window=64 * 1024)
     confirm(a, b, 0.0)
-    base = seq_add(a._seq_nr, -1)  # the last seq_nr b received in order
+    base = seq_add(a.seq_nr, -1)  # the last seq_nr b received in order
     # Out-of-order packets far ahead, then a flood inside the reorder window.
     far = _data(a, seq_add(base, MAX_REORDER_PACKETS + 10), b"x" * 100)
     assert b.receive_packet(far, 1.0) == []
@@ -367,7 +369,7 @@ def _data(a: UtpConnection, seq_nr: int, payload: bytes) -> Packet:
         0,
         DEFAULT_RECV_WINDOW,
         seq_nr,
-        a._ack_nr,
+        a.ack_nr,
         (),
         payload,
     )
@@ -503,3 +505,22 @@ def test_abort_sends_one_reset_and_the_peer_stops() -> None:
     assert a.state is State.RESET
     assert a.send_buffered == 0
     assert a.receive_datagram(reset, 1.2) == []
+
+
+def test_a_blind_spoofer_cannot_confirm_a_syn() -> None:
+    rng = random.Random(12)
+    syn = Packet(PacketType.ST_SYN, 500, 1, 0, 0, 42, 0)
+    b = UtpConnection.accept(syn, 0.0, rng)
+    (state,) = packets(b.datagrams_to_send(0.0))
+    # The spoofer knows the ids and its own seq_nr, but not our random seq_nr.
+    for guess in range(0, 0x10000, 97):
+        if guess == seq_add(state.seq_nr, -1):
+            continue
+        data = Packet(PacketType.ST_DATA, b.recv_id, 2, 0, 9999, 43, guess, (), b"hi")
+        assert b.receive_packet(data, 0.1) == []
+    assert b.state is State.SYN_RECV
+    assert b.datagrams_to_send(0.1) == []
+    real = Packet(
+        PacketType.ST_DATA, b.recv_id, 2, 0, 9999, 43, seq_add(state.seq_nr, -1), (), b"hi"
+    )
+    assert b.receive_packet(real, 0.2) == [Connected(), Data(b"hi")]

@@ -68,6 +68,15 @@ from enum import Enum
 
 from hubswarm.errors import LocalProtocolError, RemoteProtocolError
 from hubswarm.proto.ledbat import DelayHistory, Ledbat, RttEstimator
+from hubswarm.proto.utp_events import (
+    Closed,
+    Connected,
+    ConnectionReset,
+    Data,
+    EndOfStream,
+    Event,
+    TimedOut,
+)
 from hubswarm.proto.utp_packet import (
     EXT_SACK,
     HEADER_SIZE,
@@ -79,12 +88,12 @@ from hubswarm.proto.utp_packet import (
     UtpPacketError,
     decode,
     encode,
-    sack_bitmask,
     sack_seq_nrs,
     seq_add,
     seq_diff,
     seq_lt,
 )
+from hubswarm.proto.utp_recv import MAX_REORDER_PACKETS, SACK_MAX_BYTES, ReceiveBuffer
 
 __all__ = [
     "DEFAULT_RECV_WINDOW",
@@ -122,12 +131,6 @@ MAX_PAYLOAD = MAX_PACKET_SIZE - HEADER_SIZE
 DEFAULT_RECV_WINDOW = 1024 * 1024
 # Application bytes we hold, unsent plus unacked; the shell pauses its writer well before.
 DEFAULT_SEND_BUFFER = 2 * 1024 * 1024
-# libtorrent's reorder buffer holds max(16, capacity / 1100) packets (953 for 1 MiB); a packet
-# further ahead than this is dropped and left to the sender's retransmission.
-MAX_REORDER_PACKETS = 1024
-# The selective ACK we send covers at most this many bytes of bitmask (1024 packets, the
-# reorder buffer); the extension length field would allow 255.
-SACK_MAX_BYTES = MAX_REORDER_PACKETS // 8
 # Packets we keep unacked at most, whatever the windows say: far inside the 32768 a 16-bit
 # seq_nr can order, and no more than a peer with our reorder buffer could hold.
 MAX_UNACKED_PACKETS = 1024
@@ -148,52 +151,13 @@ FIN_RESENDS = 4
 # after this, restarted by each repeated SYN. libtorrent keeps such a socket until the peer
 # wire's handshake timeout; this is the same 10 s (limits.HANDSHAKE_TIMEOUT).
 SYN_RECV_TIMEOUT = 10.0
-# How long the shell keeps a CLOSED connection routable to ack a retransmitted FIN: longer
-# than the peer's FIN retries at the largest timeouts it is likely to use.
-TIME_WAIT = 10.0
+# How long the shell keeps a CLOSED connection routable to ack a retransmitted FIN: twice
+# our own FIN retries from a 1 s timeout (1 + 2 + 4 + 8 s), as TCP's TIME-WAIT is 2 MSL.
+TIME_WAIT = 30.0
 # uTorrent sometimes sends timestamp_difference = INT_MAX uninitialised (libtorrent ignores it).
 _BOGUS_DELAY_SAMPLE = 0x7FFFFFFF
 # libtorrent clamps the LEDBAT delay to the minimum of the last three samples.
 _DELAY_SAMPLES = 3
-
-
-# --- events -----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Connected:
-    """The handshake completed (a responder: the initiator proved its address)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Data:
-    """In-order application bytes from the peer; return them with
-    :meth:`UtpConnection.acknowledge_received_data` once consumed."""
-
-    data: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class EndOfStream:
-    """The peer sent FIN and every byte before it has been delivered."""
-
-
-@dataclass(frozen=True, slots=True)
-class ConnectionReset:
-    """The peer sent RESET (or refused our SYN with one)."""
-
-
-@dataclass(frozen=True, slots=True)
-class TimedOut:
-    """The peer stopped answering; the connection is given up."""
-
-
-@dataclass(frozen=True, slots=True)
-class Closed:
-    """Both directions finished cleanly (our FIN acked, the peer's FIN received)."""
-
-
-Event = Connected | Data | EndOfStream | ConnectionReset | TimedOut | Closed
 
 
 # --- states -----------------------------------------------------------------------------------
@@ -292,7 +256,6 @@ class UtpConnection:
         self.send_id = send_id
         self._rng = rng
         self._state = State.IDLE
-        self._recv_window = recv_window
         self._send_buffer_size = send_buffer
         # Sending side.
         self._seq_nr = rng.randrange(0x10000)  # next seq_nr to use
@@ -307,16 +270,11 @@ class UtpConnection:
         self._dup_acks = 0
         self._loss_seq = self._acked_seq  # a loss at or before this was already reacted to
         self._syn_seq = 0  # ours (initiator) or the peer's (responder)
+        self._resend_pending = 0  # packets marked need_resend
         # Receiving side.
-        self._ack_nr = 0
-        self._reorder: dict[int, bytes] = {}
-        self._reorder_bytes = 0
-        self._unread = 0
-        self._eof_seq: int | None = None
-        self._eof_delivered = False
+        self._recv = ReceiveBuffer(recv_window, slack=MAX_PAYLOAD)
         self._ack_pending = False
         self._advertised = recv_window
-        self._sack_cache: bytes | None = None
         # Timing and congestion.
         self._reply_micro = 0
         self._timeout_at: float | None = None
@@ -374,7 +332,7 @@ class UtpConnection:
         )
         conn._transition(_Trigger.ACCEPT)
         conn._syn_seq = syn.seq_nr
-        conn._ack_nr = syn.seq_nr
+        conn._recv.ack_nr = syn.seq_nr
         conn._note_timestamp(syn, now)
         conn._ack_pending = True
         conn._timeout_at = now + SYN_RECV_TIMEOUT
@@ -420,12 +378,22 @@ class UtpConnection:
     @property
     def receive_window(self) -> int:
         """The window we advertise: receive buffer space not used by unread or reordered data."""
-        return max(0, self._recv_window - self._unread - self._reorder_bytes)
+        return self._recv.window
 
     @property
     def reorder_buffered(self) -> int:
         """Packets held in the reorder buffer (always at most :data:`MAX_REORDER_PACKETS`)."""
-        return len(self._reorder)
+        return self._recv.held
+
+    @property
+    def seq_nr(self) -> int:
+        """The next seq_nr we will send."""
+        return self._seq_nr
+
+    @property
+    def ack_nr(self) -> int:
+        """The last seq_nr received in order."""
+        return self._recv.ack_nr
 
     @property
     def rtt(self) -> float | None:
@@ -435,7 +403,7 @@ class UtpConnection:
     @property
     def remote_eof(self) -> bool:
         """The peer's FIN and every byte before it have been delivered."""
-        return self._eof_delivered
+        return self._recv.eof
 
     def timeout_at(self) -> float | None:
         """When the shell must call :meth:`on_timeout`, or None."""
@@ -457,9 +425,8 @@ class UtpConnection:
         # A finished connection holds no buffers and no timer.
         self._send_buf = bytearray()
         self._outbuf.clear()
-        self._in_flight = self._unacked_payload = 0
-        self._reorder.clear()
-        self._reorder_bytes = 0
+        self._in_flight = self._unacked_payload = self._resend_pending = 0
+        self._recv.clear()
         self._timeout_at = None
 
     def _violation(self, message: str) -> RemoteProtocolError:
@@ -513,7 +480,7 @@ class UtpConnection:
             self._reply_micro,
             0,
             self._rng.randrange(0x10000),
-            self._ack_nr,
+            self._recv.ack_nr,
         )
         self._transition(_Trigger.RESET)
         return [encode(reset)]
@@ -524,9 +491,9 @@ class UtpConnection:
         Raises:
             LocalProtocolError: more than was delivered and not yet acknowledged.
         """
-        if not 0 <= nbytes <= self._unread:
-            raise LocalProtocolError(f"acknowledged {nbytes} bytes, {self._unread} unread")
-        self._unread -= nbytes
+        if not 0 <= nbytes <= self._recv.unread:
+            raise LocalProtocolError(f"acknowledged {nbytes} bytes, {self._recv.unread} unread")
+        self._recv.consumed(nbytes)
         # A window that we advertised as too small for one packet has reopened: tell the
         # sender now rather than let it wait for a timeout.
         if self._advertised < MAX_PAYLOAD <= self.receive_window and self._state in _LIVE:
@@ -557,13 +524,11 @@ class UtpConnection:
         self._check_receivable()
         if self._state in (State.RESET, State.TIMED_OUT):
             return []
-        self._sack_cache = None
         if packet.type is PacketType.ST_SYN:
             self._on_syn(packet, now)
             return []
         if packet.connection_id != self.recv_id:
             return []
-        self._note_timestamp(packet, now)
         if not self._ack_plausible(packet):
             return []
         events: list[Event] = []
@@ -575,13 +540,17 @@ class UtpConnection:
                 return []
             # The SYN-ACK is a STATE carrying the responder's next seq_nr, which it has not
             # used yet; ack_nr is the one before it (libtorrent does the same).
-            self._ack_nr = seq_add(packet.seq_nr, -1)
+            self._recv.ack_nr = seq_add(packet.seq_nr, -1)
             self._transition(_Trigger.SYN_ACKED)
             events.append(Connected())
         elif self._state is State.SYN_RECV:
             if packet.type is PacketType.ST_RESET:
                 self._transition(_Trigger.RESET)
                 return [ConnectionReset()]
+            if packet.ack_nr != seq_add(self._seq_nr, -1):
+                # The initiator has seen exactly our STATE, so it acks exactly the seq_nr
+                # before it: our random initial seq_nr is the cookie a blind spoofer lacks.
+                return []
             self._transition(_Trigger.CONFIRMED)
             self._timeout_at = None
             events.append(Connected())
@@ -596,13 +565,15 @@ class UtpConnection:
             if packet.type is not PacketType.ST_STATE:
                 self._ack_pending = True
             return events
+        # Only now, past every check, may the packet's timestamps feed our delay estimates.
+        self._note_timestamp(packet, now)
         self._num_timeouts = 0  # the peer is alive
         self._peer_wnd = packet.wnd_size
         self._on_acks(packet, now)
         self._on_seq(packet, events)
         if (
             self._state is State.FIN_SENT
-            and self._eof_delivered
+            and self._recv.eof
             and self._fin_seq is not None
             and self._fin_seq not in self._outbuf
         ):
@@ -661,6 +632,9 @@ class UtpConnection:
                     min_rtt = self._min_rtt(min_rtt, sent, now)
             self._acked_seq = ack_nr
             self._dup_acks = 0
+            if seq_lt(self._loss_seq, ack_nr):
+                # Keep the marker near the window so that 16-bit wrap never confuses it.
+                self._loss_seq = ack_nr
         elif packet.type is PacketType.ST_STATE and ack_nr == self._acked_seq and self._outbuf:
             self._dup_acks += 1
             if self._dup_acks >= DUP_ACK_LIMIT:
@@ -699,6 +673,8 @@ class UtpConnection:
         size = len(sent.payload)
         if sent.in_flight:
             self._in_flight -= size
+        if sent.need_resend:
+            self._resend_pending -= 1
         self._unacked_payload -= size
         return size
 
@@ -725,65 +701,27 @@ class UtpConnection:
         if sent.in_flight:
             self._in_flight -= len(sent.payload)
             sent.in_flight = False
-        sent.need_resend = True
+        if not sent.need_resend:
+            sent.need_resend = True
+            self._resend_pending += 1
         sent.urgent = sent.urgent or urgent
 
     def _on_seq(self, packet: Packet, events: list[Event]) -> None:
         kind = packet.type
         if kind is PacketType.ST_STATE:
             return
-        seq = packet.seq_nr
         self._ack_pending = True  # DATA and FIN are acked, duplicates too
-        ahead = seq_diff(seq, self._ack_nr)
-        if ahead <= 0:
-            return  # already delivered
-        if self._eof_seq is not None and seq_diff(seq, self._eof_seq) > 0:
-            raise self._violation(f"seq_nr {seq} after the FIN at {self._eof_seq}")
-        if kind is PacketType.ST_FIN:
-            if self._eof_seq is not None and seq != self._eof_seq:
-                raise self._violation(f"second FIN at {seq}, first at {self._eof_seq}")
-            self._eof_seq = seq
-            # Data after the FIN's position can only be garbage; drop what we held.
-            for held in [s for s in self._reorder if seq_diff(s, seq) > 0]:
-                self._reorder_bytes -= len(self._reorder.pop(held))
-            self._deliver(events)
-            return
-        if ahead > MAX_REORDER_PACKETS or seq in self._reorder:
-            return
-        payload = packet.payload
-        # Our window is the peer's to respect; one packet of slack lets its window probe in.
-        if self._unread + self._reorder_bytes + len(payload) > self._recv_window + MAX_PAYLOAD:
-            return
-        self._reorder[seq] = payload
-        self._reorder_bytes += len(payload)
-        self._deliver(events)
-
-    def _deliver(self, events: list[Event]) -> None:
-        chunks: list[bytes] = []
-        while True:
-            nxt = seq_add(self._ack_nr, 1)
-            if nxt in self._reorder:
-                payload = self._reorder.pop(nxt)
-                self._reorder_bytes -= len(payload)
-                if payload:
-                    chunks.append(payload)
-                self._ack_nr = nxt
-            elif nxt == self._eof_seq and not self._eof_delivered:
-                self._ack_nr = nxt
-                self._flush_chunks(chunks, events)
-                self._eof_delivered = True
-                events.append(EndOfStream())
-                return
-            else:
-                break
-        self._flush_chunks(chunks, events)
-
-    def _flush_chunks(self, chunks: list[bytes], events: list[Event]) -> None:
-        if chunks:
-            data = b"".join(chunks)
-            self._unread += len(data)
+        try:
+            data, ended = self._recv.receive(
+                packet.seq_nr, packet.payload, fin=kind is PacketType.ST_FIN
+            )
+        except RemoteProtocolError:
+            self._transition(_Trigger.VIOLATION)
+            raise
+        if data:
             events.append(Data(data))
-            chunks.clear()
+        if ended:
+            events.append(EndOfStream())
 
     # --- timers -----------------------------------------------------------------------------
 
@@ -838,14 +776,15 @@ class UtpConnection:
         return min(self._ledbat.window, self._peer_wnd)
 
     def _resend(self, now: float, out: list[bytes]) -> None:
+        if not self._resend_pending:
+            return
         window = self._window()
         for sent in list(self._outbuf.values()):
             if not sent.need_resend:
                 continue
             size = len(sent.payload)
-            if not (sent.urgent or self._in_flight == 0 or self._in_flight + size <= window):
-                break
-            out.append(self._transmit(sent, now))
+            if sent.urgent or self._in_flight == 0 or self._in_flight + size <= window:
+                out.append(self._transmit(sent, now))
 
     def _send_new(self, now: float, out: list[bytes]) -> None:
         window = self._window()
@@ -879,23 +818,14 @@ class UtpConnection:
             self._transition(_Trigger.FIN_SENT)
             out.append(self._transmit(fin, now))
 
-    def _sack(self) -> bytes:
-        # Cached: the reorder buffer only changes while receiving, and a window's worth of
-        # packets is sent between two receives.
-        if self._sack_cache is None:
-            self._sack_cache = (
-                sack_bitmask(self._ack_nr, self._reorder, SACK_MAX_BYTES) if self._reorder else b""
-            )
-        return self._sack_cache
-
     def _payload_room(self) -> int:
-        sack = self._sack()
+        sack = self._recv.sack()
         return MAX_PAYLOAD - (2 + len(sack) if sack else 0)
 
     def _header(
         self, kind: PacketType, seq_nr: int, now: float, payload: bytes, *, with_sack: bool
     ) -> Packet:
-        sack = self._sack() if with_sack else b""
+        sack = self._recv.sack() if with_sack else b""
         if sack and HEADER_SIZE + 2 + len(sack) + len(payload) > MAX_PACKET_SIZE:
             sack = b""  # a retransmission keeps its payload; the SACK is optional
         window = self.receive_window
@@ -907,7 +837,7 @@ class UtpConnection:
             0 if kind is PacketType.ST_SYN else self._reply_micro,
             window,
             seq_nr,
-            0 if kind is PacketType.ST_SYN else self._ack_nr,
+            0 if kind is PacketType.ST_SYN else self._recv.ack_nr,
             (Extension(EXT_SACK, sack),) if sack else (),
             payload,
         )
@@ -916,7 +846,10 @@ class UtpConnection:
         packet = self._header(sent.type, sent.seq_nr, now, sent.payload, with_sack=True)
         sent.sent_at = now
         sent.transmissions += 1
-        sent.need_resend = sent.urgent = False
+        if sent.need_resend:
+            sent.need_resend = False
+            self._resend_pending -= 1
+        sent.urgent = False
         if not sent.in_flight:
             sent.in_flight = True
             self._in_flight += len(sent.payload)
