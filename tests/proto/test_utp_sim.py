@@ -108,10 +108,10 @@ class Pipe:
         conn = side.conn
         if conn is None:
             return
+        # A responder's application exists from Connected on (as the shell builds it then).
         if side.to_send and conn.state in (
             State.IDLE,
             State.SYN_SENT,
-            State.SYN_RECV,
             State.CONNECTED,
         ):
             if not isinstance(side.to_send, bytearray):
@@ -139,6 +139,15 @@ class Pipe:
             elif isinstance(event, EndOfStream) and side.close_on_eof:
                 side.conn.close()
 
+    @staticmethod
+    def _half_open_gone(side: Side) -> bool:
+        conn = side.conn
+        return (
+            conn is not None
+            and conn.state is State.TIMED_OUT
+            and not any(isinstance(e, Connected) for e in side.events)
+        )
+
     def step(self) -> bool:
         """Advance to the next delivery or deadline; False when nothing is left to happen."""
         deadlines = [
@@ -164,10 +173,12 @@ class Pipe:
         self.now = max(self.now, at)
         self.delivered += 1
         side = self.sides[dst]
-        if side.conn is None:
+        if dst == "b" and (side.conn is None or self._half_open_gone(side)):
+            # As the shell would: a SYN with no live connection behind its ids is a new one.
             packet = decode(datagram)
             if packet.type is not PacketType.ST_SYN:
                 return True
+            side.events.clear()  # a half-open responder's timeout is never seen by the app
             side.conn = UtpConnection.accept(
                 packet, self.now, random.Random(self.rng.random()), **self.accept_kwargs
             )

@@ -139,14 +139,15 @@ MAX_UNACKED_PACKETS = 1024
 DUP_ACK_LIMIT = 3
 # How many retransmissions without a word from the peer before the connection is given up.
 # libtorrent stops at utp_num_resends = 3 (utp_syn_resends and utp_fin_resends = 2): a
-# BitTorrent client has other peers to try. We allow more, so that a path that loses 20 % of
-# the packets each way (a round trip fails 36 % of the time) keeps its connections:
-# 0.36 ** 7 < 1e-3 per loss episode. With the timeout doubling from 0.5 s that is about a
-# minute of silence, the order of the peer wire's own request timeout; a dialer's fall-back
-# to TCP is the dial policy's shorter timeout, not this one.
-NUM_RESENDS = 6
-SYN_RESENDS = 4
-FIN_RESENDS = 4
+# BitTorrent client has other peers to try, and it falls back to TCP. We allow more, so that
+# a path losing 20 % of the packets each way (a round trip fails 36 % of the time) keeps its
+# connections: 0.36 ** 9 = 1e-4 per loss episode. With the timeout doubling from 0.5 s up to
+# 60 s, that is 183 s of silence, when the peer wire's own idle timeout (180 s) fires too.
+# SYN and FIN: Linux's tcp_syn_retries = 6 (a dialer's fall-back to TCP is the dial policy's
+# much shorter timeout, not this one).
+NUM_RESENDS = 8
+SYN_RESENDS = 6
+FIN_RESENDS = 6
 # An accepted SYN whose initiator is never heard of again (a spoofed address) is forgotten
 # after this, restarted by each repeated SYN. libtorrent keeps such a socket until the peer
 # wire's handshake timeout; this is the same 10 s (limits.HANDSHAKE_TIMEOUT).
