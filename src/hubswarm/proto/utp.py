@@ -12,12 +12,13 @@ initial sequence numbers) comes from an injected ``random.Random``.
 States (see ``_TRANSITIONS``)::
 
     IDLE --connect()--> SYN_SENT --STATE acking the SYN--> CONNECTED
-    IDLE --accept(SYN)--> SYN_RECV --any further packet of the peer--> CONNECTED
+    IDLE --accept(SYN)--> SYN_RECV --a packet acking exactly our STATE--> CONNECTED
     CONNECTED --close(), send buffer drained, FIN sent--> FIN_SENT
     FIN_SENT --our FIN acked and the peer's FIN (all data before it) received--> CLOSED
     SYN_SENT, SYN_RECV, CONNECTED, FIN_SENT --RESET received or abort()--> RESET
                                             --too many timeouts--> TIMED_OUT
-                                            --malformed datagram--> ERROR
+                                            --malformed datagram, data past
+                                              the FIN, a second FIN--> ERROR
 
 A FIN from the peer only closes its direction (``EndOfStream``); we may go on sending until
 we ``close()``. CLOSED still acks a retransmitted FIN, as TCP's TIME-WAIT does: the shell
@@ -33,8 +34,9 @@ Wire rules (BEP 29 and libtorrent, whose ``utp_stream.cpp`` is the reference in 
   buffer and reported with the selective ACK extension;
 - a responder answers a SYN with one bare STATE (20 bytes, as large as the SYN: no
   amplification) and sends nothing else until the initiator proves it saw that STATE by
-  sending again. Until then it is unconfirmed: it never retransmits, and gives up silently
-  after :data:`SYN_RECV_TIMEOUT` (a SYN costs the sender as much as our answer costs us);
+  acking exactly its ``seq_nr - 1`` (our random initial ``seq_nr`` is the cookie a blind
+  spoofer lacks). Until then it is unconfirmed: it never retransmits, a repeated SYN gets
+  one more bare STATE, and it gives up silently after :data:`SYN_RECV_TIMEOUT`;
 - a packet whose ``ack_nr`` acks what we never sent, or whose ``seq_nr`` lies beyond the
   reorder buffer, is dropped, not an error: anyone who knows the addresses and the id can
   inject such datagrams (libtorrent's reasoning), and a RESET would be as easy to forge.
