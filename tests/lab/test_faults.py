@@ -12,6 +12,9 @@ import json
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
+
+from hubswarm.errors import LabError
 from hubswarm.lab.metrics import CorruptOutcome, FaultCompletion, FaultEvent, summarize
 from hubswarm.lab.report import build_table, load_runs, write_report
 
@@ -84,3 +87,16 @@ def test_report_from_a_stored_runs_json(tmp_path: Path) -> None:
     again = json.loads((report.folder / "runs.json").read_text(encoding="utf-8"))
     stored = json.loads(FIXTURE.read_text(encoding="utf-8"))
     assert [r["faults"] for r in again["runs"]][:3] == [r["faults"] for r in stored["runs"]][:3]
+
+
+def test_a_fault_that_cannot_be_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="victims"):
+        FaultEvent(1.0, "kill_peers", count=1, victims=(1, 2))
+    with pytest.raises(ValueError, match="verified"):
+        CorruptOutcome(peers=(4,), bad_pieces=1, bans=1, honest_verified=4, honest=3)
+    data = json.loads(FIXTURE.read_text(encoding="utf-8"))
+    data["runs"][0]["faults"][0]["count"] = 0
+    bad = tmp_path / "runs.json"
+    bad.write_text(json.dumps(data), encoding="utf-8")
+    with pytest.raises(LabError, match=r"not a lab runs\.json"):
+        load_runs(bad)

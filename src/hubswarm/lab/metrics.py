@@ -71,6 +71,12 @@ class CorruptOutcome:
     honest_verified: int  # honest clients that still got the whole file, verified
     honest: int
 
+    def __post_init__(self) -> None:
+        if min(self.bad_pieces, self.bans, self.honest_verified) < 0:
+            raise ValueError(f"negative count in {self!r}")
+        if self.honest_verified > self.honest:
+            raise ValueError(f"more honest clients verified than there are: {self!r}")
+
     @property
     def contained(self) -> bool:
         """Detected, banned, and every honest client still verified its file."""
@@ -97,6 +103,10 @@ class FaultEvent:
     applied: bool = True  # False: the fault means nothing to this architecture (no tokens...)
     victims: tuple[int, ...] = ()  # kill_peers: the clients killed
     corrupt: CorruptOutcome | None = None  # corrupt_peer: what the honest peers saw
+
+    def __post_init__(self) -> None:
+        if self.count < 1 or len(self.victims) > self.count:
+            raise ValueError(f"fault count {self.count} with victims {self.victims}")
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> FaultEvent:
