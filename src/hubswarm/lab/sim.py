@@ -35,7 +35,7 @@ from hubswarm.errors import HubswarmError, LabError
 from hubswarm.httpnet import NetworkConnector, NetworkSite
 from hubswarm.hub import client as hub_client
 from hubswarm.hub.app import HubConfig, create_app
-from hubswarm.lab.fleet import fault_event, leave_after
+from hubswarm.lab.fleet import fault_event, leave_after, run_result
 from hubswarm.lab.metrics import ClientRecord, FaultEvent, ReplicaSample, RunResult
 from hubswarm.lab.payload import PAYLOAD_NAME, check_file, make_payload
 from hubswarm.lab.scenario import Fault, RunPlan
@@ -112,22 +112,14 @@ class _World:
         replicas: list[ReplicaSample],
         notes: list[str],
     ) -> RunResult:
-        plan, scenario = self.plan, self.plan.scenario
-        return RunResult(
-            architecture=architecture,
-            scenario=scenario.name,
-            n=plan.n,
-            file_size=scenario.file_size,
-            server_upload=scenario.server_upload,
-            uploads=plan.uploads,
-            downloads=plan.downloads,
-            clients=tuple(sorted(records, key=lambda r: r.index)),
+        return run_result(
+            self.plan,
+            architecture,
+            "sim",
+            records,
+            faults=self.faults,
             server_bytes_sent=self.network.tx_bytes(host_ip(0)),
-            faults=tuple(self.faults),
-            replicas=tuple(replicas),
-            emulation="sim",
-            pieces=scenario.pieces,
-            scenario_path=scenario.path,
+            replicas=replicas,
             notes=(SIM_NOTE, *notes),
         )
 

@@ -142,8 +142,8 @@ class _Queue:
         """Queue ``packet``; ``then(packet)`` when it has left. False: it was dropped.
 
         As fq_codel does on overflow: the packet joins its flow's queue, then while the
-        queue is over its size the fattest flow loses its last packet (on a tie, the flow
-        that has waited longest in the round, so a newcomer is never locked out).
+        queue is over its size the fattest flow loses its last packet (on a tie, the
+        arriving flow: the flows already waiting keep their turn in the round).
         """
         key = packet.flow
         flow = self._flows.get(key)
@@ -155,6 +155,8 @@ class _Queue:
         accepted = True
         while self.queued > self.limit and self._flows:
             fat_key, fat = max(self._flows.items(), key=lambda kv: kv[1].queued)
+            if flow.packets and flow.queued >= fat.queued:
+                fat_key, fat = key, flow  # a tie: the arriving flow's own tail goes
             victim, _ = fat.packets.pop()
             fat.queued -= victim.size
             self.queued -= victim.size
