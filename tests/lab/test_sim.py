@@ -2,34 +2,37 @@
 
 from __future__ import annotations
 
+import json
+import random
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 
-from hubswarm.errors import LabError
+from hubswarm.cli import cli as cli_main
+from hubswarm.errors import LabError, ScenarioError
 from hubswarm.lab.bounds import d_cs
 from hubswarm.lab.scenario import parse_scenario
 from hubswarm.lab.sim import run_sim
 
 MIB = 1024 * 1024
+_BASE: dict[str, Any] = {
+    "name": "sim-test",
+    "clients": 4,
+    "file_size": "1MiB",
+    "server_upload": "1MiB",
+    "client_upload": "1MiB",
+    "client_download": "4MiB",
+    "architectures": ["client-server"],
+    "timeout": 600,
+    "seed": 1,
+}
 
 
 def _plan(n: int, **fields: Any) -> Any:
-    data: dict[str, Any] = {
-        "name": "sim-test",
-        "clients": n,
-        "file_size": "1MiB",
-        "server_upload": "1MiB",
-        "client_upload": "1MiB",
-        "client_download": "4MiB",
-        "architectures": ["client-server"],
-        "timeout": 600,
-        "seed": 1,
-        **fields,
-    }
-    return parse_scenario(data).plans()[0]
+    return parse_scenario({**_BASE, "clients": n, **fields}).plans()[0]
 
 
 @pytest.mark.parametrize("n", [1, 4, 16])
@@ -77,3 +80,53 @@ def test_sim_takes_less_wall_time_than_the_time_it_simulates(tmp_path: Path) -> 
 def test_sim_refuses_an_architecture_it_cannot_run(tmp_path: Path) -> None:
     with pytest.raises(LabError, match="cannot run"):
         run_sim(_plan(2), "nonesuch", tmp_path)
+
+
+def test_latency_loss_and_queue_are_honoured_in_sim(tmp_path: Path) -> None:
+    near = run_sim(_plan(4), "client-server", tmp_path / "near")
+    far = run_sim(_plan(4, latency=0.1), "client-server", tmp_path / "far")
+    lossy = run_sim(_plan(4, latency=0.05, loss=0.02), "client-server", tmp_path / "lossy")
+
+    def makespan(result: Any) -> float:
+        assert all(c.complete for c in result.clients)
+        return max(c.end for c in result.clients)
+
+    # 200 ms round trips cost a few of them (connect, request, slow start); loss costs more.
+    assert makespan(near) + 0.4 < makespan(far) < makespan(near) + 3.0
+    assert makespan(lossy) > makespan(near)
+    # Lost packets were sent again: the server sent more than the four copies.
+    assert (lossy.server_bytes_sent or 0) > 4 * MIB
+
+
+def test_scenarios_ask_for_sim_where_only_sim_can_honour_them() -> None:
+    assert parse_scenario({**_BASE, "latency": 0.05}).needs_sim
+    assert not parse_scenario(_BASE).needs_sim
+    for emulation in ("netns", "app"):
+        with pytest.raises(ScenarioError, match="need emulation"):
+            parse_scenario({**_BASE, "latency": 0.05, "emulation": emulation})
+    with pytest.raises(ScenarioError, match="more than 256 clients"):
+        parse_scenario({**_BASE, "clients": 1000})
+    many = parse_scenario({**_BASE, "clients": 1000, "emulation": "sim"})
+    assert many.clients == (1000,)
+    uniform = parse_scenario({**_BASE, "latency": {"dist": "uniform", "min": 0.01, "max": 0.15}})
+    drawn = uniform.latency.sample(random.Random(1), 100)
+    assert 0.01 <= min(drawn) < max(drawn) <= 0.15
+    for bad in ({"loss": 0.9}, {"latency": 5}, {"queue": "1KiB"}):
+        with pytest.raises(ScenarioError):
+            parse_scenario({**_BASE, **bad})
+
+
+def test_lab_run_with_sim_writes_a_report_of_sim_runs(tmp_path: Path) -> None:
+    scenario = tmp_path / "tiny.toml"
+    scenario.write_text(
+        'name = "tiny"\nclients = [2, 4]\nfile_size = "256KiB"\nserver_upload = "1MiB"\n'
+        'client_upload = "1MiB"\nclient_download = "4MiB"\narchitectures = ["client-server"]\n'
+    )
+    result = CliRunner().invoke(
+        cli_main, ["lab", "run", str(scenario), "--sim", "--out", str(tmp_path / "out")]
+    )
+    assert result.exit_code == 0, result.output
+    runs = json.loads(next((tmp_path / "out").glob("*/runs.json")).read_text())
+    results = runs["runs"]
+    assert [r["emulation"] for r in results] == ["sim", "sim"]
+    assert [r["n"] for r in results] == [2, 4]

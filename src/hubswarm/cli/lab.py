@@ -36,7 +36,9 @@ def _show(console: Console, campaign: Campaign, report: Report) -> None:
     click.echo(f"results: {report.folder}")
 
 
-def _campaign(scenarios: tuple[Scenario, ...], out: Path, no_netns: bool, quick: bool) -> None:
+def _campaign(
+    scenarios: tuple[Scenario, ...], out: Path, no_netns: bool, quick: bool, sim: bool
+) -> None:
     # Imported here: the runners pull in the hub, the report matplotlib; other commands of the
     # CLI (every client process the lab starts) should not pay for them.
     from hubswarm.lab.campaign import measure
@@ -50,7 +52,7 @@ def _campaign(scenarios: tuple[Scenario, ...], out: Path, no_netns: bool, quick:
             console.log(label)
 
         campaign, report = measure(
-            scenarios, out, no_netns=no_netns, quick=quick, on_progress=progress
+            scenarios, out, no_netns=no_netns, quick=quick, sim=sim, on_progress=progress
         )
     _show(Console(), campaign, report)
 
@@ -66,6 +68,11 @@ _no_netns = click.option(
     "--no-netns", is_flag=True, help="Loopback only, shaped by the lab's proxy (no root needed)."
 )
 _quick = click.option("--quick", is_flag=True, help="At most three client counts, none above 8.")
+_sim = click.option(
+    "--sim",
+    is_flag=True,
+    help="Every run in virtual time on the modelled network (no root; scales to thousands).",
+)
 
 
 @click.group()
@@ -84,9 +91,10 @@ def lab() -> None:
 @_out
 @_no_netns
 @_quick
-def compare(folder: Path | None, out: Path, no_netns: bool, quick: bool) -> None:
+@_sim
+def compare(folder: Path | None, out: Path, no_netns: bool, quick: bool, sim: bool) -> None:
     """Run every scenario on every architecture and write the comparison report."""
-    _campaign(load_scenarios(folder or default_scenario_dir()), out, no_netns, quick)
+    _campaign(load_scenarios(folder or default_scenario_dir()), out, no_netns, quick, sim)
 
 
 @lab.command()
@@ -94,9 +102,10 @@ def compare(folder: Path | None, out: Path, no_netns: bool, quick: bool) -> None
 @_out
 @_no_netns
 @_quick
-def run(scenario: Path, out: Path, no_netns: bool, quick: bool) -> None:
+@_sim
+def run(scenario: Path, out: Path, no_netns: bool, quick: bool, sim: bool) -> None:
     """Run one SCENARIO.toml and write its report."""
-    _campaign((load_scenario(scenario),), out, no_netns, quick)
+    _campaign((load_scenario(scenario),), out, no_netns, quick, sim)
 
 
 @lab.command()

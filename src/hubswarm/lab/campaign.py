@@ -22,6 +22,7 @@ from hubswarm.lab.emulation import open_network, resolve_emulation
 from hubswarm.lab.metrics import RunFailure, RunResult
 from hubswarm.lab.runners import ArchitectureRunner, make_runner
 from hubswarm.lab.scenario import RunPlan, Scenario
+from hubswarm.lab.sim import run_sim
 
 if TYPE_CHECKING:
     from hubswarm.lab.report import Report
@@ -71,11 +72,13 @@ async def run_scenarios(
     workdir: Path,
     no_netns: bool = False,
     quick: bool = False,
+    sim: bool = False,
     runners: Mapping[str, ArchitectureRunner] | None = None,
     on_progress: Callable[[str], None] | None = None,
 ) -> Campaign:
     """Run every plan of every scenario on each of its architectures; never stop at a failure
-    of one run (it becomes a RunFailure), but let cancellation through."""
+    of one run (it becomes a RunFailure), but let cancellation through. ``sim``: every run
+    in virtual time on the modelled network (:mod:`hubswarm.lab.sim`)."""
     results: list[RunResult] = []
     failures: list[RunFailure] = []
     notes: list[str] = []
@@ -84,15 +87,22 @@ async def run_scenarios(
     for scenario in scenarios:
         if quick:
             scenario = quick_plan(scenario)
-        mode = resolve_emulation(scenario.emulation, no_netns=no_netns)
+        mode = resolve_emulation(
+            scenario.emulation, no_netns=no_netns, sim=sim, needs_sim=scenario.needs_sim
+        )
         modes.add(mode)
         for plan in scenario.plans():
             for arch in scenario.architectures:
-                runner = chosen.setdefault(arch, make_runner(arch))
                 if on_progress:
                     on_progress(f"{scenario.name} N={plan.n} {arch} ({mode})")
                 folder = workdir / f"{scenario.name}-n{plan.n}-{arch}"
                 try:
+                    if mode == "sim":
+                        # Its own virtual-time loop: on a worker thread, off this loop.
+                        folder.mkdir(parents=True, exist_ok=True)
+                        results.append(await asyncio.to_thread(run_sim, plan, arch, folder))
+                        continue
+                    runner = chosen.setdefault(arch, make_runner(arch))
                     results.append(await run_plan(plan, runner, mode=mode, workdir=folder))
                 except LabError as exc:
                     failures.append(
@@ -113,6 +123,7 @@ def measure(
     *,
     no_netns: bool = False,
     quick: bool = False,
+    sim: bool = False,
     on_progress: Callable[[str], None] | None = None,
 ) -> tuple[Campaign, Report]:
     """``lab compare`` / ``lab run``: run the campaign in a scratch folder, then write its
@@ -127,6 +138,7 @@ def measure(
                 workdir=Path(tmp),
                 no_netns=no_netns,
                 quick=quick,
+                sim=sim,
                 on_progress=on_progress,
             )
         )

@@ -44,8 +44,14 @@ async def _app(capacities: Sequence[tuple[float, float]]) -> AsyncIterator[Netwo
 EMULATIONS: dict[str, NetworkOpener] = {"netns": _netns, "app": _app}
 
 
-def resolve_emulation(requested: str, *, no_netns: bool = False) -> str:
-    """``auto`` -> ``netns`` when root and ip netns work, else ``app``. Raises LabError."""
+def resolve_emulation(
+    requested: str, *, no_netns: bool = False, sim: bool = False, needs_sim: bool = False
+) -> str:
+    """The emulation a scenario gets: ``sim`` when asked for (or forced with ``sim``, or
+    ``auto`` with delay, loss or queues, which only the sim models); else ``auto`` ->
+    ``netns`` when root and ip netns work, else ``app``. Raises LabError."""
+    if sim or requested == "sim" or (requested == "auto" and needs_sim):
+        return "sim"
     if no_netns or requested == "app":
         return "app"
     if requested in EMULATIONS and requested != "netns":

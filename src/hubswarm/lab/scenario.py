@@ -36,9 +36,16 @@ __all__ = [
 
 ARCHITECTURES = ("client-server", "hybrid", "p2p")
 FAULT_KINDS = ("kill_hub", "kill_peers", "corrupt_peer", "revoked_token")
-EMULATIONS = ("auto", "netns", "app")
-# Lab runs are short by design: a whole default set must fit in minutes on 2 cores.
+EMULATIONS = ("auto", "netns", "app", "sim")
+# Lab runs are short by design: a whole default set must fit in minutes on 2 cores. A
+# process per client (netns, app) stops there; virtual time (sim) goes much further.
 MAX_CLIENTS = 256
+MAX_SIM_CLIENTS = 10_000
+# A path's one-way latency and loss: ranges the studies of BitTorrent over the Internet saw.
+MAX_LATENCY = 2.0
+MAX_LOSS = 0.5
+# A queue must hold a few packets at least (the model's segment is 16 KiB).
+MIN_QUEUE = 16 * 1024
 MAX_TIMEOUT = 3600.0
 
 _UNITS = {
@@ -99,6 +106,25 @@ class RateSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class LatencySpec:
+    """A host's one-way latency to the core, in seconds: ``fixed`` or ``uniform`` (min, max)."""
+
+    kind: Literal["fixed", "uniform"] = "fixed"
+    values: tuple[float, ...] = (0.0,)
+
+    def sample(self, rng: random.Random, n: int) -> tuple[float, ...]:
+        """Latencies of n hosts."""
+        if self.kind == "fixed":
+            return (self.values[0],) * n
+        low, high = self.values
+        return tuple(rng.uniform(low, high) for _ in range(n))
+
+    @property
+    def zero(self) -> bool:
+        return self.kind == "fixed" and self.values[0] == 0.0
+
+
+@dataclass(frozen=True, slots=True)
 class Arrivals:
     """``flash``: everyone at t=0; ``poisson``: exponential inter-arrival times at ``rate``/s."""
 
@@ -148,11 +174,21 @@ class Scenario:
     churn: Churn = field(default_factory=Churn)
     faults: tuple[Fault, ...] = ()
     architectures: tuple[str, ...] = ARCHITECTURES
-    emulation: Literal["auto", "netns", "app"] = "auto"
+    emulation: Literal["auto", "netns", "app", "sim"] = "auto"
     timeout: float = 120.0
     piece_size: int = 32 * 1024
     description: str = ""
     path: str | None = None
+    # The network's delay, loss and queues: only a sim run can honour them (this kernel
+    # has no netem; app mode shapes bandwidth only).
+    latency: LatencySpec = field(default_factory=LatencySpec)
+    loss: float = 0.0
+    queue: int | None = None  # bytes per host queue; None: the model's default
+
+    @property
+    def needs_sim(self) -> bool:
+        """True when the scenario asks for what only the sim emulation models."""
+        return not self.latency.zero or self.loss > 0 or self.queue is not None
 
     @property
     def pieces(self) -> int:
@@ -302,7 +338,26 @@ _KEYS = {
     "emulation",
     "timeout",
     "piece_size",
+    "latency",
+    "loss",
+    "queue",
 }
+
+
+def _latency(value: object) -> LatencySpec:
+    if isinstance(value, Mapping):
+        _only(value, {"dist", "min", "max"}, "latency")
+        if value.get("dist") != "uniform":
+            raise ScenarioError('a table needs dist = "uniform"', field="latency")
+        low = _number(value.get("min"), "latency.min")
+        high = _number(value.get("max"), "latency.max")
+        if not low <= high <= MAX_LATENCY:
+            raise ScenarioError(f"need min <= max <= {MAX_LATENCY:g} s", field="latency")
+        return LatencySpec("uniform", (low, high))
+    seconds = _number(value, "latency")
+    if seconds > MAX_LATENCY:
+        raise ScenarioError(f"must be at most {MAX_LATENCY:g} s, got {seconds:g}", field="latency")
+    return LatencySpec("fixed", (seconds,))
 
 
 def parse_scenario(data: Mapping[str, Any], *, path: str | None = None) -> Scenario:
@@ -328,9 +383,9 @@ def _parse(data: Mapping[str, Any], path: str | None) -> Scenario:
     if isinstance(raw_clients, list):
         if not raw_clients:
             raise ScenarioError("a sweep needs at least one client count", field="clients")
-        clients = tuple(_positive_int(c, "clients", maximum=MAX_CLIENTS) for c in raw_clients)
+        clients = tuple(_positive_int(c, "clients", maximum=MAX_SIM_CLIENTS) for c in raw_clients)
     else:
-        clients = (_positive_int(raw_clients, "clients", maximum=MAX_CLIENTS),)
+        clients = (_positive_int(raw_clients, "clients", maximum=MAX_SIM_CLIENTS),)
     for key in ("file_size", "server_upload", "client_upload", "client_download"):
         if key not in data:
             raise ScenarioError("is required", field=key)
@@ -353,6 +408,28 @@ def _parse(data: Mapping[str, Any], path: str | None) -> Scenario:
     if emulation not in EMULATIONS:
         raise ScenarioError(
             f"must be one of {', '.join(EMULATIONS)}, got {emulation!r}", field="emulation"
+        )
+    latency = _latency(data.get("latency", 0.0))
+    loss = _number(data.get("loss", 0.0), "loss")
+    if loss > MAX_LOSS:
+        raise ScenarioError(f"must be at most {MAX_LOSS:g}, got {loss:g}", field="loss")
+    queue = None
+    if "queue" in data:
+        queue = int(parse_size(data["queue"], "queue"))
+        if queue < MIN_QUEUE:
+            raise ScenarioError(f"must be at least {MIN_QUEUE} bytes, got {queue}", field="queue")
+    wants_sim = not latency.zero or loss > 0 or queue is not None
+    if wants_sim and emulation in ("netns", "app"):
+        raise ScenarioError(
+            f'latency, loss and queue need emulation = "sim" (or "auto"): {emulation} '
+            "cannot honour them (this kernel has no netem)",
+            field="emulation",
+        )
+    if max(clients) > MAX_CLIENTS and emulation != "sim":
+        raise ScenarioError(
+            f'more than {MAX_CLIENTS} clients need emulation = "sim" (a process per client '
+            "stops there)",
+            field="clients",
         )
     timeout = _number(data.get("timeout", 120.0), "timeout", strict=True)
     if timeout > MAX_TIMEOUT:
@@ -378,6 +455,9 @@ def _parse(data: Mapping[str, Any], path: str | None) -> Scenario:
         piece_size=piece_size,
         description=description,
         path=path,
+        latency=latency,
+        loss=loss,
+        queue=queue,
     )
 
 

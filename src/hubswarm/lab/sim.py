@@ -20,6 +20,7 @@ are seconds of wall time. The report says which emulation each run had.
 from __future__ import annotations
 
 import asyncio
+import math
 import random
 import time
 from collections.abc import Awaitable, Callable, Coroutine
@@ -39,7 +40,7 @@ from hubswarm.lab.fleet import fault_event, leave_after, run_result
 from hubswarm.lab.metrics import ClientRecord, FaultEvent, ReplicaSample, RunResult
 from hubswarm.lab.payload import PAYLOAD_NAME, check_file, make_payload
 from hubswarm.lab.scenario import Fault, RunPlan
-from hubswarm.lab.simnet import LinkSpec, SimNetwork
+from hubswarm.lab.simnet import DEFAULT_QUEUE, LinkSpec, SimNetwork
 
 __all__ = ["SIM_NOTE", "host_ip", "link_specs", "run_sim"]
 
@@ -58,12 +59,19 @@ def host_ip(index: int) -> str:
 
 
 def link_specs(plan: RunPlan) -> list[LinkSpec]:
-    """Host 0 (server: upload u_s, download unshaped) and 1..N with the plan's capacities."""
+    """Host 0 (server: upload u_s, download unshaped) and 1..N with the plan's capacities;
+    every host's latency drawn from the scenario's seed, its queues the scenario's size, and
+    a loss rate per access link such that a path between two hosts loses ``loss``."""
     scenario = plan.scenario
-    specs = [LinkSpec(upload=scenario.server_upload)]
-    for up, down in zip(plan.uploads, plan.downloads, strict=True):
-        specs.append(LinkSpec(upload=up, download=down))
-    return specs
+    rng = random.Random(f"{scenario.seed}:{plan.n}:latency")
+    latencies = scenario.latency.sample(rng, plan.n + 1)
+    per_link = 1.0 - math.sqrt(1.0 - scenario.loss)
+    queue = scenario.queue if scenario.queue is not None else DEFAULT_QUEUE
+    rates = [(scenario.server_upload, math.inf), *zip(plan.uploads, plan.downloads, strict=True)]
+    return [
+        LinkSpec(upload=up, download=down, latency=latency, loss=per_link, queue=queue)
+        for (up, down), latency in zip(rates, latencies, strict=True)
+    ]
 
 
 def run_sim(plan: RunPlan, architecture: str, workdir: Path) -> RunResult:
