@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import random
 import time
 from pathlib import Path
@@ -13,9 +14,11 @@ from click.testing import CliRunner
 
 from hubswarm.cli import cli as cli_main
 from hubswarm.errors import LabError, ScenarioError
+from hubswarm.lab import netem
 from hubswarm.lab.bounds import d_cs
 from hubswarm.lab.scenario import parse_scenario
 from hubswarm.lab.sim import run_sim
+from hubswarm.lab.validate import format_rows, validate
 
 MIB = 1024 * 1024
 _BASE: dict[str, Any] = {
@@ -130,3 +133,20 @@ def test_lab_run_with_sim_writes_a_report_of_sim_runs(tmp_path: Path) -> None:
     results = runs["runs"]
     assert [r["emulation"] for r in results] == ["sim", "sim"]
     assert [r["n"] for r in results] == [2, 4]
+
+
+@pytest.mark.netns
+@pytest.mark.skipif(
+    os.geteuid() != 0 or not netem.netns_available(), reason="needs root and ip netns"
+)
+async def test_validate_sets_the_model_beside_the_kernel() -> None:
+    scenario = parse_scenario({**_BASE, "clients": [2], "file_size": "256KiB", "timeout": 60})
+    rows = await validate(scenario, runs=1)
+    assert [(r.architecture, r.n) for r in rows] == [("client-server", 2)]
+    (row,) = rows
+    assert len(row.netns) == 1
+    assert len(row.sim) == 1
+    # Two clients share 1 MiB/s for 256 KiB each: 0.5 s in both, the model within 10 %.
+    assert row.ratio is not None
+    assert 0.9 < row.ratio < 1.1
+    assert format_rows(rows)[0][:2] == ("client-server", "2")

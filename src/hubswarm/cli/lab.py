@@ -109,6 +109,35 @@ def run(scenario: Path, out: Path, no_netns: bool, quick: bool, sim: bool) -> No
 
 
 @lab.command()
+@click.argument("scenario", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--runs", type=click.IntRange(1, 50), default=5, show_default=True)
+def validate(scenario: Path, runs: int) -> None:
+    """Run SCENARIO.toml in netns and in sim; print T_sim / T_netns per architecture and N."""
+    import asyncio
+
+    from rich.table import Table
+
+    from hubswarm.lab.validate import format_rows
+    from hubswarm.lab.validate import validate as run_validation
+
+    console = Console(stderr=True)
+    netem.install_signal_cleanup()
+    with console.status("starting") as status:
+
+        def progress(label: str) -> None:
+            status.update(label)
+            console.log(label)
+
+        rows = asyncio.run(run_validation(load_scenario(scenario), runs=runs, on_progress=progress))
+    table = Table(title="The model against the kernel: median distribution time (runs)")
+    for column in ("architecture", "N", "T netns", "T sim", "T_sim / T_netns"):
+        table.add_column(column, justify="left" if column == "architecture" else "right")
+    for cells in format_rows(rows):
+        table.add_row(*cells)
+    Console().print(table)
+
+
+@lab.command()
 @click.argument("runs_json", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @_out
 def report(runs_json: Path, out: Path) -> None:
