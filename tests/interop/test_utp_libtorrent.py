@@ -1,0 +1,156 @@
+"""Our uTP against libtorrent 2.1's on loopback, with TCP switched off on both sides.
+
+libtorrent is told about our peer once, in ``add_torrent_params.peers`` (PITFALLS: a peer
+re-added with ``connect_peer`` is re-dialled over uTP again and again). Every session is
+paused and dropped by the test that made it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hubswarm.net import TcpNetwork
+from hubswarm.proto.metainfo import parse_metainfo
+from hubswarm.swarm.dualstack import DualNetwork
+from hubswarm.swarm.listener import SwarmPeer
+from hubswarm.swarm.utp import UtpNetwork, UtpSocket
+
+from ..swarm.swarmkit import KIB, MIB, fast_config, make_file, make_torrent
+from .peers import free_port, lt, lt_make_torrent, lt_settings
+
+pytestmark = [pytest.mark.interop, pytest.mark.timeout(90)]
+
+LOCAL = "127.0.0.1"
+UTP_ONLY = {
+    "enable_outgoing_tcp": False,
+    "enable_incoming_tcp": False,
+    "enable_outgoing_utp": True,
+    "enable_incoming_utp": True,
+}
+# libtorrent's defaults for the transports (uTP first, then TCP), with the loopback settings.
+LT_DEFAULTS = {
+    "enable_outgoing_tcp": True,
+    "enable_incoming_tcp": True,
+    "enable_outgoing_utp": True,
+    "enable_incoming_utp": True,
+}
+SIZE = 5 * MIB + 777
+PIECE = 256 * KIB
+
+
+@contextlib.contextmanager
+def lt_session(**settings: Any) -> Iterator[tuple[Any, int]]:
+    """A libtorrent session on 127.0.0.1 (single-IP settings); paused and dropped after."""
+    port = free_port()
+    session = lt.session(lt_settings(port, **settings))
+    try:
+        yield session, port
+    finally:
+        for handle in session.get_torrents():
+            with contextlib.suppress(Exception):
+                session.remove_torrent(handle)
+        session.pause()
+        del session
+
+
+def add(
+    session: Any,
+    raw: bytes,
+    save_path: Path,
+    *,
+    peers: list[tuple[str, int]] = (),  # type: ignore[assignment]
+    seed_mode: bool = False,
+) -> Any:
+    params = lt.add_torrent_params()
+    params.ti = lt.torrent_info(lt.bdecode(raw))
+    params.save_path = str(save_path)
+    params.peers = list(peers)
+    if seed_mode:
+        params.flags |= lt.torrent_flags.seed_mode
+    return session.add_torrent(params)
+
+
+async def until(session: Any, predicate: Any, timeout: float, what: str) -> None:
+    """Poll ``predicate()`` (yielding to our peers on the loop) or fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        session.pop_alerts()
+        if predicate():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"libtorrent: {what} not reached in {timeout} s")
+
+
+async def test_our_utp_seed_to_a_libtorrent_leech_with_tcp_off(tmp_path: Path) -> None:
+    data = make_file(tmp_path / "seed" / "file.bin", SIZE)
+    mi, raw = make_torrent(tmp_path / "seed" / "file.bin", PIECE)
+    with lt_session(**UTP_ONLY) as (session, _):
+        async with (
+            UtpSocket(host=LOCAL, rng=random.Random(1)) as sock,
+            SwarmPeer(fast_config(), host=LOCAL, network=UtpNetwork(sock)) as seed,
+            seed.torrent(mi.info_hash, tmp_path / "seed", info=mi.info) as seeding,
+        ):
+            handle = add(session, raw, tmp_path / "lt", peers=[(LOCAL, seed.port)])
+            await until(session, lambda: handle.status().is_seeding, 60, "complete")
+            assert seeding.stats.uploaded >= mi.info.total_length
+            assert sock.stats.connected_in >= 1
+            assert sock.stats.protocol_errors == sock.stats.malformed == 0
+    # libtorrent checked every piece's SHA-1 as it arrived; the bytes are ours.
+    assert (tmp_path / "lt" / "file.bin").read_bytes() == data
+
+
+async def test_a_libtorrent_seed_with_tcp_off_to_our_utp_leech(tmp_path: Path) -> None:
+    data = make_file(tmp_path / "seed" / "file.bin", SIZE)
+    raw = lt_make_torrent(tmp_path / "seed" / "file.bin", PIECE)
+    mi = parse_metainfo(raw)
+    with lt_session(**UTP_ONLY) as (session, port):
+        handle = add(session, raw, tmp_path / "seed", seed_mode=True)
+        # A torrent is refused its connections until libtorrent has started it.
+        await until(
+            session,
+            lambda: handle.status().is_seeding and not handle.status().paused,
+            20,
+            "seeding",
+        )
+        async with (
+            UtpSocket(host=LOCAL, rng=random.Random(2)) as sock,
+            SwarmPeer(fast_config(), host=LOCAL, network=UtpNetwork(sock)) as leech,
+            leech.torrent(
+                mi.info_hash, tmp_path / "ours", info=mi.info, peers=[(LOCAL, port)]
+            ) as downloading,
+        ):
+            await downloading.wait_complete(60)
+            assert downloading.stats.bad_pieces == 0
+            assert sock.stats.connected_out >= 1
+            assert sock.stats.protocol_errors == sock.stats.malformed == 0
+    assert (tmp_path / "ours" / "file.bin").read_bytes() == data
+
+
+async def test_libtorrent_with_its_defaults_reaches_our_dual_seed_over_utp(tmp_path: Path) -> None:
+    """libtorrent dials uTP first: a seed listening on both answers it at once."""
+    data = make_file(tmp_path / "seed" / "file.bin", SIZE)
+    mi, raw = make_torrent(tmp_path / "seed" / "file.bin", PIECE)
+    with lt_session(**LT_DEFAULTS) as (session, _):
+        async with (
+            UtpSocket(host=LOCAL, rng=random.Random(3)) as sock,
+            SwarmPeer(
+                fast_config(), host=LOCAL, network=DualNetwork(TcpNetwork(), UtpNetwork(sock))
+            ) as seed,
+            seed.torrent(mi.info_hash, tmp_path / "seed", info=mi.info),
+        ):
+            assert seed.port == sock.address[1]  # TCP and uTP on one port number
+            started = time.monotonic()
+            handle = add(session, raw, tmp_path / "lt", peers=[(LOCAL, seed.port)])
+            await until(session, lambda: sock.stats.connected_in == 1, 20, "a uTP peer")
+            # Well inside libtorrent's 3 s uTP time-out, after which it would try TCP.
+            assert time.monotonic() - started < 2.5
+            await until(session, lambda: handle.status().is_seeding, 60, "complete")
+    assert (tmp_path / "lt" / "file.bin").read_bytes() == data
