@@ -19,7 +19,7 @@ The handshake (the Vuze wiki's "Message Stream Encryption" page, as libtorrent's
     4 B->A: ENCRYPT(VC, crypto_select, len(PadD), PadD), ENCRYPT2(payload stream)
     5 A->B: ENCRYPT2(payload stream)
 
-Y = G^X mod P (768-bit Oakley group 1 prime, G = 2, X of 160 random bits), 96 bytes big
+Y = G^X mod P (the spec's 768-bit safe prime, G = 2, X of 160 random bits), 96 bytes big
 endian; S = the DH secret, 96 bytes; SKEY = the info_hash; HASH = SHA-1; ENCRYPT = RC4 keyed
 ``HASH('keyA', S, SKEY)`` from A to B and ``HASH('keyB', S, SKEY)`` from B to A, the first
 1,024 bytes of each keystream discarded; VC = 8 zero bytes; ``len(X)`` is 2 bytes, the
@@ -113,7 +113,10 @@ __all__ = [
 
 # --- constants and limits (the spec page and libtorrent's pe_crypto.cpp) ----------------------
 
-# RFC 2409 section 6.1, the 768-bit MODP group ("Oakley group 1"): the MSE spec's P, G = 2.
+# The MSE spec's P, G = 2, as libtorrent, Vuze and Transmission spell it. It is *not* exactly
+# RFC 2409's 768-bit "Oakley group 1" prime: the top 672 bits agree, but it ends
+# ...A63A3621 0000000000090563 instead of ...A63A3620 FFFFFFFFFFFFFFFF (it is that prime plus
+# 591204, also a safe prime). Interoperability needs this literal.
 P = int(
     "FFFFFFFFFFFFFFFFC90FDAA22168C234C4C6628B80DC1CD129024E088A67CC74020BBEA63B139B2251"
     "4A08798E3404DDEF9519B3CD3A431B302B0A6DF25F14374FE1356D6D51C245E485B576625E7EC6F44C"
