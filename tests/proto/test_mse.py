@@ -718,3 +718,14 @@ def test_pad_a_and_pad_b_look_random() -> None:
             assert len(pad) <= 512
             if len(pad) >= 64:
                 assert len(set(pad)) > 16
+
+
+def test_transition_tables_send_every_receiving_state_to_error() -> None:
+    from hubswarm.proto import mse
+
+    for table in (mse._INITIATOR, mse._RESPONDER):
+        for state, successors in table.items():
+            if state in (State.START, State.ESTABLISHED, State.PLAINTEXT, State.ERROR):
+                assert State.ERROR not in successors
+            else:
+                assert State.ERROR in successors, state

@@ -421,6 +421,7 @@ class _Handshake:
         return bytes(data)
 
     def _pad(self, random_content: bool) -> bytes:
+        # 0..max_pad bytes, as libtorrent's random(512); the modulo bias is under 1 %.
         n = int.from_bytes(self._random(2), "big") % (self._max_pad + 1)
         # PadA/PadB go out in clear and must look random; PadC/PadD are encrypted anyway.
         return self._random(n) if random_content else bytes(n)
@@ -474,6 +475,8 @@ class _Handshake:
         try:
             self._pump(memoryview(data).cast("B"), events)
         except (RemoteProtocolError, LocalProtocolError):
+            # Every state receive_data() runs in may go to ERROR (see the tables); a bug of
+            # ours (LocalProtocolError) leaves the handshake as unusable as a peer's would.
             self._state = State.ERROR
             self._buf = bytearray()
             self._enc = self._dec = None
