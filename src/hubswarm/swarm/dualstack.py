@@ -11,8 +11,21 @@ back to any free TCP port only if that one is taken. :meth:`DualNetwork.connect`
   libtorrent does, with 3 s);
 - ``"both"``: dial both at once, keep the first to connect, close the other.
 
-The default is :data:`DEFAULT_DIAL_POLICY`; ``benchmarks/first_piece.py`` measures the
-policies against libtorrent (both transports, uTP only) and aria2 (TCP only).
+Why :data:`DEFAULT_DIAL_POLICY` is ``"tcp-first"`` (``benchmarks/first_piece.py`` measures
+it against libtorrent with both transports, libtorrent with TCP off, and aria2):
+
+- what made libtorrent wait 3-4 s for its first piece from us was *its* uTP dial going
+  unanswered; listening on uTP fixes that whatever our dial policy is;
+- against a peer with both transports every policy connects at once, but ``"utp-first"`` and
+  ``"both"`` (uTP answers a little sooner on loopback) then move the whole torrent over uTP,
+  several times slower than TCP here (LEDBAT in Python against the kernel's TCP);
+- against a TCP-only peer (aria2) ``"utp-first"`` pays the whole fall-back delay, since
+  nobody answers its SYN;
+- the price: a peer whose TCP port accepts and then closes (libtorrent with incoming TCP
+  switched off) is never reached by our dial, as no error comes back to fall back on; such
+  a peer reaches us over uTP itself, as libtorrent dials uTP first. ``"both"`` does not
+  avoid this reliably either: when TCP wins the race, the handshake fails just the same. A
+  peer whose TCP port drops SYNs costs ``fallback_after`` before uTP.
 """
 
 from __future__ import annotations
@@ -33,12 +46,8 @@ _P = TypeVar("_P", bound=asyncio.BaseProtocol)
 
 DialPolicy = Literal["tcp-first", "utp-first", "both"]
 DIAL_POLICIES: tuple[DialPolicy, ...] = ("tcp-first", "utp-first", "both")
-# Chosen by measurement (benchmarks/first_piece.py, numbers in docs/utp.md): TCP first costs
-# nothing against the peers that listen on TCP (libtorrent's defaults, aria2: every client
-# we measured), where uTP first pays the whole fall-back delay against aria2, which has no
-# uTP and never answers a SYN. A peer reachable over uTP only pays a refused TCP connect
-# (a RST, milliseconds), or FALLBACK_AFTER if its TCP port drops our SYNs. "both" is as fast
-# as the better one but opens two connections to every peer that speaks both.
+# See the module docstring: as fast as any to the first piece from peers with TCP, and the
+# torrent then runs over the faster transport.
 DEFAULT_DIAL_POLICY: DialPolicy = "tcp-first"
 # How long the first transport may take before the second is tried. libtorrent gives its
 # uTP attempt 3 s (utp_connect_timeout); our uTP core's first SYN resend comes after 1 s
