@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 
 from hubswarm.proto.metainfo import parse_metainfo
+from hubswarm.swarm.config import SessionConfig
 from hubswarm.swarm.listener import SwarmPeer
-from hubswarm.swarm.session import SessionConfig, TorrentSession
+from hubswarm.swarm.session import TorrentSession
 
 from ..swarm.swarmkit import KIB, MIB, fast_config, make_file, make_torrent, wait_until
 from .peers import lt_make_torrent, lt_peer

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from hubswarm.proto.metainfo import Metainfo, parse_metainfo
+from hubswarm.swarm.config import SessionConfig
 from hubswarm.swarm.maketorrent import create_torrent
-from hubswarm.swarm.session import SessionConfig
 
 KIB = 1024
 MIB = 1024 * KIB

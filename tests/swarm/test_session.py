@@ -221,7 +221,7 @@ async def test_spawn_after_stop_is_refused(tmp_path: Path) -> None:
         async with peer.torrent(mi.info_hash, tmp_path, info=mi.info) as session:
             assert session.is_seed
         with pytest.raises(LocalProtocolError):
-            session._spawn(asyncio.sleep(0))
+            session.spawn(asyncio.sleep(0))
 
 
 async def test_one_listener_routes_two_torrents_by_info_hash(tmp_path: Path) -> None:

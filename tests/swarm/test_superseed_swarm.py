@@ -164,7 +164,7 @@ async def test_a_piece_counts_as_passed_on_only_once_the_peer_holds_it(tmp_path:
             await until(lambda e: isinstance(e, Have))
             await loop.sock_sendall(sock, conn.send(Interested()))
             await until(lambda e: isinstance(e, Unchoke))
-            sup = seeding._superseed
+            sup = seeding.superseed.driver if seeding.superseed is not None else None
             assert sup is not None
             link = next(iter(seeding.links))
             offered = sup.policy.offers(link)
@@ -212,7 +212,7 @@ async def test_offers_to_a_peer_the_seed_chokes_do_not_time_out(tmp_path: Path) 
                     num_pieces=8,
                 )
                 await loop.sock_sendall(sock, conn.handshake() + conn.send(Interested()))
-            sup = seeding._superseed
+            sup = seeding.superseed.driver if seeding.superseed is not None else None
             assert sup is not None
             await wait_until(
                 lambda: (

@@ -22,7 +22,8 @@ from rich.progress import (
 from hubswarm.errors import ConfigError
 from hubswarm.lab.timing import lab_timing
 from hubswarm.swarm import api
-from hubswarm.swarm.session import SessionConfig, TorrentSession
+from hubswarm.swarm.config import SessionConfig
+from hubswarm.swarm.session import TorrentSession
 from hubswarm.units import parse_quantity
 
 

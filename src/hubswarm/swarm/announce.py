@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from hubswarm.errors import HubswarmError, TrackerError
 from hubswarm.proto.tracker import AnnounceRequest
 from hubswarm.swarm.dhtramp import DHT_STEADY_INTERVAL, DHTRamp
+from hubswarm.swarm.dialer import connected_addresses
 from hubswarm.swarm.peerbook import RETRY_MAX, RETRY_MIN
 
 if TYPE_CHECKING:
@@ -107,7 +108,7 @@ async def dht_lookup(session: TorrentSession) -> int:
 
     def found(addresses: list[tuple[str, int]]) -> None:
         nonlocal fresh
-        known = session.connected_addresses()
+        known = connected_addresses(session.links)
         for address in addresses:
             if address not in session.peer_book and address not in known:
                 fresh += 1

@@ -16,9 +16,10 @@ from typing import Any
 
 from hubswarm.errors import ConfigError, MetainfoError, NoPeersError
 from hubswarm.proto.metainfo import Magnet, Metainfo, build_magnet, parse_magnet, parse_metainfo
+from hubswarm.swarm.config import DHTLike, SessionConfig
 from hubswarm.swarm.listener import SwarmPeer
 from hubswarm.swarm.maketorrent import create_torrent
-from hubswarm.swarm.session import DHTLike, SessionConfig, TorrentSession
+from hubswarm.swarm.session import TorrentSession
 
 ProgressCallback = Callable[[TorrentSession], None]
 

@@ -22,9 +22,10 @@ from hubswarm.errors import ConfigError, RemoteProtocolError
 from hubswarm.limits import HANDSHAKE_TIMEOUT
 from hubswarm.proto import wire
 from hubswarm.proto.metainfo import InfoDict
+from hubswarm.swarm.config import DHTLike, SessionConfig
 from hubswarm.swarm.http import LazyHttp
 from hubswarm.swarm.peer import WireProtocol
-from hubswarm.swarm.session import DHTLike, SessionConfig, TorrentSession
+from hubswarm.swarm.session import TorrentSession
 
 log = logging.getLogger(__name__)
 

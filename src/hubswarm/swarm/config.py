@@ -1,0 +1,121 @@
+"""A peer's knobs and counters: :class:`SessionConfig`, :class:`TorrentStats`, the peer id.
+
+This module owns what a caller sets before a torrent starts (the CLI, the lab's timing
+preset, tests) and what it reads back while it runs, with each default and its source
+(libtorrent's settings or the BEPs); and :class:`DHTLike`, the little a session needs from
+a DHT node. The session, the listener and the API import these from here.
+"""
+
+from __future__ import annotations
+
+import random
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from hubswarm.swarm.peerbook import RETRY_MAX, RETRY_MIN
+
+# Connections a peer keeps per torrent (transmission's peer-limit-per-torrent: 50; aria2's
+# --bt-max-peers: 55).
+DEFAULT_MAX_PEERS = 50
+# Addresses asked of a tracker per announce (BEP 3: ``numwant`` defaults to 50).
+DEFAULT_NUMWANT = 50
+# Unchoke slots (BEP 3's reference client: 4; libtorrent's unchoke_slots_limit is 8).
+DEFAULT_UNCHOKE_SLOTS = 4
+# Choke rounds every 10 s and an optimistic unchoke every 30 s (BEP 3's reference client;
+# libtorrent: 15 s and 30 s).
+DEFAULT_CHOKE_INTERVAL = 10.0
+DEFAULT_OPTIMISTIC_INTERVAL = 30.0
+# A peer that sent no block for a minute counts as snubbing us (the choker's rule).
+DEFAULT_SNUB_TIMEOUT = 60.0
+# A request unanswered this long goes back to the picker and snubs the peer (libtorrent's
+# request_timeout: 60 s; half of it re-requests sooner from a peer that went quiet).
+DEFAULT_REQUEST_TIMEOUT = 30.0
+# A TCP connect that has not completed in this many seconds is given up (libtorrent:
+# peer_connect_timeout = 15 s; a dialer with many candidates moves on sooner).
+DEFAULT_CONNECT_TIMEOUT = 5.0
+# Requests kept in flight to a peer before its rate is known (libtorrent starts slow-start
+# at a few requests and grows; 64 x 16 KiB = 1 MiB in flight fills a fast link at once).
+INITIAL_QUEUE_DEPTH = 64
+# Seconds of transfer kept requested from a peer once its rate is known (libtorrent's
+# request_queue_time = 3 s).
+REQUEST_QUEUE_TIME = 3.0
+# Web-seed workers per URL: one fetches while the other waits for its reply.
+DEFAULT_WEBSEED_WORKERS = 2
+
+
+def make_peer_id(rng: random.Random | None = None) -> bytes:
+    """An Azureus-style peer id: ``-HS0100-`` and 12 random characters."""
+    alphabet = "0123456789abcdefghijklmnopqrstuvwxyz"
+    pick = rng.choice if rng is not None else secrets.choice
+    return b"-HS0100-" + "".join(pick(alphabet) for _ in range(12)).encode()
+
+
+class DHTLike(Protocol):
+    """What the session needs from a DHT node (``hubswarm.swarm.dht``)."""
+
+    async def get_peers(self, info_hash: bytes) -> list[tuple[str, int]]: ...
+
+    async def get_peers_and_announce(
+        self, info_hash: bytes, port: int, found: Callable[[list[tuple[str, int]]], None]
+    ) -> Any: ...
+
+
+@dataclass(slots=True)
+class SessionConfig:
+    """Knobs of one peer process; intervals are configurable so the lab can run in seconds."""
+
+    peer_id: bytes = field(default_factory=make_peer_id)
+    listen_port: int = 0
+    max_peers: int = DEFAULT_MAX_PEERS
+    upload_rate: float | None = None  # bytes/s, all peers together
+    download_rate: float | None = None
+    peer_upload_rate: float | None = None  # bytes/s per peer
+    unchoke_slots: int = DEFAULT_UNCHOKE_SLOTS
+    choke_interval: float = DEFAULT_CHOKE_INTERVAL
+    optimistic_interval: float = DEFAULT_OPTIMISTIC_INTERVAL
+    snub_timeout: float = DEFAULT_SNUB_TIMEOUT
+    request_timeout: float = DEFAULT_REQUEST_TIMEOUT
+    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
+    announce_interval: float | None = None  # override the tracker's interval
+    # Steady DHT re-lookup interval once peers are connected (None: announce_interval, else
+    # dhtramp.DHT_STEADY_INTERVAL). Each lookup is ~10 KRPC round trips that every node on
+    # the way decodes.
+    dht_interval: float | None = None
+    numwant: int = DEFAULT_NUMWANT
+    webseed_mode: str = "fallback"  # "fallback": only pieces no peer has; "always"; "off"
+    webseed_workers: int = DEFAULT_WEBSEED_WORKERS
+    seed: bool = True  # keep seeding after completion
+    use_dht: bool = True
+    use_pex: bool = True  # peer exchange (BEP 11); never for a private torrent (BEP 27)
+    announce_ip: str | None = None  # the tracker `ip` parameter (lab behind addresses)
+    corrupt_uploads: bool = False  # lab fault: this peer serves corrupt blocks
+    rng_seed: int | None = None
+    # Requests kept in flight per peer: at least initial_queue_depth, else rate x queue time.
+    initial_queue_depth: int = INITIAL_QUEUE_DEPTH
+    request_queue_time: float = REQUEST_QUEUE_TIME
+    reconnect_min: float = RETRY_MIN  # first delay before re-dialling a peer that went away
+    reconnect_max: float = RETRY_MAX  # the delay doubles per failure up to this
+    # A seed unchokes this many interested peers at a time, in turn (the choker's
+    # round-robin); None: the choker's usual rule.
+    seed_unchoke_slots: int | None = None
+    # BEP 16 super-seeding while we are a seed that started as one (share): offer each peer
+    # a few pieces at a time instead of a full bitfield, so each piece leaves us about once.
+    super_seed: bool = False
+
+
+@dataclass(slots=True)
+class TorrentStats:
+    """Counters for the CLI and the lab (bytes are payload bytes)."""
+
+    started_at: float = 0.0
+    completed_at: float | None = None
+    downloaded_from_peers: int = 0
+    downloaded_from_webseeds: int = 0
+    uploaded: int = 0
+    bad_pieces: int = 0
+    banned: int = 0
+    pieces_from_webseeds: int = 0
+    # Super-seeding (BEP 16): bytes uploaded when every piece was on some peer.
+    uploaded_at_superseed_done: int | None = None
