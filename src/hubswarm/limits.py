@@ -82,13 +82,13 @@ REQUEST_TIMEOUT = 60.0
 # --- storage (swarm/storage.py) ---------------------------------------------------------------
 # Bytes of pieces being assembled in memory at once (max pieces in flight = this / piece
 # length, at least 4). libtorrent bounds the same thing with max_queued_disk_bytes.
-# 32 MiB keeps a peer of a 1 GiB torrent under the 150 MiB RSS (128 MiB measured
-# 173 MiB peak when hashing fell behind on a loaded machine); a loopback leech keeps about
-# 8 MiB in flight (500 requests x 16 KiB), so 32 MiB never throttles it.
+# 32 MiB keeps a peer of a 1 GiB torrent within a 150 MiB RSS budget even when hashing
+# falls behind and the buffer fills; a fast leech keeps about 8 MiB in flight (500 requests
+# x 16 KiB, libtorrent's cap), so 32 MiB never throttles it.
 STORAGE_MAX_BUFFER_BYTES = 32 * MIB
 # Verified pieces kept in memory for upload: peers ask for a piece block by block, so one
-# worker-thread read per piece instead of per 16 KiB block (measured: 46 MiB/s per-block
-# to_thread reads vs several hundred MiB/s from the cache). Fresh pieces go in too (relay).
+# worker-thread read per piece instead of per 16 KiB block (a thread hand-off per block
+# costs more than the block's transfer on a fast link). Fresh pieces go in too (relay).
 # 16 MiB: 32 pieces of 512 KiB (1 GiB torrents), within the 150 MiB RSS budget.
 STORAGE_READ_CACHE_BYTES = 16 * MIB
 # Open file handles kept in the LRU cache (libtorrent file_pool_size defaults to 40).

@@ -22,7 +22,7 @@ from rich.progress import (
 from hubswarm.errors import ConfigError
 from hubswarm.lab.timing import lab_timing
 from hubswarm.swarm import api
-from hubswarm.swarm.config import SessionConfig
+from hubswarm.swarm.config import DEFAULT_MAX_PEERS, SessionConfig
 from hubswarm.swarm.session import TorrentSession
 from hubswarm.units import parse_quantity
 
@@ -80,7 +80,7 @@ def _peer_options(f: Any) -> Any:
             click.option("--upload-rate", help="Upload cap, all peers (e.g. 2MB/s, 20mbit)."),
             click.option("--download-rate", help="Download cap (e.g. 2MB/s, 20mbit)."),
             click.option("--peer-upload-rate", help="Upload cap per peer."),
-            click.option("--max-peers", default=50, show_default=True, type=int),
+            click.option("--max-peers", default=DEFAULT_MAX_PEERS, show_default=True, type=int),
             click.option("--dht-bootstrap", multiple=True, help="DHT bootstrap node HOST:PORT."),
             click.option(
                 "--no-pex",

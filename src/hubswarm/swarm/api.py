@@ -1,19 +1,22 @@
 """What ``hubswarm share`` and ``hubswarm fetch`` do, as library functions.
 
 The CLI parses arguments and prints; these functions own the peer, the torrent session
-and (optionally) a DHT node, and return typed results.
+and (optionally) a DHT node, and return typed results. Time and connections go through an
+optional ``clock`` and ``network`` (one host's view: streams for the peer, datagrams for its
+DHT node), so a whole fetch or share runs in virtual time on an in-memory network.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
+from hubswarm import net
+from hubswarm.clock import Clock
 from hubswarm.errors import ConfigError, MetainfoError, NoPeersError
 from hubswarm.proto.metainfo import Magnet, Metainfo, build_magnet, parse_magnet, parse_metainfo
 from hubswarm.swarm.config import DHTLike, SessionConfig
@@ -22,6 +25,16 @@ from hubswarm.swarm.maketorrent import create_torrent
 from hubswarm.swarm.session import TorrentSession
 
 ProgressCallback = Callable[[TorrentSession], None]
+
+# How often a running fetch or share reports progress (and a fetch checks for a stall).
+PROGRESS_PERIOD = 1.0
+# How long a fetch waits for completion between two stall checks.
+STALL_CHECK_PERIOD = 0.5
+
+
+class HostNetwork(net.StreamNetwork, net.DatagramNetwork, Protocol):
+    """One host's network: streams for the peer, datagrams for its DHT node (TCP/UDP by
+    default; ``MemoryNetwork.host(ip)`` in tests)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +82,12 @@ class FetchResult:
 
 @contextlib.asynccontextmanager
 async def _maybe_dht(
-    bootstrap: Sequence[tuple[str, int]], host: str, state_file: Path | None
+    bootstrap: Sequence[tuple[str, int]],
+    host: str,
+    state_file: Path | None,
+    *,
+    clock: Clock | None = None,
+    network: net.DatagramNetwork | None = None,
 ) -> AsyncIterator[DHTLike | None]:
     """A DHT node bootstrapped from ``bootstrap`` and/or the contacts saved in ``state_file``.
 
@@ -81,15 +99,17 @@ async def _maybe_dht(
     from hubswarm.swarm.dht.node import DHTNode  # the DHT is optional at run time
 
     # The torrent starts at once; the bootstrap runs on, and the torrent's first lookup waits
-    # for the bootstrap nodes' answer. Waiting for it here delayed every lab peer's first
-    # connection (to the magnet's x.pe seed) by one round trip through a busy bootstrap
-    # node, N = 8: 25-60 ms of a 1.5 s bound, and a lost answer by the 2 s query time-out.
+    # for the bootstrap nodes' answer. Waiting for it here would delay every peer's first
+    # connection (to a magnet's x.pe peer) by a round trip through the bootstrap node, and
+    # by a whole query time-out when that answer is lost.
     async with DHTNode(
         host=host,
         port=0,
         bootstrap=list(bootstrap),
         state_path=state_file,
         lookups_in_background=True,
+        clock=clock,
+        network=network,
     ) as node:
         yield node
 
@@ -110,10 +130,14 @@ async def fetch(
     dht_bootstrap: Sequence[tuple[str, int]] = (),
     dht_state: Path | None = None,
     on_complete: Callable[[FetchResult], None] | None = None,
+    network: HostNetwork | None = None,
+    clock: Clock | None = None,
 ) -> FetchResult:
     """Download a torrent or magnet into ``out_dir``; return once every piece is verified.
 
     With ``seed_after`` keep seeding until cancelled (Ctrl-C) after ``on_complete``.
+    ``network`` and ``clock`` (default: TCP/UDP and the running loop's) carry every
+    connection and every wait of the peer, its session and its DHT node.
 
     Raises:
         NoPeersError: nothing arrived for ``stall_timeout`` seconds, or not complete
@@ -127,12 +151,19 @@ async def fetch(
         raise ConfigError(f"cannot create {out_dir}: {exc.strerror or exc}") from exc
     config.seed = seed_after
     trackers = list(src.trackers) + [(t,) for t in extra_trackers]
-    started = time.monotonic()
+    clock = clock if clock is not None else Clock()
+    started = clock.now()
     # BEP 27: a private torrent gets its peers from its tracker only; no DHT node at all.
     private = src.metainfo is not None and src.metainfo.info.private
     async with (
-        _maybe_dht(() if private else dht_bootstrap, host, None if private else dht_state) as dht,
-        SwarmPeer(config, host=host, dht=dht) as peer,
+        _maybe_dht(
+            () if private else dht_bootstrap,
+            host,
+            None if private else dht_state,
+            clock=clock,
+            network=network,
+        ) as dht,
+        SwarmPeer(config, host=host, dht=dht, network=network, clock=clock) as peer,
         peer.torrent(
             src.info_hash,
             out_dir,
@@ -143,14 +174,14 @@ async def fetch(
             events_path=events_path,
         ) as session,
     ):
-        await _wait(session, stall_timeout, timeout, progress)
+        await _wait(session, stall_timeout, timeout, progress, clock)
         assert session.info is not None
         result = FetchResult(
             info_hash=src.info_hash.hex(),
             name=session.info.name,
             path=out_dir / session.info.name,
             total_length=session.info.total_length,
-            seconds=time.monotonic() - started,
+            seconds=clock.now() - started,
             stats=session.progress()["stats"],
         )
         if on_complete is not None:
@@ -159,7 +190,7 @@ async def fetch(
             while True:
                 if progress is not None:
                     progress(session)
-                await asyncio.sleep(1.0)
+                await clock.sleep(PROGRESS_PERIOD)
         return result
 
 
@@ -168,15 +199,16 @@ async def _wait(
     stall_timeout: float,
     timeout: float | None,
     progress: ProgressCallback | None,
+    clock: Clock,
 ) -> None:
-    deadline = None if timeout is None else time.monotonic() + timeout
-    last_bytes, last_change = -1, time.monotonic()
+    deadline = None if timeout is None else clock.now() + timeout
+    last_bytes, last_change = -1, clock.now()
     while not session.complete.is_set():
         if session.error is not None:
             raise session.error
         st = session.stats
         got = st.downloaded_from_peers + st.downloaded_from_webseeds
-        now = time.monotonic()
+        now = clock.now()
         if got != last_bytes:
             last_bytes, last_change = got, now
         if now - last_change > stall_timeout:
@@ -187,7 +219,7 @@ async def _wait(
         if progress is not None:
             progress(session)
         with contextlib.suppress(TimeoutError):
-            await session.wait_complete(0.5)
+            await session.wait_complete(STALL_CHECK_PERIOD)
     if progress is not None:
         progress(session)
 
@@ -221,11 +253,13 @@ async def share(
     dht_state: Path | None = None,
     duration: float | None = None,
     super_seed: bool | None = None,
+    network: HostNetwork | None = None,
+    clock: Clock | None = None,
 ) -> ShareInfo:
     """Make a torrent of ``path`` (a file or a folder), write it and seed the data.
 
     Seeds until cancelled, or for ``duration`` seconds. ``super_seed``: BEP 16 initial
-    seeding (None: as ``config.super_seed`` says).
+    seeding (None: as ``config.super_seed`` says). ``network``, ``clock``: as for ``fetch``.
 
     Raises:
         MetainfoError, ConfigError: bad input; the data must verify completely.
@@ -250,9 +284,16 @@ async def share(
     config.seed = True
     if super_seed is not None:
         config.super_seed = super_seed
+    clock = clock if clock is not None else Clock()
     async with (
-        _maybe_dht(() if private else dht_bootstrap, host, None if private else dht_state) as dht,
-        SwarmPeer(config, host=host, dht=dht) as peer,
+        _maybe_dht(
+            () if private else dht_bootstrap,
+            host,
+            None if private else dht_state,
+            clock=clock,
+            network=network,
+        ) as dht,
+        SwarmPeer(config, host=host, dht=dht, network=network, clock=clock) as peer,
         peer.torrent(
             mi.info_hash,
             path.parent,
@@ -285,11 +326,11 @@ async def share(
         )
         if ready is not None:
             ready(shared)
-        deadline = None if duration is None else time.monotonic() + duration
-        while deadline is None or time.monotonic() < deadline:
+        deadline = None if duration is None else clock.now() + duration
+        while deadline is None or clock.now() < deadline:
             if progress is not None:
                 progress(session)
-            await asyncio.sleep(1.0)
+            await clock.sleep(PROGRESS_PERIOD)
         return shared
 
 

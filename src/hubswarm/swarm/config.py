@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from hubswarm.limits import REQUEST_QUEUE_TIME
 from hubswarm.swarm.peerbook import RETRY_MAX, RETRY_MIN
 
 # Connections a peer keeps per torrent (transmission's peer-limit-per-torrent: 50; aria2's
@@ -35,12 +36,16 @@ DEFAULT_REQUEST_TIMEOUT = 30.0
 # A TCP connect that has not completed in this many seconds is given up (libtorrent:
 # peer_connect_timeout = 15 s; a dialer with many candidates moves on sooner).
 DEFAULT_CONNECT_TIMEOUT = 5.0
+# Links a peer keeps at most, as a multiple of ``max_peers``: the dialler stops at
+# ``max_peers``, and peers that dial us still get in up to this cap, so a swarm whose
+# peers are all full still admits newcomers.
+MAX_LINKS_FACTOR = 2
 # Requests kept in flight to a peer before its rate is known (libtorrent starts slow-start
 # at a few requests and grows; 64 x 16 KiB = 1 MiB in flight fills a fast link at once).
 INITIAL_QUEUE_DEPTH = 64
-# Seconds of transfer kept requested from a peer once its rate is known (libtorrent's
-# request_queue_time = 3 s).
-REQUEST_QUEUE_TIME = 3.0
+# Lab fault (``corrupt_uploads``): the first bytes of each block served are inverted, which
+# fails the piece's SHA-1 whatever the data.
+CORRUPT_PREFIX = 16
 # Web-seed workers per URL: one fetches while the other waits for its reply.
 DEFAULT_WEBSEED_WORKERS = 2
 
@@ -92,7 +97,8 @@ class SessionConfig:
     announce_ip: str | None = None  # the tracker `ip` parameter (lab behind addresses)
     corrupt_uploads: bool = False  # lab fault: this peer serves corrupt blocks
     rng_seed: int | None = None
-    # Requests kept in flight per peer: at least initial_queue_depth, else rate x queue time.
+    # Requests kept in flight per peer: at least initial_queue_depth, else rate x queue time
+    # (limits.REQUEST_QUEUE_TIME: libtorrent's request_queue_time).
     initial_queue_depth: int = INITIAL_QUEUE_DEPTH
     request_queue_time: float = REQUEST_QUEUE_TIME
     reconnect_min: float = RETRY_MIN  # first delay before re-dialling a peer that went away

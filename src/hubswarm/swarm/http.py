@@ -1,8 +1,9 @@
 """The swarm's HTTP client (trackers, BEP 19 web seeds), created on first use.
 
 A peer that finds its swarm through the DHT never speaks HTTP, and importing aiohttp costs
-~0.3 CPU-s per process (its connector builds a TLS context at import): ~10 CPU-s for the 33
-peers of a lab run on 2 cores. So the HTTP modules are imported, and the one
+a good fraction of a CPU-second per process (its connector builds a TLS context at import),
+which adds up over the many peers of a lab on one machine. So the HTTP modules are
+imported, and the one
 ``aiohttp.ClientSession`` a peer shares between its torrents is opened, only when a tracker
 or web seed is first contacted.
 """

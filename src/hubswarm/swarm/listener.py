@@ -22,7 +22,7 @@ from hubswarm.errors import ConfigError, RemoteProtocolError
 from hubswarm.limits import HANDSHAKE_TIMEOUT
 from hubswarm.proto import wire
 from hubswarm.proto.metainfo import InfoDict
-from hubswarm.swarm.config import DHTLike, SessionConfig
+from hubswarm.swarm.config import MAX_LINKS_FACTOR, DHTLike, SessionConfig
 from hubswarm.swarm.http import LazyHttp
 from hubswarm.swarm.peer import WireProtocol
 from hubswarm.swarm.session import TorrentSession
@@ -151,7 +151,8 @@ class SwarmPeer:
 
     def _on_connected(self, protocol: WireProtocol) -> None:
         """A connection arrived: read its handshake in a task of ours, or refuse it."""
-        too_many = len(self._handlers) >= MAX_PENDING_INCOMING + 2 * self.config.max_peers
+        cap = MAX_PENDING_INCOMING + MAX_LINKS_FACTOR * self.config.max_peers
+        too_many = len(self._handlers) >= cap
         if self._closing or self._tg is None or too_many:
             # Accepted just as we close, or a connection flood: refuse before reading.
             protocol.transport.close()

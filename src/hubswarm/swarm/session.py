@@ -63,7 +63,13 @@ from hubswarm.ratelimit import RateLimiter
 from hubswarm.swarm import admission, announce, choke_shell, metadata_shell, pex_shell
 from hubswarm.swarm.bitfield import Bitfield
 from hubswarm.swarm.choker import Choker
-from hubswarm.swarm.config import DHTLike, SessionConfig, TorrentStats
+from hubswarm.swarm.config import (
+    CORRUPT_PREFIX,
+    MAX_LINKS_FACTOR,
+    DHTLike,
+    SessionConfig,
+    TorrentStats,
+)
 from hubswarm.swarm.dialer import Dialer
 from hubswarm.swarm.eventlog import EventLog
 from hubswarm.swarm.http import LazyHttp
@@ -86,6 +92,9 @@ log = logging.getLogger(__name__)
 UPLOAD_CACHE_PIECES = 16
 # The longest the ticker sleeps between its rounds (choke rounds come at most this late).
 TICK_PERIOD = 1.0
+# A peer's request queue is topped up once a 1/REFILL_DIVISOR of its depth is free, in one
+# batch: fewer picker calls and larger writes than a request per block received.
+REFILL_DIVISOR = 4
 
 
 class TorrentSession:
@@ -260,7 +269,7 @@ class TorrentSession:
     def left(self) -> int:
         """Bytes still missing (for tracker announces)."""
         if self.info is None or self.picker is None:
-            return 1
+            return 1  # unknown yet (a magnet): anything but 0, which would make us a seed
         return sum(self.info.piece_size(i) for i in self.picker.have.missing())
 
     @property
@@ -342,14 +351,9 @@ class TorrentSession:
             return
         if self.info is not None:
             protocol.conn.set_num_pieces(self.info.num_pieces)
-        limiter = self.upload_limiter
-        if self.config.peer_upload_rate:
-            limiter = RateLimiter(
-                self.config.peer_upload_rate,
-                parent=self.upload_limiter,
-                clock=self.clock.now,
-                sleep=self.clock.sleep,
-            )
+        limiter, rate, clock = self.upload_limiter, self.config.peer_upload_rate, self.clock
+        if rate:  # a limit per peer, within the limit of all peers together
+            limiter = RateLimiter(rate, parent=limiter, clock=clock.now, sleep=clock.sleep)
         link = PeerLink(
             self,
             protocol,
@@ -382,7 +386,7 @@ class TorrentSession:
             outgoing=outgoing,
             banned=book.is_banned(address)
             or (their_id is not None and book.is_banned_peer_id(their_id)),
-            full=len(self.links) >= self.config.max_peers * 2,
+            full=len(self.links) >= self.config.max_peers * MAX_LINKS_FACTOR,
             others=[
                 (lk, lk.conn.remote_handshake.peer_id, lk.outgoing)
                 for lk in self.links
@@ -577,7 +581,8 @@ class TorrentSession:
             return
         # Called after every block: while the queue is above 3/4 of the depth chosen last
         # time, return before measuring the rate (refills come in batches of depth / 4).
-        if st.queue_depth and len(st.inflight) > st.queue_depth - max(1, st.queue_depth // 4):
+        batch = max(1, st.queue_depth // REFILL_DIVISOR)
+        if st.queue_depth and len(st.inflight) > st.queue_depth - batch:
             return
         # Slow start: a new link gets a deep queue at once (its rate is unknown yet); then
         # rate x queue time.
@@ -587,7 +592,7 @@ class TorrentSession:
         )
         st.queue_depth = depth
         missing = depth - len(st.inflight)
-        if missing < max(1, depth // 4):
+        if missing < max(1, depth // REFILL_DIVISOR):
             return  # refill in batches: fewer picker calls, larger writes
         has = st.has
         if link.conn.peer_choking:
@@ -730,7 +735,8 @@ class TorrentSession:
             return None
         block = piece[request.begin : end]
         if self.config.corrupt_uploads:
-            block = bytes(b ^ 0xFF for b in block[:16]) + block[16:]
+            n = CORRUPT_PREFIX
+            block = bytes(b ^ 0xFF for b in block[:n]) + block[n:]
         self.stats.uploaded += len(block)
         self.upload_meter.add(len(block))
         return block
@@ -782,11 +788,9 @@ class TorrentSession:
 
     def progress(self) -> dict[str, Any]:
         """A snapshot for progress displays and the lab."""
-        have = self.picker.have.count() if self.picker is not None else 0
-        total = self.info.num_pieces if self.info is not None else 0
         return {
-            "pieces": have,
-            "total_pieces": total,
+            "pieces": self.picker.have.count() if self.picker is not None else 0,
+            "total_pieces": self.info.num_pieces if self.info is not None else 0,
             "peers": len(self.links),
             "down_rate": self.download_meter.rate,
             "up_rate": self.upload_meter.rate,

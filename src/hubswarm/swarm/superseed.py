@@ -9,9 +9,8 @@ offered ones first. Requests for pieces not offered to that peer are refused (BE
 ``reject``), so until every piece is out the seed uploads each piece about once and its
 upload, the swarm's scarcest resource, goes only to pieces the swarm lacks. (libtorrent's
 ``get_piece_to_super_seed`` also re-offers the rarest piece already on a peer, counting a
-pending offer as very common. Measured in the lab, a flash crowd of 8 on 256 KiB/s links:
-with those re-offers the seed had sent every piece, by its own count, at 7.5 s, where one
-copy through its link takes 6 s; without them at 5.8-6.2 s.)
+pending offer as very common. We do not: a piece already on a peer spreads from there, and
+every byte the seed spends on a second copy delays the first copy of another piece.)
 When nothing qualifies a peer gets no offer: it fetches from the swarm. ``hungry`` tells
 the session which peers wait for the seed's upload (it unchokes those first).
 
@@ -21,11 +20,9 @@ previously present on at least one other client"; libtorrent's ``strict_super_se
 or the peer is alone, or the peer held it for ``offer_timeout`` seconds while we did not
 choke it (a slow peer, or one that does not share, cannot hold the seed's upload hostage).
 The clock stops while we choke the peer (``set_choked``) and restarts from zero when we
-unchoke it: a peer waiting for its turn at the seed's few slots is not stalling. (Measured
-in the lab, a flash crowd of 32 on 64 KiB/s links, 10 s time-out: with the clock running
-while choked, offers expired in the queue and were re-offered to others, and the seed sent
-83 pieces of 48 before every piece was out, at 1.54 x F/u_s; with it stopped, 69 pieces, out
-at 1.14x.)
+unchoke it: a peer waiting for its turn at the seed's few slots is not stalling. (With the
+clock running while choked, offers expire in the queue of a large crowd and are re-offered
+to others, and the seed sends many pieces twice before every piece is out.)
 
 Once every piece is on some connected peer (a distributed copy), super-seeding ends: a
 full bitfield can no longer be sent (BEP 3: only as the first message), so each peer is
@@ -277,8 +274,8 @@ class SuperSeeder:
 
     def unstall(self, now: float) -> Announce:
         """Release fetched offers early when no peer is hungry: strict release (a piece
-        seen on a second peer) would leave the seed's upload idle meanwhile (a flash crowd
-        of 2 whose peers have not met yet waited up to 0.3 s of a 1.5 s bound)."""
+        seen on a second peer) would leave the seed's upload idle meanwhile (peers that
+        have not met yet cannot show each other's pieces, so nothing would be released)."""
         out: Announce = {}
         if not self.active or any(self.hungry(p) for p in self._peers):
             return out
