@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from hubswarm.cli import cli as cli_main
 from hubswarm.errors import LabError, ScenarioError
 from hubswarm.lab import netem
-from hubswarm.lab.bounds import d_cs
+from hubswarm.lab.bounds import d_cs, d_p2p
 from hubswarm.lab.scenario import parse_scenario
 from hubswarm.lab.sim import run_sim
 from hubswarm.lab.validate import format_rows, validate
@@ -150,3 +150,22 @@ async def test_validate_sets_the_model_beside_the_kernel() -> None:
     assert row.ratio is not None
     assert 0.9 < row.ratio < 1.1
     assert format_rows(rows)[0][:2] == ("client-server", "2")
+
+
+def test_a_swarm_in_sim_meets_its_bound_with_the_seed_sending_about_one_copy(
+    tmp_path: Path,
+) -> None:
+    plan = _plan(
+        4, file_size="1536KiB", client_download="16MiB", architectures=["p2p"], timeout=120
+    )
+    result = run_sim(plan, "p2p", tmp_path)
+    assert result.emulation == "sim"
+    assert all(c.complete for c in result.clients)
+    makespan = max(c.end for c in result.clients if c.end is not None)
+    bound = d_p2p(4, 1.5 * MIB, MIB, plan.uploads, plan.d_min)
+    assert bound <= makespan <= 1.3 * bound
+    # Super-seeding: the seed's host sends about one copy, the peers the rest.
+    assert 1.5 * MIB <= (result.server_bytes_sent or 0) <= 1.5 * 1.5 * MIB
+    assert sum(c.bytes_from_server for c in result.clients) == pytest.approx(
+        result.server_bytes_sent, abs=4
+    )

@@ -32,6 +32,7 @@ import aiohttp
 from aiohttp import web
 
 from hubswarm import vtime
+from hubswarm.clock import Clock
 from hubswarm.errors import HubswarmError, LabError
 from hubswarm.httpnet import NetworkConnector, NetworkSite
 from hubswarm.hub import client as hub_client
@@ -41,6 +42,8 @@ from hubswarm.lab.metrics import ClientRecord, FaultEvent, ReplicaSample, RunRes
 from hubswarm.lab.payload import PAYLOAD_NAME, check_file, make_payload
 from hubswarm.lab.scenario import Fault, RunPlan
 from hubswarm.lab.simnet import DEFAULT_QUEUE, LinkSpec, SimNetwork
+from hubswarm.lab.timing import lab_timing
+from hubswarm.swarm.config import SessionConfig, make_peer_id
 
 __all__ = ["SIM_NOTE", "host_ip", "link_specs", "run_sim"]
 
@@ -240,6 +243,142 @@ def _killed_record(world: _World, index: int, arrival: float) -> ClientRecord:
     )
 
 
+# --- peer-to-peer ----------------------------------------------------------------------------
+
+# Where the DHT bootstrap node listens, on host 0 beside the seed (as in netns: kill_hub
+# kills it, the seed lives on).
+DHT_PORT = 6881
+
+
+def _peer_config(scenario: Any, index: int) -> SessionConfig:
+    """A peer's config as the netns runner's ``--fast-intervals --no-pex``, with its peer id
+    and random draws fixed by the scenario's seed and the peer's index."""
+    rng = random.Random(f"{scenario.seed}:peer:{index}")
+    config = SessionConfig(peer_id=make_peer_id(rng), rng_seed=rng.getrandbits(64))
+    config.use_pex = False  # the swarm finds peers through the DHT only (lab.runners.swarm)
+    return lab_timing(config)
+
+
+async def _p2p(plan: RunPlan, workdir: Path) -> RunResult:
+    """A seed (BEP 16 super-seeding) and a DHT bootstrap node on host 0; clients 1..N fetch
+    the magnet at their arrival times, find each other through the DHT and keep seeding."""
+    from hubswarm.swarm import api  # the swarm, imported only for p2p runs
+    from hubswarm.swarm.dht.node import DHTNode
+
+    scenario = plan.scenario
+    world = _World(plan)
+    network = world.network
+    server = host_ip(0)
+    source = workdir / "seed" / PAYLOAD_NAME
+    sha256 = make_payload(source, scenario.file_size, scenario.seed)
+    clock = Clock()
+    shared: asyncio.Future[api.ShareInfo] = world.loop.create_future()
+    done_at: dict[int, float] = {}
+    tasks: dict[int, asyncio.Task[None]] = {}
+    bootstrap = [(server, DHT_PORT)]
+
+    async def apply(fault: Fault) -> FaultEvent:
+        match fault.kind:
+            case "kill_peers":
+                running = [i for i, task in sorted(tasks.items()) if not task.done()]
+                victims = tuple(running[: fault.count])
+                for i in victims:
+                    network.crash(host_ip(i))
+                return fault_event(fault, f"crashed clients {list(victims)}", victims=victims)
+            case _:
+                return fault_event(fault, "not modelled in sim yet", applied=False)
+
+    starts: dict[int, float] = {}
+    errors: dict[int, tuple[str, float | None]] = {}  # error, left_at
+
+    async def client(index: int) -> None:
+        await world.sleep_until(plan.arrivals[index - 1])
+        start = starts[index] = world.now()
+        leave_at = start + leave_after(scenario, index)
+
+        def completed(_: api.FetchResult) -> None:
+            done_at[index] = world.now()
+
+        magnet = (await shared).magnet
+        try:
+            async with asyncio.timeout(max(0.0, min(scenario.timeout, leave_at) - world.now())):
+                await api.fetch(
+                    magnet,
+                    workdir / f"c{index}",
+                    config=_peer_config(scenario, index),
+                    host=host_ip(index),
+                    seed_after=scenario.churn.leave_after_complete is False,
+                    dht_bootstrap=bootstrap,
+                    on_complete=completed,
+                    network=network.host(host_ip(index)),
+                    clock=clock,
+                )
+        except TimeoutError:
+            if index not in done_at:
+                churned = leave_at < scenario.timeout
+                errors[index] = (
+                    "left (churn)" if churned else "timeout",
+                    leave_at if churned else None,
+                )
+        except HubswarmError as exc:
+            errors[index] = (str(exc)[:_ERROR_CHARS], None)
+
+    def record(index: int) -> ClientRecord:
+        got, ok = check_file(workdir / f"c{index}" / PAYLOAD_NAME, sha256)
+        end = done_at.get(index)
+        ok = ok and end is not None
+        error, left_at = errors.get(index, ("incomplete", None))
+        stays = scenario.churn.leave_after_complete is False
+        return ClientRecord(
+            index=index,
+            start=starts.get(index, plan.arrivals[index - 1]),
+            end=end if ok else None,
+            bytes_received=got,
+            bytes_from_server=0,  # attributed below from the seed's host counter
+            verified=ok,
+            error=None if ok else error,
+            left_at=left_at if left_at is not None else (None if stays else end),
+        )
+
+    boot = DHTNode(
+        host=server,
+        port=DHT_PORT,
+        rng=random.Random(f"{scenario.seed}:dht-bootstrap"),
+        clock=clock,
+        network=network.host(server),
+    )
+    async with boot, asyncio.TaskGroup() as group:
+        seed = group.create_task(
+            api.share(
+                source,
+                config=_peer_config(scenario, 0),
+                host=server,
+                torrent_out=workdir / "seed.torrent",
+                piece_length=scenario.piece_size,
+                ready=shared.set_result,
+                dht_bootstrap=bootstrap,
+                super_seed=True,
+                network=network.host(server),
+                clock=clock,
+            )
+        )
+        tasks = {i: group.create_task(client(i)) for i in range(1, plan.n + 1)}
+        faults = group.create_task(world.run_faults(apply))
+        # Whoever stays seeds on: the run ends when every client has finished or given up.
+        while not all(task.done() or i in done_at for i, task in tasks.items()):
+            await asyncio.wait(tasks.values(), timeout=1.0)
+        for task in (*tasks.values(), seed, faults):
+            task.cancel()
+    records = [record(i) for i in range(1, plan.n + 1)]
+    server_bytes = network.tx_bytes(server)
+    got = sum(r.bytes_received for r in records) or 1
+    records = [
+        replace(r, bytes_from_server=round(server_bytes * r.bytes_received / got)) for r in records
+    ]
+    return world.result("p2p", records, [], [])
+
+
 _ARCHITECTURES: dict[str, Callable[[RunPlan, Path], Coroutine[Any, Any, RunResult]]] = {
     "client-server": _client_server,
+    "p2p": _p2p,
 }
