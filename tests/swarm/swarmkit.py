@@ -162,3 +162,24 @@ class FakeDHT:
         found(await self.get_peers(info_hash))  # one lookup, then its announce
         self.calls.append("announce_peer")
         return 1
+
+
+class VirtualHosts:
+    """Peers on one in-memory network in virtual time (run the test under ``vtime.run``):
+    ``hosts.peer(config)`` is a SwarmPeer at the next address 10.0.0.1, 10.0.0.2, ..."""
+
+    def __init__(self, latency: float = 0.001) -> None:
+        from hubswarm.clock import Clock
+        from hubswarm.memnet import MemoryNetwork
+
+        self.network = MemoryNetwork(latency=latency, rng=random.Random(0))
+        self.clock = Clock(epoch=0.0)
+        self._next = 1
+
+    def peer(self, config: SessionConfig, **kwargs: Any) -> Any:
+        """A SwarmPeer (not entered) on the next host."""
+        from hubswarm.swarm.listener import SwarmPeer
+
+        ip = f"10.0.0.{self._next}"
+        self._next += 1
+        return SwarmPeer(config, host=ip, network=self.network.host(ip), clock=self.clock, **kwargs)

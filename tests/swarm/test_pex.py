@@ -1,4 +1,4 @@
-"""Peer exchange (BEP 11) between real sessions on loopback."""
+"""Peer exchange (BEP 11) between real sessions: in virtual time in memory, and on loopback."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from hubswarm import vtime
 from hubswarm.proto import bencode, wire
 from hubswarm.proto.wire import PeerConnection, Role
 from hubswarm.proto.wire_events import ExtendedHandshake, PeerExchange
@@ -16,55 +17,66 @@ from hubswarm.swarm.listener import SwarmPeer
 from hubswarm.swarm.peerbook import MAX_CANDIDATES
 from hubswarm.swarm.session import TorrentSession
 
-from .swarmkit import KIB, MIB, fast_config, make_file, make_torrent, wait_until
+from .swarmkit import KIB, MIB, VirtualHosts, fast_config, make_file, make_torrent, wait_until
 
 pytestmark = pytest.mark.timeout(30)
 
 LOCAL = "127.0.0.1"
 
 
-def linked(a: TorrentSession, b_port: int) -> bool:
-    """Whether ``a`` has a link to the peer listening on ``b_port`` (either direction)."""
+def linked(a: TorrentSession, b: tuple[str, int]) -> bool:
+    """Whether ``a`` has a link to the peer listening at ``b`` (either direction)."""
     for link in a.links:
         ext = link.conn.remote_extended_handshake
-        if link.address == (LOCAL, b_port) or (ext is not None and ext.p == b_port):
+        if link.address == b or (link.address[0] == b[0] and ext is not None and ext.p == b[1]):
             return True
     return False
+
+
+async def _meet(tmp_path: Path, use_pex: bool, private: bool) -> tuple[bool, bool, bool]:
+    """Two leeches that know only a slow seed, 3 s (virtual) after the second started:
+    whether each links to the other, and whether the first completed."""
+    make_file(tmp_path / "seed" / "x.bin", 2 * MIB)
+    mi, _ = make_torrent(tmp_path / "seed" / "x.bin", 64 * KIB, private=private)
+    hosts = VirtualHosts()
+    # A slow seed keeps both leeches leeching (two seeds would drop their link).
+    slow = fast_config(upload_rate=64 * KIB, use_pex=use_pex)
+    async with (
+        hosts.peer(slow) as seed,
+        seed.torrent(mi.info_hash, tmp_path / "seed", info=mi.info) as seeding,
+        hosts.peer(fast_config(use_pex=use_pex)) as p1,
+    ):
+        dial = [(seed.host, seed.port)]
+        async with p1.torrent(mi.info_hash, tmp_path / "l1", info=mi.info, peers=dial) as l1:
+            await wait_until(lambda: len(seeding.links) == 1, 5, "the first leech on the seed")
+            async with (
+                hosts.peer(fast_config(use_pex=use_pex)) as p2,
+                p2.torrent(mi.info_hash, tmp_path / "l2", info=mi.info, peers=dial) as l2,
+            ):
+                await wait_until(lambda: len(seeding.links) == 2, 5, "both leeches on the seed")
+                # PEX_INTERVAL does not hold the first message back: the seed tells each
+                # leech of the other within a round trip of a round (TICK_PERIOD).
+                await asyncio.sleep(3.0)
+                return (
+                    linked(l2, (p1.host, p1.port)),
+                    linked(l1, (p2.host, p2.port)),
+                    l1.complete.is_set(),
+                )
 
 
 @pytest.mark.parametrize(
     ("use_pex", "private"), [(True, False), (False, False), (True, True)], ids=str
 )
-async def test_leeches_that_only_know_the_seed_meet_through_it(
+def test_leeches_that_only_know_the_seed_meet_through_it(
     tmp_path: Path, use_pex: bool, private: bool
 ) -> None:
-    make_file(tmp_path / "seed" / "x.bin", 2 * MIB)
-    mi, _ = make_torrent(tmp_path / "seed" / "x.bin", 64 * KIB, private=private)
-    # A slow seed keeps both leeches leeching (two seeds would drop their link).
-    slow = fast_config(upload_rate=64 * KIB, use_pex=use_pex)
-    async with (
-        SwarmPeer(slow, host=LOCAL) as seed,
-        seed.torrent(mi.info_hash, tmp_path / "seed", info=mi.info) as seeding,
-        SwarmPeer(fast_config(use_pex=use_pex), host=LOCAL) as p1,
-        p1.torrent(mi.info_hash, tmp_path / "l1", info=mi.info, peers=[(LOCAL, seed.port)]) as l1,
-    ):
-        await wait_until(lambda: len(seeding.links) == 1, 5, "the first leech on the seed")
-        async with (
-            SwarmPeer(fast_config(use_pex=use_pex), host=LOCAL) as p2,
-            p2.torrent(
-                mi.info_hash, tmp_path / "l2", info=mi.info, peers=[(LOCAL, seed.port)]
-            ) as l2,
-        ):
-            if use_pex and not private:
-                # The seed tells the newcomer of the first leech (and the first of it).
-                await wait_until(lambda: linked(l2, p1.port), 5, "the leeches to meet")
-                assert linked(l1, p2.port)
-            else:
-                await wait_until(lambda: len(seeding.links) == 2, 5, "both leeches on the seed")
-                await asyncio.sleep(1.5)
-                assert not linked(l2, p1.port)
-                assert not linked(l1, p2.port)
-            assert not l1.complete.is_set()
+    second_to_first, first_to_second, first_complete = vtime.run(_meet(tmp_path, use_pex, private))
+    # With PEX the seed tells the newcomer of the first leech (and the first of it); never
+    # without PEX, nor for a private torrent (BEP 27).
+    met = use_pex and not private
+    assert second_to_first is met
+    assert first_to_second is met
+    assert not first_complete
 
 
 async def _raw_pex_peer(port: int, info_hash: bytes) -> tuple[socket.socket, PeerConnection]:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import socket
 from pathlib import Path
 
 import pytest
 
+from hubswarm import vtime
 from hubswarm.errors import LocalProtocolError
 from hubswarm.limits import PARTIAL_SUFFIX
 from hubswarm.proto.wire_events import Event
@@ -20,6 +22,7 @@ from .swarmkit import (
     KIB,
     MIB,
     FakeDHT,
+    VirtualHosts,
     fast_config,
     make_file,
     make_torrent,
@@ -134,29 +137,38 @@ async def test_resume_fetches_only_missing_pieces(tmp_path: Path) -> None:
     assert (tmp_path / "leech" / "r.bin").read_bytes() == data
 
 
-@pytest.mark.parametrize("private", [False, True])
-async def test_private_torrent_never_uses_the_dht(tmp_path: Path, private: bool) -> None:
+async def _private_or_public(tmp_path: Path, private: bool) -> tuple[list[str], bool, bool]:
+    """The leech's DHT calls, whether it linked and whether it completed, 5 s (virtual)
+    after it started with the DHT as its only peer source."""
     make_file(tmp_path / "seed" / "p.bin", 256 * KIB)
     mi, _ = make_torrent(tmp_path / "seed" / "p.bin", 64 * KIB, private=private)
     assert mi.info.private is private
+    hosts = VirtualHosts()
     async with (
-        SwarmPeer(fast_config(), host=LOCAL) as seed,
+        hosts.peer(fast_config()) as seed,
         seed.torrent(mi.info_hash, tmp_path / "seed", info=mi.info),
     ):
-        dht = FakeDHT([(LOCAL, seed.port)])
+        dht = FakeDHT([(seed.host, seed.port)])
         async with (
-            SwarmPeer(fast_config(use_dht=True), host=LOCAL, dht=dht) as leech,
+            hosts.peer(fast_config(use_dht=True), dht=dht) as leech,
             leech.torrent(mi.info_hash, tmp_path / "leech", info=mi.info) as session,
         ):
-            if private:
-                # The only peer source is the DHT: a private torrent must not use it.
-                await asyncio.sleep(1.0)
-                assert dht.calls == []
-                assert not session.links
-                assert not session.complete.is_set()
-            else:
-                await session.wait_complete(10)
-                assert "get_peers" in dht.calls
+            with contextlib.suppress(TimeoutError):
+                await session.wait_complete(5)
+            return dht.calls, bool(session.links), session.complete.is_set()
+
+
+@pytest.mark.parametrize("private", [False, True])
+def test_private_torrent_never_uses_the_dht(tmp_path: Path, private: bool) -> None:
+    calls, linked, complete = vtime.run(_private_or_public(tmp_path, private))
+    if private:
+        # The only peer source is the DHT: a private torrent must not use it.
+        assert calls == []
+        assert not linked
+        assert not complete
+    else:
+        assert complete
+        assert "get_peers" in calls
 
 
 async def test_a_bug_in_one_link_does_not_kill_the_session(
@@ -224,33 +236,40 @@ async def test_spawn_after_stop_is_refused(tmp_path: Path) -> None:
             session.spawn(asyncio.sleep(0))
 
 
-async def test_one_listener_routes_two_torrents_by_info_hash(tmp_path: Path) -> None:
-    a = make_file(tmp_path / "seed" / "a.bin", 300 * KIB)
-    b = make_file(tmp_path / "seed" / "b.bin", 500 * KIB, seed=2)
+async def _two_of_three(tmp_path: Path) -> bool:
+    """Whether the torrent the seed does not serve got a link, 1 s (virtual) after the two
+    it serves completed; the files are checked by the caller."""
+    make_file(tmp_path / "seed" / "a.bin", 300 * KIB)
+    make_file(tmp_path / "seed" / "b.bin", 500 * KIB, seed=2)
     mi_a, _ = make_torrent(tmp_path / "seed" / "a.bin", 64 * KIB)
     mi_b, _ = make_torrent(tmp_path / "seed" / "b.bin", 64 * KIB)
     make_file(tmp_path / "other" / "c.bin", 64 * KIB, seed=3)
     mi_c, _ = make_torrent(tmp_path / "other" / "c.bin", 64 * KIB)
+    hosts = VirtualHosts()
     async with (
-        SwarmPeer(fast_config(), host=LOCAL) as seed,
+        hosts.peer(fast_config()) as seed,
         seed.torrent(mi_a.info_hash, tmp_path / "seed", info=mi_a.info),
         seed.torrent(mi_b.info_hash, tmp_path / "seed", info=mi_b.info),
-        SwarmPeer(fast_config(), host=LOCAL) as leech,
-        leech.torrent(
-            mi_a.info_hash, tmp_path / "leech", info=mi_a.info, peers=[(LOCAL, seed.port)]
-        ) as sa,
-        leech.torrent(
-            mi_b.info_hash, tmp_path / "leech", info=mi_b.info, peers=[(LOCAL, seed.port)]
-        ) as sb,
-        leech.torrent(
-            mi_c.info_hash, tmp_path / "leech", info=mi_c.info, peers=[(LOCAL, seed.port)]
-        ) as sc,
+        hosts.peer(fast_config()) as leech,
     ):
-        await sa.wait_complete(10)
-        await sb.wait_complete(10)
-        await asyncio.sleep(0.3)
-        assert not sc.links  # the seed does not serve c: refused after the handshake
-        assert not sc.complete.is_set()
+        dial = [(seed.host, seed.port)]
+        async with (
+            leech.torrent(mi_a.info_hash, tmp_path / "leech", info=mi_a.info, peers=dial) as sa,
+            leech.torrent(mi_b.info_hash, tmp_path / "leech", info=mi_b.info, peers=dial) as sb,
+            leech.torrent(mi_c.info_hash, tmp_path / "leech", info=mi_c.info, peers=dial) as sc,
+        ):
+            await sa.wait_complete(10)
+            await sb.wait_complete(10)
+            await asyncio.sleep(1.0)  # virtual: the c leech re-dials and is refused again
+            assert not sc.complete.is_set()
+            return bool(sc.links)
+
+
+def test_one_listener_routes_two_torrents_by_info_hash(tmp_path: Path) -> None:
+    c_linked = vtime.run(_two_of_three(tmp_path))
+    assert not c_linked  # the seed does not serve c: refused after the handshake
+    a = (tmp_path / "seed" / "a.bin").read_bytes()
+    b = (tmp_path / "seed" / "b.bin").read_bytes()
     assert (tmp_path / "leech" / "a.bin").read_bytes() == a
     assert (tmp_path / "leech" / "b.bin").read_bytes() == b
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from hubswarm import vtime
 from hubswarm.cli import cli
 from hubswarm.proto.wire import PeerConnection, Role
 from hubswarm.proto.wire_events import Event, Have, Interested, Request, Unchoke
@@ -22,6 +23,7 @@ from .swarmkit import (
     KIB,
     LOCAL,
     MIB,
+    VirtualHosts,
     fast_config,
     free_port,
     make_file,
@@ -186,32 +188,36 @@ async def test_a_piece_counts_as_passed_on_only_once_the_peer_holds_it(tmp_path:
             sock.close()
 
 
-async def test_offers_to_a_peer_the_seed_chokes_do_not_time_out(tmp_path: Path) -> None:
-    # One slot, two hand-driven leeches that never request: the unchoked one's offers time
-    # out (request_timeout = 1 s); the choked one's wait for its turn, unchanged.
+class _Silent(asyncio.Protocol):
+    """A hand-driven peer's end of an in-memory connection: reads and ignores."""
+
+    def data_received(self, data: bytes) -> None:
+        pass
+
+
+async def _offers_while_choked(tmp_path: Path) -> None:
     src = tmp_path / "seed" / "turns.bin"
     make_file(src, 1 * MIB)
     mi, _ = make_torrent(src, 128 * KIB)
     cfg = fast_config(super_seed=True, unchoke_slots=0, request_timeout=1.0)
+    hosts = VirtualHosts()
     async with (
-        SwarmPeer(cfg, host=LOCAL) as seed_peer,
+        hosts.peer(cfg) as seed_peer,
         seed_peer.torrent(mi.info_hash, src.parent, info=mi.info, seed_mode=True) as seeding,
     ):
-        loop = asyncio.get_running_loop()
-        socks: list[socket.socket] = []
+        transports: list[asyncio.BaseTransport] = []
         try:
             for k in range(2):
-                sock = socket.socket()
-                sock.setblocking(False)
-                socks.append(sock)
-                await loop.sock_connect(sock, (LOCAL, seed_peer.port))
+                host = hosts.network.host(f"10.0.1.{k + 1}")
+                transport, _ = await host.connect(_Silent, seed_peer.host, seed_peer.port)
+                transports.append(transport)
                 conn = PeerConnection(
                     Role.INITIATOR,
                     info_hash=mi.info_hash,
                     peer_id=b"-XX0000-handdriven0" + str(k).encode(),
                     num_pieces=8,
                 )
-                await loop.sock_sendall(sock, conn.handshake() + conn.send(Interested()))
+                transport.write(conn.handshake() + conn.send(Interested()))
             sup = seeding.superseed.driver if seeding.superseed is not None else None
             assert sup is not None
             await wait_until(
@@ -228,11 +234,22 @@ async def test_offers_to_a_peer_the_seed_chokes_do_not_time_out(tmp_path: Path) 
             first, kept = sup.policy.offers(served), sup.policy.offers(waiting)
             assert first
             assert kept
+            unchoked_at = asyncio.get_running_loop().time()
             await wait_until(
                 lambda: sup.policy.offers(served) != first, 5, "the served offers expire"
             )
+            # The ticker replaces them at its first round past the time-out.
+            waited = asyncio.get_running_loop().time() - unchoked_at
+            assert 1.0 - 0.05 <= waited <= 1.0 + 1.1  # wait_until polls every 50 ms
             assert waiting.conn.am_choking
             assert sup.policy.offers(waiting) == kept
         finally:
-            for sock in socks:
-                sock.close()
+            for transport in transports:
+                transport.close()
+
+
+def test_offers_to_a_peer_the_seed_chokes_do_not_time_out(tmp_path: Path) -> None:
+    # One slot, two hand-driven leeches that never request: the unchoked one's offers time
+    # out (request_timeout = 1 s); the choked one's wait for its turn, unchanged. In
+    # virtual time, in memory: the time-out is exact, not a race with a loaded machine.
+    vtime.run(_offers_while_choked(tmp_path))

@@ -114,6 +114,31 @@ async def _maybe_dht(
         yield node
 
 
+@contextlib.asynccontextmanager
+async def _running_peer(
+    config: SessionConfig,
+    host: str,
+    private: bool,
+    dht_bootstrap: Sequence[tuple[str, int]],
+    dht_state: Path | None,
+    *,
+    clock: Clock,
+    network: HostNetwork | None,
+) -> AsyncIterator[SwarmPeer]:
+    """A listening peer with its DHT node; a private torrent (BEP 27) gets no DHT node."""
+    async with (
+        _maybe_dht(
+            () if private else dht_bootstrap,
+            host,
+            None if private else dht_state,
+            clock=clock,
+            network=network,
+        ) as dht,
+        SwarmPeer(config, host=host, dht=dht, network=network, clock=clock) as peer,
+    ):
+        yield peer
+
+
 async def fetch(
     source_text: str,
     out_dir: Path,
@@ -153,17 +178,12 @@ async def fetch(
     trackers = list(src.trackers) + [(t,) for t in extra_trackers]
     clock = clock if clock is not None else Clock()
     started = clock.now()
-    # BEP 27: a private torrent gets its peers from its tracker only; no DHT node at all.
+    # BEP 27: a private torrent gets its peers from its tracker only.
     private = src.metainfo is not None and src.metainfo.info.private
     async with (
-        _maybe_dht(
-            () if private else dht_bootstrap,
-            host,
-            None if private else dht_state,
-            clock=clock,
-            network=network,
-        ) as dht,
-        SwarmPeer(config, host=host, dht=dht, network=network, clock=clock) as peer,
+        _running_peer(
+            config, host, private, dht_bootstrap, dht_state, clock=clock, network=network
+        ) as peer,
         peer.torrent(
             src.info_hash,
             out_dir,
@@ -286,14 +306,9 @@ async def share(
         config.super_seed = super_seed
     clock = clock if clock is not None else Clock()
     async with (
-        _maybe_dht(
-            () if private else dht_bootstrap,
-            host,
-            None if private else dht_state,
-            clock=clock,
-            network=network,
-        ) as dht,
-        SwarmPeer(config, host=host, dht=dht, network=network, clock=clock) as peer,
+        _running_peer(
+            config, host, private, dht_bootstrap, dht_state, clock=clock, network=network
+        ) as peer,
         peer.torrent(
             mi.info_hash,
             path.parent,
