@@ -169,3 +169,12 @@ def test_a_swarm_in_sim_meets_its_bound_with_the_seed_sending_about_one_copy(
     assert sum(c.bytes_from_server for c in result.clients) == pytest.approx(
         result.server_bytes_sent, abs=4
     )
+
+
+def test_a_swarm_in_sim_is_a_function_of_its_plan(tmp_path: Path) -> None:
+    plan = _plan(3, file_size="512KiB", client_download="16MiB", architectures=["p2p"])
+    a = run_sim(plan, "p2p", tmp_path / "a")
+    b = run_sim(plan, "p2p", tmp_path / "b")
+    assert [c.end for c in a.clients] == [c.end for c in b.clients]
+    assert all(c.complete for c in a.clients)
+    assert a.server_bytes_sent == b.server_bytes_sent

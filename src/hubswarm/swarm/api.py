@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -88,10 +89,12 @@ async def _maybe_dht(
     *,
     clock: Clock | None = None,
     network: net.DatagramNetwork | None = None,
+    rng: random.Random | None = None,
 ) -> AsyncIterator[DHTLike | None]:
     """A DHT node bootstrapped from ``bootstrap`` and/or the contacts saved in ``state_file``.
 
     None when neither is given. The routing table is written back to ``state_file`` on exit.
+    ``rng`` draws its node id and token secrets (None: from the OS).
     """
     if not bootstrap and state_file is None:
         yield None
@@ -108,6 +111,7 @@ async def _maybe_dht(
         bootstrap=list(bootstrap),
         state_path=state_file,
         lookups_in_background=True,
+        rng=rng,
         clock=clock,
         network=network,
     ) as node:
@@ -133,6 +137,8 @@ async def _running_peer(
             None if private else dht_state,
             clock=clock,
             network=network,
+            # A seeded session (the lab's sim) gets a seeded node id too: runs repeat exactly.
+            rng=None if config.rng_seed is None else random.Random(f"{config.rng_seed}:dht"),
         ) as dht,
         SwarmPeer(config, host=host, dht=dht, network=network, clock=clock) as peer,
     ):
