@@ -19,6 +19,7 @@ import pytest
 
 from hubswarm.net import TcpNetwork
 from hubswarm.proto.metainfo import parse_metainfo
+from hubswarm.swarm import api
 from hubswarm.swarm.dualstack import DualNetwork
 from hubswarm.swarm.listener import SwarmPeer
 from hubswarm.swarm.utp import UtpNetwork, UtpSocket
@@ -153,4 +154,35 @@ async def test_libtorrent_with_its_defaults_reaches_our_dual_seed_over_utp(tmp_p
             # Well inside libtorrent's 3 s uTP time-out, after which it would try TCP.
             assert time.monotonic() - started < 2.5
             await until(session, lambda: handle.status().is_seeding, 60, "complete")
+    assert (tmp_path / "lt" / "file.bin").read_bytes() == data
+
+
+async def test_hubswarm_share_with_its_defaults_seeds_libtorrent_over_utp_only(
+    tmp_path: Path,
+) -> None:
+    """``hubswarm share`` (api.share) listens on uTP by default: a libtorrent that will not
+    use TCP at all still gets the file, from the port the magnet link names."""
+    source = tmp_path / "share" / "file.bin"
+    data = make_file(source, SIZE)
+    shared: asyncio.Future[api.ShareInfo] = asyncio.get_running_loop().create_future()
+    with lt_session(**UTP_ONLY) as (session, _):
+        sharing = asyncio.create_task(
+            api.share(
+                source,
+                config=fast_config(),
+                host=LOCAL,
+                torrent_out=tmp_path / "file.torrent",
+                piece_length=PIECE,
+                ready=shared.set_result,
+            )
+        )
+        try:
+            info = await asyncio.wait_for(shared, 30)
+            raw = (tmp_path / "file.torrent").read_bytes()
+            handle = add(session, raw, tmp_path / "lt", peers=[(LOCAL, info.port)])
+            await until(session, lambda: handle.status().is_seeding, 60, "complete")
+        finally:
+            sharing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sharing
     assert (tmp_path / "lt" / "file.bin").read_bytes() == data

@@ -61,6 +61,7 @@ def _config(opts: dict[str, Any]) -> SessionConfig:
         announce_ip=opts.get("announce_ip"),
         webseed_mode=opts.get("webseed_mode", "fallback"),
         use_pex=not opts.get("no_pex", False),
+        use_utp=not opts.get("no_utp", False),
     )
     if opts.get("fast_intervals"):
         cfg = lab_timing(cfg)
@@ -87,6 +88,11 @@ def _peer_options(f: Any) -> Any:
                 is_flag=True,
                 help="No peer exchange (BEP 11): peers come from the "
                 "tracker, the DHT and --peer only.",
+            ),
+            click.option(
+                "--no-utp",
+                is_flag=True,
+                help="TCP only: do not listen on uTP (BEP 29), which most clients dial first.",
             ),
             click.option(
                 "--dht-state",

@@ -129,19 +129,49 @@ async def _running_peer(
     clock: Clock,
     network: HostNetwork | None,
 ) -> AsyncIterator[SwarmPeer]:
-    """A listening peer with its DHT node; a private torrent (BEP 27) gets no DHT node."""
-    async with (
-        _maybe_dht(
-            () if private else dht_bootstrap,
-            host,
-            None if private else dht_state,
-            clock=clock,
-            network=network,
-            # A seeded session (the lab's sim) gets a seeded node id too: runs repeat exactly.
-            rng=None if config.rng_seed is None else random.Random(f"{config.rng_seed}:dht"),
-        ) as dht,
-        SwarmPeer(config, host=host, dht=dht, network=network, clock=clock) as peer,
-    ):
+    """A listening peer with its DHT node; a private torrent (BEP 27) gets no DHT node.
+
+    With ``config.use_utp`` one UDP socket carries uTP and the DHT (as libtorrent's does) and
+    the peer listens on TCP and uTP, dialling TCP first (:class:`DualNetwork`).
+    """
+    base = network if network is not None else net.TcpNetwork()
+    seeded = None if config.rng_seed is None else f"{config.rng_seed}"
+    async with contextlib.AsyncExitStack() as stack:
+        streams: net.StreamNetwork = base
+        datagrams: net.DatagramNetwork = base
+        if config.use_utp:
+            from hubswarm.swarm.dualstack import DualNetwork
+            from hubswarm.swarm.utp import UtpNetwork, UtpSocket
+
+            sock = UtpSocket(
+                host=host,
+                port=config.listen_port,
+                network=base,
+                rng=None if seeded is None else random.Random(f"{seeded}:utp"),
+                clock=clock,
+            )
+            try:
+                await stack.enter_async_context(sock)
+            except OSError as exc:
+                where = f"{host}:{config.listen_port} (UDP)"
+                raise ConfigError(f"cannot listen on {where}: {exc.strerror or exc}") from exc
+            config.listen_port = sock.address[1]  # TCP takes the same number where it can
+            streams = DualNetwork(base, UtpNetwork(sock))
+            datagrams = sock.datagrams()
+        dht = await stack.enter_async_context(
+            _maybe_dht(
+                () if private else dht_bootstrap,
+                host,
+                None if private else dht_state,
+                clock=clock,
+                network=datagrams,
+                # A seeded session (the lab's sim) gets a seeded node id: runs repeat exactly.
+                rng=None if seeded is None else random.Random(f"{seeded}:dht"),
+            )
+        )
+        peer = await stack.enter_async_context(
+            SwarmPeer(config, host=host, dht=dht, network=streams, clock=clock)
+        )
         yield peer
 
 

@@ -94,6 +94,10 @@ class SessionConfig:
     seed: bool = True  # keep seeding after completion
     use_dht: bool = True
     use_pex: bool = True  # peer exchange (BEP 11); never for a private torrent (BEP 27)
+    # Listen on uTP (BEP 29) too, on the TCP port's number, sharing the DHT's UDP socket:
+    # libtorrent and the clients built on it dial uTP first (a TCP-only peer costs each of
+    # them a ~3 s time-out, some never fall back). Our own dials try TCP first (swarm.dualstack).
+    use_utp: bool = True
     announce_ip: str | None = None  # the tracker `ip` parameter (lab behind addresses)
     corrupt_uploads: bool = False  # lab fault: this peer serves corrupt blocks
     rng_seed: int | None = None
