@@ -11,7 +11,6 @@ from hubswarm.errors import LocalProtocolError, MetainfoError, RemoteProtocolErr
 from hubswarm.limits import BLOCK_SIZE, METADATA_MAX_SIZE, WIRE_MAX_MESSAGE
 from hubswarm.proto.wire import (
     HANDSHAKE_LENGTH,
-    MetadataAssembler,
     PeerConnection,
     Role,
     State,
@@ -44,6 +43,7 @@ from hubswarm.proto.wire_events import (
     Unchoke,
     UnknownMessage,
 )
+from hubswarm.proto.wire_ext import MetadataAssembler
 
 INFO_HASH = bytes(range(20))
 OTHER_HASH = bytes(range(1, 21))

@@ -5,7 +5,7 @@ Theory of operation
 -------------------
 A session started from a magnet link knows only the info-hash. Each peer that advertises
 ``ut_metadata`` and a ``metadata_size`` is asked for the pieces nobody else is fetching
-(wire's :class:`~hubswarm.proto.wire.MetadataAssembler` decides which, and checks the
+(wire's :class:`~hubswarm.proto.wire_ext.MetadataAssembler` decides which, and checks the
 whole against the info-hash). A peer whose size disagrees with the first one is not asked.
 A reject or a peer leaving frees its pieces for the others.
 """
@@ -16,8 +16,8 @@ from collections.abc import Hashable
 
 from hubswarm.errors import HubswarmError
 from hubswarm.limits import METADATA_PIECE_SIZE
-from hubswarm.proto.wire import MetadataAssembler
 from hubswarm.proto.wire_events import MetadataData, metadata_piece_count
+from hubswarm.proto.wire_ext import MetadataAssembler
 
 PeerKey = Hashable
 
