@@ -9,7 +9,7 @@ calls ``on_timeout(now)`` then. ``now`` is in seconds on any monotonic clock; th
 microsecond timestamps of the packets are taken from it. Randomness (connection ids and
 initial sequence numbers) comes from an injected ``random.Random``.
 
-States (see ``_TRANSITIONS``)::
+States (see ``TRANSITIONS`` in :mod:`hubswarm.proto.utp_state`)::
 
     IDLE --connect()--> SYN_SENT --STATE acking the SYN--> CONNECTED
     IDLE --accept(SYN)--> SYN_RECV --a packet acking exactly our STATE--> CONNECTED
@@ -65,8 +65,6 @@ from __future__ import annotations
 
 import random
 from collections import deque
-from dataclasses import dataclass
-from enum import Enum
 
 from hubswarm.errors import LocalProtocolError, RemoteProtocolError
 from hubswarm.proto.ledbat import DelayHistory, Ledbat, RttEstimator
@@ -96,6 +94,19 @@ from hubswarm.proto.utp_packet import (
     seq_lt,
 )
 from hubswarm.proto.utp_recv import MAX_REORDER_PACKETS, SACK_MAX_BYTES, ReceiveBuffer
+from hubswarm.proto.utp_send import (
+    DEFAULT_SEND_BUFFER,
+    DUP_ACK_LIMIT,
+    FIN_RESENDS,
+    MAX_PACKET_SIZE,
+    MAX_PAYLOAD,
+    MAX_UNACKED_PACKETS,
+    NUM_RESENDS,
+    SYN_RESENDS,
+    SendQueue,
+    Sent,
+)
+from hubswarm.proto.utp_state import ACKING, ENDED, LIVE, TRANSITIONS, State, Trigger
 
 __all__ = [
     "DEFAULT_RECV_WINDOW",
@@ -123,33 +134,10 @@ __all__ = [
 ]
 
 # --- limits -----------------------------------------------------------------------------------
-# UDP payload of one packet, header included. libtorrent starts at 1404 (an Ethernet MTU of
-# 1500 minus IPv4, UDP and 68 bytes of tunnel headroom) and probes upwards; 1400 also fits
-# IPv6 (40-byte header) on any path that carries 1500-byte frames. No path MTU discovery.
-MAX_PACKET_SIZE = 1400
-MAX_PAYLOAD = MAX_PACKET_SIZE - HEADER_SIZE
+# (Packet sizes, the send buffer and the resend limits are the sending half's: utp_send.py.)
 # libtorrent's receive buffer capacity is 1 MiB (m_receive_buffer_capacity); we advertise
 # that much, less what the application has not consumed yet and what waits for a gap.
 DEFAULT_RECV_WINDOW = 1024 * 1024
-# Application bytes we hold, unsent plus unacked; the shell pauses its writer well before.
-DEFAULT_SEND_BUFFER = 2 * 1024 * 1024
-# Packets we keep unacked at most, whatever the windows say: far inside the 32768 a 16-bit
-# seq_nr can order, and no more than a peer with our reorder buffer could hold.
-MAX_UNACKED_PACKETS = 1024
-# libtorrent dup_ack_limit = 3: three duplicate ACKs, or a hole followed by three selectively
-# acked packets, mean the packet was lost (as TCP's fast retransmit, RFC 5681).
-DUP_ACK_LIMIT = 3
-# How many retransmissions without a word from the peer before the connection is given up.
-# libtorrent stops at utp_num_resends = 3 (utp_syn_resends and utp_fin_resends = 2): a
-# BitTorrent client has other peers to try, and it falls back to TCP. We allow more, so that
-# a path losing 20 % of the packets each way (a round trip fails 36 % of the time) keeps its
-# connections: 0.36 ** 9 = 1e-4 per loss episode. With the timeout doubling from 0.5 s up to
-# 60 s, that is 183 s of silence, when the peer wire's own idle timeout (180 s) fires too.
-# SYN and FIN: Linux's tcp_syn_retries = 6 (a dialer's fall-back to TCP is the dial policy's
-# much shorter timeout, not this one).
-NUM_RESENDS = 8
-SYN_RESENDS = 6
-FIN_RESENDS = 6
 # An accepted SYN whose initiator is never heard of again (a spoofed address) is forgotten
 # after this, restarted by each repeated SYN. libtorrent keeps such a socket until the peer
 # wire's handshake timeout; this is the same 10 s (limits.HANDSHAKE_TIMEOUT).
@@ -161,72 +149,6 @@ TIME_WAIT = 30.0
 _BOGUS_DELAY_SAMPLE = 0x7FFFFFFF
 # libtorrent clamps the LEDBAT delay to the minimum of the last three samples.
 _DELAY_SAMPLES = 3
-
-
-# --- states -----------------------------------------------------------------------------------
-
-
-class State(Enum):
-    """State of a :class:`UtpConnection` (see the module docstring)."""
-
-    IDLE = "idle"
-    SYN_SENT = "syn_sent"
-    SYN_RECV = "syn_recv"
-    CONNECTED = "connected"
-    FIN_SENT = "fin_sent"
-    CLOSED = "closed"
-    RESET = "reset"
-    TIMED_OUT = "timed_out"
-    ERROR = "error"
-
-
-class _Trigger(Enum):
-    CONNECT = "connect"
-    ACCEPT = "accept"
-    SYN_ACKED = "syn_acked"
-    CONFIRMED = "confirmed"
-    FIN_SENT = "fin_sent"
-    FINISHED = "finished"
-    RESET = "reset"
-    TIMEOUT = "timeout"
-    VIOLATION = "violation"
-
-
-_LIVE_EXITS = {
-    _Trigger.RESET: State.RESET,
-    _Trigger.TIMEOUT: State.TIMED_OUT,
-    _Trigger.VIOLATION: State.ERROR,
-}
-_TRANSITIONS: dict[State, dict[_Trigger, State]] = {
-    State.IDLE: {_Trigger.CONNECT: State.SYN_SENT, _Trigger.ACCEPT: State.SYN_RECV},
-    State.SYN_SENT: {_Trigger.SYN_ACKED: State.CONNECTED, **_LIVE_EXITS},
-    State.SYN_RECV: {_Trigger.CONFIRMED: State.CONNECTED, **_LIVE_EXITS},
-    State.CONNECTED: {_Trigger.FIN_SENT: State.FIN_SENT, **_LIVE_EXITS},
-    State.FIN_SENT: {_Trigger.FINISHED: State.CLOSED, **_LIVE_EXITS},
-    State.CLOSED: {},
-    State.RESET: {},
-    State.TIMED_OUT: {},
-    State.ERROR: {},
-}
-_LIVE = frozenset((State.SYN_SENT, State.SYN_RECV, State.CONNECTED, State.FIN_SENT))
-_ENDED = frozenset((State.CLOSED, State.RESET, State.TIMED_OUT))
-# States that ack what the peer sends (CLOSED too: TIME-WAIT).
-_ACKING = frozenset((State.SYN_RECV, State.CONNECTED, State.FIN_SENT, State.CLOSED))
-
-
-@dataclass(slots=True)
-class _Sent:
-    """A packet we sent that needs an ACK (SYN, DATA, FIN), until it gets one."""
-
-    seq_nr: int
-    type: PacketType
-    payload: bytes
-    sent_at: float = 0.0
-    transmissions: int = 0
-    in_flight: bool = False  # counted in bytes in flight (sent, not acked, not deemed lost)
-    need_resend: bool = False
-    urgent: bool = False  # resend now, whatever the window (fast retransmit, timeout)
-    fast_resent: bool = False  # fast retransmit at most once per packet
 
 
 def _timestamp(now: float) -> int:
@@ -263,9 +185,7 @@ class UtpConnection:
         # Sending side.
         self._seq_nr = rng.randrange(0x10000)  # next seq_nr to use
         self._acked_seq = seq_add(self._seq_nr, -1)  # all up to here acked by the peer
-        self._outbuf: dict[int, _Sent] = {}  # seq order: packets are added in seq order
-        self._in_flight = 0
-        self._unacked_payload = 0
+        self._sendq = SendQueue()
         self._send_buf = bytearray()
         self._close_requested = False
         self._fin_seq: int | None = None
@@ -273,7 +193,6 @@ class UtpConnection:
         self._dup_acks = 0
         self._loss_seq = self._acked_seq  # a loss at or before this was already reacted to
         self._syn_seq = 0  # ours (initiator) or the peer's (responder)
-        self._resend_pending = 0  # packets marked need_resend
         # Receiving side.
         self._recv = ReceiveBuffer(recv_window, slack=MAX_PAYLOAD)
         self._ack_pending = False
@@ -333,7 +252,7 @@ class UtpConnection:
             recv_window=recv_window,
             send_buffer=send_buffer,
         )
-        conn._transition(_Trigger.ACCEPT)
+        conn._transition(Trigger.ACCEPT)
         conn._syn_seq = syn.seq_nr
         conn._recv.ack_nr = syn.seq_nr
         conn._note_timestamp(syn, now)
@@ -351,7 +270,7 @@ class UtpConnection:
     @property
     def send_buffered(self) -> int:
         """Application bytes held: not yet sent plus sent and unacked."""
-        return len(self._send_buf) + self._unacked_payload
+        return len(self._send_buf) + self._sendq.unacked_payload
 
     @property
     def send_buffer_free(self) -> int:
@@ -361,12 +280,12 @@ class UtpConnection:
     @property
     def unacked_bytes(self) -> int:
         """Sent payload the peer has not acknowledged (for ``net.unacked_bytes``)."""
-        return self._unacked_payload
+        return self._sendq.unacked_payload
 
     @property
     def in_flight(self) -> int:
         """Payload bytes sent and neither acked nor deemed lost."""
-        return self._in_flight
+        return self._sendq.in_flight
 
     @property
     def cwnd(self) -> int:
@@ -410,30 +329,29 @@ class UtpConnection:
 
     def timeout_at(self) -> float | None:
         """When the shell must call :meth:`on_timeout`, or None."""
-        return self._timeout_at if self._state in _LIVE else None
+        return self._timeout_at if self._state in LIVE else None
 
     # --- state machinery --------------------------------------------------------------------
 
-    def _transition(self, trigger: _Trigger) -> None:
+    def _transition(self, trigger: Trigger) -> None:
         try:
-            self._state = _TRANSITIONS[self._state][trigger]
+            self._state = TRANSITIONS[self._state][trigger]
         except KeyError:
             raise LocalProtocolError(
                 f"no transition from {self._state.name} on {trigger.name}"
             ) from None
-        if self._state in _ENDED or self._state is State.ERROR:
+        if self._state in ENDED or self._state is State.ERROR:
             self._release()
 
     def _release(self) -> None:
         # A finished connection holds no buffers and no timer.
         self._send_buf = bytearray()
-        self._outbuf.clear()
-        self._in_flight = self._unacked_payload = self._resend_pending = 0
+        self._sendq.clear()
         self._recv.clear()
         self._timeout_at = None
 
     def _violation(self, message: str) -> RemoteProtocolError:
-        self._transition(_Trigger.VIOLATION)
+        self._transition(Trigger.VIOLATION)
         return RemoteProtocolError(message)
 
     # --- application calls ------------------------------------------------------------------
@@ -446,10 +364,10 @@ class UtpConnection:
         """
         if self._state is not State.IDLE:
             raise LocalProtocolError(f"connect() in state {self._state.name}")
-        self._transition(_Trigger.CONNECT)
-        syn = _Sent(self._seq_nr, PacketType.ST_SYN, b"")
+        self._transition(Trigger.CONNECT)
+        syn = Sent(self._seq_nr, PacketType.ST_SYN, b"")
         self._syn_seq = self._seq_nr
-        self._outbuf[syn.seq_nr] = syn
+        self._sendq.add(syn)
         self._seq_nr = seq_add(self._seq_nr, 1)
         return [self._transmit(syn, now)]
 
@@ -460,7 +378,7 @@ class UtpConnection:
             LocalProtocolError: after close() or the end of the connection, or more than
                 :attr:`send_buffer_free` bytes.
         """
-        if self._close_requested or self._state not in (_LIVE | {State.IDLE}):
+        if self._close_requested or self._state not in (LIVE | {State.IDLE}):
             raise LocalProtocolError(f"send() after close, in state {self._state.name}")
         if len(data) > self.send_buffer_free:
             raise LocalProtocolError(
@@ -474,7 +392,7 @@ class UtpConnection:
 
     def abort(self, now: float) -> list[bytes]:
         """Drop the connection at once; return the RESET to send (if the peer knows us)."""
-        if self._state not in _LIVE:
+        if self._state not in LIVE:
             return []
         reset = Packet(
             PacketType.ST_RESET,
@@ -485,7 +403,7 @@ class UtpConnection:
             self._rng.randrange(0x10000),
             self._recv.ack_nr,
         )
-        self._transition(_Trigger.RESET)
+        self._transition(Trigger.RESET)
         return [encode(reset)]
 
     def acknowledge_received_data(self, nbytes: int) -> None:
@@ -499,7 +417,7 @@ class UtpConnection:
         self._recv.consumed(nbytes)
         # A window that we advertised as too small for one packet has reopened: tell the
         # sender now rather than let it wait for a timeout.
-        if self._advertised < MAX_PAYLOAD <= self.receive_window and self._state in _LIVE:
+        if self._advertised < MAX_PAYLOAD <= self.receive_window and self._state in LIVE:
             self._ack_pending = True
 
     # --- receiving --------------------------------------------------------------------------
@@ -516,9 +434,9 @@ class UtpConnection:
         try:
             packet = decode(data)
         except UtpPacketError as exc:
-            if self._state in _ENDED:
+            if self._state in ENDED:
                 return []
-            self._transition(_Trigger.VIOLATION)
+            self._transition(Trigger.VIOLATION)
             raise exc
         return self.receive_packet(packet, now)
 
@@ -537,30 +455,30 @@ class UtpConnection:
         events: list[Event] = []
         if self._state is State.SYN_SENT:
             if packet.type is PacketType.ST_RESET:
-                self._transition(_Trigger.RESET)
+                self._transition(Trigger.RESET)
                 return [ConnectionReset()]
             if packet.ack_nr != self._syn_seq:
                 return []
             # The SYN-ACK is a STATE carrying the responder's next seq_nr, which it has not
             # used yet; ack_nr is the one before it (libtorrent does the same).
             self._recv.ack_nr = seq_add(packet.seq_nr, -1)
-            self._transition(_Trigger.SYN_ACKED)
+            self._transition(Trigger.SYN_ACKED)
             events.append(Connected())
         elif self._state is State.SYN_RECV:
             if packet.type is PacketType.ST_RESET:
-                self._transition(_Trigger.RESET)
+                self._transition(Trigger.RESET)
                 return [ConnectionReset()]
             if packet.ack_nr != seq_add(self._seq_nr, -1):
                 # The initiator has seen exactly our STATE, so it acks exactly the seq_nr
                 # before it: our random initial seq_nr is the cookie a blind spoofer lacks.
                 return []
-            self._transition(_Trigger.CONFIRMED)
+            self._transition(Trigger.CONFIRMED)
             self._timeout_at = None
             events.append(Connected())
         if packet.type is PacketType.ST_RESET:
             if self._state is State.CLOSED:
                 return events
-            self._transition(_Trigger.RESET)
+            self._transition(Trigger.RESET)
             events.append(ConnectionReset())
             return events
         if self._state is State.CLOSED:
@@ -578,9 +496,9 @@ class UtpConnection:
             self._state is State.FIN_SENT
             and self._recv.eof
             and self._fin_seq is not None
-            and self._fin_seq not in self._outbuf
+            and self._fin_seq not in self._sendq.packets
         ):
-            self._transition(_Trigger.FINISHED)
+            self._transition(Trigger.FINISHED)
             events.append(Closed())
         return events
 
@@ -622,33 +540,34 @@ class UtpConnection:
 
     def _on_acks(self, packet: Packet, now: float) -> None:
         ack_nr = packet.ack_nr
-        in_flight_before = self._in_flight
+        sendq = self._sendq
+        in_flight_before = sendq.in_flight
         acked = 0
         min_rtt: float | None = None
         if seq_lt(self._acked_seq, ack_nr):
             seq = self._acked_seq
             while seq != ack_nr:
                 seq = seq_add(seq, 1)
-                sent = self._outbuf.pop(seq, None)
+                sent = sendq.packets.pop(seq, None)
                 if sent is not None:
-                    acked += self._acked(sent, now)
+                    acked += sendq.acked(sent)
                     min_rtt = self._min_rtt(min_rtt, sent, now)
             self._acked_seq = ack_nr
             self._dup_acks = 0
             if seq_lt(self._loss_seq, ack_nr):
                 # Keep the marker near the window so that 16-bit wrap never confuses it.
                 self._loss_seq = ack_nr
-        elif packet.type is PacketType.ST_STATE and ack_nr == self._acked_seq and self._outbuf:
+        elif packet.type is PacketType.ST_STATE and ack_nr == self._acked_seq and sendq.packets:
             self._dup_acks += 1
             if self._dup_acks >= DUP_ACK_LIMIT:
                 self._lost(seq_add(ack_nr, 1))
         sack = packet.sack
-        if sack and self._outbuf:
+        if sack and sendq.packets:
             sacked = [s for s in sack_seq_nrs(ack_nr, sack) if seq_lt(s, self._seq_nr)]
             for seq in sacked:
-                sent = self._outbuf.pop(seq, None)
+                sent = sendq.packets.pop(seq, None)
                 if sent is not None:
-                    acked += self._acked(sent, now)
+                    acked += sendq.acked(sent)
                     min_rtt = self._min_rtt(min_rtt, sent, now)
             if len(sacked) >= DUP_ACK_LIMIT:
                 # Every packet before the third-last one acked selectively is lost.
@@ -658,7 +577,7 @@ class UtpConnection:
                     seq = seq_add(seq, 1)
         if min_rtt is not None or acked:
             self._num_timeouts = 0
-            self._timeout_at = now + self._rtt.timeout() if self._outbuf else None
+            self._timeout_at = now + self._rtt.timeout() if sendq.packets else None
         if acked and in_flight_before and self._recent_delays:
             # The one-way delay can be no larger than the round trip (libtorrent's clamp).
             delay = min(self._recent_delays)
@@ -672,16 +591,7 @@ class UtpConnection:
                 peer_window=self._peer_wnd,
             )
 
-    def _acked(self, sent: _Sent, now: float) -> int:
-        size = len(sent.payload)
-        if sent.in_flight:
-            self._in_flight -= size
-        if sent.need_resend:
-            self._resend_pending -= 1
-        self._unacked_payload -= size
-        return size
-
-    def _min_rtt(self, current: float | None, sent: _Sent, now: float) -> float | None:
+    def _min_rtt(self, current: float | None, sent: Sent, now: float) -> float | None:
         if sent.transmissions != 1:
             return current  # Karn: the ACK may be for either transmission
         sample = max(0.0, now - sent.sent_at)
@@ -689,25 +599,16 @@ class UtpConnection:
         return sample if current is None else min(current, sample)
 
     def _lost(self, seq_nr: int) -> None:
-        sent = self._outbuf.get(seq_nr)
+        sent = self._sendq.packets.get(seq_nr)
         if sent is None or sent.fast_resent or sent.transmissions == 0:
             return
         sent.fast_resent = True
-        self._mark_for_resend(sent, urgent=True)
+        self._sendq.mark_for_resend(sent, urgent=True)
         # React to congestion once per window: losses of packets sent before the last
         # reduction are the same congestion event (RFC 5681, libtorrent m_loss_seq_nr).
         if seq_lt(self._loss_seq, seq_nr):
             self._ledbat.on_loss()
             self._loss_seq = seq_add(self._seq_nr, -1)
-
-    def _mark_for_resend(self, sent: _Sent, *, urgent: bool) -> None:
-        if sent.in_flight:
-            self._in_flight -= len(sent.payload)
-            sent.in_flight = False
-        if not sent.need_resend:
-            sent.need_resend = True
-            self._resend_pending += 1
-        sent.urgent = sent.urgent or urgent
 
     def _on_seq(self, packet: Packet, events: list[Event]) -> None:
         kind = packet.type
@@ -719,7 +620,7 @@ class UtpConnection:
                 packet.seq_nr, packet.payload, fin=kind is PacketType.ST_FIN
             )
         except RemoteProtocolError:
-            self._transition(_Trigger.VIOLATION)
+            self._transition(Trigger.VIOLATION)
             raise
         if data:
             events.append(Data(data))
@@ -735,28 +636,29 @@ class UtpConnection:
             return []
         if self._state is State.SYN_RECV:
             # Unconfirmed: the SYN's address may be spoofed, so nothing is retransmitted.
-            self._transition(_Trigger.TIMEOUT)
+            self._transition(Trigger.TIMEOUT)
             return [TimedOut()]
-        if not self._outbuf:
+        packets = self._sendq.packets
+        if not packets:
             self._timeout_at = None
             return []
         self._num_timeouts += 1
         if self._state is State.SYN_SENT:
             limit = SYN_RESENDS
-        elif self._state is State.FIN_SENT and len(self._outbuf) == 1:
+        elif self._state is State.FIN_SENT and len(packets) == 1:
             limit = FIN_RESENDS
         else:
             limit = NUM_RESENDS
         if self._num_timeouts > limit:
-            self._transition(_Trigger.TIMEOUT)
+            self._transition(Trigger.TIMEOUT)
             return [TimedOut()]
         # BEP 29: on a timeout the window drops to one packet and everything unacked is
         # resent as the window reopens, the oldest first and at once.
         self._ledbat.on_timeout()
         self._loss_seq = seq_add(self._seq_nr, -1)
-        for sent in self._outbuf.values():
-            self._mark_for_resend(sent, urgent=False)
-        next(iter(self._outbuf.values())).urgent = True
+        for sent in packets.values():
+            self._sendq.mark_for_resend(sent, urgent=False)
+        next(iter(packets.values())).urgent = True
         self._timeout_at = now + self._rtt.timeout(self._num_timeouts)
         return []
 
@@ -770,7 +672,7 @@ class UtpConnection:
             self._resend(now, out)
         if state is State.CONNECTED:
             self._send_new(now, out)
-        if self._ack_pending and state in _ACKING:
+        if self._ack_pending and state in ACKING:
             out.append(self._bare_ack(now))
         self._ack_pending = False
         return out
@@ -779,46 +681,47 @@ class UtpConnection:
         return min(self._ledbat.window, self._peer_wnd)
 
     def _resend(self, now: float, out: list[bytes]) -> None:
-        if not self._resend_pending:
+        sendq = self._sendq
+        if not sendq.resend_pending:
             return
         window = self._window()
-        for sent in list(self._outbuf.values()):
+        for sent in list(sendq.packets.values()):
             if not sent.need_resend:
                 continue
             size = len(sent.payload)
-            if sent.urgent or self._in_flight == 0 or self._in_flight + size <= window:
+            if sent.urgent or sendq.in_flight == 0 or sendq.in_flight + size <= window:
                 out.append(self._transmit(sent, now))
 
     def _send_new(self, now: float, out: list[bytes]) -> None:
+        sendq = self._sendq
         window = self._window()
-        while self._send_buf and len(self._outbuf) < MAX_UNACKED_PACKETS:
+        while self._send_buf and len(sendq.packets) < MAX_UNACKED_PACKETS:
             room = self._payload_room()
             size = min(room, len(self._send_buf))
-            free = window - self._in_flight
+            free = window - sendq.in_flight
             if free < size:
-                if self._in_flight:
+                if sendq.in_flight:
                     break  # wait for ACKs rather than send a sliver (silly window)
                 # Nothing in flight: one packet goes anyway, so a window below one packet
                 # (or a zero window, as a probe) cannot stall us until a timeout.
                 size = max(1, min(size, free))
             payload = bytes(self._send_buf[:size])
             del self._send_buf[:size]
-            sent = _Sent(self._seq_nr, PacketType.ST_DATA, payload)
-            self._outbuf[sent.seq_nr] = sent
-            self._unacked_payload += size
+            sent = Sent(self._seq_nr, PacketType.ST_DATA, payload)
+            sendq.add(sent)
             self._seq_nr = seq_add(self._seq_nr, 1)
             out.append(self._transmit(sent, now))
         if (
             self._close_requested
             and not self._send_buf
             and self._fin_seq is None
-            and len(self._outbuf) < MAX_UNACKED_PACKETS
+            and len(sendq.packets) < MAX_UNACKED_PACKETS
         ):
-            fin = _Sent(self._seq_nr, PacketType.ST_FIN, b"")
+            fin = Sent(self._seq_nr, PacketType.ST_FIN, b"")
             self._fin_seq = fin.seq_nr
-            self._outbuf[fin.seq_nr] = fin
+            sendq.add(fin)
             self._seq_nr = seq_add(self._seq_nr, 1)
-            self._transition(_Trigger.FIN_SENT)
+            self._transition(Trigger.FIN_SENT)
             out.append(self._transmit(fin, now))
 
     def _payload_room(self) -> int:
@@ -845,17 +748,9 @@ class UtpConnection:
             payload,
         )
 
-    def _transmit(self, sent: _Sent, now: float) -> bytes:
+    def _transmit(self, sent: Sent, now: float) -> bytes:
         packet = self._header(sent.type, sent.seq_nr, now, sent.payload, with_sack=True)
-        sent.sent_at = now
-        sent.transmissions += 1
-        if sent.need_resend:
-            sent.need_resend = False
-            self._resend_pending -= 1
-        sent.urgent = False
-        if not sent.in_flight:
-            sent.in_flight = True
-            self._in_flight += len(sent.payload)
+        self._sendq.transmitted(sent, now)
         if sent.type is not PacketType.ST_SYN:
             self._ack_pending = False  # every packet carries our ack_nr
         if self._timeout_at is None:
