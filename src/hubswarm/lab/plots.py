@@ -21,6 +21,10 @@ _SWARMS = ("p2p", "hybrid")
 _COLORS = {"client-server": "tab:blue", "hybrid": "tab:green", "p2p": "tab:orange"}
 
 
+# Time against N goes on log axes once N spans this factor (the sim's sweeps).
+LOG_AXES_SPAN = 10
+
+
 def _figure() -> Figure:
     # Imported here: matplotlib costs seconds to import, and every `hubswarm` command
     # loads this module through the CLI. The Agg canvas needs no display and no pyplot state.
@@ -63,14 +67,19 @@ def _plot_time_vs_n(results: Sequence[RunResult], scenario: str, path: Path) -> 
         return None
     fig = _figure()
     ax = fig.add_subplot()
+    how = "sim, virtual time" if any(r.emulation == "sim" for r in runs) else "measured"
     for arch in ("client-server", *_SWARMS):
         pts = [(r.n, summarize(r).last_completion) for r in runs if r.architecture == arch]
         pts = [(n, t) for n, t in pts if t is not None]
         if pts:
-            ax.plot(*zip(*pts, strict=True), "o-", color=_COLORS[arch], label=f"{arch} (measured)")
+            ax.plot(*zip(*pts, strict=True), "o-", color=_COLORS[arch], label=f"{arch} ({how})")
     first = {r.n: summarize(r) for r in runs}
     ax.plot(ns, [first[n].bound_cs for n in ns], "--", color="tab:blue", label="D_cs bound")
     ax.plot(ns, [first[n].bound_p2p for n in ns], ":", color="tab:orange", label="D_p2p bound")
+    if ns[-1] >= LOG_AXES_SPAN * ns[0]:
+        # N over decades: N F / u_s is a straight line of slope 1, D_p2p flat.
+        ax.set_xscale("log")
+        ax.set_yscale("log")
     return _save(
         fig,
         path,
