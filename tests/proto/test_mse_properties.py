@@ -215,7 +215,7 @@ def test_byte_at_a_time(rec: Recording) -> None:
 # --- garbage and mutations ----------------------------------------------------------------------
 
 
-def feed_garbage(core: MseInitiator | MseResponder, parts: Iterable[bytes]) -> None:
+def assert_garbage_handled(core: MseInitiator | MseResponder, parts: Iterable[bytes]) -> None:
     """Feed until the handshake ends; only MseError may escape, and it leaves ERROR."""
     try:
         for part in parts:
@@ -238,7 +238,7 @@ def feed_garbage(core: MseInitiator | MseResponder, parts: Iterable[bytes]) -> N
     seed=seeds,
 )
 def test_garbage_into_a_responder(data: bytes, cuts: list[int], policy: Policy, seed: int) -> None:
-    feed_garbage(MseResponder(SERVED, policy, rng(seed)), splitter(cuts)(data))
+    assert_garbage_handled(MseResponder(SERVED, policy, rng(seed)), splitter(cuts)(data))
 
 
 @given(
@@ -249,7 +249,7 @@ def test_garbage_into_a_responder(data: bytes, cuts: list[int], policy: Policy, 
 def test_garbage_into_an_initiator(data: bytes, cuts: list[int], seed: int) -> None:
     a = MseInitiator(INFO_HASH, Policy.ENABLED, rng(seed), initial_payload=BT_HANDSHAKE)
     a.initiate()
-    feed_garbage(a, splitter(cuts)(data))
+    assert_garbage_handled(a, splitter(cuts)(data))
 
 
 @st.composite
@@ -274,10 +274,10 @@ def mutated(draw: st.DrawFn, data: bytes) -> bytes:
 def test_mutated_streams_never_crash(data: st.DataObject, which: int) -> None:
     rec = RECORDINGS[which]
     cuts = data.draw(st.lists(st.integers(1, 300), min_size=1, max_size=5))
-    feed_garbage(rec.responder(), splitter(cuts)(data.draw(mutated(rec.to_b))))
+    assert_garbage_handled(rec.responder(), splitter(cuts)(data.draw(mutated(rec.to_b))))
     a = rec.initiator()
     a.initiate()
-    feed_garbage(a, splitter(cuts)(data.draw(mutated(rec.to_a))))
+    assert_garbage_handled(a, splitter(cuts)(data.draw(mutated(rec.to_a))))
 
 
 def test_a_mebibyte_of_garbage_is_refused_within_the_sync_window() -> None:

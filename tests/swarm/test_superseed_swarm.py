@@ -195,7 +195,7 @@ class _Silent(asyncio.Protocol):
         pass
 
 
-async def _offers_while_choked(tmp_path: Path) -> None:
+async def _assert_offers_survive_the_choke(tmp_path: Path) -> None:
     src = tmp_path / "seed" / "turns.bin"
     make_file(src, 1 * MIB)
     mi, _ = make_torrent(src, 128 * KIB)
@@ -252,4 +252,4 @@ def test_offers_to_a_peer_the_seed_chokes_do_not_time_out(tmp_path: Path) -> Non
     # One slot, two hand-driven leeches that never request: the unchoked one's offers time
     # out (request_timeout = 1 s); the choked one's wait for its turn, unchanged. In
     # virtual time, in memory: the time-out is exact, not a race with a loaded machine.
-    vtime.run(_offers_while_choked(tmp_path))
+    vtime.run(_assert_offers_survive_the_choke(tmp_path))
