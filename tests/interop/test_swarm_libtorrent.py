@@ -86,15 +86,16 @@ async def test_magnet_metadata_from_libtorrent(tmp_path: Path) -> None:
 async def test_libtorrent_falls_back_to_plaintext_after_our_refusal(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """libtorrent with encryption *enabled* tries MSE first; we close that socket (a bad
-    protocol string) and it must reconnect in plaintext and complete."""
+    """libtorrent with encryption *enabled* tries MSE first; with ``encryption="disabled"``
+    we close that socket (a bad protocol string) and it must reconnect in plaintext and
+    complete."""
     caplog.set_level(logging.DEBUG, logger="hubswarm.swarm.listener")
     path, expected = make_content(tmp_path / "seed", multi=False)
     mi, raw = make_torrent(path, 64 * KIB)
     # 1 = pe_enabled: try encrypted, accept plaintext (2, disabled, is what the others use).
     with lt_peer(out_enc_policy=1, in_enc_policy=1) as lt_leech:
         async with (
-            SwarmPeer(fast_config(), host=LOCAL) as seed,
+            SwarmPeer(fast_config(encryption="disabled"), host=LOCAL) as seed,
             seed.torrent(mi.info_hash, tmp_path / "seed", info=mi.info),
         ):
             lt_leech.add(tmp_path / "lt", torrent=raw)

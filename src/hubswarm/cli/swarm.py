@@ -62,6 +62,7 @@ def _config(opts: dict[str, Any]) -> SessionConfig:
         webseed_mode=opts.get("webseed_mode", "fallback"),
         use_pex=not opts.get("no_pex", False),
         use_utp=not opts.get("no_utp", False),
+        encryption=opts.get("encryption", "enabled"),
     )
     if opts.get("fast_intervals"):
         cfg = lab_timing(cfg)
@@ -93,6 +94,14 @@ def _peer_options(f: Any) -> Any:
                 "--no-utp",
                 is_flag=True,
                 help="TCP only: do not listen on uTP (BEP 29), which most clients dial first.",
+            ),
+            click.option(
+                "--encryption",
+                type=click.Choice(["disabled", "enabled", "required"]),
+                default="enabled",
+                show_default=True,
+                help="Protocol encryption (MSE/PE): enabled accepts both and dials plaintext "
+                "first; required speaks only MSE with RC4.",
             ),
             click.option(
                 "--dht-state",

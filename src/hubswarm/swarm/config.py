@@ -113,6 +113,9 @@ class SessionConfig:
     # BEP 16 super-seeding while we are a seed that started as one (share): offer each peer
     # a few pieces at a time instead of a full bitfield, so each piece leaves us about once.
     super_seed: bool = False
+    # Protocol encryption (MSE/PE): "disabled" (plaintext only), "enabled" (accept both; dial
+    # plaintext first) or "required" (MSE with RC4 only, both ways); see proto.mse.Policy.
+    encryption: str = "enabled"
 
 
 @dataclass(slots=True)

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 from hubswarm.errors import RemoteProtocolError
 from hubswarm.limits import HANDSHAKE_TIMEOUT
 from hubswarm.proto import wire
+from hubswarm.proto.mse import Policy
 from hubswarm.swarm.peer import PeerLink, dial
 
 if TYPE_CHECKING:
@@ -85,23 +86,28 @@ class Dialer:
     async def _dial(self, address: Address) -> None:
         session = self.session
         book, info = session.peer_book, session.info
-        conn = wire.PeerConnection(
-            wire.Role.INITIATOR,
-            tolerate_late_bitfield=True,
-            info_hash=session.info_hash,
-            peer_id=session.config.peer_id,
-            dht=session.advertise_dht,
-            # Known before the handshake, so that what the peer pipelines after its
-            # handshake is checked against it too.
-            num_pieces=info.num_pieces if info is not None else None,
-        )
+
+        def new_conn() -> wire.PeerConnection:
+            return wire.PeerConnection(
+                wire.Role.INITIATOR,
+                tolerate_late_bitfield=True,
+                info_hash=session.info_hash,
+                peer_id=session.config.peer_id,
+                dht=session.advertise_dht,
+                # Known before the handshake, so that what the peer pipelines after its
+                # handshake is checked against it too.
+                num_pieces=info.num_pieces if info is not None else None,
+            )
+
         try:
             protocol = await dial(
                 session.network,
-                conn,
+                new_conn(),
                 address,
                 connect_timeout=session.config.connect_timeout,
                 handshake_timeout=HANDSHAKE_TIMEOUT,
+                encryption=Policy(session.config.encryption),
+                redial=new_conn,
             )
         except (RemoteProtocolError, OSError, TimeoutError) as exc:
             log.debug("dial %s:%d failed: %s", *address, exc)

@@ -6,6 +6,11 @@ a :class:`~hubswarm.swarm.peer.WireProtocol`, looks the torrent up by ``info_has
 hands the connection to that :class:`TorrentSession` (which answers with our handshake
 through ``PeerConnection.accept``). Unknown info-hashes are refused by closing the
 connection, as BEP 3 peers do. Each handshake runs as a task of the peer's own TaskGroup.
+
+Protocol encryption (MSE/PE): unless ``config.encryption`` is "disabled", each connection
+starts with an :class:`~hubswarm.proto.mse.MseResponder` that sniffs the first bytes: a
+plaintext handshake goes on to the wire core as it came (refused under "required"), anything
+else is an MSE handshake for one of the torrents served here (looked up by its req2 hash).
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 
@@ -20,7 +26,7 @@ from hubswarm import net
 from hubswarm.clock import Clock
 from hubswarm.errors import ConfigError, RemoteProtocolError
 from hubswarm.limits import HANDSHAKE_TIMEOUT
-from hubswarm.proto import wire
+from hubswarm.proto import mse, wire
 from hubswarm.proto.metainfo import InfoDict
 from hubswarm.swarm.config import MAX_LINKS_FACTOR, DHTLike, SessionConfig
 from hubswarm.swarm.http import LazyHttp
@@ -49,6 +55,14 @@ class SwarmPeer:
         clock: Clock | None = None,
     ) -> None:
         self.config = config
+        try:
+            self.encryption = mse.Policy(config.encryption)
+        except ValueError:
+            raise ConfigError(
+                f"encryption must be disabled, enabled or required, not {config.encryption!r}"
+            ) from None
+        # HASH('req2', info_hash) -> info_hash of the torrents served: the MSE lookup.
+        self._req2: dict[bytes, bytes] = {}
         self.host = host
         self.dht = dht
         self.network: net.StreamNetwork = network if network is not None else net.TcpNetwork()
@@ -133,11 +147,13 @@ class SwarmPeer:
         )
         session.listen_port = self.port
         self.sessions[info_hash] = session
+        self._req2[mse.req2_hash(info_hash)] = info_hash
         try:
             async with session:
                 yield session
         finally:
             self.sessions.pop(info_hash, None)
+            self._req2.pop(mse.req2_hash(info_hash), None)
 
     def _new_protocol(self) -> WireProtocol:
         conn = wire.PeerConnection(
@@ -147,7 +163,11 @@ class SwarmPeer:
             peer_id=self.config.peer_id,
             dht=self.dht is not None,
         )
-        return WireProtocol(conn, on_connected=self._on_connected)
+        protocol = WireProtocol(conn, on_connected=self._on_connected)
+        if self.encryption is not mse.Policy.DISABLED:
+            responder = mse.MseResponder(self._req2.get, self.encryption, secrets.token_bytes)
+            protocol.start_mse(responder)
+        return protocol
 
     def _on_connected(self, protocol: WireProtocol) -> None:
         """A connection arrived: read its handshake in a task of ours, or refuse it."""
@@ -191,8 +211,8 @@ class SwarmPeer:
                 conn.set_num_pieces(session.info.num_pieces)  # check the pipelined messages too
             protocol.parse_held()
         except (RemoteProtocolError, OSError, TimeoutError) as exc:
-            # Also what an MSE/PE (encrypted) handshake gets: we speak plaintext only, and
-            # libtorrent falls back to plaintext when the connection closes.
+            # Also an MSE/PE handshake our policy refuses (MseError): libtorrent falls back
+            # to plaintext (or MSE) when the connection closes.
             log.debug("incoming %s:%d failed: %s", *address, exc)
             return
         await session.run_incoming(protocol, address)

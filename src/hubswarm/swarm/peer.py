@@ -27,10 +27,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 import socket
 from collections import deque
-from collections.abc import Callable
-from typing import Protocol
+from collections.abc import Callable, Iterable
+from typing import Any, Protocol
 
 from hubswarm import net
 from hubswarm.clock import Clock
@@ -40,7 +41,7 @@ from hubswarm.limits import (
     MAX_INCOMING_REQUEST_QUEUE,
     PEER_IDLE_TIMEOUT,
 )
-from hubswarm.proto import wire
+from hubswarm.proto import mse, wire
 from hubswarm.proto.wire_events import Event, Handshake, KeepAlive, Piece, Reject, Request
 from hubswarm.ratelimit import RateLimiter
 from hubswarm.ratelimit import RateMeter as PureRateMeter
@@ -151,6 +152,10 @@ class WireProtocol(asyncio.BufferedProtocol):
         # SO_RCVLOWAT now set on the socket; None when there is no socket or it refuses.
         self._sock: socket.socket | None = None
         self._lowat = 1
+        # Where received bytes go instead of the wire core: an MSE handshake, then RC4
+        # decryption (see start_mse). None on a plaintext link: one attribute check per read.
+        self._rx_hook: Callable[[memoryview], None] | None = None
+        self._mse: mse.MseInitiator | mse.MseResponder | None = None
 
     @property
     def transport(self) -> asyncio.Transport:
@@ -179,7 +184,11 @@ class WireProtocol(asyncio.BufferedProtocol):
         return self._view
 
     def buffer_updated(self, nbytes: int) -> None:
-        self._feed(self._view[:nbytes])
+        hook = self._rx_hook
+        if hook is None:
+            self._feed(self._view[:nbytes])
+        else:
+            hook(self._view[:nbytes])
 
     def eof_received(self) -> bool:
         self.eof = True
@@ -221,6 +230,52 @@ class WireProtocol(asyncio.BufferedProtocol):
             self._wake()  # a part of a frame wakes nobody
         if self._sock is not None and self.error is None:
             self._set_lowat(self.conn.bytes_wanted())
+
+    def start_mse(self, core: mse.MseInitiator | mse.MseResponder) -> None:
+        """Route received bytes through an MSE/PE handshake core before the wire core.
+
+        On ``Established`` the core's stream follows: with RC4, every later read is
+        decrypted and :attr:`transport` becomes an :class:`Rc4Transport`; with a plaintext
+        stream (or a plaintext handshake sniffed by a responder) nothing stays in the path.
+        """
+        self._mse = core
+        self._rx_hook = self._mse_received
+
+    def _mse_received(self, data: memoryview) -> None:
+        core = self._mse
+        if core is None or self.error is not None:
+            return
+        try:
+            events = core.receive_data(data)
+        except Exception as exc:  # MseError: raised to whoever waits for the handshake
+            self.error = exc
+            self._pause()
+            self._wake()
+            return
+        for event in events:
+            match event:
+                case mse.SendData(data=out):
+                    self.transport.write(out)
+                case mse.PlaintextHandshake(data=plain):
+                    self._mse, self._rx_hook = None, None
+                    self._feed(memoryview(plain))
+                case mse.Established(initial_payload=payload, leftover=leftover):
+                    self._mse = None
+                    cipher = core.cipher
+                    if cipher.method is mse.CryptoMethod.RC4:
+                        self._transport = Rc4Transport(self.transport, cipher)
+                        self._rx_hook = self._make_decrypting_hook(cipher)
+                    else:
+                        self._rx_hook = None
+                    self._feed(memoryview(payload + leftover))
+
+    def _make_decrypting_hook(self, cipher: mse.CipherPair) -> Callable[[memoryview], None]:
+        decrypt, feed = cipher.decrypt, self._feed
+
+        def received(data: memoryview) -> None:
+            feed(memoryview(decrypt(data)))
+
+        return received
 
     def parse_held(self) -> None:
         """Parse what the core held back until we accepted the handshake (BEP 3 pipelining)."""
@@ -330,23 +385,135 @@ async def dial(
     *,
     connect_timeout: float,
     handshake_timeout: float,
+    encryption: mse.Policy = mse.Policy.DISABLED,
+    redial: Callable[[], wire.PeerConnection] | None = None,
+    randbytes: Callable[[int], bytes] = secrets.token_bytes,
 ) -> WireProtocol:
     """Connect, send our handshake, wait for the peer's.
+
+    ``encryption``: REQUIRED dials MSE/PE offering RC4 only; ENABLED and DISABLED dial a
+    plaintext handshake. ENABLED tries plaintext first because it costs no Diffie-Hellman
+    and every peer accepts it (libtorrent's default accepts both); when the peer closes
+    before its handshake (it may require encryption) and ``redial`` gives a fresh core,
+    it dials once more with MSE.
 
     Raises:
         OSError, TimeoutError: the connection failed or a deadline passed.
         RemoteProtocolError: the peer broke the protocol or closed first.
     """
-    async with asyncio.timeout(connect_timeout):
-        transport, protocol = await network.connect(lambda: WireProtocol(conn), *address)
+    use_mse = encryption is mse.Policy.REQUIRED
+    protocol = await _connect(network, conn, address, connect_timeout)
     try:
-        transport.write(conn.handshake())
+        await _handshake(protocol, encryption if use_mse else None, handshake_timeout, randbytes)
+    except (RemoteProtocolError, ConnectionError) as exc:
+        if encryption is not mse.Policy.ENABLED or redial is None:
+            raise
+        log.debug("plaintext dial %s:%d failed (%s): retrying with MSE", *address, exc)
+        protocol = await _connect(network, redial(), address, connect_timeout)
+        await _handshake(protocol, encryption, handshake_timeout, randbytes)
+    return protocol
+
+
+async def _connect(
+    network: net.StreamNetwork,
+    conn: wire.PeerConnection,
+    address: tuple[str, int],
+    connect_timeout: float,
+) -> WireProtocol:
+    async with asyncio.timeout(connect_timeout):
+        _, protocol = await network.connect(lambda: WireProtocol(conn), *address)
+    return protocol
+
+
+async def _handshake(
+    protocol: WireProtocol,
+    encryption: mse.Policy | None,
+    handshake_timeout: float,
+    randbytes: Callable[[int], bytes],
+) -> None:
+    """Send our handshake (inside MSE as its initial payload when ``encryption``) and wait
+    for the peer's; the connection is closed on any failure."""
+    conn = protocol.conn
+    transport = protocol.transport
+    try:
+        if encryption is None:
+            transport.write(conn.handshake())
+        else:
+            info_hash = conn.info_hash
+            assert info_hash is not None  # an initiator knows its torrent
+            core = mse.MseInitiator(
+                info_hash, encryption, randbytes, initial_payload=conn.handshake()
+            )
+            protocol.start_mse(core)
+            transport.write(core.initiate())
         async with asyncio.timeout(handshake_timeout):
             await protocol.handshake()
     except BaseException:
         transport.close()  # also when cancelled mid-handshake: leak no connection
         raise
-    return protocol
+
+
+class Rc4Transport(asyncio.Transport):
+    """A transport that encrypts every byte written with the link's MSE/PE RC4 stream.
+
+    Put in place of the socket's transport only when RC4 was selected, so a plaintext link
+    pays nothing; everything but ``write`` goes straight to the wrapped transport.
+    """
+
+    __slots__ = ("_encrypt", "_inner")
+
+    def __init__(self, inner: asyncio.Transport, cipher: mse.CipherPair) -> None:
+        super().__init__()
+        self._inner = inner
+        self._encrypt = cipher.encrypt
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self._inner.write(self._encrypt(data))
+
+    def writelines(self, list_of_data: Iterable[bytes | bytearray | memoryview]) -> None:
+        self._inner.write(self._encrypt(b"".join(list_of_data)))
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return self._inner.get_extra_info(name, default)
+
+    def is_closing(self) -> bool:
+        return self._inner.is_closing()
+
+    def close(self) -> None:
+        self._inner.close()
+
+    def abort(self) -> None:
+        self._inner.abort()
+
+    def can_write_eof(self) -> bool:
+        return self._inner.can_write_eof()
+
+    def write_eof(self) -> None:
+        self._inner.write_eof()
+
+    def get_write_buffer_size(self) -> int:
+        return self._inner.get_write_buffer_size()
+
+    def get_write_buffer_limits(self) -> tuple[int, int]:
+        return self._inner.get_write_buffer_limits()
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        self._inner.set_write_buffer_limits(high, low)
+
+    def is_reading(self) -> bool:
+        return self._inner.is_reading()
+
+    def pause_reading(self) -> None:
+        self._inner.pause_reading()
+
+    def resume_reading(self) -> None:
+        self._inner.resume_reading()
+
+    def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
+        self._inner.set_protocol(protocol)
+
+    def get_protocol(self) -> asyncio.BaseProtocol:
+        return self._inner.get_protocol()
 
 
 class PeerLink:
