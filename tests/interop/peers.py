@@ -53,7 +53,8 @@ def lt_settings(port: int, *, dht: bool = False, **extra: Any) -> dict[str, Any]
         "announce_to_all_trackers": True,
         "announce_to_all_tiers": True,
         "alert_mask": lt.alert.category_t.all_categories,
-        # plaintext so that both sides agree (we do not implement MSE/PE)
+        # plaintext: these tests are about the wire protocol; tests/interop/test_mse_libtorrent.py
+        # forces encryption
         "out_enc_policy": 2,
         "in_enc_policy": 2,
         "min_reconnect_time": 1,

@@ -315,7 +315,7 @@ def test_policy_properties() -> None:
     assert Policy.DISABLED.methods == frozenset()
     assert Policy.ENABLED.methods == {CryptoMethod.PLAINTEXT, CryptoMethod.RC4}
     assert Policy.REQUIRED.methods == {CryptoMethod.RC4}
-    assert [p.dial_mse_first for p in Policy] == [False, True, True]
+    assert [p.dial_mse_first for p in Policy] == [False, False, True]
     assert [p.accepts_plaintext_handshake for p in Policy] == [True, True, False]
     assert Policy("required") is Policy.REQUIRED
 

@@ -52,11 +52,10 @@ How the peer link (the asyncio shell, not built here) will use this core:
   ``initial_payload + leftover`` and the shell then passes every later read through
   ``cipher.decrypt`` and every write through ``cipher.encrypt``;
 - outgoing: :attr:`Policy.dial_mse_first` decides. DISABLED dials plaintext only; ENABLED
-  dials MSE first (libtorrent's ``pe_enabled`` default: a peer that requires encryption
-  refuses plaintext, while a plaintext-only peer fails fast on 96 random bytes) and redials
-  plaintext once if the MSE handshake fails; REQUIRED dials MSE offering RC4 only. The
-  initiator carries our BitTorrent handshake as IA, so the handshake costs no extra round
-  trip.
+  dials plaintext first (no Diffie-Hellman to pay, and every peer accepts it but one that
+  requires encryption) and redials once with MSE if the peer closes before its handshake;
+  REQUIRED dials MSE offering RC4 only. The initiator carries our BitTorrent handshake as
+  IA, so the handshake costs no extra round trip.
 """
 
 from __future__ import annotations
@@ -175,7 +174,7 @@ class Policy(Enum):
     @property
     def dial_mse_first(self) -> bool:
         """Whether an outgoing connection starts with MSE (see the module docstring)."""
-        return self is not Policy.DISABLED
+        return self is Policy.REQUIRED
 
 
 _POLICY_METHODS = {
