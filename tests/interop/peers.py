@@ -15,7 +15,7 @@ import socket
 import subprocess
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -210,3 +210,49 @@ def aria2c(args: list[str], *, cwd: Path, log: Path) -> Iterator[subprocess.Pope
             except subprocess.TimeoutExpired:
                 os.kill(proc.pid, signal.SIGKILL)
                 proc.wait(timeout=10)
+
+
+@contextlib.contextmanager
+def lt_session(**settings: Any) -> Iterator[tuple[Any, int]]:
+    """A libtorrent session on 127.0.0.1 (the single-IP settings plus ``settings``) and its
+    port; its torrents removed, paused and dropped after."""
+    port = free_port()
+    session = lt.session(lt_settings(port, **settings))
+    try:
+        yield session, port
+    finally:
+        for handle in session.get_torrents():
+            with contextlib.suppress(Exception):
+                session.remove_torrent(handle)
+        session.pause()
+        del session
+
+
+def lt_add(
+    session: Any,
+    raw: bytes,
+    save_path: Path,
+    *,
+    peers: Sequence[tuple[str, int]] = (),
+    seed_mode: bool = False,
+) -> Any:
+    """Add a torrent (its raw bytes) to ``session``; ``peers`` once, in the add params (a
+    peer re-added with connect_peer is re-dialled over uTP again and again: PITFALLS)."""
+    params = lt.add_torrent_params()
+    params.ti = lt.torrent_info(lt.bdecode(raw))
+    params.save_path = str(save_path)
+    params.peers = list(peers)
+    if seed_mode:
+        params.flags |= lt.torrent_flags.seed_mode
+    return session.add_torrent(params)
+
+
+async def lt_until(session: Any, predicate: Any, timeout: float, what: str) -> None:
+    """Poll ``predicate()`` (yielding to our peers on the loop) or fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        session.pop_alerts()
+        if predicate():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"libtorrent: {what} not reached in {timeout} s")

@@ -6,13 +6,8 @@ connection, so a completed, hash-checked file means the whole stream went throug
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import hashlib
-import time
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -20,7 +15,7 @@ from hubswarm.proto.metainfo import parse_metainfo
 from hubswarm.swarm.listener import SwarmPeer
 
 from ..swarm.swarmkit import KIB, MIB, fast_config, make_file, make_torrent
-from .peers import free_port, lt, lt_make_torrent, lt_settings
+from .peers import lt, lt_add, lt_make_torrent, lt_session, lt_until
 
 pytestmark = [pytest.mark.interop, pytest.mark.timeout(90)]
 
@@ -34,42 +29,6 @@ SIZE = 3 * MIB + 777
 PIECE = 256 * KIB
 
 
-@contextlib.contextmanager
-def lt_session() -> Iterator[tuple[Any, int]]:
-    """A libtorrent session on 127.0.0.1 forcing RC4; paused and dropped after."""
-    port = free_port()
-    session = lt.session(lt_settings(port, **FORCED_RC4))
-    try:
-        yield session, port
-    finally:
-        for handle in session.get_torrents():
-            with contextlib.suppress(Exception):
-                session.remove_torrent(handle)
-        session.pause()
-        del session
-
-
-def add(session: Any, raw: bytes, save_path: Path, **kwargs: Any) -> Any:
-    params = lt.add_torrent_params()
-    params.ti = lt.torrent_info(lt.bdecode(raw))
-    params.save_path = str(save_path)
-    params.peers = list(kwargs.get("peers", []))
-    if kwargs.get("seed_mode"):
-        params.flags |= lt.torrent_flags.seed_mode
-    return session.add_torrent(params)
-
-
-async def until(session: Any, predicate: Any, timeout: float, what: str) -> None:
-    """Poll ``predicate()`` (yielding to our peers on the loop) or fail after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        session.pop_alerts()
-        if predicate():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"libtorrent: {what} not reached in {timeout} s")
-
-
 def sha1(path: Path) -> str:
     return hashlib.sha1(path.read_bytes(), usedforsecurity=False).hexdigest()
 
@@ -77,13 +36,13 @@ def sha1(path: Path) -> str:
 async def test_our_required_seed_to_a_forced_rc4_libtorrent(tmp_path: Path) -> None:
     make_file(tmp_path / "seed" / "file.bin", SIZE)
     mi, raw = make_torrent(tmp_path / "seed" / "file.bin", PIECE)
-    with lt_session() as (session, _):
+    with lt_session(**FORCED_RC4) as (session, _):
         async with (
             SwarmPeer(fast_config(encryption="required", use_utp=False), host=LOCAL) as seed,
             seed.torrent(mi.info_hash, tmp_path / "seed", info=mi.info) as seeding,
         ):
-            handle = add(session, raw, tmp_path / "lt", peers=[(LOCAL, seed.port)])
-            await until(session, lambda: handle.status().is_seeding, 60, "complete")
+            handle = lt_add(session, raw, tmp_path / "lt", peers=[(LOCAL, seed.port)])
+            await lt_until(session, lambda: handle.status().is_seeding, 60, "complete")
             assert seeding.stats.uploaded >= mi.info.total_length
     assert sha1(tmp_path / "lt" / "file.bin") == sha1(tmp_path / "seed" / "file.bin")
 
@@ -92,9 +51,9 @@ async def test_a_forced_rc4_libtorrent_seed_to_our_required_leech(tmp_path: Path
     make_file(tmp_path / "seed" / "file.bin", SIZE)
     raw = lt_make_torrent(tmp_path / "seed" / "file.bin", PIECE)
     mi = parse_metainfo(raw)
-    with lt_session() as (session, port):
-        handle = add(session, raw, tmp_path / "seed", seed_mode=True)
-        await until(
+    with lt_session(**FORCED_RC4) as (session, port):
+        handle = lt_add(session, raw, tmp_path / "seed", seed_mode=True)
+        await lt_until(
             session,
             lambda: handle.status().is_seeding and not handle.status().paused,
             20,

@@ -11,9 +11,7 @@ import asyncio
 import contextlib
 import random
 import time
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -25,7 +23,7 @@ from hubswarm.swarm.listener import SwarmPeer
 from hubswarm.swarm.utp import UtpNetwork, UtpSocket
 
 from ..swarm.swarmkit import KIB, MIB, fast_config, make_file, make_torrent
-from .peers import free_port, lt, lt_make_torrent, lt_settings
+from .peers import lt_add, lt_make_torrent, lt_session, lt_until
 
 pytestmark = [pytest.mark.interop, pytest.mark.timeout(90)]
 
@@ -47,49 +45,6 @@ SIZE = 5 * MIB + 777
 PIECE = 256 * KIB
 
 
-@contextlib.contextmanager
-def lt_session(**settings: Any) -> Iterator[tuple[Any, int]]:
-    """A libtorrent session on 127.0.0.1 (single-IP settings); paused and dropped after."""
-    port = free_port()
-    session = lt.session(lt_settings(port, **settings))
-    try:
-        yield session, port
-    finally:
-        for handle in session.get_torrents():
-            with contextlib.suppress(Exception):
-                session.remove_torrent(handle)
-        session.pause()
-        del session
-
-
-def add(
-    session: Any,
-    raw: bytes,
-    save_path: Path,
-    *,
-    peers: list[tuple[str, int]] = (),  # type: ignore[assignment]
-    seed_mode: bool = False,
-) -> Any:
-    params = lt.add_torrent_params()
-    params.ti = lt.torrent_info(lt.bdecode(raw))
-    params.save_path = str(save_path)
-    params.peers = list(peers)
-    if seed_mode:
-        params.flags |= lt.torrent_flags.seed_mode
-    return session.add_torrent(params)
-
-
-async def until(session: Any, predicate: Any, timeout: float, what: str) -> None:
-    """Poll ``predicate()`` (yielding to our peers on the loop) or fail after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        session.pop_alerts()
-        if predicate():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"libtorrent: {what} not reached in {timeout} s")
-
-
 async def test_our_utp_seed_to_a_libtorrent_leech_with_tcp_off(tmp_path: Path) -> None:
     data = make_file(tmp_path / "seed" / "file.bin", SIZE)
     mi, raw = make_torrent(tmp_path / "seed" / "file.bin", PIECE)
@@ -99,8 +54,8 @@ async def test_our_utp_seed_to_a_libtorrent_leech_with_tcp_off(tmp_path: Path) -
             SwarmPeer(fast_config(), host=LOCAL, network=UtpNetwork(sock)) as seed,
             seed.torrent(mi.info_hash, tmp_path / "seed", info=mi.info) as seeding,
         ):
-            handle = add(session, raw, tmp_path / "lt", peers=[(LOCAL, seed.port)])
-            await until(session, lambda: handle.status().is_seeding, 60, "complete")
+            handle = lt_add(session, raw, tmp_path / "lt", peers=[(LOCAL, seed.port)])
+            await lt_until(session, lambda: handle.status().is_seeding, 60, "complete")
             assert seeding.stats.uploaded >= mi.info.total_length
             assert sock.stats.connected_in >= 1
             assert sock.stats.protocol_errors == sock.stats.malformed == 0
@@ -113,9 +68,9 @@ async def test_a_libtorrent_seed_with_tcp_off_to_our_utp_leech(tmp_path: Path) -
     raw = lt_make_torrent(tmp_path / "seed" / "file.bin", PIECE)
     mi = parse_metainfo(raw)
     with lt_session(**UTP_ONLY) as (session, port):
-        handle = add(session, raw, tmp_path / "seed", seed_mode=True)
+        handle = lt_add(session, raw, tmp_path / "seed", seed_mode=True)
         # A torrent is refused its connections until libtorrent has started it.
-        await until(
+        await lt_until(
             session,
             lambda: handle.status().is_seeding and not handle.status().paused,
             20,
@@ -149,11 +104,11 @@ async def test_libtorrent_with_its_defaults_reaches_our_dual_seed_over_utp(tmp_p
         ):
             assert seed.port == sock.address[1]  # TCP and uTP on one port number
             started = time.monotonic()
-            handle = add(session, raw, tmp_path / "lt", peers=[(LOCAL, seed.port)])
-            await until(session, lambda: sock.stats.connected_in == 1, 20, "a uTP peer")
+            handle = lt_add(session, raw, tmp_path / "lt", peers=[(LOCAL, seed.port)])
+            await lt_until(session, lambda: sock.stats.connected_in == 1, 20, "a uTP peer")
             # Well inside libtorrent's 3 s uTP time-out, after which it would try TCP.
             assert time.monotonic() - started < 2.5
-            await until(session, lambda: handle.status().is_seeding, 60, "complete")
+            await lt_until(session, lambda: handle.status().is_seeding, 60, "complete")
     assert (tmp_path / "lt" / "file.bin").read_bytes() == data
 
 
@@ -179,8 +134,8 @@ async def test_hubswarm_share_with_its_defaults_seeds_libtorrent_over_utp_only(
         try:
             info = await asyncio.wait_for(shared, 30)
             raw = (tmp_path / "file.torrent").read_bytes()
-            handle = add(session, raw, tmp_path / "lt", peers=[(LOCAL, info.port)])
-            await until(session, lambda: handle.status().is_seeding, 60, "complete")
+            handle = lt_add(session, raw, tmp_path / "lt", peers=[(LOCAL, info.port)])
+            await lt_until(session, lambda: handle.status().is_seeding, 60, "complete")
         finally:
             sharing.cancel()
             with contextlib.suppress(asyncio.CancelledError):
