@@ -256,3 +256,16 @@ async def lt_until(session: Any, predicate: Any, timeout: float, what: str) -> N
             return
         await asyncio.sleep(0.05)
     raise AssertionError(f"libtorrent: {what} not reached in {timeout} s")
+
+
+async def lt_seeding(session: Any, raw: bytes, save_path: Path) -> Any:
+    """Add a torrent whose data is at ``save_path`` as a seed (no recheck) and wait until it
+    seeds: libtorrent refuses a torrent's connections until it has started it."""
+    handle = lt_add(session, raw, save_path, seed_mode=True)
+    await lt_until(
+        session,
+        lambda: handle.status().is_seeding and not handle.status().paused,
+        20,
+        "seeding",
+    )
+    return handle

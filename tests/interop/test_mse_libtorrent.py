@@ -15,7 +15,7 @@ from hubswarm.proto.metainfo import parse_metainfo
 from hubswarm.swarm.listener import SwarmPeer
 
 from ..swarm.swarmkit import KIB, MIB, fast_config, make_file, make_torrent
-from .peers import lt, lt_add, lt_make_torrent, lt_session, lt_until
+from .peers import lt, lt_add, lt_make_torrent, lt_seeding, lt_session, lt_until
 
 pytestmark = [pytest.mark.interop, pytest.mark.timeout(90)]
 
@@ -52,13 +52,7 @@ async def test_a_forced_rc4_libtorrent_seed_to_our_required_leech(tmp_path: Path
     raw = lt_make_torrent(tmp_path / "seed" / "file.bin", PIECE)
     mi = parse_metainfo(raw)
     with lt_session(**FORCED_RC4) as (session, port):
-        handle = lt_add(session, raw, tmp_path / "seed", seed_mode=True)
-        await lt_until(
-            session,
-            lambda: handle.status().is_seeding and not handle.status().paused,
-            20,
-            "seeding",
-        )
+        await lt_seeding(session, raw, tmp_path / "seed")
         async with (
             SwarmPeer(fast_config(encryption="required", use_utp=False), host=LOCAL) as leech,
             leech.torrent(

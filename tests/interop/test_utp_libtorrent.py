@@ -23,7 +23,7 @@ from hubswarm.swarm.listener import SwarmPeer
 from hubswarm.swarm.utp import UtpNetwork, UtpSocket
 
 from ..swarm.swarmkit import KIB, MIB, fast_config, make_file, make_torrent
-from .peers import lt_add, lt_make_torrent, lt_session, lt_until
+from .peers import lt_add, lt_make_torrent, lt_seeding, lt_session, lt_until
 
 pytestmark = [pytest.mark.interop, pytest.mark.timeout(90)]
 
@@ -68,14 +68,7 @@ async def test_a_libtorrent_seed_with_tcp_off_to_our_utp_leech(tmp_path: Path) -
     raw = lt_make_torrent(tmp_path / "seed" / "file.bin", PIECE)
     mi = parse_metainfo(raw)
     with lt_session(**UTP_ONLY) as (session, port):
-        handle = lt_add(session, raw, tmp_path / "seed", seed_mode=True)
-        # A torrent is refused its connections until libtorrent has started it.
-        await lt_until(
-            session,
-            lambda: handle.status().is_seeding and not handle.status().paused,
-            20,
-            "seeding",
-        )
+        await lt_seeding(session, raw, tmp_path / "seed")
         async with (
             UtpSocket(host=LOCAL, rng=random.Random(2)) as sock,
             SwarmPeer(fast_config(), host=LOCAL, network=UtpNetwork(sock)) as leech,
