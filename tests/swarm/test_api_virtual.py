@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 
 from hubswarm import vtime
+from hubswarm.clock import Clock
+from hubswarm.memnet import EPHEMERAL_PORT_FIRST, MemoryNetwork
 from hubswarm.proto.metainfo import Magnet, build_magnet
 from hubswarm.swarm import api
 
@@ -46,3 +48,34 @@ def test_a_magnet_fetch_runs_in_virtual_time(tmp_path: Path) -> None:
     assert result.total_length == len(data)
     # A handful of round trips (10 ms each way): connect, handshakes, metadata, data.
     assert 0 < result.seconds < 1.0
+
+
+async def _peer_port_when_tcp_holds_the_first_number() -> tuple[int, int, int]:
+    """Another listener holds on TCP the number the UDP socket takes first."""
+    network = MemoryNetwork(latency=0.001)
+    host = network.host("10.0.0.5")
+    squatter = await host.listen(lambda: _Silent(), "10.0.0.5", EPHEMERAL_PORT_FIRST)
+    try:
+        config = fast_config(use_utp=True)
+        async with api._running_peer(
+            config, "10.0.0.5", False, (), None, clock=Clock(epoch=0.0), network=host
+        ) as peer:
+            udp = network._datagrams.get(("10.0.0.5", peer.port))
+            return peer.port, config.listen_port, 0 if udp is None else peer.port
+    finally:
+        squatter.close()
+
+
+class _Silent:
+    def connection_made(self, transport: object) -> None:
+        pass
+
+    def connection_lost(self, exc: object) -> None:
+        pass
+
+
+def test_with_any_port_tcp_and_udp_end_on_one_free_number() -> None:
+    port, configured, udp_port = vtime.run(_peer_port_when_tcp_holds_the_first_number())
+    assert port != EPHEMERAL_PORT_FIRST
+    assert configured == port
+    assert udp_port == port  # uTP (and the DHT) listen on the number TCP has

@@ -207,7 +207,9 @@ def test_killed_fetch_resumes_with_only_missing_pieces(tmp_path: Path) -> None:
             "--events",
             str(events),
         ]
-        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        stderr = tmp_path / "fetch.err"
+        with stderr.open("wb") as err:
+            proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err)
         try:
             deadline = time.monotonic() + 20
             while time.monotonic() < deadline and proc.poll() is None:
@@ -215,7 +217,9 @@ def test_killed_fetch_resumes_with_only_missing_pieces(tmp_path: Path) -> None:
                 if text.count('"event": "piece"') >= 12:  # 48 pieces of 64 KiB in all
                     break
                 time.sleep(0.05)
-            assert proc.poll() is None, "fetch ended before it could be killed"
+            assert proc.poll() is None, (
+                f"fetch ended before it could be killed: {stderr.read_text()}"
+            )
         finally:
             if proc.poll() is None:
                 os.kill(proc.pid, signal.SIGKILL)

@@ -118,6 +118,11 @@ async def _maybe_dht(
         yield node
 
 
+# With "any free port", the UDP socket picks a number and TCP takes the same one; when TCP
+# finds that number taken (another process's connection), both start again on a new number.
+PORT_PAIR_ATTEMPTS = 8
+
+
 @contextlib.asynccontextmanager
 async def _running_peer(
     config: SessionConfig,
@@ -132,47 +137,80 @@ async def _running_peer(
     """A listening peer with its DHT node; a private torrent (BEP 27) gets no DHT node.
 
     With ``config.use_utp`` one UDP socket carries uTP and the DHT (as libtorrent's does) and
-    the peer listens on TCP and uTP, dialling TCP first (:class:`DualNetwork`).
+    the peer listens on TCP and uTP on the same port number, dialling TCP first
+    (:class:`DualNetwork`).
     """
+    any_port = config.listen_port == 0
+    attempts = PORT_PAIR_ATTEMPTS if config.use_utp and any_port else 1
+    for attempt in range(attempts):
+        stack = contextlib.AsyncExitStack()
+        try:
+            peer = await _open_peer(
+                stack, config, host, private, dht_bootstrap, dht_state, clock=clock, network=network
+            )
+        except ConfigError:
+            await stack.aclose()
+            if attempt == attempts - 1:
+                raise
+            config.listen_port = 0  # the number UDP took was busy on TCP: start again
+            continue
+        except BaseException:
+            await stack.aclose()
+            raise
+        async with stack:
+            yield peer
+        return
+
+
+async def _open_peer(
+    stack: contextlib.AsyncExitStack,
+    config: SessionConfig,
+    host: str,
+    private: bool,
+    dht_bootstrap: Sequence[tuple[str, int]],
+    dht_state: Path | None,
+    *,
+    clock: Clock,
+    network: HostNetwork | None,
+) -> SwarmPeer:
+    """Open the UDP socket (with uTP), the DHT node and the peer on ``stack``."""
     base = network if network is not None else net.TcpNetwork()
     seeded = None if config.rng_seed is None else f"{config.rng_seed}"
-    async with contextlib.AsyncExitStack() as stack:
-        streams: net.StreamNetwork = base
-        datagrams: net.DatagramNetwork = base
-        if config.use_utp:
-            from hubswarm.swarm.dualstack import DualNetwork
-            from hubswarm.swarm.utp import UtpNetwork, UtpSocket
+    streams: net.StreamNetwork = base
+    datagrams: net.DatagramNetwork = base
+    if config.use_utp:
+        from hubswarm.swarm.dualstack import DualNetwork
+        from hubswarm.swarm.utp import UtpNetwork, UtpSocket
 
-            sock = UtpSocket(
-                host=host,
-                port=config.listen_port,
-                network=base,
-                rng=None if seeded is None else random.Random(f"{seeded}:utp"),
-                clock=clock,
-            )
-            try:
-                await stack.enter_async_context(sock)
-            except OSError as exc:
-                where = f"{host}:{config.listen_port} (UDP)"
-                raise ConfigError(f"cannot listen on {where}: {exc.strerror or exc}") from exc
-            config.listen_port = sock.address[1]  # TCP takes the same number where it can
-            streams = DualNetwork(base, UtpNetwork(sock))
-            datagrams = sock.datagrams()
-        dht = await stack.enter_async_context(
-            _maybe_dht(
-                () if private else dht_bootstrap,
-                host,
-                None if private else dht_state,
-                clock=clock,
-                network=datagrams,
-                # A seeded session (the lab's sim) gets a seeded node id: runs repeat exactly.
-                rng=None if seeded is None else random.Random(f"{seeded}:dht"),
-            )
+        sock = UtpSocket(
+            host=host,
+            port=config.listen_port,
+            network=base,
+            rng=None if seeded is None else random.Random(f"{seeded}:utp"),
+            clock=clock,
         )
-        peer = await stack.enter_async_context(
-            SwarmPeer(config, host=host, dht=dht, network=streams, clock=clock)
+        try:
+            await stack.enter_async_context(sock)
+        except OSError as exc:
+            where = f"{host}:{config.listen_port} (UDP)"
+            raise ConfigError(f"cannot listen on {where}: {exc.strerror or exc}") from exc
+        config.listen_port = sock.address[1]  # TCP takes the same number
+        streams = DualNetwork(base, UtpNetwork(sock))
+        datagrams = sock.datagrams()
+    dht = await stack.enter_async_context(
+        _maybe_dht(
+            () if private else dht_bootstrap,
+            host,
+            None if private else dht_state,
+            clock=clock,
+            network=datagrams,
+            # A seeded session (the lab's sim) gets a seeded node id: runs repeat exactly.
+            rng=None if seeded is None else random.Random(f"{seeded}:dht"),
         )
-        yield peer
+    )
+    return await stack.enter_async_context(
+        SwarmPeer(config, host=host, dht=dht, network=streams, clock=clock)
+    )
 
 
 async def fetch(
