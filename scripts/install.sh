@@ -16,6 +16,7 @@ command -v ip >/dev/null && command -v tc >/dev/null || need+=(iproute2)
 if [ -n "$extras" ]; then
   command -v aria2c >/dev/null || need+=(aria2)
   command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx-light)
+  command -v opentracker >/dev/null || [ -x /usr/bin/opentracker ] || need+=(opentracker)
 fi
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
