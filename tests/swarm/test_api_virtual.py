@@ -9,6 +9,7 @@ import pytest
 
 from hubswarm import vtime
 from hubswarm.clock import Clock
+from hubswarm.errors import ConfigError
 from hubswarm.memnet import EPHEMERAL_PORT_FIRST, MemoryNetwork
 from hubswarm.proto.metainfo import Magnet, build_magnet
 from hubswarm.swarm import api
@@ -79,3 +80,57 @@ def test_with_any_port_tcp_and_udp_end_on_one_free_number() -> None:
     assert port != EPHEMERAL_PORT_FIRST
     assert configured == port
     assert udp_port == port  # uTP (and the DHT) listen on the number TCP has
+
+
+async def _utp_only_fetch(tmp_path: Path) -> tuple[bool, bool, bytes]:
+    """A seed and a leech with TCP off: the file can only travel over uTP."""
+    make_file(tmp_path / "seed" / "f.bin", 256 * KIB, seed=7)
+    mi, _ = make_torrent(tmp_path / "seed" / "f.bin", 64 * KIB)
+    network = MemoryNetwork(latency=0.005)
+    clock = Clock()
+    seed_ip, leech_ip = "10.0.0.5", "10.0.0.6"
+    async with (
+        api._running_peer(
+            fast_config(use_tcp=False),
+            seed_ip,
+            False,
+            (),
+            None,
+            clock=clock,
+            network=network.host(seed_ip),
+        ) as seed,
+        seed.torrent(mi.info_hash, tmp_path / "seed", info=mi.info, seed_mode=True),
+    ):
+        tcp_listening = (seed_ip, seed.port) in network._listeners
+        udp_bound = (seed_ip, seed.port) in network._datagrams
+        magnet = build_magnet(Magnet(info_hash=mi.info_hash, peers=((seed_ip, seed.port),)))
+        await api.fetch(
+            magnet,
+            tmp_path / "leech",
+            config=fast_config(use_tcp=False),
+            host=leech_ip,
+            stall_timeout=10,
+            network=network.host(leech_ip),
+            clock=clock,
+        )
+    return tcp_listening, udp_bound, (tmp_path / "leech" / "f.bin").read_bytes()
+
+
+def test_with_tcp_off_a_pair_transfers_over_utp_only(tmp_path: Path) -> None:
+    tcp_listening, udp_bound, got = vtime.run(_utp_only_fetch(tmp_path))
+    assert not tcp_listening
+    assert udp_bound
+    assert got == (tmp_path / "seed" / "f.bin").read_bytes()
+
+
+def test_with_tcp_and_utp_both_off_the_peer_refuses_to_start() -> None:
+    async def start() -> None:
+        network = MemoryNetwork(latency=0.001)
+        config = fast_config(use_tcp=False, use_utp=False)
+        async with api._running_peer(
+            config, "10.0.0.5", False, (), None, clock=Clock(), network=network.host("10.0.0.5")
+        ):
+            pass
+
+    with pytest.raises(ConfigError, match="no transport"):
+        vtime.run(start())

@@ -62,6 +62,7 @@ def _config(opts: dict[str, Any]) -> SessionConfig:
         webseed_mode=opts.get("webseed_mode", "fallback"),
         use_pex=not opts.get("no_pex", False),
         use_utp=not opts.get("no_utp", False),
+        use_tcp=not opts.get("no_tcp", False),
         encryption=opts.get("encryption", "enabled"),
     )
     if opts.get("fast_intervals"):
@@ -94,6 +95,11 @@ def _peer_options(f: Any) -> Any:
                 "--no-utp",
                 is_flag=True,
                 help="TCP only: do not listen on uTP (BEP 29), which most clients dial first.",
+            ),
+            click.option(
+                "--no-tcp",
+                is_flag=True,
+                help="uTP only: neither listen nor dial on TCP (with --no-utp: refused).",
             ),
             click.option(
                 "--encryption",

@@ -173,7 +173,13 @@ async def _open_peer(
     clock: Clock,
     network: HostNetwork | None,
 ) -> SwarmPeer:
-    """Open the UDP socket (with uTP), the DHT node and the peer on ``stack``."""
+    """Open the UDP socket (with uTP), the DHT node and the peer on ``stack``.
+
+    Raises:
+        ConfigError: neither TCP nor uTP, or the UDP port cannot be bound.
+    """
+    if not (config.use_tcp or config.use_utp):
+        raise ConfigError("no transport: TCP and uTP are both switched off")
     base = network if network is not None else net.TcpNetwork()
     seeded = None if config.rng_seed is None else f"{config.rng_seed}"
     streams: net.StreamNetwork = base
@@ -195,7 +201,8 @@ async def _open_peer(
             where = f"{host}:{config.listen_port} (UDP)"
             raise ConfigError(f"cannot listen on {where}: {exc.strerror or exc}") from exc
         config.listen_port = sock.address[1]  # TCP takes the same number
-        streams = DualNetwork(base, UtpNetwork(sock))
+        utp_streams = UtpNetwork(sock)
+        streams = DualNetwork(base, utp_streams) if config.use_tcp else utp_streams
         datagrams = sock.datagrams()
     dht = await stack.enter_async_context(
         _maybe_dht(

@@ -98,6 +98,9 @@ class SessionConfig:
     # libtorrent and the clients built on it dial uTP first (a TCP-only peer costs each of
     # them a ~3 s time-out, some never fall back). Our own dials try TCP first (swarm.dualstack).
     use_utp: bool = True
+    # Listen and dial on TCP (with use_utp False: uTP only, as libtorrent's
+    # enable_incoming_tcp/enable_outgoing_tcp off; benchmarks/utp_pair.py runs a pair so).
+    use_tcp: bool = True
     announce_ip: str | None = None  # the tracker `ip` parameter (lab behind addresses)
     corrupt_uploads: bool = False  # lab fault: this peer serves corrupt blocks
     rng_seed: int | None = None
