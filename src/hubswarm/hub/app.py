@@ -42,6 +42,7 @@ from hubswarm.errors import (
     UploadTooLargeError,
 )
 from hubswarm.hub.auth import PerTokenLimiter, Role, TokenRecord, TokenStore
+from hubswarm.hub.ranges import RangeVerdict, plan_range
 from hubswarm.hub.store import FileStore, validate_name
 from hubswarm.limits import (
     HUB_CHUNK,
@@ -475,6 +476,17 @@ async def get_file(request: web.Request) -> web.StreamResponse:
     ):
         # The client's partial copy is of another version: send the whole new file (§13.1.5).
         new_headers.popall(hdrs.RANGE, None)
+    if (rng := new_headers.get(hdrs.RANGE)) is not None:
+        plan = plan_range(rng, info.size)
+        new_headers.popall(hdrs.RANGE, None)
+        if plan.verdict is RangeVerdict.UNSATISFIABLE:
+            raise _HTTPJSONError(
+                416,
+                "range not satisfiable",
+                headers={hdrs.CONTENT_RANGE: f"bytes */{info.size}", hdrs.ACCEPT_RANGES: "bytes"},
+            )
+        if plan.verdict is RangeVerdict.SINGLE:
+            new_headers[hdrs.RANGE] = plan.header
     resp = HubFileResponse(
         store.path(name),
         name=name,
