@@ -8,7 +8,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hubswarm.proto.compact import V4_SIZE, V6_SIZE, entries, normalise_ip, pack_peers, unpack_peers
+from hubswarm.proto.compact import (
+    V4_SIZE,
+    V6_SIZE,
+    entries,
+    format_host_port,
+    normalise_ip,
+    pack_peers,
+    parse_host_port,
+    unpack_peers,
+)
 
 
 def test_pack_splits_families_in_order_byte_for_byte() -> None:
@@ -57,3 +66,59 @@ def test_any_bytes_unpack_to_whole_entries(blob: bytes, size: int) -> None:
     got = list(entries(blob, size))
     assert len(got) == len(blob) // size
     assert all(0 <= port <= 65535 for _, port in got)
+
+
+def test_host_port_text_forms() -> None:
+    assert parse_host_port("127.0.0.1:6881") == ("127.0.0.1", 6881)
+    assert parse_host_port("[::1]:80") == ("::1", 80)
+    assert parse_host_port("[fe80::1%eth0]:1") == ("fe80::1%eth0", 1)
+    assert parse_host_port("tracker.example:65535") == ("tracker.example", 65535)
+    assert format_host_port("::1", 80) == "[::1]:80"
+    assert format_host_port("10.0.0.1", 80) == "10.0.0.1:80"
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "",
+        "nohost",
+        ":80",
+        "h:",
+        "h:0",
+        "h:65536",
+        "h:x",
+        "h:٨٠",  # Arabic-Indic digits pass str.isdigit()
+        "h:000000080",
+        "::1:80",  # an unbracketed IPv6 address: ambiguous
+        "[::1]80",
+        "[::1]",
+        "[::1]:",
+        "[]:80",
+        "[host.example]:80",  # brackets hold an IPv6 literal only
+        "[1.2.3.4]:80",
+        "[::1:80",
+        "a]:80",
+    ],
+)
+def test_bad_host_port_is_a_value_error(bad: str) -> None:
+    with pytest.raises(ValueError):
+        parse_host_port(bad)
+
+
+names = st.from_regex(r"[a-z0-9][a-z0-9.-]{0,20}", fullmatch=True)
+
+
+@given(st.one_of(ipv4, ipv6, names), ports)
+def test_host_port_round_trip(host: str, port: int) -> None:
+    assert parse_host_port(format_host_port(host, port)) == (host, port)
+
+
+@given(st.text(max_size=60))
+def test_any_text_parses_or_is_a_value_error(text: str) -> None:
+    try:
+        host, port = parse_host_port(text)
+    except ValueError:
+        return
+    assert host
+    assert 0 < port < 65536
+    assert parse_host_port(format_host_port(host, port)) == (host, port)

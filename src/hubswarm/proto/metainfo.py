@@ -24,7 +24,7 @@ from hubswarm.limits import (
     PIECE_LENGTH_MAX,
     PIECE_LENGTH_MIN,
 )
-from hubswarm.proto import bencode
+from hubswarm.proto import bencode, compact
 
 __all__ = [
     "FileEntry",
@@ -524,21 +524,10 @@ def _parse_btih(value: str) -> bytes:
 
 def _parse_peer(value: str) -> tuple[str, int]:
     """``host:port`` or ``[v6]:port`` (x.pe)."""
-    if value.startswith("["):
-        host, sep, rest = value[1:].partition("]")
-        if not sep or not rest.startswith(":"):
-            raise MetainfoError(f"invalid x.pe peer {value!r}")
-        port_text = rest[1:]
-    else:
-        host, sep, port_text = value.rpartition(":")
-        if not sep or ":" in host:
-            raise MetainfoError(f"invalid x.pe peer {value!r}")
-    if not host or not port_text.isascii() or not port_text.isdigit():
-        raise MetainfoError(f"invalid x.pe peer {value!r}")
-    port = int(port_text)
-    if not 0 < port < 65536:
-        raise MetainfoError(f"invalid x.pe port in {value!r}")
-    return host, port
+    try:
+        return compact.parse_host_port(value)
+    except ValueError as exc:
+        raise MetainfoError(f"invalid x.pe peer: {exc}") from exc
 
 
 def parse_magnet(uri: str) -> Magnet:
@@ -604,6 +593,5 @@ def build_magnet(m: Magnet) -> str:
     parts.extend("tr=" + quote(url, safe="") for url in m.trackers)
     parts.extend("ws=" + quote(url, safe="") for url in m.web_seeds)
     for host, port in m.peers:
-        address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-        parts.append("x.pe=" + quote(address, safe=":[]"))
+        parts.append("x.pe=" + quote(compact.format_host_port(host, port), safe=":[]"))
     return "magnet:?" + "&".join(parts)

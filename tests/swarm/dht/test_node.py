@@ -6,12 +6,17 @@ in-memory network: ``test_node_vtime.py`` and ``test_network_vtime.py``.
 
 from __future__ import annotations
 
+import asyncio
 import random
+import socket
 from pathlib import Path
+
+import pytest
 
 from hubswarm.proto import krpc
 from hubswarm.proto.krpc import AnnouncePeer, CompactNode, FindNode, GetPeers, Query
 from hubswarm.swarm.dht.node import DHTNode
+from tests.ipv6 import needs_ipv6
 from tests.swarm.dht.netutil import raw_socket
 
 
@@ -86,3 +91,31 @@ async def test_a_bootstrap_name_is_resolved_before_the_ping() -> None:
         ) as node,
     ):
         assert node.table.get(boot.node_id) is not None
+
+
+@needs_ipv6
+async def test_an_ipv6_node_drops_ipv6_queries_and_survives() -> None:
+    """BEP 32 (IPv6 DHT) is left out: a node on ``::1`` (an IPv6-only peer) answers nothing
+    and counts what it drops; its IPv4 bootstrap cannot be reached, and nothing crashes."""
+    async with DHTNode(
+        host="::1", bootstrap=[("127.0.0.1", 9)], query_timeout=0.2, rng=random.Random(1)
+    ) as node:
+        loop = asyncio.get_running_loop()
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as raw:
+            raw.setblocking(False)
+            raw.bind(("::1", 0))
+            queries = [
+                Query(b"p1", krpc.Ping(b"c" * 20)),
+                Query(b"f1", FindNode(b"c" * 20, b"d" * 20)),
+                Query(b"g1", GetPeers(b"c" * 20, b"H" * 20)),
+            ]
+            for query in queries:
+                await loop.sock_sendto(raw, krpc.encode_message(query), node.address[:2])
+            with pytest.raises(TimeoutError):
+                async with asyncio.timeout(0.5):
+                    await loop.sock_recv(raw, 1500)
+        result = await node.lookup(b"x" * 20, get_peers=True)
+        assert result.peers == ()
+        assert node.stats.not_ipv4 == len(queries)
+        assert node.stats.queries_in == 0
+        assert node.stats.internal_errors == 0

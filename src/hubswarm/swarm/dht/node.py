@@ -45,7 +45,7 @@ from hubswarm.limits import (
     DHT_TOKEN_ROTATE,
 )
 from hubswarm.net import DatagramNetwork, TcpNetwork
-from hubswarm.proto import krpc
+from hubswarm.proto import compact, krpc
 from hubswarm.proto.krpc import (
     AnnouncePeer,
     CompactNode,
@@ -101,10 +101,10 @@ def parse_address(text: str) -> Address:
     Raises:
         DHTError: not HOST:PORT with a port in 1..65535.
     """
-    host, sep, port_text = text.rpartition(":")
-    if not sep or not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
-        raise DHTError(f"expected HOST:PORT, got {text!r}")
-    return host, int(port_text)
+    try:
+        return compact.parse_host_port(text)
+    except ValueError as exc:
+        raise DHTError(f"expected HOST:PORT: {exc}") from exc
 
 
 @dataclass(slots=True)
@@ -126,6 +126,8 @@ class DHTStats:
     bad_tokens: int = 0
     truncated_replies: int = 0
     internal_errors: int = 0
+    # From an IPv6 address: BEP 32 (the IPv6 DHT) is not spoken, so dropped unanswered.
+    not_ipv4: int = 0
 
     def as_dict(self) -> dict[str, int]:
         """The counters by name."""
@@ -336,6 +338,9 @@ class DHTNode:
     def _on_datagram(self, data: bytes, addr: Any) -> None:
         self.stats.datagrams_in += 1
         address: Address = (str(addr[0]), int(addr[1]))
+        if ":" in address[0]:
+            self.stats.not_ipv4 += 1
+            return
         try:
             try:
                 msg = krpc.decode_message(data)
