@@ -21,6 +21,7 @@ from rich.progress import (
 
 from hubswarm.errors import ConfigError
 from hubswarm.lab.timing import lab_timing
+from hubswarm.proto.compact import parse_host_port
 from hubswarm.swarm import api
 from hubswarm.swarm.config import DEFAULT_MAX_PEERS, SessionConfig
 from hubswarm.swarm.session import TorrentSession
@@ -44,10 +45,10 @@ def parse_address(text: str) -> tuple[str, int]:
     Raises:
         ConfigError: not an address.
     """
-    host, sep, port = text.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ConfigError(f"not a HOST:PORT address: {text!r}")
-    return host.strip("[]"), int(port)
+    try:
+        return parse_host_port(text)
+    except ValueError as exc:
+        raise ConfigError(f"not a HOST:PORT address: {exc}") from exc
 
 
 def _config(opts: dict[str, Any]) -> SessionConfig:

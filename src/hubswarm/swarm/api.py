@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import random
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
@@ -24,6 +25,8 @@ from hubswarm.swarm.config import DHTLike, SessionConfig
 from hubswarm.swarm.listener import SwarmPeer
 from hubswarm.swarm.maketorrent import create_torrent
 from hubswarm.swarm.session import TorrentSession
+
+log = logging.getLogger(__name__)
 
 ProgressCallback = Callable[[TorrentSession], None]
 
@@ -97,6 +100,11 @@ async def _maybe_dht(
     ``rng`` draws its node id and token secrets (None: from the OS).
     """
     if not bootstrap and state_file is None:
+        yield None
+        return
+    if ":" in host:
+        # BEP 32 (the IPv6 DHT) is left out: a peer listening on IPv6 runs without a DHT.
+        log.warning("no DHT on the IPv6 address %s (BEP 32 is not supported)", host)
         yield None
         return
     from hubswarm.swarm.dht.node import DHTNode  # the DHT is optional at run time
@@ -432,4 +440,5 @@ async def share(
 
 def _advertised_host(host: str) -> str:
     # A peer bound to every interface is reachable on loopback from this machine.
-    return "127.0.0.1" if host in ("0.0.0.0", "", "::") else host
+    # asyncio's TCP listener on "::" takes IPv6 only (IPV6_V6ONLY), so that one is ::1.
+    return {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}.get(host, host)
