@@ -113,18 +113,23 @@ class ServerLog(logging.LoggerAdapter[logging.Logger]):
 
     def log(self, level: int, msg: object, *args: object, **kwargs: Any) -> None:
         exc = kwargs.get("exc_info")
-        if level >= logging.ERROR and isinstance(exc, BaseException):
-            # aiohttp's message is "Error handling request from %s" with the peer as args[0].
+        if isinstance(exc, BaseException):
+            # aiohttp's message is "Error handling request from %s" with the peer as args[0];
+            # it logs non-HTTP bytes on a fresh connection at DEBUG, the rest at ERROR.
             peer = detail(args[0]) if args else "?"
             if is_disconnect(exc):
                 self.throttled.log(
-                    logging.INFO, "disconnects", "client %s went away: %s", peer, detail(exc)
+                    min(level, logging.INFO),
+                    "disconnects",
+                    "client %s went away: %s",
+                    peer,
+                    detail(exc),
                 )
                 return
             if _is_bad_request(exc):
                 message = getattr(exc, "message", "") or type(exc).__name__
                 self.throttled.log(
-                    logging.WARNING,
+                    min(level, logging.WARNING),
                     "malformed requests",
                     "malformed request from %s: %s",
                     peer,

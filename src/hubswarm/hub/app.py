@@ -54,6 +54,7 @@ from hubswarm.limits import (
     HUB_READ_TIMEOUT,
     HUB_SHUTDOWN_TIMEOUT,
 )
+from hubswarm.oplog import ThrottledLog, detail, is_disconnect
 
 log = logging.getLogger(__name__)
 
@@ -130,6 +131,8 @@ STORE_KEY = web.AppKey("hub_store", FileStore)
 TOKENS_KEY = web.AppKey("hub_tokens", TokenStore)
 STATS_KEY = web.AppKey("hub_stats", HubStats)
 CLOCK_KEY = web.AppKey("hub_clock", Clock)
+# Hostile-input lines (malformed requests, disconnects), throttled per kind.
+OPLOG_KEY = web.AppKey("hub_oplog", ThrottledLog)
 # Present only when the hub runs with a rate limit.
 RATE_KEY = web.AppKey("hub_rate", PerTokenLimiter)
 
@@ -199,6 +202,22 @@ async def _error_middleware(
         resp = json_error(status, str(exc))
         if status in (413, 507):
             resp.force_close()
+        return resp
+    except Exception as exc:
+        if not is_disconnect(exc):
+            raise  # our bug: aiohttp logs it with its traceback
+        # The client hung up (mid-upload: the store has removed the partial file already).
+        request.app[OPLOG_KEY].log(
+            logging.INFO,
+            "disconnects",
+            "client %s went away during %s %s: %s",
+            request.remote,
+            request.method,
+            detail(request.path),
+            detail(exc),
+        )
+        resp = json_error(400, "connection lost")
+        resp.force_close()
         return resp
     finally:
         stats.active_requests -= 1
@@ -693,6 +712,7 @@ def create_app(config: HubConfig, *, clock: Clock | None = None) -> web.Applicat
     app[STORE_KEY] = FileStore(config.data_dir)
     app[TOKENS_KEY] = TokenStore(config.data_dir, clock=clock)
     app[STATS_KEY] = HubStats(started_at=clock.wall(), started_now=clock.now())
+    app[OPLOG_KEY] = ThrottledLog(log, clock.now)
     if config.rate_limit is not None:
         burst = max(config.rate_limit, HUB_RATE_MIN_BURST)
         app[RATE_KEY] = PerTokenLimiter(config.rate_limit, burst, clock.now)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import signal
 import ssl
 from collections.abc import AsyncIterator, Callable
@@ -20,9 +21,17 @@ from aiohttp import web
 from hubswarm.clock import Clock
 from hubswarm.errors import ConfigError
 from hubswarm.httpnet import NetworkSite
-from hubswarm.hub.app import STATS_KEY, STORE_KEY, HubConfig, QuietAccessLogger, create_app
+from hubswarm.hub.app import (
+    OPLOG_KEY,
+    STATS_KEY,
+    STORE_KEY,
+    HubConfig,
+    QuietAccessLogger,
+    create_app,
+)
 from hubswarm.limits import HUB_LINGERING_TIME, HUB_READ_BUFSIZE
 from hubswarm.net import StreamNetwork
+from hubswarm.oplog import ServerLog
 
 
 def make_ssl_context(cert: Path, key: Path) -> ssl.SSLContext:
@@ -75,6 +84,8 @@ async def running_hub(
         handle_signals=False,
         shutdown_timeout=config.shutdown_timeout,
         access_log_class=QuietAccessLogger,
+        # Malformed requests and disconnects: one throttled line each, no traceback.
+        logger=ServerLog(app[OPLOG_KEY], logging.getLogger("aiohttp.server")),
         # Time allowed for a request's headers and between keep-alive requests (slow-loris).
         keepalive_timeout=config.keepalive_timeout,
         # How long a refused body is still read and dropped before the socket is closed.

@@ -27,6 +27,7 @@ from hubswarm.limits import (
     TRACKER_MAX_PEERS_TOTAL,
     TRACKER_MAX_SWARMS,
 )
+from hubswarm.oplog import ServerLog, ThrottledLog
 from hubswarm.proto.tracker import (
     HASH_LEN,
     AnnounceRequest,
@@ -377,7 +378,11 @@ async def run_tracker(
     Raises:
         ConfigError: the address cannot be bound.
     """
-    runner = web.AppRunner(create_tracker_app(config), handle_signals=False)
+    app = create_tracker_app(config)
+    # Malformed requests and disconnects: one throttled line each, no traceback (issue 21).
+    throttled = ThrottledLog(log, app[tracker_state_key].clock.now)
+    server_log = ServerLog(throttled, logging.getLogger("aiohttp.server"))
+    runner = web.AppRunner(app, handle_signals=False, logger=server_log)
     await runner.setup()
     try:
         site = web.TCPSite(runner, config.host, config.port)
