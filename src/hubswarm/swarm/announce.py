@@ -1,22 +1,27 @@
-"""Peer sources of a session: tracker announces (BEP 3, 12) and DHT lookups (BEP 5).
+"""Peer sources of a session: tracker announces (BEP 3, 12, 15) and DHT lookups (BEP 5).
 
 Both loops run as tasks of the session. The tracker loop announces to the first tracker
 that answers in each tier (BEP 12), at the interval the trackers ask for (or the config's),
-retrying with a doubling back-off while none answers. The DHT loop looks the torrent up and
+retrying with a doubling back-off while none answers. ``http(s)://`` trackers are asked over
+HTTP, ``udp://`` ones over BEP 15 by a :class:`UdpTrackerClient` the loop owns (its socket
+and connection ids live as long as the loop; a lone ``completed`` or ``stopped`` announce
+opens its own). The DHT loop looks the torrent up and
 announces our port with the tokens of the same lookup, at the waits :class:`DHTRamp`
 decides; never for a private torrent (BEP 27), which a magnet's metadata may reveal late.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from typing import TYPE_CHECKING
 
 from hubswarm.errors import HubswarmError, TrackerError
-from hubswarm.proto.tracker import AnnounceRequest
+from hubswarm.proto.tracker import AnnounceRequest, AnnounceResponse
 from hubswarm.swarm.dhtramp import DHT_STEADY_INTERVAL, DHTRamp
 from hubswarm.swarm.dialer import connected_addresses
 from hubswarm.swarm.peerbook import RETRY_MAX, RETRY_MIN
+from hubswarm.swarm.udp_tracker_client import UdpTrackerClient, datagram_network, is_udp_url
 
 if TYPE_CHECKING:
     from hubswarm.swarm.session import TorrentSession
@@ -48,20 +53,45 @@ def announce_request(session: TorrentSession, event: str | None) -> AnnounceRequ
     )
 
 
-async def announce_all(
-    session: TorrentSession, event: str | None, *, timeout: float = ANNOUNCE_TIMEOUT
-) -> float | None:
-    """Announce to every tier; add the peers found; return the smallest interval asked."""
+def udp_tracker_client(session: TorrentSession) -> UdpTrackerClient:
+    """A UDP tracker client on the session's network, drawing from the session's rng."""
+    return UdpTrackerClient(datagram_network(session.network), clock=session.clock, rng=session.rng)
+
+
+async def _announce_one(
+    session: TorrentSession,
+    url: str,
+    req: AnnounceRequest,
+    timeout: float,
+    udp: UdpTrackerClient | None,
+) -> AnnounceResponse:
+    if is_udp_url(url):
+        async with contextlib.AsyncExitStack() as stack:
+            if udp is None:  # a lone announce (completed, stopped): a socket of its own
+                udp = await stack.enter_async_context(udp_tracker_client(session))
+            return await udp.announce(url, req, timeout=timeout)
     # Imported here: it imports aiohttp (see swarm.http).
     from hubswarm.swarm import tracker_client
 
-    http = session.http.get()
+    return await tracker_client.announce(session.http.get(), url, req, timeout=timeout)
+
+
+async def announce_all(
+    session: TorrentSession,
+    event: str | None,
+    *,
+    timeout: float = ANNOUNCE_TIMEOUT,
+    udp: UdpTrackerClient | None = None,
+) -> float | None:
+    """Announce to every tier; add the peers found; return the smallest interval asked.
+
+    ``udp`` asks ``udp://`` trackers (None: a client made for this call)."""
     intervals: list[float] = []
     for tier in session.trackers:
         for url in tier:
             try:
-                resp = await tracker_client.announce(
-                    http, url, announce_request(session, event), timeout=timeout
+                resp = await _announce_one(
+                    session, url, announce_request(session, event), timeout, udp
                 )
             except TrackerError as exc:
                 log.info("tracker %s: %s", url, exc)
@@ -77,16 +107,17 @@ async def announce_loop(session: TorrentSession) -> None:
     """``started``, then regular announces until the session ends."""
     event: str | None = "started"
     failures = 0
-    while True:
-        interval = await announce_all(session, event)
-        if interval is None:
-            failures += 1
-            interval = min(RETRY_MAX, RETRY_MIN * 2**failures)
-        else:
-            failures, event = 0, None
-        if session.config.announce_interval is not None:
-            interval = min(interval, session.config.announce_interval)
-        await session.clock.sleep(max(MIN_ANNOUNCE_INTERVAL, interval))
+    async with udp_tracker_client(session) as udp:
+        while True:
+            interval = await announce_all(session, event, udp=udp)
+            if interval is None:
+                failures += 1
+                interval = min(RETRY_MAX, RETRY_MIN * 2**failures)
+            else:
+                failures, event = 0, None
+            if session.config.announce_interval is not None:
+                interval = min(interval, session.config.announce_interval)
+            await session.clock.sleep(max(MIN_ANNOUNCE_INTERVAL, interval))
 
 
 async def dht_loop(session: TorrentSession) -> None:
