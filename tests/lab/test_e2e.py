@@ -1,4 +1,4 @@
-"""A small end-to-end lab run (N=4, 2 MiB, every architecture, kill_hub) in both emulations:
+"""A small end-to-end lab run (N=4, 2 MiB, every architecture, kill_hub) in every emulation:
 what ``hubswarm lab compare`` does, down to the written report."""
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ NETNS = pytest.param(
 )
 
 
-@pytest.mark.parametrize("mode", ["app", NETNS])
+@pytest.mark.parametrize("mode", ["app", "sim", NETNS])
 async def test_small_lab_run_with_kill_hub(tmp_path: Path, mode: str) -> None:
     # D_cs = 4 * 2 MiB / 1 MiB/s = 8 s: no client-server client can finish before the hub
     # dies at 1 s. The swarms lose their tracker / DHT node but keep the seed peer.

@@ -13,7 +13,7 @@ import re
 from collections.abc import Mapping, Sequence
 
 from hubswarm.lab.events import Event
-from hubswarm.lab.metrics import ClientRecord, CorruptOutcome, ReplicaSample
+from hubswarm.lab.metrics import ClientRecord, CorruptOutcome, FaultEvent, ReplicaSample
 from hubswarm.lab.scenario import Scenario
 
 __all__ = [
@@ -21,11 +21,15 @@ __all__ = [
     "attribute_server_bytes",
     "corrupt_clients",
     "corrupt_detail",
+    "corrupt_event",
     "corrupt_outcome",
     "parse_ss",
+    "replica_samples",
     "replica_timeline",
 ]
 
+# Replica counts are sampled at this many equal steps over a swarm run.
+REPLICA_STEPS = 10
 _SS_ACKED = re.compile(r"bytes_acked:(\d+)")
 
 
@@ -113,6 +117,19 @@ def replica_timeline(
     return tuple(samples)
 
 
+def replica_samples(
+    pieces: int,
+    have: Mapping[int, Sequence[tuple[float, int]]],
+    gone_at: Mapping[int, float | None],
+    ends: Sequence[float],
+) -> tuple[ReplicaSample, ...]:
+    """:func:`replica_timeline` at :data:`REPLICA_STEPS` equal steps up to the last of
+    ``ends`` (the clients' completions), with a seed that lives to the end of the run."""
+    horizon = max([*ends, 0.1])
+    times = [horizon * k / REPLICA_STEPS for k in range(REPLICA_STEPS + 1)]
+    return replica_timeline(pieces, have, gone_at, None, times)
+
+
 def corrupt_clients(scenario: Scenario, n: int) -> set[int]:
     """The clients that serve corrupt data (the last ``count`` of them, per corrupt_peer)."""
     count = sum(f.count for f in scenario.faults if f.kind == "corrupt_peer")
@@ -142,4 +159,23 @@ def corrupt_detail(outcome: CorruptOutcome) -> str:
         f"peers {list(outcome.peers)} flip bytes they upload: {outcome.bad_pieces} bad "
         f"pieces detected, {outcome.bans} bans by honest peers, "
         f"{outcome.honest_verified}/{outcome.honest} honest clients verified"
+    )
+
+
+def corrupt_event(
+    scenario: Scenario,
+    corrupt: set[int],
+    records: Mapping[int, ClientRecord],
+    logs: Mapping[int, Sequence[Event]],
+) -> FaultEvent:
+    """The record of a run's corrupt_peer faults (one, at the first one's time), with what
+    the honest peers' logs say came of them."""
+    faults = [f for f in scenario.faults if f.kind == "corrupt_peer"]
+    outcome = corrupt_outcome(corrupt, records, logs)
+    return FaultEvent(
+        min(f.at for f in faults),
+        "corrupt_peer",
+        corrupt_detail(outcome),
+        count=sum(f.count for f in faults),
+        corrupt=outcome,
     )

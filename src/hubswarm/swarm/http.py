@@ -5,7 +5,9 @@ a good fraction of a CPU-second per process (its connector builds a TLS context 
 which adds up over the many peers of a lab on one machine. So the HTTP modules are
 imported, and the one
 ``aiohttp.ClientSession`` a peer shares between its torrents is opened, only when a tracker
-or web seed is first contacted.
+or web seed is first contacted. On a ``network`` other than the kernel's (the lab's sim,
+tests on an in-memory network) the session dials through
+:class:`~hubswarm.httpnet.NetworkConnector`.
 """
 
 from __future__ import annotations
@@ -15,13 +17,17 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import aiohttp
 
+    from hubswarm.net import StreamNetwork
+
 __all__ = ["LazyHttp"]
 
 
 class LazyHttp:
     """One ``aiohttp.ClientSession``, opened by the first :meth:`get`; :meth:`close` ends it."""
 
-    def __init__(self) -> None:
+    def __init__(self, network: StreamNetwork | None = None) -> None:
+        """``network``: where to dial (None: aiohttp's own sockets)."""
+        self._network = network
         self._session: aiohttp.ClientSession | None = None
 
     @property
@@ -35,7 +41,12 @@ class LazyHttp:
             # Deferred on purpose: see the module docstring.
             import aiohttp
 
-            self._session = aiohttp.ClientSession()
+            if self._network is None:
+                self._session = aiohttp.ClientSession()
+            else:
+                from hubswarm.httpnet import NetworkConnector
+
+                self._session = aiohttp.ClientSession(connector=NetworkConnector(self._network))
         return self._session
 
     async def close(self) -> None:

@@ -26,9 +26,11 @@ from hubswarm import net
 from hubswarm.clock import Clock
 from hubswarm.errors import ConfigError, RemoteProtocolError
 from hubswarm.limits import HANDSHAKE_TIMEOUT
+from hubswarm.memnet import MemoryHost
 from hubswarm.proto import mse, wire
 from hubswarm.proto.metainfo import InfoDict
 from hubswarm.swarm.config import MAX_LINKS_FACTOR, DHTLike, SessionConfig
+from hubswarm.swarm.dualstack import DualNetwork
 from hubswarm.swarm.http import LazyHttp
 from hubswarm.swarm.peer import WireProtocol
 from hubswarm.swarm.session import TorrentSession
@@ -40,6 +42,13 @@ log = logging.getLogger(__name__)
 MAX_PENDING_INCOMING = 64
 # How long leaving waits for handshakes in progress and for the listener to close.
 CLOSE_TIMEOUT = 5.0
+
+
+def _http_network(streams: net.StreamNetwork) -> net.StreamNetwork | None:
+    """Where trackers and web seeds are dialled: the peer's TCP network when it is an
+    in-memory one (tests, the lab's sim), else None (aiohttp's own sockets)."""
+    tcp = streams.tcp if isinstance(streams, DualNetwork) else streams
+    return tcp if isinstance(tcp, MemoryHost) else None
 
 
 class SwarmPeer:
@@ -74,7 +83,7 @@ class SwarmPeer:
         self._handlers: dict[asyncio.Task[None], WireProtocol] = {}
         self._closing = False  # __aexit__ began: refuse what the listener still hands us
         # One HTTP client for all torrents' trackers and web seeds, opened on first use.
-        self.http = LazyHttp()
+        self.http = LazyHttp(_http_network(self.network))
 
     async def __aenter__(self) -> SwarmPeer:
         tg = asyncio.TaskGroup()

@@ -20,9 +20,8 @@ from hubswarm.lab.accounting import (
     AckedBytes,
     attribute_server_bytes,
     corrupt_clients,
-    corrupt_detail,
-    corrupt_outcome,
-    replica_timeline,
+    corrupt_event,
+    replica_samples,
 )
 from hubswarm.lab.events import Event, EventTail, completed_at, piece_arrivals, read_events
 from hubswarm.lab.fleet import AgentJob, Fleet, Poller, Released, fault_event
@@ -51,8 +50,6 @@ DISCOVERY = ("--no-pex",)
 _EVENTS_POLL = 0.2
 _SEED_POLL = 0.2
 _SS_TIMEOUT = 5.0
-# Replica counts are sampled at this many equal steps over the run.
-_REPLICA_STEPS = 10
 _ATTRIBUTION_NOTE = (
     "measured: server bytes = bytes that left host 0 (netns wire counter, less the "
     "frames' headers: x 1448/1514, read after the last client completed, so what "
@@ -346,13 +343,11 @@ class _Swarm:
             records = attribute_server_bytes(records, server_bytes)
             notes.append(_ATTRIBUTION_NOTE)
         if self.corrupt:
-            fleet.faults.append(self._corrupt_event(records))
+            fleet.faults.append(corrupt_event(scenario, self.corrupt, records, self.logs))
         have = {i: piece_arrivals(self.logs.get(i, ()), fleet.t0_wall) for i in records}
         ends = [r.end for r in records.values() if r.end is not None]
-        horizon = max([*ends, 0.1])
-        times = [horizon * k / _REPLICA_STEPS for k in range(_REPLICA_STEPS + 1)]
         # The seed peer lives to the end of every run (kill_hub spares it).
-        replicas = replica_timeline(scenario.pieces, have, self.gone_at, None, times)
+        replicas = replica_samples(scenario.pieces, have, self.gone_at, ends)
         return fleet.result(
             architecture,
             records,
@@ -362,9 +357,3 @@ class _Swarm:
             notes=notes,
             first_copy_at=first_copy_time(scenario.pieces, have),
         )
-
-    def _corrupt_event(self, records: dict[int, ClientRecord]) -> FaultEvent:
-        faults = [f for f in self.fleet.plan.scenario.faults if f.kind == "corrupt_peer"]
-        first = Fault("corrupt_peer", min(f.at for f in faults), sum(f.count for f in faults))
-        outcome = corrupt_outcome(self.corrupt, records, self.logs)
-        return fault_event(first, corrupt_detail(outcome), corrupt=outcome)

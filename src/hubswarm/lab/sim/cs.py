@@ -1,0 +1,112 @@
+"""Client-server in sim: the hub on host 0 serves the file; clients 1..N ``hubswarm get`` it."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import aiohttp
+from aiohttp import web
+
+from hubswarm.errors import HubswarmError
+from hubswarm.httpnet import NetworkConnector, NetworkSite
+from hubswarm.hub import client as hub_client
+from hubswarm.hub.app import HubConfig, create_app
+from hubswarm.lab.fleet import fault_event, leave_after
+from hubswarm.lab.metrics import ClientRecord, FaultEvent, ReplicaSample, RunResult
+from hubswarm.lab.payload import PAYLOAD_NAME, check_file, make_payload
+from hubswarm.lab.scenario import Fault, RunPlan
+from hubswarm.lab.sim.common import ERROR_CHARS, HUB_PORT, World, host_ip, killed_record
+
+__all__ = ["run_client_server"]
+
+
+async def run_client_server(plan: RunPlan, workdir: Path) -> RunResult:
+    """The hub on host 0 serves the file; clients 1..N fetch it at their arrival times."""
+    scenario = plan.scenario
+    world = World(plan)
+    data = workdir / "hub-data"
+    sha256 = make_payload(data / "files" / PAYLOAD_NAME, scenario.file_size, scenario.seed)
+    runner = web.AppRunner(
+        create_app(HubConfig(data_dir=data, anonymous_read=True)),
+        handle_signals=False,
+        access_log=None,
+    )
+    await runner.setup()
+    site = NetworkSite(runner, world.network.host(host_ip(0)), "0.0.0.0", HUB_PORT)
+    await site.start()
+    url = f"http://{host_ip(0)}:{HUB_PORT}/files/{PAYLOAD_NAME}"
+    replicas = [ReplicaSample(0.0, (1,) * scenario.pieces)]
+    tasks: dict[int, asyncio.Task[ClientRecord]] = {}
+
+    async def apply(fault: Fault) -> FaultEvent:
+        match fault.kind:
+            case "kill_hub":
+                world.network.crash(host_ip(0))
+                replicas.append(ReplicaSample(world.now(), (0,) * scenario.pieces))
+                return fault_event(fault, "crashed host 0 (the hub)")
+            case "kill_peers":
+                running = [i for i, task in sorted(tasks.items()) if not task.done()]
+                victims = tuple(running[: fault.count])
+                for i in victims:
+                    tasks[i].cancel()
+                return fault_event(fault, f"killed clients {list(victims)}", victims=victims)
+            case _:
+                return fault_event(fault, "not applicable to client-server", applied=False)
+
+    try:
+        async with asyncio.TaskGroup() as group:
+            for i in range(1, plan.n + 1):
+                out = workdir / f"c{i}" / PAYLOAD_NAME
+                tasks[i] = group.create_task(_get(world, i, url, out, sha256))
+            faults = group.create_task(world.run_faults(apply))
+            await asyncio.wait(tasks.values())
+            faults.cancel()
+    finally:
+        await runner.cleanup()
+    killed_at = {v: f.at for f in world.faults for v in f.victims}
+    records = []
+    for i, task in sorted(tasks.items()):
+        if task.cancelled():
+            records.append(killed_record(i, plan.arrivals[i - 1], killed_at[i]))
+        else:
+            records.append(task.result())
+    return world.result("client-server", records, replicas, [])
+
+
+async def _get(world: World, index: int, url: str, out: Path, sha256: str) -> ClientRecord:
+    """Client ``index``: arrive, ``hubswarm get`` the file, leave (churn) or time out."""
+    plan, scenario = world.plan, world.plan.scenario
+    await world.sleep_until(plan.arrivals[index - 1])
+    start = world.now()
+    leave_at = start + leave_after(scenario, index)
+    deadline = min(scenario.timeout, leave_at)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    error: str | None = None
+    left_at: float | None = None
+    connector = NetworkConnector(world.network.host(host_ip(index)))
+    async with aiohttp.ClientSession(connector=connector, auto_decompress=False) as session:
+        try:
+            async with asyncio.timeout(max(0.0, deadline - world.now())):
+                await hub_client.download(url, out, token=None, progress=None, session=session)
+        except TimeoutError:
+            if leave_at < scenario.timeout:
+                error, left_at = "left (churn)", leave_at
+            else:
+                error = "timeout"
+        except HubswarmError as exc:
+            error = str(exc)[:ERROR_CHARS]
+    end = world.now()
+    got, ok = check_file(out, sha256)
+    ok = ok and error is None
+    stays = scenario.churn.leave_after_complete is False
+    return ClientRecord(
+        index=index,
+        start=start,
+        end=end if ok else None,
+        bytes_received=got,
+        bytes_from_server=got,
+        verified=ok,
+        error=None if ok else (error or "incomplete"),
+        left_at=left_at if left_at is not None else (None if stays else end),
+    )
