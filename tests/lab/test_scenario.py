@@ -226,3 +226,114 @@ def test_example_scenarios_parse_and_are_named_after_their_files() -> None:
     scenarios = load_scenarios(folder)
     assert sorted(s.name for s in scenarios) == sorted(p.stem for p in folder.glob("*.toml"))
     assert all(s.path is not None and Path(s.path).parent == folder for s in scenarios)
+
+
+# --- latency and loss sweeps (the wide-area scenarios) ----------------------------------------
+
+SWEEP = """
+name = "wan"
+clients = [2, 3]
+file_size = "1MiB"
+server_upload = "1MiB"
+client_upload = { dist = "choice", values = ["256KiB", "1MiB"] }
+client_download = "8MiB"
+latency = [0.005, { dist = "uniform", min = 0.01, max = 0.03 }, 0.075]
+loss = [0, 0.01]
+"""
+
+
+def test_a_sweep_runs_every_combination_with_the_same_capacities(tmp_path: Path) -> None:
+    path = tmp_path / "wan.toml"
+    path.write_text(SWEEP)
+    s = load_scenario(path)
+    assert [lat.describe() for lat in s.latencies] == ["20 ms", "40-120 ms", "300 ms"]
+    assert s.losses == (0.0, 0.01)
+    assert s.needs_sim
+    plans = s.plans()
+    assert len(plans) == 2 * 3 * 2
+    # N outermost, then latency, then loss, in the file's order; 40-120 ms has a mean of 80.
+    points = [(p.n, round(1000 * p.scenario.latency.rtt), p.scenario.loss) for p in plans]
+    assert points == [(n, rtt, q) for n in (2, 3) for rtt in (20, 80, 300) for q in (0.0, 0.01)]
+    # A sweep's points differ in their network only: the same drawn capacities per N.
+    for n in (2, 3):
+        same_n = [p for p in plans if p.n == n]
+        assert len({(p.uploads, p.downloads, p.arrivals) for p in same_n}) == 1
+    assert plans[-1].label == "N=3 RTT 300 ms loss 1%"
+
+
+def test_a_single_latency_and_loss_is_no_sweep() -> None:
+    s = parse_scenario(base(latency=0.01, loss=0.02))
+    assert s.latency_sweep == ()
+    assert s.loss_sweep == ()
+    (plan,) = s.plans()
+    assert plan.scenario.latency.values == (0.01,)
+    assert plan.scenario.loss == 0.02
+    assert parse_scenario(base()).plans()[0].label == "N=4"
+
+
+@pytest.mark.parametrize(
+    ("over", "field", "text"),
+    [
+        ({"latency": []}, "latency", "1 to 32 values"),
+        ({"loss": []}, "loss", "1 to 32 values"),
+        ({"loss": [0.0] * 33}, "loss", "1 to 32 values"),
+        ({"latency": [0.01, 0.01]}, "latency", "twice"),
+        ({"loss": [0, 0.01, 0.0]}, "loss", "twice"),
+        ({"latency": [0.01, 3.0]}, "latency[1]", "at most"),
+        ({"latency": [0.01, "far"]}, "latency[1]", "number"),
+        ({"latency": [{"dist": "normal"}]}, "latency[0]", "uniform"),
+        ({"latency": [{"dist": "uniform", "min": 0.2, "max": 0.1}]}, "latency[0]", "min <= max"),
+        ({"loss": [0.01, 0.9]}, "loss[1]", "at most"),
+        ({"loss": [-0.01]}, "loss[0]", ">= 0"),
+        ({"loss": [0, 0.01], "emulation": "netns"}, "emulation", "sim"),
+        ({"latency": [0, 0.01], "emulation": "app"}, "emulation", "sim"),
+    ],
+)
+def test_bad_sweep_is_named(over: dict[str, Any], field: str, text: str) -> None:
+    with pytest.raises(ScenarioError) as info:
+        parse_scenario(base(**over))
+    assert info.value.field == field
+    assert text in str(info.value)
+
+
+def test_a_zero_sweep_needs_no_sim() -> None:
+    # latency = [0] and loss = [0] ask for nothing netns cannot do.
+    s = parse_scenario(base(latency=[0.0], loss=[0.0], emulation="netns"))
+    assert not s.needs_sim
+    assert len(s.plans()) == 1
+
+
+_latencies = st.lists(st.floats(0.0, 2.0), min_size=1, max_size=6, unique=True)
+_losses = st.lists(st.floats(0.0, 0.5), min_size=1, max_size=6, unique=True)
+
+
+@given(st.lists(st.integers(1, 40), min_size=1, max_size=3), _latencies, _losses)
+def test_sweep_plans_are_the_product_of_the_lists(
+    clients: list[int], latencies: list[float], losses: list[float]
+) -> None:
+    s = parse_scenario(base(clients=clients, latency=latencies, loss=losses))
+    plans = s.plans()
+    assert len(plans) == len(clients) * len(latencies) * len(losses)
+    want = [(n, lat, p) for n in clients for lat in latencies for p in losses]
+    assert [(p.n, p.scenario.latency.values[0], p.scenario.loss) for p in plans] == want
+    assert s.needs_sim == (any(latencies) or any(losses))
+    # A plan's scenario keeps the sweep (the report and the plots group by scenario).
+    assert all(p.scenario.name == s.name for p in plans)
+
+
+_garbage = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=8)),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=5), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+
+
+@given(_garbage, _garbage)
+def test_sweep_garbage_parses_or_raises_scenario_error(latency: object, loss: object) -> None:
+    try:
+        s = parse_scenario(base(latency=latency, loss=loss))
+    except ScenarioError:
+        return
+    assert s.plans()

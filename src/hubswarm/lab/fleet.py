@@ -344,6 +344,8 @@ def run_result(
         wall_time=wall_time,
         host_cpu_busy=host_cpu_busy,
         notes=tuple(notes),
+        rtt=scenario.latency.rtt,
+        loss=scenario.loss,
     )
 
 

@@ -170,6 +170,10 @@ class RunResult:
     host_cpu_busy: float | None = None
     # Swarms: when every piece was on some client (the seed's first copy was out).
     first_copy_at: float | None = None
+    # The run's network (a point of a latency or loss sweep): the mean round trip between
+    # two hosts (s) and the loss rate of a path (scenario.LatencySpec.rtt, Scenario.loss).
+    rtt: float = 0.0
+    loss: float = 0.0
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict of the raw data (runs.json)."""

@@ -1,7 +1,10 @@
 """Lab scenarios: a TOML file becomes frozen dataclasses, every mistake a ``ScenarioError``.
 
 A scenario describes one experiment (clients, file size, capacities, arrivals, churn, faults)
-and which architectures to run it on. ``clients`` may be a list: a sweep, one run per N.
+and which architectures to run it on. ``clients`` may be a list: a sweep, one run per N;
+so may ``latency`` and ``loss`` (the wide-area sweeps), and a scenario runs every combination
+of its lists, e.g. ``clients = 16``, ``latency = [0.005, 0.025, 0.075]``, ``loss = [0, 0.01]``
+gives six runs per architecture, each with the same drawn capacities.
 Sizes accept ``"8MiB"``-style strings; rates accept sizes per second (``"4MiB"``) or bit rates
 (``"40mbit"``). Every number ends up in bytes or bytes/s.
 """
@@ -12,10 +15,10 @@ import math
 import random
 import re
 import tomllib
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from hubswarm.errors import ScenarioError
 
@@ -44,9 +47,13 @@ MAX_SIM_CLIENTS = 10_000
 # A path's one-way latency and loss: ranges the studies of BitTorrent over the Internet saw.
 MAX_LATENCY = 2.0
 MAX_LOSS = 0.5
+# A sweep list (latency, loss) of at most this many values: each is a run per N and
+# architecture, and the plots stay readable.
+MAX_SWEEP = 32
 # A queue must hold a few packets at least (the model's segment is 16 KiB).
 MIN_QUEUE = 16 * 1024
 MAX_TIMEOUT = 3600.0
+_T = TypeVar("_T")
 
 _UNITS = {
     "": 1,
@@ -123,6 +130,19 @@ class LatencySpec:
     def zero(self) -> bool:
         return self.kind == "fixed" and self.values[0] == 0.0
 
+    @property
+    def rtt(self) -> float:
+        """The mean round trip between two hosts, in seconds: a path crosses both hosts'
+        access links, each way (``lab.simnet``), so four one-way latencies."""
+        return 4 * sum(self.values) / len(self.values)
+
+    def describe(self) -> str:
+        """``"40 ms"`` or ``"20-60 ms"`` (as an RTT: what the report and the plots show)."""
+        if self.kind == "fixed":
+            return f"{1000 * self.rtt:g} ms"
+        low, high = (4000 * v for v in self.values)
+        return f"{low:g}-{high:g} ms"
+
 
 @dataclass(frozen=True, slots=True)
 class Arrivals:
@@ -180,15 +200,32 @@ class Scenario:
     description: str = ""
     path: str | None = None
     # The network's delay, loss and queues: only a sim run can honour them (this kernel
-    # has no netem; app mode shapes bandwidth only).
+    # has no netem; app mode shapes bandwidth only). A plan's scenario holds its run's
+    # latency and loss; a sweep lists every value (empty: no sweep, the one value above).
     latency: LatencySpec = field(default_factory=LatencySpec)
     loss: float = 0.0
     queue: int | None = None  # bytes per host queue; None: the model's default
+    latency_sweep: tuple[LatencySpec, ...] = ()
+    loss_sweep: tuple[float, ...] = ()
+
+    @property
+    def latencies(self) -> tuple[LatencySpec, ...]:
+        """Every latency the scenario runs with."""
+        return self.latency_sweep or (self.latency,)
+
+    @property
+    def losses(self) -> tuple[float, ...]:
+        """Every loss rate the scenario runs with."""
+        return self.loss_sweep or (self.loss,)
 
     @property
     def needs_sim(self) -> bool:
         """True when the scenario asks for what only the sim emulation models."""
-        return not self.latency.zero or self.loss > 0 or self.queue is not None
+        return (
+            any(not latency.zero for latency in self.latencies)
+            or any(loss > 0 for loss in self.losses)
+            or self.queue is not None
+        )
 
     @property
     def pieces(self) -> int:
@@ -196,19 +233,20 @@ class Scenario:
         return max(1, math.ceil(self.file_size / self.piece_size))
 
     def plans(self) -> tuple[RunPlan, ...]:
-        """One concrete run per client count, capacities and arrivals drawn from ``seed``."""
+        """One concrete run per client count, latency and loss (every combination, in that
+        order), capacities and arrivals drawn from ``seed`` and N only: the points of a
+        latency or loss sweep differ in nothing else. Each plan's scenario has its point's
+        latency and loss."""
         out = []
         for n in self.clients:
             rng = random.Random(f"{self.seed}:{n}")
-            out.append(
-                RunPlan(
-                    scenario=self,
-                    n=n,
-                    uploads=self.client_upload.sample(rng, n),
-                    downloads=self.client_download.sample(rng, n),
-                    arrivals=self.arrivals.times(rng, n),
-                )
-            )
+            uploads = self.client_upload.sample(rng, n)
+            downloads = self.client_download.sample(rng, n)
+            arrivals = self.arrivals.times(rng, n)
+            for latency in self.latencies:
+                for loss in self.losses:
+                    point = replace(self, latency=latency, loss=loss)
+                    out.append(RunPlan(point, n, uploads, downloads, arrivals))
         return tuple(out)
 
 
@@ -226,6 +264,14 @@ class RunPlan:
     def d_min(self) -> float:
         """The slowest client download rate (bytes/s)."""
         return min(self.downloads)
+
+    @property
+    def label(self) -> str:
+        """``"N=16"``, with the RTT and loss when the scenario has either (progress lines)."""
+        scenario = self.scenario
+        if not scenario.needs_sim:
+            return f"N={self.n}"
+        return f"N={self.n} RTT {scenario.latency.describe()} loss {100 * scenario.loss:g}%"
 
 
 # --- parsing --------------------------------------------------------------------------------
@@ -344,20 +390,40 @@ _KEYS = {
 }
 
 
-def _latency(value: object) -> LatencySpec:
+def _latency(value: object, name: str = "latency") -> LatencySpec:
     if isinstance(value, Mapping):
-        _only(value, {"dist", "min", "max"}, "latency")
+        _only(value, {"dist", "min", "max"}, name)
         if value.get("dist") != "uniform":
-            raise ScenarioError('a table needs dist = "uniform"', field="latency")
-        low = _number(value.get("min"), "latency.min")
-        high = _number(value.get("max"), "latency.max")
+            raise ScenarioError('a table needs dist = "uniform"', field=name)
+        low = _number(value.get("min"), f"{name}.min")
+        high = _number(value.get("max"), f"{name}.max")
         if not low <= high <= MAX_LATENCY:
-            raise ScenarioError(f"need min <= max <= {MAX_LATENCY:g} s", field="latency")
+            raise ScenarioError(f"need min <= max <= {MAX_LATENCY:g} s", field=name)
         return LatencySpec("uniform", (low, high))
-    seconds = _number(value, "latency")
+    seconds = _number(value, name)
     if seconds > MAX_LATENCY:
-        raise ScenarioError(f"must be at most {MAX_LATENCY:g} s, got {seconds:g}", field="latency")
+        raise ScenarioError(f"must be at most {MAX_LATENCY:g} s, got {seconds:g}", field=name)
     return LatencySpec("fixed", (seconds,))
+
+
+def _loss(value: object, name: str = "loss") -> float:
+    loss = _number(value, name)
+    if loss > MAX_LOSS:
+        raise ScenarioError(f"must be at most {MAX_LOSS:g}, got {loss:g}", field=name)
+    return loss
+
+
+def _sweep(value: object, name: str, parse: Callable[[object, str], _T]) -> tuple[_T, ...]:
+    """A list is a sweep (one run per value, in the file's order); anything else one value
+    (the empty tuple: no sweep)."""
+    if not isinstance(value, list):
+        return ()
+    if not value or len(value) > MAX_SWEEP:
+        raise ScenarioError(f"a sweep needs 1 to {MAX_SWEEP} values, got {len(value)}", field=name)
+    values = tuple(parse(v, f"{name}[{i}]") for i, v in enumerate(value))
+    if len(set(values)) < len(values):
+        raise ScenarioError("a sweep lists a value twice (the same run twice)", field=name)
+    return values
 
 
 def parse_scenario(data: Mapping[str, Any], *, path: str | None = None) -> Scenario:
@@ -409,22 +475,16 @@ def _parse(data: Mapping[str, Any], path: str | None) -> Scenario:
         raise ScenarioError(
             f"must be one of {', '.join(EMULATIONS)}, got {emulation!r}", field="emulation"
         )
-    latency = _latency(data.get("latency", 0.0))
-    loss = _number(data.get("loss", 0.0), "loss")
-    if loss > MAX_LOSS:
-        raise ScenarioError(f"must be at most {MAX_LOSS:g}, got {loss:g}", field="loss")
+    raw_latency, raw_loss = data.get("latency", 0.0), data.get("loss", 0.0)
+    latency_sweep = _sweep(raw_latency, "latency", _latency)
+    loss_sweep = _sweep(raw_loss, "loss", _loss)
+    latency = latency_sweep[0] if latency_sweep else _latency(raw_latency)
+    loss = loss_sweep[0] if loss_sweep else _loss(raw_loss)
     queue = None
     if "queue" in data:
         queue = int(parse_size(data["queue"], "queue"))
         if queue < MIN_QUEUE:
             raise ScenarioError(f"must be at least {MIN_QUEUE} bytes, got {queue}", field="queue")
-    wants_sim = not latency.zero or loss > 0 or queue is not None
-    if wants_sim and emulation in ("netns", "app"):
-        raise ScenarioError(
-            f'latency, loss and queue need emulation = "sim" (or "auto"): {emulation} '
-            "cannot honour them (this kernel has no netem)",
-            field="emulation",
-        )
     if max(clients) > MAX_CLIENTS and emulation != "sim":
         raise ScenarioError(
             f'more than {MAX_CLIENTS} clients need emulation = "sim" (a process per client '
@@ -438,7 +498,7 @@ def _parse(data: Mapping[str, Any], path: str | None) -> Scenario:
     description = data.get("description", "")
     if not isinstance(description, str):
         raise ScenarioError("must be a string", field="description")
-    return Scenario(
+    scenario = Scenario(
         name=name,
         clients=clients,
         file_size=file_size,
@@ -458,7 +518,16 @@ def _parse(data: Mapping[str, Any], path: str | None) -> Scenario:
         latency=latency,
         loss=loss,
         queue=queue,
+        latency_sweep=latency_sweep,
+        loss_sweep=loss_sweep,
     )
+    if scenario.needs_sim and emulation in ("netns", "app"):
+        raise ScenarioError(
+            f'latency, loss and queue need emulation = "sim" (or "auto"): {emulation} '
+            "cannot honour them (this kernel has no netem)",
+            field="emulation",
+        )
+    return scenario
 
 
 def load_scenario(path: Path) -> Scenario:
