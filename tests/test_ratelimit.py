@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hubswarm.ratelimit import RateLimiter, RateMeter, TokenBucket
+from hubswarm.ratelimit import MinProgress, RateLimiter, RateMeter, TokenBucket
 
 
 class FakeClock:
@@ -192,3 +192,27 @@ def test_rate_meter_young_peer_not_underrated() -> None:
     m.record(5000, 100.0)
     m.record(5000, 100.5)
     assert m.rate(101.0) == pytest.approx(10_000.0)
+
+
+def test_min_progress_windows() -> None:
+    g = MinProgress(100, 10.0, now=0.0)
+    assert g.time_left(4.0) == pytest.approx(6.0)
+    assert g.record(60, 5.0)
+    assert g.record(40, 9.0)
+    assert g.check(10.0)  # exactly 100 in the first window
+    assert g.time_left(10.0) == pytest.approx(10.0)
+    assert g.record(99, 19.0)
+    assert not g.check(20.0)  # 99 < 100 in the second
+
+
+def test_min_progress_a_burst_does_not_cover_later_silence() -> None:
+    g = MinProgress(100, 10.0, now=0.0)
+    assert g.record(10_000, 1.0)
+    assert g.check(15.0)
+    assert not g.check(20.0)
+
+
+def test_min_progress_zero_disables() -> None:
+    g = MinProgress(0, 1.0, now=0.0)
+    assert g.time_left(0.0) == float("inf")
+    assert g.check(1e9)

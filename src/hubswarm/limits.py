@@ -125,6 +125,11 @@ HUB_DEFAULT_MAX_UPLOAD = 64 * GIB
 HUB_CHUNK = 256 * KIB
 # Slow-loris: nginx's client_header_timeout and client_body_timeout default to 60 s.
 HUB_READ_TIMEOUT = 60.0
+# Minimum upload progress: at least this many body bytes in every interval, or 408. As
+# Apache's mod_reqtimeout default (body=20,MinRate=500: 500 bytes/s); a per-read timeout alone
+# restarts with every byte, so one byte a second would hold an upload open for ever.
+HUB_MIN_UPLOAD_BYTES = 5000
+HUB_PROGRESS_INTERVAL = 10.0
 # The same 60 s bound the wait for a request's headers and between keep-alive requests
 # (nginx: client_header_timeout 60 s, keepalive_timeout 75 s).
 HUB_KEEPALIVE_TIMEOUT = 60.0

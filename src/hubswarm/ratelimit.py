@@ -190,3 +190,48 @@ class RateLimiter:
         except asyncio.CancelledError:
             self.bucket.refund(n, self._clock())
             raise
+
+
+class MinProgress:
+    """Pure minimum-progress rule: at least ``min_bytes`` in every ``interval`` seconds.
+
+    Apache's mod_reqtimeout does this for request bodies (``MinRate``): a per-read timeout
+    alone restarts with every byte, so a client sending one byte a second holds the slot for
+    ever. Time is whatever the caller charges the other side for (the hub passes only the
+    time it spent waiting on the client, not its own throttling). ``min_bytes`` 0 disables.
+    """
+
+    __slots__ = ("_bytes", "_window_at", "interval", "min_bytes")
+
+    def __init__(self, min_bytes: int, interval: float, now: float) -> None:
+        if min_bytes < 0 or interval <= 0:
+            raise ValueError("need min_bytes >= 0 and interval > 0")
+        self.min_bytes = min_bytes
+        self.interval = interval
+        self._window_at = now
+        self._bytes = 0
+
+    def time_left(self, now: float) -> float:
+        """Seconds until the current window is judged (inf when disabled)."""
+        if not self.min_bytes:
+            return float("inf")
+        return max(self._window_at + self.interval - now, 0.0)
+
+    def record(self, n: int, now: float) -> bool:
+        """Count ``n`` bytes moved at ``now``; False once a whole window fell short."""
+        if not self.min_bytes:
+            return True
+        ok = self.check(now)
+        self._bytes += n
+        return ok
+
+    def check(self, now: float) -> bool:
+        """Judge every window that ended by ``now``; False if one moved too little."""
+        if not self.min_bytes:
+            return True
+        while now >= self._window_at + self.interval:
+            if self._bytes < self.min_bytes:
+                return False
+            self._window_at += self.interval
+            self._bytes = 0
+        return True

@@ -173,3 +173,78 @@ def test_if_range_dates_are_judged_by_the_injected_wall_clock(tmp_path: Path) ->
         return await status(None), await status(Clock(epoch=0.0))
 
     assert vtime.run(main()) == (206, 200)
+
+
+def test_trickled_upload_is_cut_with_408_at_the_progress_interval(tmp_path: Path) -> None:
+    """One byte a second restarts the read timeout every time; the progress rule still cuts
+    it when the first interval ends, and the partial file is gone (issue 21)."""
+    data, token = _data_dir(tmp_path)
+
+    async def main() -> tuple[bytes, float, int]:
+        network = MemoryNetwork(latency=LATENCY)
+        loop = asyncio.get_running_loop()
+        config = HubConfig(
+            data_dir=data, read_timeout=5.0, min_upload_bytes=100, progress_interval=30.0
+        )
+        async with running_hub(config, "0.0.0.0", 8080, network=network.host(HUB)) as url:
+            host, port = url.removeprefix("http://").split(":")
+            reader, writer = await net.open_stream(network.host(USER), host, int(port))
+            t0 = loop.time()
+            writer.write(
+                b"PUT /files/trickle HTTP/1.1\r\nHost: x\r\n"
+                + f"Authorization: Bearer {token}\r\n".encode()
+                + b"Content-Length: 100000\r\n\r\n"
+            )
+            sent = 0
+            reply = b""
+
+            async def trickle() -> None:
+                nonlocal sent
+                for _ in range(1000):  # bounded: the server must cut us long before
+                    writer.write(b"x")
+                    sent += 1
+                    await asyncio.sleep(1.0)
+
+            async with asyncio.TaskGroup() as tg:
+                task = tg.create_task(trickle())
+                reply = await reader.read(1)
+                replied = loop.time() - t0
+                reply += await reader.read()
+                task.cancel()
+            writer.close()
+            partials = list((data / ".partial").iterdir()) if (data / ".partial").exists() else []
+            assert partials == []
+            return reply, replied, sent
+
+    reply, replied, sent = vtime.run(main())
+    assert reply.startswith(b"HTTP/1.1 408")
+    assert b"upload too slow" in reply
+    assert replied == pytest.approx(30.0, abs=0.1)  # cut when the first window is judged
+    assert sent < 40  # plus the lingering close
+    assert not (data / "files" / "trickle").exists()
+
+
+def test_fast_enough_upload_passes_every_window(tmp_path: Path) -> None:
+    """200 bytes a second against a minimum of 100 per 2 s: never cut, stored whole."""
+    data, token = _data_dir(tmp_path)
+
+    async def main() -> bytes:
+        network = MemoryNetwork(latency=LATENCY)
+        config = HubConfig(data_dir=data, min_upload_bytes=100, progress_interval=2.0)
+        async with running_hub(config, "0.0.0.0", 8080, network=network.host(HUB)) as url:
+            host, port = url.removeprefix("http://").split(":")
+            reader, writer = await net.open_stream(network.host(USER), host, int(port))
+            writer.write(
+                b"PUT /files/steady HTTP/1.1\r\nHost: x\r\n"
+                + f"Authorization: Bearer {token}\r\n".encode()
+                + b"Content-Length: 4000\r\n\r\n"
+            )
+            for _ in range(20):
+                writer.write(b"y" * 200)
+                await asyncio.sleep(1.0)
+            reply = await reader.read(12)
+            writer.close()
+            return reply
+
+    assert vtime.run(main()) == b"HTTP/1.1 201"
+    assert (data / "files" / "steady").read_bytes() == b"y" * 4000

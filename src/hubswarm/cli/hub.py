@@ -18,6 +18,8 @@ from hubswarm.hub.tracker import TrackerState, add_tracker_routes
 from hubswarm.limits import (
     HUB_DEFAULT_MAX_UPLOAD,
     HUB_KEEPALIVE_TIMEOUT,
+    HUB_MIN_UPLOAD_BYTES,
+    HUB_PROGRESS_INTERVAL,
     HUB_READ_TIMEOUT,
     TRACKER_DEFAULT_INTERVAL,
 )
@@ -69,6 +71,14 @@ def hub() -> None:
 @click.option("--read-timeout", default=HUB_READ_TIMEOUT, show_default=True, type=float)
 @click.option("--keepalive-timeout", default=HUB_KEEPALIVE_TIMEOUT, show_default=True, type=float)
 @click.option(
+    "--min-upload-bytes",
+    default=HUB_MIN_UPLOAD_BYTES,
+    show_default=True,
+    type=click.IntRange(0),
+    help="Uploads moving fewer bytes per --progress-interval get 408 (0: no minimum).",
+)
+@click.option("--progress-interval", default=HUB_PROGRESS_INTERVAL, show_default=True, type=float)
+@click.option(
     "--tracker/--no-tracker",
     default=True,
     show_default=True,
@@ -87,6 +97,8 @@ def serve_cmd(
     rate_limit: str | None,
     read_timeout: float,
     keepalive_timeout: float,
+    min_upload_bytes: int,
+    progress_interval: float,
     tracker: bool,
     tracker_interval: int,
     trust_ip_param: bool,
@@ -102,6 +114,8 @@ def serve_cmd(
         rate_limit=parse_size(rate_limit) if rate_limit is not None else None,
         read_timeout=read_timeout,
         keepalive_timeout=keepalive_timeout,
+        min_upload_bytes=min_upload_bytes,
+        progress_interval=progress_interval,
     )
 
     def ready(url: str) -> None:

@@ -49,12 +49,15 @@ from hubswarm.limits import (
     HUB_DEFAULT_MAX_UPLOAD,
     HUB_KEEPALIVE_TIMEOUT,
     HUB_MAX_DIGEST_HEADER,
+    HUB_MIN_UPLOAD_BYTES,
+    HUB_PROGRESS_INTERVAL,
     HUB_RATE_CHUNK,
     HUB_RATE_MIN_BURST,
     HUB_READ_TIMEOUT,
     HUB_SHUTDOWN_TIMEOUT,
 )
 from hubswarm.oplog import ThrottledLog, detail, is_disconnect
+from hubswarm.ratelimit import MinProgress
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +78,10 @@ class HubConfig:
     max_upload: int = HUB_DEFAULT_MAX_UPLOAD
     # Seconds a body chunk may take to arrive (slow-loris, nginx client_body_timeout).
     read_timeout: float = HUB_READ_TIMEOUT
+    # An upload must move min_upload_bytes in every progress_interval of waiting on the
+    # client (time our own rate limit holds it back does not count), else 408; 0 disables.
+    min_upload_bytes: int = HUB_MIN_UPLOAD_BYTES
+    progress_interval: float = HUB_PROGRESS_INTERVAL
     # Seconds for a request's headers to arrive and between keep-alive requests.
     keepalive_timeout: float = HUB_KEEPALIVE_TIMEOUT
     shutdown_timeout: float = HUB_SHUTDOWN_TIMEOUT
@@ -88,6 +95,8 @@ class HubConfig:
             raise ConfigError("rate_limit must be > 0 bytes/s")
         if self.read_timeout <= 0 or self.keepalive_timeout <= 0:
             raise ConfigError("timeouts must be > 0")
+        if self.min_upload_bytes < 0 or self.progress_interval <= 0:
+            raise ConfigError("need min_upload_bytes >= 0 and progress_interval > 0")
 
 
 @dataclass(slots=True)
@@ -524,17 +533,38 @@ async def get_file(request: web.Request) -> web.StreamResponse:
 
 
 async def _body_chunks(
-    request: web.Request, timeout: float, stats: HubStats, throttle: Throttle | None
+    request: web.Request, config: HubConfig, stats: HubStats, throttle: Throttle | None
 ) -> AsyncGenerator[bytes, None]:
-    """The request body, chunk by chunk; each chunk must arrive within ``timeout`` seconds."""
+    """The request body, chunk by chunk; 408 if a chunk takes longer than ``read_timeout`` or
+    a ``progress_interval`` of waiting brings fewer than ``min_upload_bytes`` (trickling)."""
+    clock = request.app[CLOCK_KEY]
+    # Charged time: only the time spent waiting on the client, not on our own throttle.
+    progress = MinProgress(config.min_upload_bytes, config.progress_interval, 0.0)
+    charged = 0.0
     while True:
+        wait = min(config.read_timeout, progress.time_left(charged))
+        started = clock.now()
+        chunk: bytes | None = None
         try:
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout(wait):
                 chunk = await request.content.readany()
         except TimeoutError:
-            raise _HTTPJSONError(408, "request body too slow", close=True) from None
+            pass
+        charged += clock.now() - started
+        if not progress.check(charged):
+            raise _HTTPJSONError(
+                408,
+                f"upload too slow: under {config.min_upload_bytes} bytes"
+                f" in {config.progress_interval:g} s",
+                close=True,
+            )
+        if chunk is None:
+            if wait < config.read_timeout:
+                continue  # a progress window ended and was judged; keep reading
+            raise _HTTPJSONError(408, "request body too slow", close=True)
         if not chunk:
             return
+        progress.record(len(chunk), charged)
         stats.bytes_received += len(chunk)
         if throttle is not None:
             # Not reading is what slows the sender: TCP flow control pushes back.
@@ -579,7 +609,7 @@ async def put_file(request: web.Request) -> web.Response:
     if request.content_length is not None and request.content_length > config.max_upload:
         raise _HTTPJSONError(413, f"upload larger than {config.max_upload} bytes", close=True)
     store = request.app[STORE_KEY]
-    body = _body_chunks(request, config.read_timeout, stats, throttle_for(request, record))
+    body = _body_chunks(request, config, stats, throttle_for(request, record))
     async with contextlib.aclosing(body) as chunks:
         info, created = await store.put(
             name, chunks, max_size=config.max_upload, expected_sha256=expected
