@@ -27,17 +27,19 @@ except ImportError as exc:  # pragma: no cover - install.sh --test installs it
     ) from exc
 
 
-def free_port() -> int:
-    """A TCP port that was free a moment ago on 127.0.0.1."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port that was free a moment ago on ``host`` (127.0.0.1 or ::1)."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+        s.bind((host, 0))
         return int(s.getsockname()[1])
 
 
-def lt_settings(port: int, *, dht: bool = False, **extra: Any) -> dict[str, Any]:
+def lt_settings(
+    port: int, *, dht: bool = False, host: str = "127.0.0.1", **extra: Any
+) -> dict[str, Any]:
     """libtorrent settings for a single-IP lab on loopback (see PITFALLS.md)."""
     settings: dict[str, Any] = {
-        "listen_interfaces": f"127.0.0.1:{port}",
+        "listen_interfaces": f"[{host}]:{port}" if ":" in host else f"{host}:{port}",
         "enable_dht": dht,
         "enable_lsd": False,
         "enable_upnp": False,
@@ -213,11 +215,11 @@ def aria2c(args: list[str], *, cwd: Path, log: Path) -> Iterator[subprocess.Pope
 
 
 @contextlib.contextmanager
-def lt_session(**settings: Any) -> Iterator[tuple[Any, int]]:
-    """A libtorrent session on 127.0.0.1 (the single-IP settings plus ``settings``) and its
+def lt_session(host: str = "127.0.0.1", **settings: Any) -> Iterator[tuple[Any, int]]:
+    """A libtorrent session on ``host`` (the single-IP settings plus ``settings``) and its
     port; its torrents removed, paused and dropped after."""
-    port = free_port()
-    session = lt.session(lt_settings(port, **settings))
+    port = free_port(host)
+    session = lt.session(lt_settings(port, host=host, **settings))
     try:
         yield session, port
     finally:
