@@ -37,7 +37,13 @@ def _show(console: Console, campaign: Campaign, report: Report) -> None:
 
 
 def _campaign(
-    scenarios: tuple[Scenario, ...], out: Path, no_netns: bool, quick: bool, sim: bool
+    scenarios: tuple[Scenario, ...],
+    out: Path,
+    no_netns: bool,
+    quick: bool,
+    sim: bool,
+    jobs: int,
+    dask: str | None,
 ) -> None:
     # Imported here: the runners pull in the hub, the report matplotlib; other commands of the
     # CLI (every client process the lab starts) should not pay for them.
@@ -47,12 +53,19 @@ def _campaign(
     netem.install_signal_cleanup()
     with console.status("starting") as status:
 
-        def progress(label: str) -> None:
-            status.update(f"running {label}")
-            console.log(label)
+        def progress(message: str) -> None:
+            status.update(message)
+            console.log(message)
 
         campaign, report = measure(
-            scenarios, out, no_netns=no_netns, quick=quick, sim=sim, on_progress=progress
+            scenarios,
+            out,
+            no_netns=no_netns,
+            quick=quick,
+            sim=sim,
+            jobs=jobs,
+            dask=dask,
+            on_progress=progress,
         )
     _show(Console(), campaign, report)
 
@@ -74,6 +87,23 @@ _sim = click.option(
     help="Every run in virtual time on the modelled network (no root; scales to thousands).",
 )
 
+_jobs = click.option(
+    "--jobs",
+    type=click.IntRange(min=0),
+    default=1,
+    show_default=True,
+    help="Sim runs at once, each in a process of its own (0: one per CPU). Netns and app "
+    "runs measure wall time on this host: they run one at a time, after the sim runs.",
+)
+_dask = click.option(
+    "--dask",
+    metavar="ADDRESS",
+    default=None,
+    help="Send the sim runs to the Dask scheduler at ADDRESS (e.g. tcp://10.0.0.5:8786) "
+    "instead of local processes; its workers need hubswarm installed. Netns and app runs "
+    "stay on this host, one at a time.",
+)
+
 
 @click.group()
 def lab() -> None:
@@ -92,9 +122,20 @@ def lab() -> None:
 @_no_netns
 @_quick
 @_sim
-def compare(folder: Path | None, out: Path, no_netns: bool, quick: bool, sim: bool) -> None:
+@_jobs
+@_dask
+def compare(
+    folder: Path | None,
+    out: Path,
+    no_netns: bool,
+    quick: bool,
+    sim: bool,
+    jobs: int,
+    dask: str | None,
+) -> None:
     """Run every scenario on every architecture and write the comparison report."""
-    _campaign(load_scenarios(folder or default_scenario_dir()), out, no_netns, quick, sim)
+    scenarios = load_scenarios(folder or default_scenario_dir())
+    _campaign(scenarios, out, no_netns, quick, sim, jobs, dask)
 
 
 @lab.command()
@@ -103,9 +144,19 @@ def compare(folder: Path | None, out: Path, no_netns: bool, quick: bool, sim: bo
 @_no_netns
 @_quick
 @_sim
-def run(scenario: Path, out: Path, no_netns: bool, quick: bool, sim: bool) -> None:
+@_jobs
+@_dask
+def run(
+    scenario: Path,
+    out: Path,
+    no_netns: bool,
+    quick: bool,
+    sim: bool,
+    jobs: int,
+    dask: str | None,
+) -> None:
     """Run one SCENARIO.toml and write its report."""
-    _campaign((load_scenario(scenario),), out, no_netns, quick, sim)
+    _campaign((load_scenario(scenario),), out, no_netns, quick, sim, jobs, dask)
 
 
 @lab.command()

@@ -1,6 +1,9 @@
-"""A campaign: every plan of every scenario, on each of its architectures, one after another.
+"""A campaign: every plan of every scenario, on each of its architectures.
 
-``hubswarm lab compare`` and ``lab run`` are one call to :func:`run_scenarios`. A run that
+``hubswarm lab compare`` and ``lab run`` are one call to :func:`run_scenarios`. The sim runs
+go first, through an executor (:mod:`.executors`: this process, ``jobs`` local processes, or
+a Dask cluster); then the netns and app runs, one after another, since they measure wall
+time on this host. The results keep the order of the plans, whoever ran them. A run that
 fails (a service that would not start, an agent that crashed) becomes a
 :class:`~hubswarm.lab.metrics.RunFailure` in the report, and the campaign goes on.
 """
@@ -19,10 +22,10 @@ from typing import TYPE_CHECKING
 from hubswarm.errors import LabError
 from hubswarm.lab import netem
 from hubswarm.lab.emulation import open_network, resolve_emulation
+from hubswarm.lab.executors import Outcome, SimJob, execute, resolve_jobs
 from hubswarm.lab.metrics import RunFailure, RunResult
 from hubswarm.lab.runners import ArchitectureRunner, make_runner
 from hubswarm.lab.scenario import RunPlan, Scenario
-from hubswarm.lab.sim import run_sim
 
 if TYPE_CHECKING:
     from hubswarm.lab.report import Report
@@ -66,6 +69,16 @@ async def run_plan(
         return await runner.run(plan, network, workdir)
 
 
+@dataclass(frozen=True, slots=True)
+class _Run:
+    """A run the campaign makes itself (netns or app), in order."""
+
+    index: int
+    plan: RunPlan
+    architecture: str
+    mode: str
+
+
 async def run_scenarios(
     scenarios: Sequence[Scenario],
     *,
@@ -73,16 +86,19 @@ async def run_scenarios(
     no_netns: bool = False,
     quick: bool = False,
     sim: bool = False,
+    jobs: int = 1,
+    dask: str | None = None,
     runners: Mapping[str, ArchitectureRunner] | None = None,
     on_progress: Callable[[str], None] | None = None,
 ) -> Campaign:
     """Run every plan of every scenario on each of its architectures; never stop at a failure
     of one run (it becomes a RunFailure), but let cancellation through. ``sim``: every run
-    in virtual time on the modelled network (:mod:`hubswarm.lab.sim`)."""
-    results: list[RunResult] = []
-    failures: list[RunFailure] = []
-    notes: list[str] = []
-    chosen = dict(runners or {})
+    in virtual time on the modelled network (:mod:`hubswarm.lab.sim`). Sim runs take ``jobs``
+    local workers (0: one per CPU), or the Dask scheduler at ``dask``."""
+    workers = resolve_jobs(jobs)
+    outcomes: dict[int, Outcome] = {}
+    sim_jobs: list[SimJob] = []
+    own: list[_Run] = []
     modes = set()
     for scenario in scenarios:
         if quick:
@@ -93,28 +109,54 @@ async def run_scenarios(
         modes.add(mode)
         for plan in scenario.plans():
             for arch in scenario.architectures:
-                if on_progress:
-                    on_progress(f"{scenario.name} N={plan.n} {arch} ({mode})")
-                folder = workdir / f"{scenario.name}-n{plan.n}-{arch}"
-                try:
-                    if mode == "sim":
-                        # Its own virtual-time loop: on a worker thread, off this loop.
-                        folder.mkdir(parents=True, exist_ok=True)
-                        results.append(await asyncio.to_thread(run_sim, plan, arch, folder))
-                        continue
-                    runner = chosen.setdefault(arch, make_runner(arch))
-                    results.append(await run_plan(plan, runner, mode=mode, workdir=folder))
-                except LabError as exc:
-                    failures.append(
-                        RunFailure(arch, scenario.name, plan.n, str(exc), scenario.path)
-                    )
-                finally:
-                    await asyncio.to_thread(shutil.rmtree, folder, True)
+                index = len(sim_jobs) + len(own)
+                if mode == "sim":
+                    sim_jobs.append(SimJob(index, plan, arch))
+                else:
+                    own.append(_Run(index, plan, arch, mode))
+    if sim_jobs:
+        where = f"Dask at {dask}" if dask else f"{min(workers, len(sim_jobs))} worker(s)"
+        _say(on_progress, f"{len(sim_jobs)} sim runs on {where}")
+
+        def done(job: SimJob, outcome: Outcome) -> None:
+            outcomes[job.index] = outcome
+            what = f"{_label(job.plan, job.architecture)} (sim)"
+            if isinstance(outcome, RunFailure):
+                what += " failed"
+            _say(on_progress, f"{len(outcomes)}/{len(sim_jobs)} sim runs done: {what}")
+
+        await execute(sim_jobs, done, workers=workers, dask=dask)
+    chosen = dict(runners or {})
+    for run in own:
+        plan, arch = run.plan, run.architecture
+        _say(on_progress, f"running {_label(plan, arch)} ({run.mode})")
+        folder = workdir / f"{plan.scenario.name}-{run.index}-n{plan.n}-{arch}"
+        try:
+            runner = chosen.setdefault(arch, make_runner(arch))
+            outcomes[run.index] = await run_plan(plan, runner, mode=run.mode, workdir=folder)
+        except LabError as exc:
+            scenario = plan.scenario
+            outcomes[run.index] = RunFailure(arch, scenario.name, plan.n, str(exc), scenario.path)
+        finally:
+            await asyncio.to_thread(shutil.rmtree, folder, True)
+    notes: list[str] = []
     if "netns" in modes:
         notes.append(netem.RATE_NOTE)
         if not await asyncio.to_thread(netem.probe_netem):
             notes.append(_NO_NETEM_NOTE)
-    return Campaign(tuple(results), tuple(failures), tuple(notes))
+    ordered = [outcomes[i] for i in sorted(outcomes)]
+    results = tuple(o for o in ordered if isinstance(o, RunResult))
+    failures = tuple(o for o in ordered if isinstance(o, RunFailure))
+    return Campaign(results, failures, tuple(notes))
+
+
+def _label(plan: RunPlan, architecture: str) -> str:
+    return f"{plan.scenario.name} {plan.label} {architecture}"
+
+
+def _say(on_progress: Callable[[str], None] | None, message: str) -> None:
+    if on_progress:
+        on_progress(message)
 
 
 def measure(
@@ -124,6 +166,8 @@ def measure(
     no_netns: bool = False,
     quick: bool = False,
     sim: bool = False,
+    jobs: int = 1,
+    dask: str | None = None,
     on_progress: Callable[[str], None] | None = None,
 ) -> tuple[Campaign, Report]:
     """``lab compare`` / ``lab run``: run the campaign in a scratch folder, then write its
@@ -139,6 +183,8 @@ def measure(
                 no_netns=no_netns,
                 quick=quick,
                 sim=sim,
+                jobs=jobs,
+                dask=dask,
                 on_progress=on_progress,
             )
         )
