@@ -15,6 +15,7 @@ from hubswarm.hub.app import HubConfig
 from hubswarm.hub.auth import Role, TokenStore
 from hubswarm.hub.server import make_ssl_context, serve
 from hubswarm.hub.tracker import TrackerState, add_tracker_routes
+from hubswarm.hub.udp_tracker import add_udp_tracker
 from hubswarm.limits import (
     HUB_DEFAULT_MAX_UPLOAD,
     HUB_KEEPALIVE_TIMEOUT,
@@ -86,6 +87,12 @@ def hub() -> None:
 )
 @click.option("--tracker-interval", default=TRACKER_DEFAULT_INTERVAL, show_default=True, type=int)
 @click.option("--trust-ip-param", is_flag=True, help="Tracker: take the announce ip parameter.")
+@click.option(
+    "--udp-port",
+    type=click.IntRange(0, 65535),
+    default=None,
+    help="Also serve the tracker over UDP (BEP 15) on this port (0 picks a free one).",
+)
 def serve_cmd(
     data_dir: Path,
     host: str,
@@ -102,10 +109,13 @@ def serve_cmd(
     tracker: bool,
     tracker_interval: int,
     trust_ip_param: bool,
+    udp_port: int | None,
 ) -> None:
     """Serve DATA over HTTP(S) until SIGINT/SIGTERM; prints the URL it listens on."""
     if (tls_cert is None) != (tls_key is None):
         raise ConfigError("--tls-cert and --tls-key go together")
+    if udp_port is not None and not tracker:
+        raise ConfigError("--udp-port serves the tracker: it cannot go with --no-tracker")
     ssl_context = make_ssl_context(tls_cert, tls_key) if tls_cert and tls_key else None
     config = HubConfig(
         data_dir=data_dir,
@@ -127,6 +137,13 @@ def serve_cmd(
         # One hub process is file server, tracker and (through GET /files) web seed.
         state = TrackerState(interval=tracker_interval, trust_ip_param=trust_ip_param)
         add_tracker_routes(app, state)
+        if udp_port is not None:  # the same swarms over BEP 15
+
+            def udp_ready(url: str) -> None:
+                click.echo(f"hubswarm hub: UDP tracker on {url}")
+                sys.stdout.flush()
+
+            add_udp_tracker(app, state, host, udp_port, udp_ready)
 
     asyncio.run(serve(config, host, port, ssl_context, ready, configure if tracker else None))
 

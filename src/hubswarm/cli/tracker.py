@@ -56,6 +56,12 @@ async def _serve(config: TrackerConfig) -> None:
     default=None,
     help="Serve only the info-hashes listed in FILE (40 hex digits per line).",
 )
+@click.option(
+    "--udp-port",
+    type=click.IntRange(0, 65535),
+    default=None,
+    help="Also serve UDP (BEP 15) on this port, same swarms (0 picks a free one).",
+)
 def tracker(
     host: str,
     port: int,
@@ -63,8 +69,10 @@ def tracker(
     min_interval: int | None,
     trust_ip_param: bool,
     allowed: Path | None,
+    udp_port: int | None,
 ) -> None:
-    """Run a standalone HTTP tracker (GET /announce, GET /scrape)."""
+    """Run a standalone HTTP tracker (GET /announce, GET /scrape), and UDP (BEP 15) with
+    --udp-port."""
     if min_interval is not None and min_interval > interval:
         raise ConfigError("--min-interval cannot exceed --interval")
     config = TrackerConfig(
@@ -74,6 +82,7 @@ def tracker(
         min_interval=min_interval,
         trust_ip_param=trust_ip_param,
         allowed=load_allowed(allowed) if allowed is not None else None,
+        udp_port=udp_port,
     )
     asyncio.run(_serve(config))
     click.echo("hubswarm tracker: stopped")

@@ -9,6 +9,7 @@ always answer 200 with bencode; a bad request gets a ``failure reason`` (BEP 3),
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import logging
 import random
@@ -320,6 +321,7 @@ class TrackerConfig:
     min_interval: int | None = None
     trust_ip_param: bool = False
     allowed: frozenset[bytes] | None = None
+    udp_port: int | None = None  # also serve BEP 15 here (0: a free port); None: HTTP only
 
 
 def load_allowed(path: Path) -> frozenset[bytes]:
@@ -394,6 +396,16 @@ async def run_tracker(
         shown = f"[{host}]" if ":" in host else host
         if ready is not None:
             ready(f"http://{shown}:{port}/announce")
-        await stop.wait()
+        async with contextlib.AsyncExitStack() as stack:
+            if config.udp_port is not None:
+                from hubswarm.hub.udp_tracker import running_udp_tracker  # imports this module
+
+                state, udp_port = app[tracker_state_key], config.udp_port
+                udp = await stack.enter_async_context(
+                    running_udp_tracker(state, config.host, udp_port)
+                )
+                if ready is not None:
+                    ready(udp.url)
+            await stop.wait()
     finally:
         await runner.cleanup()
