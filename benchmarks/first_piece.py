@@ -95,6 +95,7 @@ def config() -> SessionConfig:
         reconnect_min=0.3,
         reconnect_max=1.0,
         use_dht=False,
+        max_per_address=None,  # every peer here is on 127.0.0.1
     )
 
 

@@ -74,6 +74,7 @@ def fast_config(**overrides: Any) -> SessionConfig:
         reconnect_min=0.3,
         reconnect_max=1.0,
         use_dht=False,
+        max_per_address=None,  # every peer of a test is on 127.0.0.1
     )
     for key, value in overrides.items():
         setattr(cfg, key, value)

@@ -23,7 +23,7 @@ from hubswarm.errors import ConfigError
 from hubswarm.lab.timing import lab_timing
 from hubswarm.proto.compact import parse_host_port
 from hubswarm.swarm import api
-from hubswarm.swarm.config import DEFAULT_MAX_PEERS, SessionConfig
+from hubswarm.swarm.config import DEFAULT_MAX_PEERS, DEFAULT_MAX_PER_ADDRESS, SessionConfig
 from hubswarm.swarm.session import TorrentSession
 from hubswarm.units import parse_quantity
 
@@ -65,6 +65,7 @@ def _config(opts: dict[str, Any]) -> SessionConfig:
         use_utp=not opts.get("no_utp", False),
         use_tcp=not opts.get("no_tcp", False),
         encryption=opts.get("encryption", "enabled"),
+        max_per_address=opts.get("max_per_address", DEFAULT_MAX_PER_ADDRESS) or None,
     )
     if opts.get("fast_intervals"):
         cfg = lab_timing(cfg)
@@ -85,6 +86,15 @@ def _peer_options(f: Any) -> Any:
             click.option("--download-rate", help="Download cap (e.g. 2MB/s, 20mbit)."),
             click.option("--peer-upload-rate", help="Upload cap per peer."),
             click.option("--max-peers", default=DEFAULT_MAX_PEERS, show_default=True, type=int),
+            click.option(
+                "--max-per-address",
+                default=DEFAULT_MAX_PER_ADDRESS,
+                show_default=True,
+                type=click.IntRange(0),
+                envvar="HUBSWARM_MAX_PER_ADDRESS",
+                help="Links per torrent to one IP address (0: no limit; tests and labs that "
+                "run many peers on one address raise it).",
+            ),
             click.option("--dht-bootstrap", multiple=True, help="DHT bootstrap node HOST:PORT."),
             click.option(
                 "--no-pex",

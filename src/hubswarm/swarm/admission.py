@@ -52,12 +52,24 @@ def admit(
     banned: bool,
     full: bool,
     others: Iterable[tuple[K, bytes | None, bool]],
+    same_address: int = 0,
+    max_per_address: int | None = None,
+    evict: K | None = None,
 ) -> Admission[K]:
-    """Keep this connection? ``others``: (key, remote peer id, outgoing) of our links."""
+    """Keep this connection? ``others``: (key, remote peer id, outgoing) of our links.
+
+    ``same_address``: our links to other peers at this connection's IP; at
+    ``max_per_address`` (None: no limit) the newcomer is refused (libtorrent's
+    allow_multiple_connections_per_ip = false). When ``full``, ``evict`` (see
+    :func:`least_useful`) is replaced by the newcomer, else it is refused: idle links
+    cannot squat the slots.
+    """
     if their_peer_id is not None and their_peer_id == our_peer_id:
         return Admission(Verdict.OWN)
-    if their_peer_id is None or banned or full:
+    if their_peer_id is None or banned:
         return Admission(Verdict.REFUSE)
+    # The same peer twice (each dialled the other) first: both ends must agree on which
+    # connection stays, before any per-address count could refuse them both.
     for key, peer_id, other_outgoing in others:
         if peer_id != their_peer_id:
             continue
@@ -65,7 +77,59 @@ def admit(
         if outgoing == mine_first and other_outgoing != mine_first:
             return Admission(Verdict.KEEP, replaces=key)
         return Admission(Verdict.DUPLICATE)
+    if max_per_address is not None and same_address >= max_per_address:
+        return Admission(Verdict.REFUSE)
+    if full:
+        if evict is None:
+            return Admission(Verdict.REFUSE)
+        return Admission(Verdict.KEEP, replaces=evict)
     return Admission(Verdict.KEEP)
+
+
+@dataclass(frozen=True, slots=True)
+class LinkUse(Generic[K]):
+    """What the connection policy reads about one link."""
+
+    key: K
+    interested: bool  # either side interested in the other
+    exchanged: int  # payload bytes, both ways, since the link began
+    active_at: float  # last payload or interest change (the connection time if none)
+
+
+def least_useful(links: Iterable[LinkUse[K]], now: float, *, min_idle: float) -> K | None:
+    """The link a newcomer may replace when we are full, or None: no interest either way,
+    nothing exchanged, idle at least ``min_idle`` (a new link needs a moment to say what it
+    wants); of those the longest idle. An honest link never qualifies: it is interested,
+    or has given or taken data."""
+    best: LinkUse[K] | None = None
+    for use in links:
+        if use.interested or use.exchanged or now - use.active_at < min_idle:
+            continue
+        if best is None or use.active_at < best.active_at:
+            best = use
+    return best.key if best is not None else None
+
+
+def inactive(links: Iterable[LinkUse[K]], now: float, *, timeout: float) -> list[K]:
+    """Links to drop for inactivity: no interest either way and nothing moved for
+    ``timeout`` seconds (libtorrent's inactivity_timeout). Keep-alives do not count."""
+    return [u.key for u in links if not u.interested and now - u.active_at >= timeout]
+
+
+def stalled(
+    *,
+    wants: bool,
+    unchoked: bool,
+    last_piece_at: float | None,
+    since: float,
+    now: float,
+    timeout: float,
+) -> bool:
+    """A link that trickles: we want its data and it unchoked us, yet no whole block came
+    for ``timeout`` seconds (since ``since``: the unchoke or the connection)."""
+    if not (wants and unchoked):
+        return False
+    return now - max(last_piece_at if last_piece_at is not None else since, since) >= timeout
 
 
 def extended_handshake(

@@ -48,6 +48,18 @@ INITIAL_QUEUE_DEPTH = 64
 CORRUPT_PREFIX = 16
 # Web-seed workers per URL: one fetches while the other waits for its reply.
 DEFAULT_WEBSEED_WORKERS = 2
+# Links per torrent to one IP address (libtorrent: allow_multiple_connections_per_ip =
+# false, i.e. one). Tests and the lab run many peers on one address and raise it.
+DEFAULT_MAX_PER_ADDRESS = 1
+# A link with no interest either way and no payload for this long is dropped (libtorrent's
+# inactivity_timeout: 600 s). Keep-alives do not count as activity.
+DEFAULT_INACTIVITY_TIMEOUT = 600.0
+# When full, an idle link (no interest, nothing exchanged) at least this old makes room for a
+# newcomer; younger links get the time to send their bitfield and interest.
+DEFAULT_EVICT_MIN_IDLE = 10.0
+# A peer that unchoked us while we want its data but sends no whole block for this long
+# trickles: cut it (twice libtorrent's request_timeout of 60 s).
+DEFAULT_STALL_TIMEOUT = 120.0
 
 
 def make_peer_id(rng: random.Random | None = None) -> bytes:
@@ -119,6 +131,11 @@ class SessionConfig:
     # Protocol encryption (MSE/PE): "disabled" (plaintext only), "enabled" (accept both; dial
     # plaintext first) or "required" (MSE with RC4 only, both ways); see proto.mse.Policy.
     encryption: str = "enabled"
+    # Connection policy against squatting and trickling (issue 21); None: no address limit.
+    max_per_address: int | None = DEFAULT_MAX_PER_ADDRESS
+    inactivity_timeout: float = DEFAULT_INACTIVITY_TIMEOUT
+    evict_min_idle: float = DEFAULT_EVICT_MIN_IDLE
+    stall_timeout: float = DEFAULT_STALL_TIMEOUT
 
 
 @dataclass(slots=True)

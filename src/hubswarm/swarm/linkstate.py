@@ -37,6 +37,8 @@ class LinkState:
     is_seed: bool = False
     pointless: bool = False  # closed because neither side wants anything (two seeds)
     pex: PexPeer = field(default_factory=PexPeer)
+    # Since when we want its data and it has us unchoked (None: not so): the stall clock.
+    stall_since: float | None = None
 
     def remember_have(self, piece_index: int) -> None:
         """A ``have`` before the piece count is known (bounded).

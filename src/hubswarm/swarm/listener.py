@@ -38,7 +38,9 @@ from hubswarm.swarm.session import TorrentSession
 log = logging.getLogger(__name__)
 
 # Connections still in their handshake that the listener holds at once (beyond the peers it
-# may keep): bounds what a flood of idle sockets can pin (libtorrent: half_open_limit).
+# may keep): bounds what a flood of idle sockets can pin (libtorrent: half_open_limit). At
+# the cap a new connection replaces the oldest one still handshaking, so a flood of sockets
+# that never finish delays an honest peer by nothing, not by a handshake time-out.
 MAX_PENDING_INCOMING = 64
 # How long leaving waits for handshakes in progress and for the listener to close.
 CLOSE_TIMEOUT = 5.0
@@ -81,6 +83,8 @@ class SwarmPeer:
         self._listener: net.Listener | None = None
         self._tg: asyncio.TaskGroup | None = None
         self._handlers: dict[asyncio.Task[None], WireProtocol] = {}
+        # Connections still handshaking, oldest first (evicted first at the cap).
+        self._half_open: dict[WireProtocol, None] = {}
         self._closing = False  # __aexit__ began: refuse what the listener still hands us
         # One HTTP client for all torrents' trackers and web seeds, opened on first use.
         self.http = LazyHttp(_http_network(self.network))
@@ -181,11 +185,20 @@ class SwarmPeer:
     def _on_connected(self, protocol: WireProtocol) -> None:
         """A connection arrived: read its handshake in a task of ours, or refuse it."""
         cap = MAX_PENDING_INCOMING + MAX_LINKS_FACTOR * self.config.max_peers
-        too_many = len(self._handlers) >= cap
+        oldest = None
+        if len(self._half_open) >= MAX_PENDING_INCOMING or len(self._handlers) >= cap:
+            # A flood of half-open connections: the oldest still handshaking makes room
+            # (its handler ends as the connection is lost).
+            oldest = next(iter(self._half_open), None)
+            if oldest is not None:
+                del self._half_open[oldest]
+                oldest.transport.abort()
+        too_many = len(self._handlers) >= cap and oldest is None
         if self._closing or self._tg is None or too_many:
-            # Accepted just as we close, or a connection flood: refuse before reading.
+            # Accepted just as we close, or every slot holds a link: refuse before reading.
             protocol.transport.close()
             return
+        self._half_open[protocol] = None
         task = self._tg.create_task(self._handle(protocol))
         self._handlers[task] = protocol
         task.add_done_callback(self._forget_handler)
@@ -202,6 +215,7 @@ class SwarmPeer:
         finally:
             # Also when cancelled mid-handshake: the connection is ours until a link took it,
             # and a link closes its own (closing twice is harmless).
+            self._half_open.pop(protocol, None)
             protocol.transport.close()
 
     async def _serve(self, protocol: WireProtocol) -> None:
@@ -224,4 +238,5 @@ class SwarmPeer:
             # to plaintext (or MSE) when the connection closes.
             log.debug("incoming %s:%d failed: %s", *address, exc)
             return
+        self._half_open.pop(protocol, None)  # handshaken: the session's policy takes over
         await session.run_incoming(protocol, address)

@@ -60,12 +60,18 @@ from hubswarm.proto.wire_events import (
 )
 from hubswarm.proto.wire_events import Bitfield as BitfieldMsg
 from hubswarm.ratelimit import RateLimiter
-from hubswarm.swarm import admission, announce, choke_shell, metadata_shell, pex_shell
+from hubswarm.swarm import (
+    admission,
+    announce,
+    choke_shell,
+    guard_shell,
+    metadata_shell,
+    pex_shell,
+)
 from hubswarm.swarm.bitfield import Bitfield
 from hubswarm.swarm.choker import Choker
 from hubswarm.swarm.config import (
     CORRUPT_PREFIX,
-    MAX_LINKS_FACTOR,
     DHTLike,
     SessionConfig,
     TorrentStats,
@@ -377,34 +383,8 @@ class TorrentSession:
     def _admit(
         self, conn: wire.PeerConnection, address: tuple[str, int], *, outgoing: bool
     ) -> bool:
-        """Keep this connection? (:func:`.admission.admit` decides; here its effects.)"""
-        hs, book = conn.remote_handshake, self.peer_book
-        their_id = hs.peer_id if hs is not None else None
-        decision = admission.admit(
-            self.config.peer_id,
-            their_id,
-            outgoing=outgoing,
-            banned=book.is_banned(address)
-            or (their_id is not None and book.is_banned_peer_id(their_id)),
-            full=len(self.links) >= self.config.max_peers * MAX_LINKS_FACTOR,
-            others=[
-                (lk, lk.conn.remote_handshake.peer_id, lk.outgoing)
-                for lk in self.links
-                if lk.conn.remote_handshake is not None
-            ],
-        )
-        match decision.verdict:
-            case admission.Verdict.OWN:
-                book.mark_own(address)  # we dialled ourselves (a tracker lists us too)
-            case admission.Verdict.REFUSE if outgoing:
-                self.dialer.retry(address)
-            case admission.Verdict.DUPLICATE if outgoing:
-                self.dialer.retry(address, self.config.reconnect_max)
-            case admission.Verdict.KEEP:
-                if decision.replaces is not None:
-                    decision.replaces.close()
-                return True
-        return False
+        """Keep this connection? (the connection policy: :func:`.guard_shell.admit`)."""
+        return guard_shell.admit(self, conn, address, outgoing=outgoing)
 
     def _opening(self, link: PeerLink) -> list[Event]:
         """Our first messages (BEP 3, 6, 10, 16): see :func:`.admission.opening`."""
@@ -782,6 +762,7 @@ class TorrentSession:
             if self.superseed is not None:
                 self.superseed.tick(now)
             pex_shell.pex_round(self, now)
+            guard_shell.guard_round(self, now)
             await self.clock.sleep(min(TICK_PERIOD, self.config.choke_interval))
 
     # --- reporting ------------------------------------------------------------------------

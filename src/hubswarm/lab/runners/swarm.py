@@ -108,6 +108,8 @@ class SwarmRunner:
         """``hubswarm share`` of the payload on host 0 (the seed peer), without discovery."""
         argv = [self.python, "-m", "hubswarm", "share", str(source)]
         argv += ["--host", network.hosts[0].address, "--port", "0", "--fast-intervals", "--json"]
+        # Hosts may share one address (app mode: all on 127.0.0.1): no one-link-per-address.
+        argv += ["--max-per-address", "0"]
         argv += [*DISCOVERY, "--piece-length", str(plan.scenario.piece_size)]
         # BEP 16 initial seeding: the seed sends each piece once and lets the swarm copy it.
         argv += ["--super-seed"]
@@ -191,6 +193,7 @@ class _Swarm:
         args = ["fetch", *source, "--output", str(output)]
         args += ["--host", self.fleet.network.hosts[host].address, "--port", "0"]
         args += ["--fast-intervals", "--json", "--quiet", "--timeout", f"{scenario.timeout:g}"]
+        args += ["--max-per-address", "0"]  # app mode puts every host on 127.0.0.1
         return [*args, *DISCOVERY]
 
     def jobs(self) -> list[AgentJob]:
