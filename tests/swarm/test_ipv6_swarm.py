@@ -128,8 +128,8 @@ async def test_leeches_that_only_know_the_seed_meet_through_pex_added6(tmp_path:
             p1.torrent(mi.info_hash, tmp_path / "l1", info=mi.info, peers=dial) as l1,
             p2.torrent(mi.info_hash, tmp_path / "l2", info=mi.info, peers=dial) as l2,
         ):
-            await wait_until(lambda: len(seeding.links) == 2, 10, "both leeches on the seed")
+            await wait_until(lambda: len(seeding.links) == 2, 20, "both leeches on the seed")
             await wait_until(
-                lambda: _linked(l1, p2.port) and _linked(l2, p1.port), 15, "the leeches linked"
+                lambda: _linked(l1, p2.port) and _linked(l2, p1.port), 20, "the leeches linked"
             )
             assert all(link.address[0] == V6 for link in (*l1.links, *l2.links))
