@@ -4,8 +4,10 @@ limits, garbage, and the shell on the in-memory network, kernel UDP and the hub'
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -235,18 +237,32 @@ async def test_kernel_udp_on_loopback() -> None:
         assert [(p.ip, p.port) for p in state.peers(IH)] == [("127.0.0.1", 3333)]
 
 
-async def test_hub_serve_udp_port(tmp_path: Path) -> None:
+@contextlib.asynccontextmanager
+async def cli(*args: str, lines: int) -> AsyncIterator[list[str]]:
+    """``python -m hubswarm ARGS``; yields its first ``lines`` of output; then SIGTERM by PID,
+    and it must exit 0 without a traceback."""
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "hubswarm", "hub", "serve", "--data", str(tmp_path),
-        "--port", "0", "--udp-port", "0", "--tracker-interval", "7",
+        sys.executable, "-m", "hubswarm", *args,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     try:
         assert proc.stdout is not None
-        lines = []
         async with asyncio.timeout(20):
-            while len(lines) < 2:
-                lines.append((await proc.stdout.readline()).decode())
+            yield [(await proc.stdout.readline()).decode() for _ in range(lines)]
+        proc.terminate()
+        async with asyncio.timeout(10):
+            _, err = await proc.communicate()
+        assert proc.returncode == 0
+        assert b"Traceback" not in err
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+
+async def test_hub_serve_udp_port(tmp_path: Path) -> None:
+    args = ("hub", "serve", "--data", str(tmp_path), "--port", "0", "--udp-port", "0")
+    async with cli(*args, "--tracker-interval", "7", lines=2) as lines:
         udp_lines = [line for line in lines if "UDP tracker on udp://127.0.0.1:" in line]
         assert udp_lines, lines
         url = udp_lines[0].rsplit(" ", 1)[1].strip()
@@ -261,15 +277,6 @@ async def test_hub_serve_udp_port(tmp_path: Path) -> None:
             endpoint.transport.sendto(b"\xff" * 50, (host, int(port)))
             client.forget_connection_id((host, int(port)))
             assert (await client.announce(url, req, timeout=5)).interval == 7
-        proc.terminate()
-        async with asyncio.timeout(10):
-            _, err = await proc.communicate()
-        assert proc.returncode == 0
-        assert b"Traceback" not in err
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
 
 
 def test_client_raises_tracker_error_for_an_unregistered_torrent() -> None:
@@ -288,16 +295,8 @@ def test_client_raises_tracker_error_for_an_unregistered_torrent() -> None:
 
 
 async def test_tracker_cli_udp_port_shares_the_http_swarm() -> None:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "hubswarm", "tracker", "--port", "0", "--udp-port", "0",
-        "--interval", "5",
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    try:
-        assert proc.stdout is not None
-        async with asyncio.timeout(20):
-            http_line = (await proc.stdout.readline()).decode()
-            udp_line = (await proc.stdout.readline()).decode()
+    args = ("tracker", "--port", "0", "--udp-port", "0", "--interval", "5")
+    async with cli(*args, lines=2) as (http_line, udp_line):
         assert http_line.startswith("hubswarm tracker: listening on http://127.0.0.1:")
         assert udp_line.startswith("hubswarm tracker: listening on udp://127.0.0.1:")
         http_url = http_line.rsplit(" ", 1)[1].strip()
@@ -314,12 +313,3 @@ async def test_tracker_cli_udp_port_shares_the_http_swarm() -> None:
             resp = await client.announce(udp_url, leech, timeout=5)
         assert resp.peers == (("127.0.0.1", 5555),)
         assert (resp.interval, resp.complete, resp.incomplete) == (5, 1, 1)
-        proc.terminate()
-        async with asyncio.timeout(10):
-            _, err = await proc.communicate()
-        assert proc.returncode == 0
-        assert b"Traceback" not in err
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()

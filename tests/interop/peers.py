@@ -199,9 +199,15 @@ def aria2c(args: list[str], *, cwd: Path, log: Path) -> Iterator[subprocess.Pope
         "--log-level=info",
         *args,
     ]
-    proc = subprocess.Popen(
-        cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
-    )
+    with stopped_by_pid(cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) as proc:
+        yield proc
+
+
+@contextlib.contextmanager
+def stopped_by_pid(cmd: list[str], **popen: Any) -> Iterator[subprocess.Popen[bytes]]:
+    """Start ``cmd`` in a session of its own; SIGTERM it by PID when the block ends (SIGKILL
+    if it is still there 10 s later)."""
+    proc = subprocess.Popen(cmd, start_new_session=True, **popen)
     try:
         yield proc
     finally:

@@ -15,7 +15,6 @@ import asyncio
 import contextlib
 import os
 import random
-import signal
 import subprocess
 import tempfile
 import time
@@ -32,7 +31,7 @@ from hubswarm.swarm.config import SessionConfig
 from hubswarm.swarm.maketorrent import create_torrent
 from hubswarm.swarm.udp_tracker_client import UdpTrackerClient
 
-from .peers import free_port, lt_make_torrent, lt_seeding, lt_session
+from .peers import free_port, lt_make_torrent, lt_seeding, lt_session, stopped_by_pid
 
 pytestmark = [pytest.mark.interop, pytest.mark.timeout(120)]
 
@@ -51,6 +50,16 @@ def _payload(path: Path, size: int = 300 * 1024) -> bytes:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(data)
     return data
+
+
+async def _fetch_verified(torrent: Path, out: Path, data: bytes) -> None:
+    """Our fetch of ``torrent``, with no peer given: its trackers are the only way."""
+    result = await api.fetch(
+        str(torrent), out, config=_config(), host="127.0.0.1", stall_timeout=DEADLINE,
+        timeout=DEADLINE,
+    )  # fmt: skip
+    assert (out / "payload.bin").read_bytes() == data
+    assert result.total_length == len(data)
 
 
 async def test_our_leech_finds_a_libtorrent_seed_through_our_udp_tracker(tmp_path: Path) -> None:
@@ -73,16 +82,7 @@ async def test_our_leech_finds_a_libtorrent_seed_through_our_udp_tracker(tmp_pat
             assert server.stats.announces >= 1
             seed = next(p for p in state.peers(info_hash) if p.port == lt_port)
             assert seed.peer_id.startswith(b"-LT")
-            result = await api.fetch(
-                str(torrent),
-                tmp_path / "leech",
-                config=_config(),
-                host="127.0.0.1",
-                stall_timeout=DEADLINE,
-                timeout=DEADLINE,
-            )
-        assert (tmp_path / "leech" / "payload.bin").read_bytes() == data
-        assert result.total_length == len(data)
+            await _fetch_verified(torrent, tmp_path / "leech", data)
         assert server.stats.malformed == 0
 
 
@@ -99,23 +99,13 @@ def _opentracker(info_hashes: list[bytes]) -> Iterator[str]:
         root.chmod(0o755)
         (root / "whitelist.txt").write_text("".join(f"{h.hex()}\n" for h in info_hashes))
         (root / "whitelist.txt").chmod(0o644)
-        log = (root / "opentracker.log").open("wb")
-        proc = subprocess.Popen(
-            [OPENTRACKER, "-i", "127.0.0.1", "-p", str(tcp_port), "-P", str(udp_port),
-             "-d", str(root), "-w", "whitelist.txt"],
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
-        try:
+        cmd = [OPENTRACKER, "-i", "127.0.0.1", "-p", str(tcp_port), "-P", str(udp_port),
+               "-d", str(root), "-w", "whitelist.txt"]  # fmt: skip
+        with (
+            (root / "opentracker.log").open("wb") as log,
+            stopped_by_pid(cmd, stdout=log, stderr=subprocess.STDOUT),
+        ):
             yield f"udp://127.0.0.1:{udp_port}/announce"
-        finally:
-            if proc.poll() is None:
-                os.kill(proc.pid, signal.SIGTERM)
-                try:
-                    proc.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    os.kill(proc.pid, signal.SIGKILL)
-                    proc.wait(timeout=10)
-            log.close()
 
 
 async def _scrape_until(
@@ -163,16 +153,7 @@ async def test_our_peers_meet_through_opentracker_over_udp(tmp_path: Path) -> No
         async with _sharing(src, url, torrent) as shared:
             info_hash = bytes.fromhex(shared.info_hash)
             await _scrape_until(url, info_hash, lambda f: f.complete == 1, "the seed")
-            result = await api.fetch(
-                str(torrent),
-                tmp_path / "leech",
-                config=_config(),
-                host="127.0.0.1",
-                stall_timeout=DEADLINE,
-                timeout=DEADLINE,
-            )
-            assert (tmp_path / "leech" / "payload.bin").read_bytes() == data
-            assert result.total_length == len(data)
+            await _fetch_verified(torrent, tmp_path / "leech", data)
             # The leech announced `completed` (counted once) and, leaving, `stopped`.
             counts = await _scrape_until(
                 url, info_hash, lambda f: f.downloaded >= 1 and f.incomplete == 0, "a download"
