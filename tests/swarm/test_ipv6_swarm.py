@@ -17,6 +17,7 @@ from hubswarm.hub.tracker import TrackerState, add_tracker_routes
 from hubswarm.swarm import api
 from hubswarm.swarm.listener import SwarmPeer
 from hubswarm.swarm.session import TorrentSession
+from hubswarm.swarm.utp import UtpNetwork, UtpSocket
 from tests.ipv6 import needs_ipv6
 
 from .swarmkit import KIB, MIB, fast_config, make_file, make_torrent, wait_until
@@ -133,3 +134,15 @@ async def test_leeches_that_only_know_the_seed_meet_through_pex_added6(tmp_path:
                 lambda: _linked(l1, p2.port) and _linked(l2, p1.port), 20, "the leeches linked"
             )
             assert all(link.address[0] == V6 for link in (*l1.links, *l2.links))
+
+
+@pytest.mark.parametrize(("bound", "dialled"), [("127.0.0.1", V6), (V6, "127.0.0.1")])
+async def test_utp_across_address_families_fails_at_once(bound: str, dialled: str) -> None:
+    """An IPv4 uTP socket cannot send to IPv6 (nor the reverse): the dial fails at once
+    instead of waiting out its SYN resends, so a dial policy falls back without delay."""
+    async with UtpSocket(host=bound, rng=random.Random(3)) as sock:
+        with pytest.raises(OSError, match="cannot reach"):
+            async with asyncio.timeout(0.5):
+                await UtpNetwork(sock).connect(asyncio.Protocol, dialled, 9)
+        assert sock.connections == 0
+        assert sock.stats.datagrams_out == 0

@@ -424,11 +424,15 @@ class UtpSocket(asyncio.DatagramProtocol):
         Raises:
             ConnectionRefusedError: the peer answered with a RESET.
             TimeoutError: no answer after the core's SYN retries.
-            OSError: the socket is closed or ``host`` cannot be resolved.
+            OSError: the socket is closed, ``host`` cannot be resolved or is of the other
+                address family (IPv4 / IPv6) than the socket's.
         """
         if self._transport is None:
             raise OSError(errno.ENOTCONN, "the uTP socket is not open")
         remote = await self._resolve(host, port)
+        if (":" in remote[0]) != (":" in self._address[0]):
+            # An AF_INET socket cannot send to IPv6 (nor AF_INET6 to a plain IPv4 address).
+            raise OSError(errno.EAFNOSUPPORT, f"uTP on {self._address[0]} cannot reach {host}")
         recv_id = self.rng.randrange(0x10000)
         while (remote, recv_id) in self._routes:
             recv_id = (recv_id + 1) & 0xFFFF
