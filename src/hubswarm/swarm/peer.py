@@ -147,7 +147,10 @@ class WireProtocol(asyncio.BufferedProtocol):
         self.eof = False
         self._lost = False
         self._write_paused = False
-        self._drain_waiter: asyncio.Future[None] | None = None
+        # Every task waiting in drain() (the upload loop and the request sender may both
+        # wait): one released waiter must not orphan another (asyncio's FlowControlMixin
+        # keeps a deque for the same reason).
+        self._drain_waiters: list[asyncio.Future[None]] = []
         self._closed_waiter: asyncio.Future[None] | None = None
         # SO_RCVLOWAT now set on the socket; None when there is no socket or it refuses.
         self._sock: socket.socket | None = None
@@ -201,18 +204,23 @@ class WireProtocol(asyncio.BufferedProtocol):
         if exc is not None and self.error is None:
             self.error = exc
         self._wake()
-        for waiter in (self._drain_waiter, self._closed_waiter):
-            if waiter is not None and not waiter.done():
-                waiter.set_result(None)
+        self._release_drain_waiters()
+        waiter = self._closed_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     def pause_writing(self) -> None:
         self._write_paused = True
 
     def resume_writing(self) -> None:
         self._write_paused = False
-        waiter = self._drain_waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        self._release_drain_waiters()
+
+    def _release_drain_waiters(self) -> None:
+        waiters, self._drain_waiters = self._drain_waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
 
     # --- the link's side ------------------------------------------------------------------
 
@@ -361,11 +369,12 @@ class WireProtocol(asyncio.BufferedProtocol):
         if not self._write_paused:
             return
         waiter = asyncio.get_running_loop().create_future()
-        self._drain_waiter = waiter
+        self._drain_waiters.append(waiter)
         try:
             await waiter
         finally:
-            self._drain_waiter = None
+            with contextlib.suppress(ValueError):  # released: no longer in the list
+                self._drain_waiters.remove(waiter)
         if self._lost:
             raise ConnectionResetError("connection lost")
 
