@@ -1,7 +1,9 @@
 """The swarm peer on the DHT (BEP 5): no tracker, a magnet with only xt and dn, and BEP 27.
 
 Every DHT node sits on its own 127.7.x.y address (a DHT stores the announcing node's IP, and
-the peer listens on the same address), all bootstrapped from one node.
+the peer listens on the same address), all bootstrapped from one node. The in-process tests
+run in virtual time (``vtime.run``) on an in-memory network: their waits of seconds cost
+none; the CLI tests run real processes on loopback.
 """
 
 from __future__ import annotations
@@ -14,14 +16,16 @@ import random
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 from click.testing import CliRunner
 
+from hubswarm import vtime
 from hubswarm.cli import cli
+from hubswarm.clock import Clock
+from hubswarm.memnet import MemoryNetwork
 from hubswarm.proto.metainfo import Magnet, build_magnet, parse_magnet
 from hubswarm.swarm import api
 from hubswarm.swarm.dht.node import DHTNode
@@ -57,34 +61,62 @@ def bare_magnet(info_hash: bytes, name: str) -> str:
     return magnet
 
 
-def dht_node(host: str, seed: int, bootstrap: list[tuple[str, int]] | None = None) -> DHTNode:
-    return DHTNode(host=host, bootstrap=bootstrap or [], rng=random.Random(seed), query_timeout=0.5)
+class Hosts:
+    """One in-memory network and a clock for the virtual-time tests (1 ms each way)."""
+
+    def __init__(self) -> None:
+        self.network = MemoryNetwork(latency=0.001, rng=random.Random(0))
+        self.clock = Clock(epoch=0.0)
+
+    def dht_node(
+        self, host: str, seed: int, bootstrap: list[tuple[str, int]] | None = None
+    ) -> DHTNode:
+        return DHTNode(
+            host=host,
+            bootstrap=bootstrap or [],
+            rng=random.Random(seed),
+            query_timeout=0.5,
+            clock=self.clock,
+            network=self.network.host(host),
+        )
+
+    def peer(self, config: Any, host: str, dht: Any = None) -> SwarmPeer:
+        network = self.network.host(host)
+        return SwarmPeer(config, host=host, dht=dht, network=network, clock=self.clock)
 
 
 def stored_anywhere(nodes: list[DHTNode], info_hash: bytes) -> list[tuple[str, int]]:
     """Peers any node's store holds for ``info_hash``."""
     found: list[tuple[str, int]] = []
+    now = asyncio.get_running_loop().time()
     for node in nodes:
-        found += node.peers.get(info_hash, time.monotonic(), 50, random.Random(0))
+        found += node.peers.get(info_hash, now, 50, random.Random(0))
     return found
 
 
-async def test_one_seed_five_leeches_meet_through_the_dht_only(tmp_path: Path) -> None:
+def test_one_seed_five_leeches_meet_through_the_dht_only(tmp_path: Path) -> None:
+    took = vtime.run(_seed_and_leeches(tmp_path))
+    print(f"1 seed + {LEECHES} leeches over the DHT: {took:.1f} s (virtual)")
+
+
+async def _seed_and_leeches(tmp_path: Path) -> float:
+    hosts = Hosts()
+    loop = asyncio.get_running_loop()
     data = make_file(tmp_path / "seed" / "payload.bin", 3 * MIB + 4321, seed=11)
     mi, _ = make_torrent(tmp_path / "seed" / "payload.bin", 64 * KIB)
     source = api.load_source(bare_magnet(mi.info_hash, "payload.bin"))
     assert (source.metainfo, source.trackers, source.peers) == (None, (), ())
-    started = time.monotonic()
+    started = loop.time()
     async with contextlib.AsyncExitStack() as stack:
-        boot = await stack.enter_async_context(dht_node(ip(0, 0), 1))
+        boot = await stack.enter_async_context(hosts.dht_node(ip(0, 0), 1))
         nodes = [boot]
         sessions: list[TorrentSession] = []
         for i in range(1 + LEECHES):
             host = ip(0, i + 1)
-            node = await stack.enter_async_context(dht_node(host, 100 + i, [boot.address]))
+            node = await stack.enter_async_context(hosts.dht_node(host, 100 + i, [boot.address]))
             nodes.append(node)
             peer = await stack.enter_async_context(
-                SwarmPeer(fast_config(use_dht=True, rng_seed=i), host=host, dht=node)
+                hosts.peer(fast_config(use_dht=True, rng_seed=i), host, node)
             )
             session = await stack.enter_async_context(
                 peer.torrent(
@@ -98,7 +130,7 @@ async def test_one_seed_five_leeches_meet_through_the_dht_only(tmp_path: Path) -
         async with asyncio.timeout(30), asyncio.TaskGroup() as tg:
             for session in sessions[1:]:
                 tg.create_task(session.wait_complete())
-        took = time.monotonic() - started
+        took = loop.time() - started
         stored = stored_anywhere(nodes, mi.info_hash)
         assert (ip(0, 1), sessions[0].listen_port) in stored, "the seed announced itself"
         for session in sessions[1:]:
@@ -106,18 +138,23 @@ async def test_one_seed_five_leeches_meet_through_the_dht_only(tmp_path: Path) -
             assert session.stats.downloaded_from_peers >= mi.info.total_length
     for i in range(1, 1 + LEECHES):
         assert (tmp_path / f"leech{i}" / "payload.bin").read_bytes() == data
-    print(f"1 seed + {LEECHES} leeches over the DHT: {took:.1f} s")
+    return took
 
 
-async def test_private_torrent_never_touches_the_dht(tmp_path: Path) -> None:
+def test_private_torrent_never_touches_the_dht(tmp_path: Path) -> None:
+    vtime.run(_private_torrent(tmp_path))
+
+
+async def _private_torrent(tmp_path: Path) -> None:
+    hosts = Hosts()
     data = make_file(tmp_path / "seed" / "p.bin", 512 * KIB, seed=3)
     mi, _ = make_torrent(tmp_path / "seed" / "p.bin", 64 * KIB, private=True)
     assert mi.info.private
     seed_dht, leech_dht = FakeDHT([]), FakeDHT([])
     async with (
-        SwarmPeer(fast_config(use_dht=True), host=ip(1, 1), dht=seed_dht) as seed,
+        hosts.peer(fast_config(use_dht=True), ip(1, 1), seed_dht) as seed,
         seed.torrent(mi.info_hash, tmp_path / "seed", info=mi.info),
-        SwarmPeer(fast_config(use_dht=True), host=ip(1, 2), dht=leech_dht) as leech,
+        hosts.peer(fast_config(use_dht=True), ip(1, 2), leech_dht) as leech,
         leech.torrent(
             mi.info_hash, tmp_path / "leech", info=mi.info, peers=[(ip(1, 1), seed.port)]
         ) as session,
@@ -129,12 +166,17 @@ async def test_private_torrent_never_touches_the_dht(tmp_path: Path) -> None:
     assert (tmp_path / "leech" / "p.bin").read_bytes() == data
 
 
-async def test_public_torrent_queries_at_once_and_retries_fast(tmp_path: Path) -> None:
+def test_public_torrent_queries_at_once_and_retries_fast(tmp_path: Path) -> None:
+    vtime.run(_public_torrent(tmp_path))
+
+
+async def _public_torrent(tmp_path: Path) -> None:
+    hosts = Hosts()
     make_file(tmp_path / "seed" / "q.bin", 100 * KIB, seed=4)
     mi, _ = make_torrent(tmp_path / "seed" / "q.bin", 64 * KIB)
     dht = FakeDHT([])
     async with (
-        SwarmPeer(fast_config(use_dht=True), host=ip(1, 3), dht=dht) as peer,
+        hosts.peer(fast_config(use_dht=True), ip(1, 3), dht) as peer,
         peer.torrent(mi.info_hash, tmp_path / "seed", info=mi.info),
     ):
         await asyncio.sleep(0.3)
@@ -143,17 +185,22 @@ async def test_public_torrent_queries_at_once_and_retries_fast(tmp_path: Path) -
         assert dht.calls.count("get_peers") == 2, "retried after 1 s while alone"
 
 
-async def test_magnet_of_private_torrent_stops_using_the_dht(tmp_path: Path) -> None:
+def test_magnet_of_private_torrent_stops_using_the_dht(tmp_path: Path) -> None:
+    vtime.run(_magnet_of_private_torrent(tmp_path))
+
+
+async def _magnet_of_private_torrent(tmp_path: Path) -> None:
+    hosts = Hosts()
     # With a bare magnet nothing says "private" until the metadata arrives (BEP 27 then applies).
     data = make_file(tmp_path / "seed" / "m.bin", 256 * KIB, seed=5)
     mi, _ = make_torrent(tmp_path / "seed" / "m.bin", 64 * KIB, private=True)
     async with (
-        SwarmPeer(fast_config(), host=ip(1, 4)) as seed,
+        hosts.peer(fast_config(), ip(1, 4)) as seed,
         seed.torrent(mi.info_hash, tmp_path / "seed", info=mi.info),
     ):
         dht = FakeDHT([(ip(1, 4), seed.port)])
         async with (
-            SwarmPeer(fast_config(use_dht=True), host=ip(1, 5), dht=dht) as leech,
+            hosts.peer(fast_config(use_dht=True), ip(1, 5), dht) as leech,
             leech.torrent(mi.info_hash, tmp_path / "leech") as session,
         ):
             await session.wait_complete(20)
@@ -171,10 +218,19 @@ async def until(condition: Any, seconds: float = 5.0) -> None:
             await asyncio.sleep(0.02)
 
 
-async def test_peer_dht_state_is_saved_on_exit_and_reloaded(tmp_path: Path) -> None:
+def test_peer_dht_state_is_saved_on_exit_and_reloaded(tmp_path: Path) -> None:
+    vtime.run(_dht_state(tmp_path))
+
+
+async def _dht_state(tmp_path: Path) -> None:
+    hosts = Hosts()
+
+    def on(host: str) -> dict[str, Any]:
+        return {"clock": hosts.clock, "network": hosts.network.host(host)}
+
     state = tmp_path / "dht.json"
-    async with dht_node(ip(2, 0), 7) as boot:
-        async with api._maybe_dht([boot.address], ip(2, 1), state) as first:
+    async with hosts.dht_node(ip(2, 0), 7) as boot:
+        async with api._maybe_dht([boot.address], ip(2, 1), state, **on(ip(2, 1))) as first:
             assert isinstance(first, DHTNode)
             first_id = first.node_id
             # The peer's node bootstraps in the background (its torrent does not wait).
@@ -183,11 +239,11 @@ async def test_peer_dht_state_is_saved_on_exit_and_reloaded(tmp_path: Path) -> N
         assert saved["node_id"] == first_id.hex()
         assert [boot.address[0], boot.address[1]] in [n[1:] for n in saved["nodes"]]
         # No bootstrap given: the saved contacts are enough to join again, with the same id.
-        async with api._maybe_dht([], ip(2, 2), state) as second:
+        async with api._maybe_dht([], ip(2, 2), state, **on(ip(2, 2))) as second:
             assert isinstance(second, DHTNode)
             assert second.node_id == first_id
             await until(lambda: second.table.get(boot.node_id) is not None)
-    async with api._maybe_dht([], ip(2, 3), None) as none:
+    async with api._maybe_dht([], ip(2, 3), None, **on(ip(2, 3))) as none:
         assert none is None
 
 

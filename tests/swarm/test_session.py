@@ -100,19 +100,24 @@ async def test_magnet_fetches_metadata_then_data(tmp_path: Path) -> None:
     assert (tmp_path / "leech" / "m.bin").read_bytes() == data
 
 
-async def test_resume_fetches_only_missing_pieces(tmp_path: Path) -> None:
+def test_resume_fetches_only_missing_pieces(tmp_path: Path) -> None:
+    vtime.run(_resume(tmp_path))  # virtual time: the slow seed's second costs none
+
+
+async def _resume(tmp_path: Path) -> None:
     size = 2 * MIB
     data = make_file(tmp_path / "seed" / "r.bin", size)
     mi, _ = make_torrent(tmp_path / "seed" / "r.bin", 64 * KIB)
+    hosts = VirtualHosts()
     # A slow seed so that the first leech can be stopped half way.
     async with (
-        SwarmPeer(fast_config(upload_rate=2 * MIB), host=LOCAL) as seed,
+        hosts.peer(fast_config(upload_rate=2 * MIB)) as seed,
         seed.torrent(mi.info_hash, tmp_path / "seed", info=mi.info),
     ):
         async with (
-            SwarmPeer(fast_config(), host=LOCAL) as leech,
+            hosts.peer(fast_config()) as leech,
             leech.torrent(
-                mi.info_hash, tmp_path / "leech", info=mi.info, peers=[(LOCAL, seed.port)]
+                mi.info_hash, tmp_path / "leech", info=mi.info, peers=[(seed.host, seed.port)]
             ) as first,
         ):
             assert first.picker is not None
@@ -122,9 +127,9 @@ async def test_resume_fetches_only_missing_pieces(tmp_path: Path) -> None:
         assert (tmp_path / "leech" / f"r.bin{PARTIAL_SUFFIX}").exists()
         assert not (tmp_path / "leech" / "r.bin").exists()  # never a final name before complete
         async with (
-            SwarmPeer(fast_config(), host=LOCAL) as leech,
+            hosts.peer(fast_config()) as leech,
             leech.torrent(
-                mi.info_hash, tmp_path / "leech", info=mi.info, peers=[(LOCAL, seed.port)]
+                mi.info_hash, tmp_path / "leech", info=mi.info, peers=[(seed.host, seed.port)]
             ) as second,
         ):
             assert second.picker is not None
@@ -171,7 +176,7 @@ def test_private_torrent_never_uses_the_dht(tmp_path: Path, private: bool) -> No
         assert "get_peers" in calls
 
 
-async def test_a_bug_in_one_link_does_not_kill_the_session(
+def test_a_bug_in_one_link_does_not_kill_the_session(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     data = make_file(tmp_path / "seed" / "b.bin", 1 * MIB)
@@ -186,15 +191,20 @@ async def test_a_bug_in_one_link_does_not_kill_the_session(
         await original(self, link, event)
 
     monkeypatch.setattr(TorrentSession, "on_event", buggy)
-    async with (
-        SwarmPeer(fast_config(), host=LOCAL) as seed,
-        seed.torrent(mi.info_hash, tmp_path / "seed", info=mi.info),
-        SwarmPeer(fast_config(), host=LOCAL) as leech,
-        leech.torrent(
-            mi.info_hash, tmp_path / "leech", info=mi.info, peers=[(LOCAL, seed.port)]
-        ) as session,
-    ):
-        await session.wait_complete(15)  # the dialer reconnected after the broken link
+    hosts = VirtualHosts()
+
+    async def run() -> None:  # in virtual time: the re-dial's back-off costs none
+        async with (
+            hosts.peer(fast_config()) as seed,
+            seed.torrent(mi.info_hash, tmp_path / "seed", info=mi.info),
+            hosts.peer(fast_config()) as leech,
+            leech.torrent(
+                mi.info_hash, tmp_path / "leech", info=mi.info, peers=[(seed.host, seed.port)]
+            ) as session,
+        ):
+            await session.wait_complete(15)  # the dialer reconnected after the broken link
+
+    vtime.run(run())
     assert broken
     assert (tmp_path / "leech" / "b.bin").read_bytes() == data
 

@@ -46,30 +46,29 @@ async def flash_crowd(
     seed_slots: int = 4,
     leech_rate: float | None = None,
 ) -> tuple[TorrentSession, list[TorrentSession]]:
-    """One seed (``seed_rate`` bytes/s) and ``leeches`` leeches that dial it and each other;
-    returns the sessions (stopped) once every leech verified every piece."""
+    """One seed (``seed_rate`` bytes/s) and ``leeches`` leeches that dial it and each other,
+    in virtual time on an in-memory network (run under ``vtime.run``); returns the sessions
+    (stopped) once every leech verified every piece."""
     src = tmp_path / "seed" / "crowd.bin"
     data = make_file(src, SIZE)
     mi, _ = make_torrent(src, 64 * KIB)
+    hosts = VirtualHosts()
     async with AsyncExitStack() as stack:
         seed_peer = await stack.enter_async_context(
-            SwarmPeer(
-                fast_config(upload_rate=seed_rate, super_seed=super_seed, unchoke_slots=seed_slots),
-                host=LOCAL,
+            hosts.peer(
+                fast_config(upload_rate=seed_rate, super_seed=super_seed, unchoke_slots=seed_slots)
             )
         )
         seeding = await stack.enter_async_context(
             seed_peer.torrent(mi.info_hash, src.parent, info=mi.info, seed_mode=True)
         )
         peers = [
-            await stack.enter_async_context(
-                SwarmPeer(fast_config(upload_rate=leech_rate), host=LOCAL)
-            )
+            await stack.enter_async_context(hosts.peer(fast_config(upload_rate=leech_rate)))
             for _ in range(leeches)
         ]
         sessions = []
         for k, peer in enumerate(peers):
-            dial = [(LOCAL, seed_peer.port)] + [(LOCAL, p.port) for p in peers[:k]]
+            dial = [(p.host, p.port) for p in [seed_peer, *peers[:k]]]
             sessions.append(
                 await stack.enter_async_context(
                     peer.torrent(mi.info_hash, tmp_path / f"leech{k}", info=mi.info, peers=dial)
@@ -81,36 +80,31 @@ async def flash_crowd(
     return seeding, sessions
 
 
-async def test_super_seed_sends_about_one_copy(tmp_path: Path) -> None:
-    seeding, leeches = await flash_crowd(tmp_path, super_seed=True)
+def test_super_seed_sends_about_one_copy(tmp_path: Path) -> None:
+    seeding, leeches = vtime.run(flash_crowd(tmp_path, super_seed=True))
     # Measured 1.04-1.05 F here; a seed serving every request sent 1.66-1.76 F.
     assert seeding.stats.uploaded <= 1.1 * SIZE, seeding.stats.uploaded / SIZE
     assert seeding.stats.uploaded >= SIZE * 0.9  # the seed, not magic, made the first copy
     assert sum(s.stats.uploaded for s in leeches) >= 2 * SIZE  # the leeches made the rest
 
 
-async def test_super_seed_with_more_peers_than_slots_sends_each_piece_once(
-    tmp_path: Path,
-) -> None:
+def test_super_seed_with_more_peers_than_slots_sends_each_piece_once(tmp_path: Path) -> None:
     # Eight leeches uploading no faster than the seed, which has two upload slots: most
     # offers wait at choked peers and pieces spread at the pace of the lab's links. The
     # seed serves the peers holding unfetched offers first and never offers a piece a peer
     # already has, so until every piece is out it sends each about once (the lab, before
     # this policy: 1.25-1.6 F).
-    seeding, _ = await flash_crowd(
-        tmp_path, super_seed=True, leeches=8, seed_slots=1, leech_rate=2e6
-    )
+    crowd = flash_crowd(tmp_path, super_seed=True, leeches=8, seed_slots=1, leech_rate=2e6)
+    seeding, _ = vtime.run(crowd)
     handed_over_at = seeding.stats.uploaded_at_superseed_done
     assert handed_over_at is not None
     assert handed_over_at <= 1.05 * SIZE, handed_over_at / SIZE
 
 
-async def test_leeches_trade_pieces_with_peers_that_opened_with_have_none(
-    tmp_path: Path,
-) -> None:
+def test_leeches_trade_pieces_with_peers_that_opened_with_have_none(tmp_path: Path) -> None:
     # Every leech starts empty and says `have none` (BEP 6): the `have`s that follow must
     # still count, or each leech sees only the seed and the seed sends every copy.
-    seeding, leeches = await flash_crowd(tmp_path, super_seed=False, leeches=2)
+    seeding, leeches = vtime.run(flash_crowd(tmp_path, super_seed=False, leeches=2))
     assert all(s.stats.uploaded > 0 for s in leeches)
     assert seeding.stats.uploaded < 2 * SIZE
 
