@@ -329,7 +329,11 @@ class MemoryStream(asyncio.transports._FlowControlMixin):
         if self._pump_scheduled or not self._inbox or self._lost or not self._reading:
             return
         self._pump_scheduled = True
-        self._loop.call_at(self._inbox[0][0], self._pump)
+        at = self._inbox[0][0]
+        if at <= self._loop.time():
+            self._loop.call_soon(self._pump)  # due now: the ready queue, not the timer heap
+        else:
+            self._loop.call_at(at, self._pump)
 
     def _pump(self) -> None:
         self._pump_scheduled = False

@@ -48,7 +48,7 @@ import math
 import random
 import weakref
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from hubswarm.memnet import (
@@ -98,15 +98,22 @@ class LinkSpec:
             raise ValueError(f"need latency >= 0, 0 <= loss < 1, queue >= {SEGMENT}")
 
 
-@dataclass(slots=True, eq=False)
 class _Packet:
-    """What crosses the queues: a stream segment or a datagram."""
+    """What crosses the queues: a stream segment or a datagram. Subclasses say what its
+    arrival and its loss do."""
 
-    flow: object
-    size: int
-    arrive: Callable[[], None]
-    lost: Callable[[], None]
-    packets: int = 1  # full-size packets it stands for (each may be lost)
+    __slots__ = ("flow", "packets", "size")
+
+    def __init__(self, flow: object, size: int, packets: int = 1) -> None:
+        self.flow = flow
+        self.size = size
+        self.packets = packets  # full-size packets it stands for (each may be lost)
+
+    def arrive(self) -> None:
+        raise NotImplementedError
+
+    def lost(self) -> None:
+        raise NotImplementedError
 
 
 class _Flow:
@@ -131,6 +138,7 @@ class _Queue:
     def __init__(self, loop: asyncio.AbstractEventLoop, rate: float, limit: int) -> None:
         self._loop = loop
         self.rate = rate
+        self._finite = math.isfinite(rate)
         self.limit = limit
         self._flows: dict[object, _Flow] = {}  # the dict's order is the round
         self.queued = 0
@@ -189,8 +197,12 @@ class _Queue:
         if not flow.packets:
             del self._flows[key]  # an idle flow keeps no credit (DRR)
         self.busy = True
-        service = packet.size / self.rate if math.isfinite(self.rate) else 0.0
-        self._loop.call_at(self._loop.time() + service, self._sent, packet, then)
+        if self._finite:
+            self._loop.call_at(
+                self._loop.time() + packet.size / self.rate, self._sent, packet, then
+            )
+        else:
+            self._loop.call_soon(self._sent, packet, then)
 
     def _sent(self, packet: _Packet, then: Callable[[_Packet], None]) -> None:
         self.queued -= packet.size
@@ -199,6 +211,73 @@ class _Queue:
         then(packet)
         if self._flows:
             self._serve()
+
+
+class _Path:
+    """From one host to another: the sender's upload queue, the core's delay (with the
+    path's loss), the receiver's download queue. A hop of no delay is taken at once, not
+    through the loop's timers (most of a large run's events are such hops)."""
+
+    __slots__ = (
+        "_crossed",
+        "_delay",
+        "_enter_down",
+        "_loop",
+        "_net",
+        "down",
+        "dst",
+        "src",
+        "survive",
+        "up",
+    )
+
+    def __init__(
+        self,
+        net: SimNetwork,
+        src: str,
+        dst: str,
+        up: _Queue,
+        down: _Queue,
+        survive: float,
+        delay: float,
+    ) -> None:
+        self._net = net
+        self._loop = asyncio.get_running_loop()
+        self.src, self.dst = src, dst
+        self.up, self.down = up, down
+        self.survive = survive
+        self._delay = delay
+        # Bound once: the queues call these per packet.
+        self._crossed = self.crossed
+        self._enter_down = self.enter_down
+
+    def send(self, packet: _Packet) -> None:
+        down = self._net._down
+        if self.src in down or self.dst in down:
+            return  # a dead host sends nothing, and what is sent to it is never answered
+        if self.src == self.dst:
+            self._loop.call_soon(packet.arrive)  # the host's own loopback: not shaped
+            return
+        if not self.up.offer(packet, self._crossed):
+            self._loop.call_soon(packet.lost)
+
+    def crossed(self, packet: _Packet) -> None:
+        """``packet`` left the upload queue: lost on the way, or into the download queue."""
+        survive = self.survive
+        if survive < 1.0 and self._net.rng.random() >= survive**packet.packets:
+            packet.lost()
+        elif self._delay > 0:
+            self._loop.call_at(self._loop.time() + self._delay, self._enter_down, packet)
+        else:
+            self.enter_down(packet)
+
+    def enter_down(self, packet: _Packet) -> None:
+        if not self.down.offer(packet, _arrive):
+            packet.lost()
+
+
+def _arrive(packet: _Packet) -> None:
+    packet.arrive()
 
 
 class SimNetwork(MemoryNetwork):
@@ -210,6 +289,7 @@ class SimNetwork(MemoryNetwork):
         self._specs: dict[str, LinkSpec] = {}
         self._queues: dict[str, tuple[_Queue, _Queue]] = {}
         self._streams: dict[str, weakref.WeakSet[SimStream]] = {}
+        self._paths: dict[tuple[str, str], _Path] = {}
         self._down: set[str] = set()
 
     def add_host(self, ip: str, spec: LinkSpec) -> None:
@@ -254,31 +334,20 @@ class SimNetwork(MemoryNetwork):
             self._queues[ip] = queues
         return queues
 
+    def path(self, src: str, dst: str) -> _Path:
+        """The path from ``src`` to ``dst`` (made on first use; a stream keeps its own)."""
+        key = (src, dst)
+        path = self._paths.get(key)
+        if path is None:
+            up, _ = self._links(src)
+            _, down = self._links(dst)
+            survive = (1.0 - self.spec(src).loss) * (1.0 - self.spec(dst).loss)
+            path = self._paths[key] = _Path(self, src, dst, up, down, survive, self.delay(src, dst))
+        return path
+
     def transmit(self, packet: _Packet, src: str, dst: str) -> None:
         """Send ``packet`` from ``src`` to ``dst``: ``packet.arrive()`` or ``packet.lost()``."""
-        loop = asyncio.get_running_loop()
-        if src in self._down or dst in self._down:
-            return  # a dead host sends nothing, and what is sent to it is never answered
-        if src == dst:
-            loop.call_soon(packet.arrive)  # the host's own loopback: not shaped
-            return
-        up, _ = self._links(src)
-        _, down = self._links(dst)
-        survive = (1.0 - self.spec(src).loss) * (1.0 - self.spec(dst).loss)
-        delay = self.delay(src, dst)
-
-        def crossed(p: _Packet) -> None:
-            if survive < 1.0 and self.rng.random() >= survive**p.packets:
-                p.lost()
-                return
-            loop.call_at(loop.time() + delay, enter_down, p)
-
-        def enter_down(p: _Packet) -> None:
-            if not down.offer(p, lambda q: q.arrive()):
-                p.lost()
-
-        if not up.offer(packet, crossed):
-            loop.call_soon(packet.lost)
+        self.path(src, dst).send(packet)
 
     # --- the endpoints --------------------------------------------------------------------
 
@@ -298,14 +367,45 @@ class SimNetwork(MemoryNetwork):
         return SimDatagram(loop, self, local, protocol)
 
 
-@dataclass(slots=True, eq=False)
-class _Segment:
-    seq: int  # the stream offset of its first byte (an end marker takes one, as TCP's FIN)
-    item: bytes | Closed | None  # data, or the end of the stream (EOF / closed)
-    size: int
-    sent_at: float = 0.0
-    losses: int = 0
-    packet: _Packet | None = field(default=None, repr=False)
+class _Segment(_Packet):
+    """A stream's segment: its arrival goes to the receiving end, its loss to the sender."""
+
+    __slots__ = ("item", "losses", "sender", "sent_at", "seq")
+
+    def __init__(self, sender: SimStream, seq: int, item: bytes | Closed | None, size: int) -> None:
+        super().__init__(sender, size, max(1, -(-size // MSS)))
+        self.sender = sender
+        self.seq = seq  # the stream offset of its first byte (an end marker takes one, as FIN)
+        self.item = item  # data, or the end of the stream (EOF / closed)
+        self.sent_at = 0.0
+        self.losses = 0
+
+    def arrive(self) -> None:
+        peer = self.sender.peer
+        assert isinstance(peer, SimStream)
+        peer._on_segment(self)
+
+    def lost(self) -> None:
+        self.sender._on_lost(self)
+
+
+class _Datagram(_Packet):
+    __slots__ = ("dst", "payload")
+
+    def __init__(self, endpoint: SimDatagram, dst: Address, payload: bytes) -> None:
+        super().__init__(endpoint, len(payload))
+        self.dst = dst
+        self.payload = payload
+
+    def arrive(self) -> None:
+        endpoint = self.flow
+        assert isinstance(endpoint, SimDatagram)
+        endpoint._arrive(endpoint._sim, self.dst, self.payload)
+
+    def lost(self) -> None:
+        endpoint = self.flow
+        assert isinstance(endpoint, SimDatagram)
+        endpoint.dropped += 1
 
 
 class SimStream(MemoryStream):
@@ -338,6 +438,7 @@ class SimStream(MemoryStream):
         self._expected = 0
         self._ahead: dict[int, _Segment] = {}
         self.retransmissions = 0
+        self._path: _Path | None = None
 
     # --- asyncio.WriteTransport -----------------------------------------------------------
 
@@ -397,25 +498,19 @@ class SimStream(MemoryStream):
                 self._unsent.popleft()
             self._unsent_bytes -= size
             self._in_flight += size
-            segment = _Segment(self._next_seq, head, size)
+            segment = _Segment(self, self._next_seq, head, size)
             self._next_seq += max(1, size) if isinstance(head, bytes) else 1
             self._transmit(segment)
         self.resume_protocol_if_drained()
 
     def _transmit(self, segment: _Segment) -> None:
-        peer = self.peer
-        assert isinstance(peer, SimStream)
         segment.sent_at = self._loop.time()
-        packet = segment.packet
-        if packet is None:
-            packet = segment.packet = _Packet(
-                flow=self,
-                size=segment.size,
-                arrive=lambda: peer._on_segment(segment),
-                lost=lambda: self._on_lost(segment),
-                packets=max(1, math.ceil(segment.size / MSS)),
-            )
-        self._sim.transmit(packet, self._local[0], peer._local[0])
+        path = self._path
+        if path is None:
+            peer = self.peer
+            assert isinstance(peer, SimStream)
+            path = self._path = self._sim.path(self._local[0], peer._local[0])
+        path.send(segment)
 
     def _on_lost(self, segment: _Segment) -> None:
         segment.losses += 1
@@ -446,8 +541,8 @@ class SimStream(MemoryStream):
         item = segment.item
         if isinstance(item, bytes) and segment.size > room:
             for start in range(0, segment.size, room):
-                piece = _Segment(segment.seq + start, item[start : start + room], 0)
-                piece.size = len(piece.item) if isinstance(piece.item, bytes) else 0
+                part = item[start : start + room]
+                piece = _Segment(self, segment.seq + start, part, len(part))
                 piece.losses = segment.losses
                 self._resend.append(piece)
         else:
@@ -489,7 +584,10 @@ class SimStream(MemoryStream):
         if peer is None or segment.seq < self._expected or segment.seq in self._ahead:
             return  # a duplicate (its first copy made it after all)
         back = self._sim.delay(self._local[0], peer._local[0])
-        self._loop.call_at(self._loop.time() + back, peer._on_ack, segment)
+        if back > 0:
+            self._loop.call_at(self._loop.time() + back, peer._on_ack, segment)
+        else:
+            peer._on_ack(segment)
         self._ahead[segment.seq] = segment
         while self._expected in self._ahead:
             ready = self._ahead.pop(self._expected)
@@ -517,15 +615,4 @@ class SimDatagram(MemoryDatagram):
             return
         self.sent += 1
         dst = (str(addr[0]), int(addr[1]))
-        payload = bytes(data)
-
-        def lost() -> None:
-            self.dropped += 1
-
-        packet = _Packet(
-            flow=self,
-            size=len(payload),
-            arrive=lambda: self._arrive(self._sim, dst, payload),
-            lost=lost,
-        )
-        self._sim.transmit(packet, self._local[0], dst[0])
+        self._sim.transmit(_Datagram(self, dst, bytes(data)), self._local[0], dst[0])

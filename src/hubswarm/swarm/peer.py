@@ -48,9 +48,14 @@ from hubswarm.ratelimit import RateMeter as PureRateMeter
 
 log = logging.getLogger(__name__)
 
-# Bytes received per call: large reads amortise the per-call overhead of asyncio and the
-# parser; 256 KiB holds 16 piece messages.
+# Bytes received per call at most: large reads amortise the per-call overhead of asyncio and
+# the parser; 256 KiB holds 16 piece messages.
 READ_CHUNK = 256 * 1024
+# A link's read buffer starts this small and doubles on each read that fills it, up to
+# READ_CHUNK, and halves on reads that use an eighth of it: a link that carries only HAVEs
+# (most of a large swarm's links) holds 1 KiB, not READ_CHUNK (libtorrent's receive buffer
+# also grows with what arrives).
+READ_CHUNK_MIN = 1024
 # Drain the transport once its buffer holds this much (asyncio's default high-water mark is
 # 64 KiB, too small to keep a loopback link full).
 WRITE_HIGH_WATER = 4 * 1024 * 1024
@@ -136,8 +141,7 @@ class WireProtocol(asyncio.BufferedProtocol):
     ) -> None:
         self.conn = conn
         self._on_connected = on_connected
-        self._buf = bytearray(READ_CHUNK)
-        self._view = memoryview(self._buf)
+        self._view = memoryview(bytearray(READ_CHUNK_MIN))
         self._transport: asyncio.Transport | None = None
         self._waiter: asyncio.Future[None] | None = None
         self._paused = False
@@ -184,14 +188,31 @@ class WireProtocol(asyncio.BufferedProtocol):
             self._on_connected(self)
 
     def get_buffer(self, sizehint: int) -> memoryview:
+        # A transport that knows how much is waiting says so (sizehint > 0); a socket's
+        # (-1) lets the buffer grow read by read (buffer_updated).
+        if sizehint > len(self._view):
+            self._resize(sizehint)
         return self._view
 
     def buffer_updated(self, nbytes: int) -> None:
+        view = self._view[:nbytes]
+        size = len(self._view)
+        if nbytes == size:
+            self._resize(2 * size)  # more may have been waiting: a larger read next time
+        elif nbytes <= size // 8:
+            self._resize(size // 2)
         hook = self._rx_hook
         if hook is None:
-            self._feed(self._view[:nbytes])
+            self._feed(view)
         else:
-            hook(self._view[:nbytes])
+            hook(view)
+
+    def _resize(self, size: int) -> None:
+        """A new read buffer of ``size`` rounded up to a power of two within the bounds
+        (what was read stays valid: the old buffer lives on in its views)."""
+        size = max(READ_CHUNK_MIN, min(READ_CHUNK, 1 << (size - 1).bit_length()))
+        if size != len(self._view):
+            self._view = memoryview(bytearray(size))
 
     def eof_received(self) -> bool:
         self.eof = True
