@@ -1,14 +1,18 @@
 """The report's figures: PNG plots of the runs, drawn with matplotlib's Agg canvas.
 
 Each plot function takes every run and one scenario's name, and returns the path it wrote,
-or None when the scenario has nothing to draw (one N only, no faults, no server bytes).
+or None when the scenario has nothing to draw (one N only, no faults, no server bytes, no
+sweep over RTT or loss). In a scenario that sweeps RTT or loss, the figures over N and the
+CDF show the sweep's first point (the smallest RTT and loss); T / bound against RTT and
+against loss shows every point.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from itertools import groupby
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from hubswarm.lab.metrics import RunResult, summarize
 
@@ -25,13 +29,13 @@ _COLORS = {"client-server": "tab:blue", "hybrid": "tab:green", "p2p": "tab:orang
 LOG_AXES_SPAN = 10
 
 
-def _figure() -> Figure:
+def _figure(width: float = 6.4) -> Figure:
     # Imported here: matplotlib costs seconds to import, and every `hubswarm` command
     # loads this module through the CLI. The Agg canvas needs no display and no pyplot state.
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure as _Figure
 
-    fig = _Figure(figsize=(6.4, 4.2))
+    fig = _Figure(figsize=(width, 4.2))
     FigureCanvasAgg(fig)
     return fig
 
@@ -45,6 +49,7 @@ def _save(
     title: str,
     top: float | None = None,
     small_legend: bool = False,
+    legend_outside: bool = False,
 ) -> Path:
     """Label the figure's one plot (axes from 0 to ``top``, if given), save it as a PNG."""
     (ax,) = fig.axes
@@ -53,15 +58,26 @@ def _save(
     if top is not None:
         ax.set_ylim(0, top)
     ax.set_title(title)
-    ax.legend(fontsize="small" if small_legend else None)
+    if legend_outside:
+        ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.02, 1.0))
+    else:
+        ax.legend(fontsize="small" if small_legend else None)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     return path
 
 
+def _first_point(runs: Sequence[RunResult]) -> list[RunResult]:
+    """The runs at a sweep's smallest (RTT, loss): all of them when there is no sweep."""
+    if not runs:
+        return []
+    first = min((r.rtt, r.loss) for r in runs)
+    return [r for r in runs if (r.rtt, r.loss) == first]
+
+
 def _plot_time_vs_n(results: Sequence[RunResult], scenario: str, path: Path) -> Path | None:
-    runs = sorted((r for r in results if r.scenario == scenario), key=lambda r: r.n)
+    runs = sorted(_first_point([r for r in results if r.scenario == scenario]), key=lambda r: r.n)
     ns = sorted({r.n for r in runs})
     if len(ns) < 2:
         return None
@@ -90,7 +106,7 @@ def _plot_time_vs_n(results: Sequence[RunResult], scenario: str, path: Path) -> 
 
 
 def _plot_cdf(results: Sequence[RunResult], scenario: str, path: Path) -> Path | None:
-    runs = [r for r in results if r.scenario == scenario]
+    runs = _first_point([r for r in results if r.scenario == scenario])
     fig = _figure()
     ax = fig.add_subplot()
     drawn = False
@@ -147,7 +163,9 @@ def _plot_faults(results: Sequence[RunResult], scenario: str, path: Path) -> Pat
 
 def _plot_server_bytes(results: Sequence[RunResult], scenario: str, path: Path) -> Path | None:
     runs = sorted(
-        (r for r in results if r.scenario == scenario and r.server_bytes_sent is not None),
+        _first_point(
+            [r for r in results if r.scenario == scenario and r.server_bytes_sent is not None]
+        ),
         key=lambda r: r.n,
     )
     if len({r.n for r in runs}) < 2:
@@ -171,6 +189,118 @@ def _plot_server_bytes(results: Sequence[RunResult], scenario: str, path: Path) 
     )
 
 
+# Ticks of a log axis of T / bound.
+_RATIO_TICKS = (1, 1.5, 2, 3, 5, 7, 10, 15, 20, 30, 50, 70, 100)
+
+
+def _own_ratio(run: RunResult) -> float | None:
+    """T / the run's own bound (D_cs for client-server, D_p2p for swarms); None unless every
+    client completed."""
+    m = summarize(run)
+    if m.all_complete_time is None:
+        return None
+    bound = m.bound_cs if run.architecture == "client-server" else m.bound_p2p
+    return m.all_complete_time / bound
+
+
+def _log_if_wide(ax: Any, which: str, values: Sequence[float], ticks: Sequence[float]) -> None:
+    """A log axis when the positive values span LOG_AXES_SPAN or more (symlog, linear up to
+    the smallest positive value, when 0 is among them, as a lossless run is), its ticks
+    ``ticks`` written as plain numbers."""
+    from matplotlib.ticker import NullFormatter, ScalarFormatter
+
+    positive = [v for v in values if v > 0]
+    if len(positive) < 2 or max(positive) < LOG_AXES_SPAN * min(positive):
+        return
+    set_scale, axis = (ax.set_xscale, ax.xaxis) if which == "x" else (ax.set_yscale, ax.yaxis)
+    if len(positive) < len(values):
+        set_scale("symlog", linthresh=min(positive))
+    else:
+        set_scale("log")
+    axis.set_ticks(list(ticks))
+    axis.set_major_formatter(ScalarFormatter())
+    axis.set_minor_formatter(NullFormatter())
+
+
+def _plot_sweep(
+    results: Sequence[RunResult],
+    scenario: str,
+    path: Path,
+    *,
+    x_of: Callable[[RunResult], float],
+    other_of: Callable[[RunResult], float],
+    x_label: str,
+    other_label: Callable[[float], str],
+    what: str,
+) -> Path | None:
+    """T / own bound against ``x_of`` (ms of RTT, % of loss): a line per architecture, N and
+    value of the other parameter, shades of the architecture's colour."""
+    from matplotlib import colormaps
+
+    runs = [r for r in results if r.scenario == scenario]
+    xs = sorted({x_of(r) for r in runs})
+    if len(xs) < 2:
+        return None
+    several_n = len({r.n for r in runs}) > 1
+    several_other = len({other_of(r) for r in runs}) > 1
+    fig = _figure(width=8.4)
+    ax = fig.add_subplot()
+    ratios: list[float] = []
+    for arch, cmap in (("client-server", "Blues"), ("hybrid", "Greens"), ("p2p", "Oranges")):
+        mine = sorted((r for r in runs if r.architecture == arch), key=lambda r: (r.n, other_of(r)))
+        lines = [list(g) for _, g in groupby(mine, key=lambda r: (r.n, other_of(r)))]
+        for i, line in enumerate(lines):
+            pts = [(x_of(r), q) for r in line if (q := _own_ratio(r)) is not None]
+            if not pts:
+                continue
+            ratios += [q for _, q in pts]
+            label = arch + (f" N={line[0].n}" if several_n else "")
+            if several_other:
+                label += f", {other_label(other_of(line[0]))}"
+            shade = colormaps[cmap](0.95 - 0.5 * i / max(len(lines) - 1, 1))
+            ax.plot(*zip(*sorted(pts), strict=True), "o-", color=shade, label=label)
+    if not ratios:
+        return None
+    ax.axhline(1.0, color="gray", linestyle="--", label="the bound")
+    _log_if_wide(ax, "x", xs, xs)
+    top = max(ratios)
+    _log_if_wide(ax, "y", [1.0, *ratios], [t for t in _RATIO_TICKS if t <= top * 1.1])
+    return _save(
+        fig,
+        path,
+        x=x_label,
+        y="T / own bound (D_cs, D_p2p)",
+        title=f"{scenario}: T / bound against {what} (sim)",
+        legend_outside=True,
+    )
+
+
+def _plot_vs_rtt(results: Sequence[RunResult], scenario: str, path: Path) -> Path | None:
+    return _plot_sweep(
+        results,
+        scenario,
+        path,
+        x_of=lambda r: 1000 * r.rtt,
+        other_of=lambda r: r.loss,
+        x_label="round-trip time between two hosts (ms)",
+        other_label=lambda loss: f"loss {100 * loss:g}%",
+        what="RTT",
+    )
+
+
+def _plot_vs_loss(results: Sequence[RunResult], scenario: str, path: Path) -> Path | None:
+    return _plot_sweep(
+        results,
+        scenario,
+        path,
+        x_of=lambda r: 100 * r.loss,
+        other_of=lambda r: r.rtt,
+        x_label="loss rate of a path (%)",
+        other_label=lambda rtt: f"RTT {1000 * rtt:g} ms",
+        what="loss",
+    )
+
+
 Plot = Callable[[Sequence[RunResult], str, Path], Path | None]
 # File-name prefix -> plot: each scenario gets one file of each that has something to show.
 PLOTS: tuple[tuple[str, Plot], ...] = (
@@ -178,4 +308,6 @@ PLOTS: tuple[tuple[str, Plot], ...] = (
     ("cdf", _plot_cdf),
     ("faults", _plot_faults),
     ("server-bytes", _plot_server_bytes),
+    ("t-vs-rtt", _plot_vs_rtt),
+    ("t-vs-loss", _plot_vs_loss),
 )

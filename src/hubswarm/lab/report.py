@@ -77,7 +77,7 @@ def _run_rows(results: Sequence[RunResult]) -> list[list[str]]:
         first_copy = "-" if first is None else f"{first:.2f} s ({first / one_copy:.2f}× F/u_s)"
         rows.append(
             [
-                r.scenario,
+                _scenario_cell(r),
                 r.architecture,
                 str(r.n),
                 f"{m.completed}/{r.n}",
@@ -95,6 +95,13 @@ def _run_rows(results: Sequence[RunResult]) -> list[list[str]]:
             ]
         )
     return rows
+
+
+def _scenario_cell(r: RunResult) -> str:
+    """The scenario's name, with the run's RTT and loss where it has either (a sweep's point)."""
+    if not (r.rtt or r.loss):
+        return r.scenario
+    return f"{r.scenario} (RTT {1000 * r.rtt:g} ms, loss {100 * r.loss:g}%)"
 
 
 _RUN_HEAD = [
