@@ -123,6 +123,8 @@ class Service:
                 self.proc.wait(timeout=10)
         if self.proc.stdout is not None:
             self.proc.stdout.close()
+        if n := self.tracebacks():
+            print(f"{self.name} stderr holds {n} tracebacks", file=sys.stderr)
 
 
 async def _timed(argv: list[str], cwd: Path) -> float:
@@ -215,6 +217,13 @@ async def _burst(port: int, payloads: list[bytes], ip: str = "127.0.0.1") -> int
     return len(payloads)
 
 
+@contextlib.asynccontextmanager
+async def _bursting(port: int, payloads: list[bytes], ip: str) -> AsyncIterator[Callable[[], int]]:
+    """:func:`_burst` as an attack: all sent before the legit client starts."""
+    sent = await _burst(port, payloads, ip)
+    yield lambda: sent
+
+
 async def _measure(
     service: Service,
     attack: str,
@@ -295,27 +304,21 @@ async def _seed_rows(work: Path, size: int, quick: bool, rng: random.Random) -> 
                            half_open(_addresses(4, flood, distinct=True)))
         )  # fmt: skip
 
-        @contextlib.asynccontextmanager
-        async def garbage() -> AsyncIterator[Callable[[], int]]:
-            payloads = []
-            for k in range(50 if quick else 500):
-                match k % 4:
-                    case 0:
-                        payloads.append(rng.randbytes(rng.randrange(1, 300)))
-                    case 1:  # a handshake, then a 2 GiB length prefix
-                        payloads.append(handshake(k) + b"\x7f\xff\xff\xff\x07")
-                    case 2:  # a handshake for a torrent we do not serve
-                        payloads.append(PSTR + bytes(8) + rng.randbytes(40))
-                    case _:  # a handshake, then random messages
-                        payloads.append(handshake(k) + rng.randbytes(rng.randrange(1, 2000)))
-            sent = await _burst(port, payloads, "127.5.0.1")
-            yield lambda: sent
-
+        payloads = []
+        for k in range(50 if quick else 500):
+            match k % 4:
+                case 0:
+                    payloads.append(rng.randbytes(rng.randrange(1, 300)))
+                case 1:  # a handshake, then a 2 GiB length prefix
+                    payloads.append(handshake(k) + b"\x7f\xff\xff\xff\x07")
+                case 2:  # a handshake for a torrent we do not serve
+                    payloads.append(PSTR + bytes(8) + rng.randbytes(40))
+                case _:  # a handshake, then random messages
+                    payloads.append(handshake(k) + rng.randbytes(rng.randrange(1, 2000)))
+        garbage = functools.partial(_bursting, port, payloads, "127.5.0.1")
         rows.append(await measure(seed, "wire garbage", fetch, baseline, garbage))
     finally:
         seed.stop()
-    if seed.tracebacks():
-        print(f"seed stderr holds {seed.tracebacks()} tracebacks", file=sys.stderr)
     return rows
 
 
@@ -382,17 +385,11 @@ async def _hub_rows(work: Path, size: int, quick: bool, rng: random.Random) -> l
         )  # fmt: skip
         n = 60 if quick else 3000
 
-        @contextlib.asynccontextmanager
-        async def malformed() -> AsyncIterator[Callable[[], int]]:
-            payloads = [MALFORMED_HTTP[k % len(MALFORMED_HTTP)] for k in range(n)]
-            sent = await _burst(port, payloads, "127.8.0.1")
-            yield lambda: sent
-
+        payloads = [MALFORMED_HTTP[k % len(MALFORMED_HTTP)] for k in range(n)]
+        malformed = functools.partial(_bursting, port, payloads, "127.8.0.1")
         rows.append(await measure(hub, "malformed HTTP requests", get, baseline, malformed))
     finally:
         hub.stop()
-    if hub.tracebacks():
-        print(f"hub stderr holds {hub.tracebacks()} tracebacks", file=sys.stderr)
     return rows
 
 

@@ -10,21 +10,15 @@ import struct
 from collections.abc import Iterator
 
 import pytest
+from benchmarks.abuse import MALFORMED_HTTP
 from yarl import URL
 
 from hubswarm.hub.tracker import TrackerConfig, run_tracker
 
 from .conftest import Hub
 
-# Each a request aiohttp's parser refuses (the attacks of issue 21).
-MALFORMED = [
-    b"GET / HTTP/9.9\r\n\r\n",
-    b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\n\r\n",
-    b"GET \x00\x01 HTTP/1.1\r\nHost: x\r\n\r\n",
-    b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03",
-    b"GET / HTTP/1.1\r\nBad Header\r\n\r\n",
-    b"GET / HTTP/1.1\r\nContent-Length: -1\r\n\r\n",
-]
+# Requests aiohttp's parser refuses (the attacks of issue 21), shared with the harness.
+MALFORMED = MALFORMED_HTTP
 ROUNDS = 40  # 240 requests: well past the throttle's burst
 
 
