@@ -6,8 +6,9 @@ comparison table and the path of the results folder.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.console import Console
@@ -36,15 +37,8 @@ def _show(console: Console, campaign: Campaign, report: Report) -> None:
     click.echo(f"results: {report.folder}")
 
 
-def _campaign(
-    scenarios: tuple[Scenario, ...],
-    out: Path,
-    no_netns: bool,
-    quick: bool,
-    sim: bool,
-    jobs: int,
-    dask: str | None,
-) -> None:
+def _campaign(scenarios: tuple[Scenario, ...], out: Path, **how: Any) -> None:
+    """Run the campaign, ``how`` being :func:`~hubswarm.lab.campaign.measure`'s options."""
     # Imported here: the runners pull in the hub, the report matplotlib; other commands of the
     # CLI (every client process the lab starts) should not pay for them.
     from hubswarm.lab.campaign import measure
@@ -57,16 +51,7 @@ def _campaign(
             status.update(message)
             console.log(message)
 
-        campaign, report = measure(
-            scenarios,
-            out,
-            no_netns=no_netns,
-            quick=quick,
-            sim=sim,
-            jobs=jobs,
-            dask=dask,
-            on_progress=progress,
-        )
+        campaign, report = measure(scenarios, out, on_progress=progress, **how)
     _show(Console(), campaign, report)
 
 
@@ -92,8 +77,9 @@ _jobs = click.option(
     type=click.IntRange(min=0),
     default=1,
     show_default=True,
-    help="Sim runs at once, each in a process of its own (0: one per CPU). Netns and app "
-    "runs measure wall time on this host: they run one at a time, after the sim runs.",
+    help="Sim runs at once: 1 runs them one by one in this process, more each in a process "
+    "of its own, 0 one per CPU. Netns and app runs measure wall time on this host: they run "
+    "one at a time, after the sim runs.",
 )
 _dask = click.option(
     "--dask",
@@ -103,6 +89,13 @@ _dask = click.option(
     "instead of local processes; its workers need hubswarm installed. Netns and app runs "
     "stay on this host, one at a time.",
 )
+
+
+def _campaign_options(command: Callable[..., None]) -> Callable[..., None]:
+    """The options ``compare`` and ``run`` share."""
+    for option in (_dask, _jobs, _sim, _quick, _no_netns, _out):
+        command = option(command)
+    return command
 
 
 @click.group()
@@ -118,45 +111,18 @@ def lab() -> None:
     default=None,
     help="Folder of *.toml scenarios (default: the shipped set).",
 )
-@_out
-@_no_netns
-@_quick
-@_sim
-@_jobs
-@_dask
-def compare(
-    folder: Path | None,
-    out: Path,
-    no_netns: bool,
-    quick: bool,
-    sim: bool,
-    jobs: int,
-    dask: str | None,
-) -> None:
+@_campaign_options
+def compare(folder: Path | None, out: Path, **how: Any) -> None:
     """Run every scenario on every architecture and write the comparison report."""
-    scenarios = load_scenarios(folder or default_scenario_dir())
-    _campaign(scenarios, out, no_netns, quick, sim, jobs, dask)
+    _campaign(load_scenarios(folder or default_scenario_dir()), out, **how)
 
 
 @lab.command()
 @click.argument("scenario", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@_out
-@_no_netns
-@_quick
-@_sim
-@_jobs
-@_dask
-def run(
-    scenario: Path,
-    out: Path,
-    no_netns: bool,
-    quick: bool,
-    sim: bool,
-    jobs: int,
-    dask: str | None,
-) -> None:
+@_campaign_options
+def run(scenario: Path, out: Path, **how: Any) -> None:
     """Run one SCENARIO.toml and write its report."""
-    _campaign((load_scenario(scenario),), out, no_netns, quick, sim, jobs, dask)
+    _campaign((load_scenario(scenario),), out, **how)
 
 
 @lab.command()

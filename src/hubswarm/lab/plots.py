@@ -10,6 +10,8 @@ against loss shows every point.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import partial
 from itertools import groupby
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -222,41 +224,49 @@ def _log_if_wide(ax: Any, which: str, values: Sequence[float], ticks: Sequence[f
     axis.set_minor_formatter(NullFormatter())
 
 
+@dataclass(frozen=True, slots=True)
+class _Swept:
+    """A swept parameter of the network, as the sweep figures show it."""
+
+    what: str  # in the title: "T / bound against RTT"
+    of: Callable[[RunResult], float]  # a run's value, in the axis' unit
+    label: str  # the axis
+    legend: str  # a line at one value: "loss {:g}%"
+
+
+_RTT = _Swept(
+    "RTT", lambda r: 1000 * r.rtt, "round-trip time between two hosts (ms)", "RTT {:g} ms"
+)
+_LOSS = _Swept("loss", lambda r: 100 * r.loss, "loss rate of a path (%)", "loss {:g}%")
+
+
 def _plot_sweep(
-    results: Sequence[RunResult],
-    scenario: str,
-    path: Path,
-    *,
-    x_of: Callable[[RunResult], float],
-    other_of: Callable[[RunResult], float],
-    x_label: str,
-    other_label: Callable[[float], str],
-    what: str,
+    results: Sequence[RunResult], scenario: str, path: Path, *, x: _Swept, other: _Swept
 ) -> Path | None:
-    """T / own bound against ``x_of`` (ms of RTT, % of loss): a line per architecture, N and
-    value of the other parameter, shades of the architecture's colour."""
+    """T / own bound against ``x`` (ms of RTT, % of loss): a line per architecture, N and
+    value of ``other``, shades of the architecture's colour."""
     from matplotlib import colormaps
 
     runs = [r for r in results if r.scenario == scenario]
-    xs = sorted({x_of(r) for r in runs})
+    xs = sorted({x.of(r) for r in runs})
     if len(xs) < 2:
         return None
     several_n = len({r.n for r in runs}) > 1
-    several_other = len({other_of(r) for r in runs}) > 1
+    several_other = len({other.of(r) for r in runs}) > 1
     fig = _figure(width=8.4)
     ax = fig.add_subplot()
     ratios: list[float] = []
     for arch, cmap in (("client-server", "Blues"), ("hybrid", "Greens"), ("p2p", "Oranges")):
-        mine = sorted((r for r in runs if r.architecture == arch), key=lambda r: (r.n, other_of(r)))
-        lines = [list(g) for _, g in groupby(mine, key=lambda r: (r.n, other_of(r)))]
+        mine = sorted((r for r in runs if r.architecture == arch), key=lambda r: (r.n, other.of(r)))
+        lines = [list(g) for _, g in groupby(mine, key=lambda r: (r.n, other.of(r)))]
         for i, line in enumerate(lines):
-            pts = [(x_of(r), q) for r in line if (q := _own_ratio(r)) is not None]
+            pts = [(x.of(r), q) for r in line if (q := _own_ratio(r)) is not None]
             if not pts:
                 continue
             ratios += [q for _, q in pts]
             label = arch + (f" N={line[0].n}" if several_n else "")
             if several_other:
-                label += f", {other_label(other_of(line[0]))}"
+                label += ", " + other.legend.format(other.of(line[0]))
             shade = colormaps[cmap](0.95 - 0.5 * i / max(len(lines) - 1, 1))
             ax.plot(*zip(*sorted(pts), strict=True), "o-", color=shade, label=label)
     if not ratios:
@@ -268,36 +278,10 @@ def _plot_sweep(
     return _save(
         fig,
         path,
-        x=x_label,
+        x=x.label,
         y="T / own bound (D_cs, D_p2p)",
-        title=f"{scenario}: T / bound against {what} (sim)",
+        title=f"{scenario}: T / bound against {x.what} (sim)",
         legend_outside=True,
-    )
-
-
-def _plot_vs_rtt(results: Sequence[RunResult], scenario: str, path: Path) -> Path | None:
-    return _plot_sweep(
-        results,
-        scenario,
-        path,
-        x_of=lambda r: 1000 * r.rtt,
-        other_of=lambda r: r.loss,
-        x_label="round-trip time between two hosts (ms)",
-        other_label=lambda loss: f"loss {100 * loss:g}%",
-        what="RTT",
-    )
-
-
-def _plot_vs_loss(results: Sequence[RunResult], scenario: str, path: Path) -> Path | None:
-    return _plot_sweep(
-        results,
-        scenario,
-        path,
-        x_of=lambda r: 100 * r.loss,
-        other_of=lambda r: r.rtt,
-        x_label="loss rate of a path (%)",
-        other_label=lambda rtt: f"RTT {1000 * rtt:g} ms",
-        what="loss",
     )
 
 
@@ -308,6 +292,6 @@ PLOTS: tuple[tuple[str, Plot], ...] = (
     ("cdf", _plot_cdf),
     ("faults", _plot_faults),
     ("server-bytes", _plot_server_bytes),
-    ("t-vs-rtt", _plot_vs_rtt),
-    ("t-vs-loss", _plot_vs_loss),
+    ("t-vs-rtt", partial(_plot_sweep, x=_RTT, other=_LOSS)),
+    ("t-vs-loss", partial(_plot_sweep, x=_LOSS, other=_RTT)),
 )
