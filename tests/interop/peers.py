@@ -1,7 +1,7 @@
 """Real third-party peers for interop tests: libtorrent sessions and aria2c processes.
 
-Everything listens on 127.0.0.1 only and is stopped by the code that started it (by PID for
-processes). Loops are bounded by a deadline.
+Everything listens on 127.0.0.1 only (or ``::1`` where a test asks) and is stopped by the
+code that started it (by PID for processes). Loops are bounded by a deadline.
 """
 
 from __future__ import annotations
@@ -15,9 +15,12 @@ import socket
 import subprocess
 import time
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
+
+from hubswarm.swarm.peer import Rc4Transport
+from hubswarm.swarm.session import TorrentSession
 
 try:
     import libtorrent as lt
@@ -32,6 +35,28 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
         s.bind((host, 0))
         return int(s.getsockname()[1])
+
+
+@contextlib.asynccontextmanager
+async def link_kinds(session: TorrentSession) -> AsyncIterator[list[bool]]:
+    """Whether each link ``session`` held (sampled every 5 ms while the block runs) was RC4
+    (:class:`~hubswarm.swarm.peer.Rc4Transport`): the list is filled when the block ends."""
+    seen: dict[int, bool] = {}
+
+    async def sample() -> None:
+        while True:
+            for link in list(session.links):
+                seen[id(link)] = isinstance(link.protocol.transport, Rc4Transport)
+            await asyncio.sleep(0.005)
+
+    kinds: list[bool] = []
+    async with asyncio.TaskGroup() as tg:
+        task = tg.create_task(sample())
+        try:
+            yield kinds
+        finally:
+            task.cancel()
+            kinds.extend(seen.values())
 
 
 def lt_settings(

@@ -20,10 +20,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp import web
 
-from hubswarm.hub.tracker import PeerRecord, TrackerState, add_tracker_routes
+from hubswarm.hub.tracker import PeerRecord, TrackerState
 from hubswarm.proto import bencode
+
+from ..swarm.swarmkit import serve_tracker
 
 pytestmark = pytest.mark.interop
 
@@ -54,17 +55,8 @@ class Tracker:
 
 @pytest.fixture
 async def tracker() -> AsyncIterator[Tracker]:
-    state = TrackerState(interval=5, rng=random.Random(0))
-    app = web.Application()
-    add_tracker_routes(app, state)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    try:
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        yield Tracker(f"http://127.0.0.1:{runner.addresses[0][1]}/announce", state)
-    finally:
-        await runner.cleanup()
+    async with serve_tracker() as (url, state):
+        yield Tracker(url, state)
 
 
 def _make_torrent(root: Path, tracker_url: str) -> tuple[bytes, bytes]:

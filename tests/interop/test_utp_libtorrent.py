@@ -1,4 +1,6 @@
-"""Our uTP against libtorrent 2.1's on loopback, with TCP switched off on both sides.
+"""Our uTP against libtorrent 2.1's on loopback, with TCP switched off on both sides;
+plaintext, and with encryption forced on libtorrent (``pe_forced`` in and out, RC4 only)
+against our ``required`` (MSE over uTP: every link sampled must have been RC4).
 
 libtorrent is told about our peer once, in ``add_torrent_params.peers`` (PITFALLS: a peer
 re-added with ``connect_peer`` is re-dialled over uTP again and again). Every session is
@@ -23,7 +25,7 @@ from hubswarm.swarm.listener import SwarmPeer
 from hubswarm.swarm.utp import UtpNetwork, UtpSocket
 
 from ..swarm.swarmkit import KIB, MIB, fast_config, make_file, make_torrent
-from .peers import lt_add, lt_make_torrent, lt_seeding, lt_session, lt_until
+from .peers import link_kinds, lt, lt_add, lt_make_torrent, lt_seeding, lt_session, lt_until
 
 pytestmark = [pytest.mark.interop, pytest.mark.timeout(90)]
 
@@ -41,45 +43,60 @@ LT_DEFAULTS = {
     "enable_outgoing_utp": True,
     "enable_incoming_utp": True,
 }
+FORCED_RC4 = {
+    "out_enc_policy": lt.enc_policy.pe_forced,
+    "in_enc_policy": lt.enc_policy.pe_forced,
+    "allowed_enc_level": lt.enc_level.pe_rc4,
+}
 SIZE = 5 * MIB + 777
 PIECE = 256 * KIB
 
 
-async def test_our_utp_seed_to_a_libtorrent_leech_with_tcp_off(tmp_path: Path) -> None:
+@pytest.mark.parametrize("rc4", [False, True], ids=["plain", "forced-rc4"])
+async def test_our_utp_seed_to_a_libtorrent_leech_with_tcp_off(tmp_path: Path, rc4: bool) -> None:
     data = make_file(tmp_path / "seed" / "file.bin", SIZE)
     mi, raw = make_torrent(tmp_path / "seed" / "file.bin", PIECE)
-    with lt_session(**UTP_ONLY) as (session, _):
+    ours = fast_config(encryption="required" if rc4 else "enabled")
+    with lt_session(**UTP_ONLY, **(FORCED_RC4 if rc4 else {})) as (session, _):
         async with (
             UtpSocket(host=LOCAL, rng=random.Random(1)) as sock,
-            SwarmPeer(fast_config(), host=LOCAL, network=UtpNetwork(sock)) as seed,
+            SwarmPeer(ours, host=LOCAL, network=UtpNetwork(sock)) as seed,
             seed.torrent(mi.info_hash, tmp_path / "seed", info=mi.info) as seeding,
+            link_kinds(seeding) as kinds,
         ):
             handle = lt_add(session, raw, tmp_path / "lt", peers=[(LOCAL, seed.port)])
             await lt_until(session, lambda: handle.status().is_seeding, 60, "complete")
             assert seeding.stats.uploaded >= mi.info.total_length
             assert sock.stats.connected_in >= 1
             assert sock.stats.protocol_errors == sock.stats.malformed == 0
+    assert kinds
+    assert all(kinds) is rc4
     # libtorrent checked every piece's SHA-1 as it arrived; the bytes are ours.
     assert (tmp_path / "lt" / "file.bin").read_bytes() == data
 
 
-async def test_a_libtorrent_seed_with_tcp_off_to_our_utp_leech(tmp_path: Path) -> None:
+@pytest.mark.parametrize("rc4", [False, True], ids=["plain", "forced-rc4"])
+async def test_a_libtorrent_seed_with_tcp_off_to_our_utp_leech(tmp_path: Path, rc4: bool) -> None:
     data = make_file(tmp_path / "seed" / "file.bin", SIZE)
     raw = lt_make_torrent(tmp_path / "seed" / "file.bin", PIECE)
     mi = parse_metainfo(raw)
-    with lt_session(**UTP_ONLY) as (session, port):
+    ours = fast_config(encryption="required" if rc4 else "enabled")
+    with lt_session(**UTP_ONLY, **(FORCED_RC4 if rc4 else {})) as (session, port):
         await lt_seeding(session, raw, tmp_path / "seed")
         async with (
             UtpSocket(host=LOCAL, rng=random.Random(2)) as sock,
-            SwarmPeer(fast_config(), host=LOCAL, network=UtpNetwork(sock)) as leech,
+            SwarmPeer(ours, host=LOCAL, network=UtpNetwork(sock)) as leech,
             leech.torrent(
                 mi.info_hash, tmp_path / "ours", info=mi.info, peers=[(LOCAL, port)]
             ) as downloading,
+            link_kinds(downloading) as kinds,
         ):
             await downloading.wait_complete(60)
             assert downloading.stats.bad_pieces == 0
             assert sock.stats.connected_out >= 1
             assert sock.stats.protocol_errors == sock.stats.malformed == 0
+    assert kinds
+    assert all(kinds) is rc4
     assert (tmp_path / "ours" / "file.bin").read_bytes() == data
 
 

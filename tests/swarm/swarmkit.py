@@ -10,11 +10,14 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
+from aiohttp import web
+
+from hubswarm.hub.tracker import TrackerState, add_tracker_routes
 from hubswarm.proto.metainfo import Metainfo, parse_metainfo
 from hubswarm.swarm.config import SessionConfig
 from hubswarm.swarm.maketorrent import create_torrent
@@ -60,6 +63,26 @@ def make_torrent(
         private=private,
     )
     return parse_metainfo(data), data
+
+
+@asynccontextmanager
+async def serve_tracker(
+    host: str = "127.0.0.1", *, interval: int = 5
+) -> AsyncIterator[tuple[str, TrackerState]]:
+    """Our HTTP tracker on ``host`` (127.0.0.1 or ::1), any free port: its announce URL and
+    its state, for tests that look at who announced."""
+    state = TrackerState(interval=interval, rng=random.Random(0))
+    app = web.Application()
+    add_tracker_routes(app, state)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, host, 0)
+        await site.start()
+        where = f"[{host}]" if ":" in host else host
+        yield f"http://{where}:{runner.addresses[0][1]}/announce", state
+    finally:
+        await runner.cleanup()
 
 
 def fast_config(**overrides: Any) -> SessionConfig:

@@ -6,49 +6,29 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from aiohttp import web
 
 from hubswarm.clock import Clock
-from hubswarm.hub.tracker import TrackerState, add_tracker_routes
 from hubswarm.swarm import api
 from hubswarm.swarm.listener import SwarmPeer
 from hubswarm.swarm.session import TorrentSession
 from hubswarm.swarm.utp import UtpNetwork, UtpSocket
 from tests.ipv6 import needs_ipv6
 
-from .swarmkit import KIB, MIB, fast_config, make_file, make_torrent, wait_until
+from .swarmkit import KIB, MIB, fast_config, make_file, make_torrent, serve_tracker, wait_until
 
 pytestmark = [needs_ipv6, pytest.mark.timeout(60)]
 
 V6 = "::1"
 
 
-@contextlib.asynccontextmanager
-async def v6_tracker() -> AsyncIterator[tuple[str, TrackerState]]:
-    """Our HTTP tracker listening on ``[::1]``: its announce URL and its state."""
-    state = TrackerState(interval=1, rng=random.Random(0))
-    app = web.Application()
-    add_tracker_routes(app, state)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    try:
-        site = web.TCPSite(runner, V6, 0)
-        await site.start()
-        port = runner.addresses[0][1]
-        yield f"http://[{V6}]:{port}/announce", state
-    finally:
-        await runner.cleanup()
-
-
 async def test_fetch_over_tcp_and_utp_from_a_seed_found_through_peers6(tmp_path: Path) -> None:
     """A leech that knows only the tracker finds the seed in ``peers6``; another dials it over
     uTP on the IPv6 socket with MSE required; both verify every byte."""
     data = make_file(tmp_path / "seed" / "v6.bin", 3 * MIB + 123)
-    async with v6_tracker() as (url, state):
+    async with serve_tracker(V6, interval=1) as (url, state):
         ready: asyncio.Future[api.ShareInfo] = asyncio.get_running_loop().create_future()
         share = asyncio.create_task(
             api.share(
