@@ -17,17 +17,28 @@ use, so any implementation slots in without the caller knowing:
 ``asyncio.start_server`` do for TCP. :func:`unacked_bytes` reads how many written bytes the
 remote end has not yet acknowledged, the kernel's count (SIOCOUTQ) for a socket or the
 transport's own for the others.
+
+:class:`TcpNetwork` binds UDP with :class:`BatchedDatagramTransport` rather than asyncio's
+datagram transport, which reads one datagram per turn of the loop: ours reads what is
+waiting, up to :data:`READ_BATCH` datagrams, and then tells a protocol that has
+``datagrams_drained()`` (the uTP socket acks and sends once per batch, as libtorrent's
+``utp_socket_manager`` does when its socket is drained).
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
+import errno
+import socket
 import struct
 from collections.abc import Awaitable, Callable
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 __all__ = [
+    "READ_BATCH",
+    "BatchedDatagramTransport",
     "DatagramNetwork",
     "Listener",
     "StreamHandler",
@@ -44,6 +55,14 @@ StreamHandler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable
 
 # asyncio's own default for StreamReader's buffer limit (asyncio.streams._DEFAULT_LIMIT).
 DEFAULT_STREAM_LIMIT = 64 * 1024
+# Datagrams read per readiness of a UDP socket before the loop runs other work: a 1 MiB uTP
+# window is ~750 packets, so a batch stays well under a millisecond of Python.
+READ_BATCH = 64
+# Largest datagram read (UDP's own limit); the protocols drop what they cannot parse.
+_MAX_DATAGRAM = 65535
+# Datagrams held while the kernel's send buffer is full; more are dropped, as a full router
+# queue drops them (uTP and KRPC resend what matters).
+_SEND_QUEUE_MAX = 1024
 
 _SIOCOUTQ: int | None  # Unix: the kernel's count of written, unacknowledged bytes
 try:
@@ -159,10 +178,130 @@ class TcpNetwork:
         self, protocol_factory: Callable[[], _D], host: str, port: int
     ) -> tuple[asyncio.DatagramTransport, _D]:
         loop = asyncio.get_running_loop()
-        transport, protocol = await loop.create_datagram_endpoint(
-            protocol_factory, local_addr=(host, port)
-        )
+        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
+        if not infos:
+            raise OSError(errno.EADDRNOTAVAIL, f"cannot resolve {host}")
+        family, kind, proto, _, address = infos[0]
+        sock = socket.socket(family, kind, proto)
+        try:
+            sock.setblocking(False)
+            sock.bind(address)
+        except BaseException:
+            sock.close()
+            raise
+        protocol = protocol_factory()
+        transport = BatchedDatagramTransport(loop, sock, protocol)
         return transport, protocol
+
+
+class BatchedDatagramTransport(asyncio.DatagramTransport):
+    """A UDP socket's transport that reads up to :data:`READ_BATCH` datagrams per readiness,
+    then calls the protocol's ``datagrams_drained()`` if it has one (see the module doc)."""
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        sock: socket.socket,
+        protocol: asyncio.DatagramProtocol,
+    ) -> None:
+        super().__init__()
+        self._loop = loop
+        self._sock = sock
+        self._fd = sock.fileno()
+        self._protocol = protocol
+        self._drained: Callable[[], None] | None = getattr(protocol, "datagrams_drained", None)
+        self._queue: collections.deque[tuple[bytes, Any]] = collections.deque()
+        self._closing = False
+        # "read_batch": a protocol may wait for datagrams_drained() to answer (see above).
+        self._extra: dict[str, Any] = {
+            "socket": sock,
+            "sockname": sock.getsockname(),
+            "read_batch": READ_BATCH,
+        }
+        # Made and reading before bind() returns, as after create_datagram_endpoint.
+        protocol.connection_made(self)
+        if not self._closing:
+            loop.add_reader(self._fd, self._read_ready)
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return self._extra.get(name, default)
+
+    def is_closing(self) -> bool:
+        return self._closing
+
+    def get_protocol(self) -> asyncio.BaseProtocol:
+        return self._protocol
+
+    def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
+        assert isinstance(protocol, asyncio.DatagramProtocol)
+        self._protocol = protocol
+        self._drained = getattr(protocol, "datagrams_drained", None)
+
+    def get_write_buffer_size(self) -> int:
+        return sum(len(data) for data, _ in self._queue)
+
+    def _read_ready(self) -> None:
+        recvfrom = self._sock.recvfrom
+        protocol = self._protocol
+        for _ in range(READ_BATCH):
+            if self._closing:
+                return
+            try:
+                data, addr = recvfrom(_MAX_DATAGRAM)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError as exc:  # ICMP errors (port unreachable) arrive here on Linux
+                protocol.error_received(exc)
+                continue
+            protocol.datagram_received(data, addr)
+        drained = self._drained
+        if drained is not None and not self._closing:
+            drained()
+
+    def sendto(self, data: bytes | bytearray | memoryview, addr: Any = None) -> None:
+        if self._closing or not data:
+            return
+        if not self._queue:
+            try:
+                self._sock.sendto(data, addr)
+                return
+            except (BlockingIOError, InterruptedError):
+                self._loop.add_writer(self._fd, self._write_ready)
+            except OSError as exc:
+                self._protocol.error_received(exc)
+                return
+        if len(self._queue) < _SEND_QUEUE_MAX:
+            self._queue.append((bytes(data), addr))
+
+    def _write_ready(self) -> None:
+        while self._queue:
+            data, addr = self._queue[0]
+            try:
+                self._sock.sendto(data, addr)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                self._protocol.error_received(exc)
+            self._queue.popleft()
+        self._loop.remove_writer(self._fd)
+
+    def close(self) -> None:
+        if self._closing:
+            return
+        self._closing = True
+        self._queue.clear()
+        self._loop.remove_reader(self._fd)
+        self._loop.remove_writer(self._fd)
+        self._loop.call_soon(self._finish)
+
+    def _finish(self) -> None:
+        try:
+            self._protocol.connection_lost(None)
+        finally:
+            self._sock.close()
+
+    def abort(self) -> None:
+        self.close()
 
 
 async def open_stream(

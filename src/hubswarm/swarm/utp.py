@@ -228,6 +228,9 @@ class UtpSocket(asyncio.DatagramProtocol):
         self._transport: asyncio.DatagramTransport | None = None
         self._address: Address = (host, port)
         self._routes: dict[tuple[Address, int], UtpTransport] = {}
+        # Connections that received datagrams in the transport's current read batch.
+        self._dirty: dict[tuple[Address, int], UtpTransport] = {}
+        self._batched = False
         self._half_open = 0
         self._listener: _Listener | None = None
         self._other: _SharedDatagram | None = None
@@ -265,6 +268,7 @@ class UtpSocket(asyncio.DatagramProtocol):
         self._loop = asyncio.get_running_loop()
         transport, _ = await self._network.bind(lambda: self, self.host, self.port)
         self._transport = transport
+        self._batched = bool(transport.get_extra_info("read_batch"))
         self._address = _address(transport.get_extra_info("sockname"))
         sock = transport.get_extra_info("socket")
         if sock is not None:
@@ -286,6 +290,7 @@ class UtpSocket(asyncio.DatagramProtocol):
             else:
                 self.send(stream.conn.abort(self.clock.now()), stream.remote)
         self._routes.clear()
+        self._dirty.clear()
         self._half_open = 0
         self._heap.clear()
         if self._timer is not None:
@@ -372,7 +377,21 @@ class UtpSocket(asyncio.DatagramProtocol):
                     return
                 stream.factory = listener.factory
         stream.handle(events, now)
-        self.service(stream)
+        self._service_soon(stream)
+
+    def _service_soon(self, stream: UtpTransport) -> None:
+        """Service now, or once the transport's batch of datagrams is read: one ACK and one
+        round of sends per batch (libtorrent acks when its socket is drained)."""
+        if self._batched:
+            self._dirty[stream.key] = stream
+        else:
+            self.service(stream)
+
+    def datagrams_drained(self) -> None:
+        """The transport read what was waiting: service every connection that got some."""
+        dirty, self._dirty = self._dirty, {}
+        for stream in dirty.values():
+            self.service(stream)
 
     def _accept(self, syn: Packet, remote: Address) -> None:
         if self._listener is None or self._half_open >= self.max_half_open:
@@ -383,7 +402,7 @@ class UtpSocket(asyncio.DatagramProtocol):
         self._routes[stream.key] = stream
         self._half_open += 1
         self.stats.accepted += 1
-        self.service(stream)
+        self._service_soon(stream)
 
     def forget(self, stream: UtpTransport) -> None:
         if self._routes.get(stream.key) is stream:
