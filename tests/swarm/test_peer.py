@@ -1,4 +1,5 @@
-"""PeerLink over real loopback sockets: wake-ups per frame (SO_RCVLOWAT) and the idle timeout."""
+"""PeerLink over real loopback sockets (wake-ups per frame: SO_RCVLOWAT, SIOCOUTQ) and, in
+virtual time on an in-memory network, its idle timeout."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from hubswarm import vtime
 from hubswarm.limits import WIRE_MAX_MESSAGE
+from hubswarm.memnet import MemoryNetwork
 from hubswarm.net import TcpNetwork
 from hubswarm.proto.wire import PeerConnection, Role
 from hubswarm.proto.wire_events import Event, Have, Piece, Request
@@ -121,23 +124,66 @@ async def test_rcvlowat_is_capped_and_a_closing_peer_still_wakes_the_link() -> N
         await asyncio.wait_for(task, 5)
 
 
-async def test_a_silent_peer_is_dropped_after_the_idle_timeout() -> None:
-    async with linked(idle_timeout=0.4) as (_, owner, remote, task):
-        remote.sendall(struct.pack(">IBI", 5, 4, 1))
-        await asyncio.wait_for(owner.arrived.wait(), 5)
-        error = await asyncio.wait_for(owner.closed, 5)
-        assert isinstance(error, TimeoutError)
-        await asyncio.wait_for(task, 5)
+@contextlib.asynccontextmanager
+async def virtual_linked(
+    idle_timeout: float,
+) -> AsyncIterator[tuple[PeerLink, Owner, asyncio.Transport, asyncio.Task[None]]]:
+    """A running PeerLink (the responder) on an in-memory network, and its remote end's
+    transport (run under ``vtime.run``: the idle timeout's seconds are virtual)."""
+    network = MemoryNetwork(latency=0.001)
+    ours = PeerConnection(Role.RESPONDER, info_hash=INFO_HASH, peer_id=b"b" * 20, num_pieces=8)
+    theirs = PeerConnection(Role.INITIATOR, info_hash=INFO_HASH, peer_id=b"a" * 20)
+    accepted: asyncio.Future[WireProtocol] = asyncio.get_running_loop().create_future()
+    listener = await network.host("10.0.0.1").listen(
+        lambda: WireProtocol(ours, on_connected=accepted.set_result), "10.0.0.1", 6881
+    )
+    # The remote end only writes: what the link sends it is dropped.
+    transport, _ = await network.host("10.0.0.2").connect(asyncio.Protocol, "10.0.0.1", 6881)
+    assert isinstance(transport, asyncio.Transport)
+    protocol = await asyncio.wait_for(accepted, 5)
+    transport.write(theirs.handshake())
+    await asyncio.wait_for(protocol.handshake(), 5)
+    protocol.transport.write(ours.handshake())
+    owner = Owner()
+    link = PeerLink(owner, protocol, ("10.0.0.2", 1), outgoing=False, idle_timeout=idle_timeout)
+    task = asyncio.create_task(link.run())
+    try:
+        yield link, owner, transport, task
+    finally:
+        link.close()
+        transport.close()
+        with contextlib.suppress(asyncio.TimeoutError, Exception):
+            await asyncio.wait_for(task, 5)
+        listener.close()
 
 
-async def test_messages_keep_a_slow_peer_alive() -> None:
-    async with linked(idle_timeout=0.5) as (link, owner, remote, _):
-        for i in range(8):  # 1.2 s in all, never 0.5 s of silence
-            remote.sendall(struct.pack(">IBI", 5, 4, i))
-            await asyncio.sleep(0.15)
-        assert not owner.closed.done()
-        assert not link.closed
-        assert [e for e in owner.events if isinstance(e, Have)] == [Have(i) for i in range(8)]
+def test_a_silent_peer_is_dropped_after_the_idle_timeout() -> None:
+    async def run() -> float:
+        loop = asyncio.get_running_loop()
+        async with virtual_linked(idle_timeout=0.4) as (_, owner, remote, task):
+            remote.write(struct.pack(">IBI", 5, 4, 1))
+            await asyncio.wait_for(owner.arrived.wait(), 5)
+            heard = loop.time()
+            error = await asyncio.wait_for(owner.closed, 5)
+            assert isinstance(error, TimeoutError)
+            await asyncio.wait_for(task, 5)
+            return loop.time() - heard
+
+    silent_for = vtime.run(run())
+    assert 0.4 <= silent_for < 0.5  # dropped once 0.4 s passed without a message
+
+
+def test_messages_keep_a_slow_peer_alive() -> None:
+    async def run() -> None:
+        async with virtual_linked(idle_timeout=0.5) as (link, owner, remote, _):
+            for i in range(8):  # 1.2 s in all, never 0.5 s of silence
+                remote.write(struct.pack(">IBI", 5, 4, i))
+                await asyncio.sleep(0.15)
+            assert not owner.closed.done()
+            assert not link.closed
+            assert [e for e in owner.events if isinstance(e, Have)] == [Have(i) for i in range(8)]
+
+    vtime.run(run())
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="SIOCOUTQ is Linux's")
