@@ -4,8 +4,9 @@
 :class:`~.choker.PeerStats` (a super-seed's slots come from its driver instead) and applies
 the unchokes it decides; a peer choked here loses its queued requests (BEP 3, rejected one
 by one with BEP 6). :func:`unchoke_now` fills a free slot as soon as a peer becomes
-interested instead of at the next round. Both send through ``session.set_choking``, which
-tells a super-seed too.
+interested instead of at the next round, and :func:`give_slot_back` frees the slot of a
+peer that lost interest at once, for the fastest interested peer waiting. All send
+through ``session.set_choking``, which tells a super-seed too.
 """
 
 from __future__ import annotations
@@ -56,3 +57,21 @@ def unchoke_now(session: TorrentSession, link: PeerLink) -> None:
     unchoked = sum(1 for lk in session.links if not lk.conn.am_choking)
     if link.conn.am_choking and session.choker.can_unchoke_now(unchoked, seeding=session.is_seed):
         session.set_choking(link, False)
+
+
+def give_slot_back(session: TorrentSession, link: PeerLink) -> None:
+    """``link`` is no longer interested: it gives its slot back at once, to the interested
+    peer that sends us the most (as libtorrent's ``incoming_not_interested`` chokes it and
+    triggers an unchoke). Otherwise the slot idles until the next round: in a flash crowd a
+    peer's unchoked neighbours soon hold every piece it has, and its upload stops."""
+    if session.superseed is not None or link.conn.am_choking:
+        return
+    session.set_choking(link, True)
+    link.clear_uploads()
+    waiting = [
+        lk
+        for lk in session.links
+        if not lk.closed and lk.conn.am_choking and lk.conn.peer_interested and lk is not link
+    ]
+    if waiting:
+        unchoke_now(session, max(waiting, key=lambda lk: lk.download_rate.rate))

@@ -463,6 +463,8 @@ class TorrentSession:
                         st.inflight.discard(req)
             case Interested():
                 choke_shell.unchoke_now(self, link)
+            case NotInterested():
+                choke_shell.give_slot_back(self, link)
             case Reject(piece_index=i, begin=b, length=n):
                 req = BlockRequest(i, b, n)
                 if self.picker is not None and req in st.inflight:
