@@ -357,6 +357,12 @@ class CipherPair:
         """Plaintext for bytes read from the peer (advances the incoming keystream)."""
         return bytes(data) if self._dec is None else self._dec.update(data)
 
+    def decrypt_in_place(self, buf: memoryview) -> None:
+        """Decrypt a writable buffer where it lies (advances the incoming keystream): a
+        read buffer is decrypted without a copy (RC4 is a stream cipher, in = out works)."""
+        if self._dec is not None:
+            self._dec.update_into(buf, buf)
+
 
 # --- the handshake cores ----------------------------------------------------------------------
 

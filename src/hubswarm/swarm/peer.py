@@ -299,10 +299,13 @@ class WireProtocol(asyncio.BufferedProtocol):
                     self._feed(memoryview(payload + leftover))
 
     def _make_decrypting_hook(self, cipher: mse.CipherPair) -> Callable[[memoryview], None]:
-        decrypt, feed = cipher.decrypt, self._feed
+        decrypt, feed = cipher.decrypt_in_place, self._feed
 
         def received(data: memoryview) -> None:
-            feed(memoryview(decrypt(data)))
+            # ``data`` is our own read buffer, which the parser copies out of: decrypt it
+            # where it lies (no allocation, no copy per read).
+            decrypt(data)
+            feed(data)
 
         return received
 
