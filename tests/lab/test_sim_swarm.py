@@ -54,6 +54,24 @@ def test_the_hybrid_finishes_verified_with_the_hubs_bytes_counted(tmp_path: Path
 
 
 @pytest.mark.parametrize("architecture", ["p2p", "hybrid"])
+def test_an_outsider_with_what_a_client_was_given_gets_the_whole_file(
+    architecture: str, tmp_path: Path
+) -> None:
+    # A swarm has no access control: the security row's probe, as the netns runner has it.
+    result = run_sim(_plan(clients=2), architecture, tmp_path)
+    (probe,) = result.security
+    assert (probe.bytes_obtained, probe.file_size) == (512 * KIB, 512 * KIB)
+    assert probe.outcome == "complete"
+    assert not probe.authorized
+    # The outsider's download is not the clients': host 0's bytes were read before it came.
+    again = run_sim(
+        _plan(clients=2, faults=[{"kind": "kill_hub", "at": 60}]), architecture, tmp_path / "b"
+    )
+    assert again.security == ()
+    assert again.server_bytes_sent == result.server_bytes_sent
+
+
+@pytest.mark.parametrize("architecture", ["p2p", "hybrid"])
 def test_after_kill_hub_the_swarm_finishes_from_its_peers(
     architecture: str, tmp_path: Path
 ) -> None:

@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from hubswarm.clock import Clock
 from hubswarm.lab.fleet import run_result
-from hubswarm.lab.metrics import ClientRecord, FaultEvent, ReplicaSample, RunResult
+from hubswarm.lab.metrics import ClientRecord, FaultEvent, ReplicaSample, RunResult, SecurityProbe
 from hubswarm.lab.scenario import Fault, RunPlan
 from hubswarm.lab.simnet import DEFAULT_QUEUE, LinkSpec, SimNetwork
 
@@ -96,18 +96,24 @@ class World:
         notes: Sequence[str],
         *,
         first_copy_at: float | None = None,
+        security: Sequence[SecurityProbe] = (),
+        server_bytes: int | None = None,
     ) -> RunResult:
-        """The run's result; the server's bytes are what left host 0 (its link's counter)."""
+        """The run's result; the server's bytes are what left host 0 (its link's counter,
+        read now unless ``server_bytes`` gives an earlier reading)."""
+        if server_bytes is None:
+            server_bytes = self.network.tx_bytes(host_ip(0))
         return run_result(
             self.plan,
             architecture,
             "sim",
             records,
             faults=self.faults,
-            server_bytes_sent=self.network.tx_bytes(host_ip(0)),
+            server_bytes_sent=server_bytes,
             replicas=replicas,
             notes=(SIM_NOTE, *notes),
             first_copy_at=first_copy_at,
+            security=security,
         )
 
 

@@ -24,7 +24,13 @@ from hubswarm.lab.accounting import (
 )
 from hubswarm.lab.events import Event, piece_arrivals, read_events
 from hubswarm.lab.fleet import fault_event, leave_after
-from hubswarm.lab.metrics import ClientRecord, FaultEvent, RunResult, first_copy_time
+from hubswarm.lab.metrics import (
+    ClientRecord,
+    FaultEvent,
+    RunResult,
+    SecurityProbe,
+    first_copy_time,
+)
 from hubswarm.lab.payload import PAYLOAD_NAME, check_file
 from hubswarm.lab.scenario import Fault, Scenario
 from hubswarm.lab.sim.common import ERROR_CHARS, World, host_ip
@@ -76,6 +82,8 @@ class SimSwarm:
         self.left_at: dict[int, float] = {}
         self.killed: dict[int, float] = {}
         self.logs: dict[int, list[Event]] = {}
+        self.security: tuple[SecurityProbe, ...] = ()
+        self.server_bytes = 0
         self._settled = asyncio.Event()
 
     async def run(self, infra: Infrastructure) -> None:
@@ -92,8 +100,43 @@ class SimSwarm:
 
             faults = group.create_task(self.world.run_faults(apply))
             await self._settled.wait()
+            # Host 0's upload for the clients: read before the outsider joins (as netns).
+            self.server_bytes = self.world.network.tx_bytes(host_ip(0))
+            scenario = self.world.plan.scenario
+            # As the netns runner: an outsider tries once per scenario (smallest N), while
+            # the swarm still seeds; after kill_hub it would only wait for its timeout.
+            if n == min(scenario.clients) and not any(
+                f.kind == "kill_hub" for f in scenario.faults
+            ):
+                self.security = await self._outsider(infra)
             for task in (*self.tasks.values(), faults):
                 task.cancel()
+
+    async def _outsider(self, infra: Infrastructure) -> tuple[SecurityProbe, ...]:
+        """A peer with nothing but what a client was given (no account, no token) joins
+        on the last client's host; what it obtained."""
+        world, scenario = self.world, self.world.plan.scenario
+        n = world.plan.n
+        out = self.workdir / "outsider"
+        try:
+            async with asyncio.timeout(scenario.timeout):
+                await api.fetch(
+                    infra.source,
+                    out,
+                    config=peer_config(scenario, n + 1),
+                    host=host_ip(n),
+                    dht_bootstrap=infra.dht_bootstrap,
+                    network=world.network.host(host_ip(n)),
+                    clock=world.clock,
+                )
+            outcome = "complete"
+        except TimeoutError:
+            outcome = "timeout"
+        except HubswarmError as exc:
+            outcome = str(exc)[:ERROR_CHARS]
+        got, _ = check_file(out / PAYLOAD_NAME, "")
+        probe = SecurityProbe("peer with only the magnet link", got, scenario.file_size, outcome)
+        return (probe,)
 
     def _check(self) -> None:
         # Settled: every client ended, or completed and seeding to the end of the run (those
@@ -204,9 +247,8 @@ class SimSwarm:
         """The run's records, server bytes attributed, replicas, first copy, corrupt peers."""
         world, scenario = self.world, self.world.plan.scenario
         records = {i: self._record(i) for i in range(1, world.plan.n + 1)}
-        server_bytes = world.network.tx_bytes(host_ip(0))
         if sum(r.bytes_received for r in records.values()) > 0:
-            records = attribute_server_bytes(records, server_bytes)
+            records = attribute_server_bytes(records, self.server_bytes)
             notes = [*notes, _ATTRIBUTION_NOTE]
         if self.corrupt:
             world.faults.append(corrupt_event(scenario, self.corrupt, records, self.logs))
@@ -225,4 +267,6 @@ class SimSwarm:
             replica_samples(scenario.pieces, have, gone_at, ends),
             notes,
             first_copy_at=first_copy_time(scenario.pieces, have),
+            security=self.security,
+            server_bytes=self.server_bytes,
         )
