@@ -178,3 +178,16 @@ def test_a_swarm_in_sim_is_a_function_of_its_plan(tmp_path: Path) -> None:
     assert [c.end for c in a.clients] == [c.end for c in b.clients]
     assert all(c.complete for c in a.clients)
     assert a.server_bytes_sent == b.server_bytes_sent
+
+
+def test_client_server_in_sim_probes_access_control(tmp_path: Path) -> None:
+    result = run_sim(_plan(2, file_size="256KiB"), "client-server", tmp_path)
+    got = {p.description: (p.bytes_obtained, p.authorized) for p in result.security}
+    assert got == {
+        "client with no token": (0, False),
+        "client with forged token": (0, False),
+        "client with revoked token": (0, False),
+        "client with valid read token (control)": (256 * 1024, True),
+    }
+    # The probes came after the run, from hosts of their own: host 0 sent the two copies.
+    assert 2 * 256 * 1024 <= (result.server_bytes_sent or 0) <= 2 * 256 * 1024 * 1.01

@@ -13,20 +13,26 @@ from hubswarm.httpnet import NetworkConnector, NetworkSite
 from hubswarm.hub import client as hub_client
 from hubswarm.hub.app import HubConfig, create_app
 from hubswarm.lab.fleet import fault_event, leave_after
-from hubswarm.lab.metrics import ClientRecord, FaultEvent, ReplicaSample, RunResult
-from hubswarm.lab.payload import PAYLOAD_NAME, check_file, make_payload
+from hubswarm.lab.metrics import ClientRecord, FaultEvent, ReplicaSample, RunResult, SecurityProbe
+from hubswarm.lab.payload import PAYLOAD_NAME, check_file, largest_partial, make_payload
+from hubswarm.lab.probes import lock_hub_data
 from hubswarm.lab.scenario import Fault, RunPlan
 from hubswarm.lab.sim.common import ERROR_CHARS, HUB_PORT, World, host_ip, killed_record
 
 __all__ = ["run_client_server"]
 
+# A probe asks the locked hub for the file, or is refused at once (as lab.probes').
+_PROBE_TIMEOUT = 30.0
+
 
 async def run_client_server(plan: RunPlan, workdir: Path) -> RunResult:
     """The hub on host 0 serves the file; clients 1..N fetch it at their arrival times."""
     scenario = plan.scenario
-    world = World(plan)
+    probe = plan.n == min(scenario.clients)  # once per scenario, as the netns runner
+    world = World(plan, extra_hosts=2 if probe else 0)
     data = workdir / "hub-data"
-    sha256 = make_payload(data / "files" / PAYLOAD_NAME, scenario.file_size, scenario.seed)
+    source = data / "files" / PAYLOAD_NAME
+    sha256 = make_payload(source, scenario.file_size, scenario.seed)
     runner = web.AppRunner(
         create_app(HubConfig(data_dir=data, anonymous_read=True)),
         handle_signals=False,
@@ -64,6 +70,8 @@ async def run_client_server(plan: RunPlan, workdir: Path) -> RunResult:
             faults.cancel()
     finally:
         await runner.cleanup()
+    server_bytes = world.network.tx_bytes(host_ip(0))
+    security = await _probes(world, workdir, source) if probe else ()
     killed_at = {v: f.at for f in world.faults for v in f.victims}
     records = []
     for i, task in sorted(tasks.items()):
@@ -71,7 +79,47 @@ async def run_client_server(plan: RunPlan, workdir: Path) -> RunResult:
             records.append(killed_record(i, plan.arrivals[i - 1], killed_at[i]))
         else:
             records.append(task.result())
-    return world.result("client-server", records, replicas, [])
+    return world.result(
+        "client-server", records, replicas, [], security=security, server_bytes=server_bytes
+    )
+
+
+async def _probes(world: World, workdir: Path, source: Path) -> tuple[SecurityProbe, ...]:
+    """After the run: a second hub over the same file that requires tokens (host N + 1),
+    asked from host N + 2 with no token, a forged one, a revoked one and (the control) a
+    valid read token. Both hosts are unshaped: access control needs no shaping."""
+    n = world.plan.n
+    locked = lock_hub_data(workdir, source)
+    app = create_app(HubConfig(data_dir=locked.data), clock=world.clock)
+    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    await runner.setup()
+    site = NetworkSite(runner, world.network.host(host_ip(n + 1)), "0.0.0.0", HUB_PORT)
+    await site.start()
+    url = f"http://{host_ip(n + 1)}:{HUB_PORT}/files/{PAYLOAD_NAME}"
+    probes = []
+    try:
+        for k, case in enumerate(locked.cases):
+            out = workdir / "probe" / f"p{k}" / PAYLOAD_NAME
+            out.parent.mkdir(parents=True, exist_ok=True)
+            connector = NetworkConnector(world.network.host(host_ip(n + 2)))
+            outcome = "complete"
+            async with aiohttp.ClientSession(connector=connector, auto_decompress=False) as http:
+                try:
+                    async with asyncio.timeout(_PROBE_TIMEOUT):
+                        await hub_client.download(
+                            url, out, token=case.token, progress=None, session=http
+                        )
+                except TimeoutError:
+                    outcome = "timeout"
+                except HubswarmError as exc:
+                    outcome = str(exc)[:ERROR_CHARS]
+            got = largest_partial(out.parent)
+            size = world.plan.scenario.file_size
+            label = f"client with {case.label}"
+            probes.append(SecurityProbe(label, got, size, outcome, case.authorized))
+    finally:
+        await runner.cleanup()
+    return tuple(probes)
 
 
 async def _get(world: World, index: int, url: str, out: Path, sha256: str) -> ClientRecord:
