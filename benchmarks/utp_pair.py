@@ -140,7 +140,8 @@ def run_libtorrent(src: Path, digest: str, work: Path, settings: dict[str, Any])
     text = json.dumps(settings)
 
     def argv(role: str, save: Path, peer: str) -> list[str]:
-        return [PY, "-c", LT_HELPER, role, str(torrent), str(save), peer, text, "1"]
+        seed_mode = "1" if role == "seed" else "0"  # the seed skips its check (ours does too)
+        return [PY, "-c", LT_HELPER, role, str(torrent), str(save), peer, text, seed_mode]
 
     try:
         return _pair(

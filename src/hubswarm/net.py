@@ -243,20 +243,22 @@ class BatchedDatagramTransport(asyncio.DatagramTransport):
     def _read_ready(self) -> None:
         recvfrom = self._sock.recvfrom
         protocol = self._protocol
-        for _ in range(READ_BATCH):
-            if self._closing:
-                return
-            try:
-                data, addr = recvfrom(_MAX_DATAGRAM)
-            except (BlockingIOError, InterruptedError):
-                break
-            except OSError as exc:  # ICMP errors (port unreachable) arrive here on Linux
-                protocol.error_received(exc)
-                continue
-            protocol.datagram_received(data, addr)
-        drained = self._drained
-        if drained is not None and not self._closing:
-            drained()
+        try:
+            for _ in range(READ_BATCH):
+                if self._closing:
+                    return
+                try:
+                    data, addr = recvfrom(_MAX_DATAGRAM)
+                except (BlockingIOError, InterruptedError):
+                    break
+                except OSError as exc:  # ICMP errors (port unreachable) arrive here on Linux
+                    protocol.error_received(exc)
+                    continue
+                protocol.datagram_received(data, addr)
+        finally:  # even after a protocol's exception: a batch always ends with its drain
+            drained = self._drained
+            if drained is not None and not self._closing:
+                drained()
 
     def sendto(self, data: bytes | bytearray | memoryview, addr: Any = None) -> None:
         if self._closing or not data:

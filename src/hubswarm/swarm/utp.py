@@ -231,6 +231,7 @@ class UtpSocket(asyncio.DatagramProtocol):
         # Connections that received datagrams in the transport's current read batch.
         self._dirty: dict[tuple[Address, int], UtpTransport] = {}
         self._batched = False
+        self._batch_now: float | None = None  # the clock at the current batch's start
         self._half_open = 0
         self._listener: _Listener | None = None
         self._other: _SharedDatagram | None = None
@@ -291,6 +292,7 @@ class UtpSocket(asyncio.DatagramProtocol):
                 self.send(stream.conn.abort(self.clock.now()), stream.remote)
         self._routes.clear()
         self._dirty.clear()
+        self._batch_now = None
         self._half_open = 0
         self._heap.clear()
         if self._timer is not None:
@@ -356,7 +358,13 @@ class UtpSocket(asyncio.DatagramProtocol):
     # --- routing --------------------------------------------------------------------------
 
     def _receive(self, stream: UtpTransport, packet: Packet) -> None:
-        now = self.clock.now()
+        now = self._batch_now
+        if now is None:
+            now = self.clock.now()
+            if self._batched:
+                # Every datagram of a read batch was waiting when the batch began: one
+                # clock read serves them all (it was a sixth of a leech's time per packet).
+                self._batch_now = now
         was_half_open = stream.conn.state is State.SYN_RECV
         try:
             events = stream.conn.receive_packet(packet, now)
@@ -389,6 +397,7 @@ class UtpSocket(asyncio.DatagramProtocol):
 
     def datagrams_drained(self) -> None:
         """The transport read what was waiting: service every connection that got some."""
+        self._batch_now = None
         dirty, self._dirty = self._dirty, {}
         for stream in dirty.values():
             self.service(stream)
