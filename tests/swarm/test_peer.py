@@ -64,21 +64,36 @@ async def linked(
     remote.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     protocol = await asyncio.wait_for(accepted, 5)
     remote.sendall(theirs.handshake())
-    await asyncio.wait_for(protocol.handshake(), 5)
-    protocol.transport.write(ours.handshake())
-    theirs.receive_data(remote.recv(68))
-    owner = Owner()
-    link = PeerLink(owner, protocol, (LOCAL, port), outgoing=False, idle_timeout=idle_timeout)
-    task = asyncio.create_task(link.run())
     try:
-        yield link, owner, remote, task
+        async with _running_link(protocol, ours, (LOCAL, port), idle_timeout) as (
+            link,
+            owner,
+            task,
+        ):
+            theirs.receive_data(remote.recv(68))
+            yield link, owner, remote, task
     finally:
-        link.close()
         remote.close()
-        with contextlib.suppress(asyncio.TimeoutError, Exception):
-            await asyncio.wait_for(task, 5)
         listener.close()
         await listener.wait_closed()
+
+
+@contextlib.asynccontextmanager
+async def _running_link(
+    protocol: WireProtocol, ours: PeerConnection, address: tuple[str, int], idle_timeout: float
+) -> AsyncIterator[tuple[PeerLink, Owner, asyncio.Task[None]]]:
+    """Answer the remote's handshake, run a PeerLink on ``protocol``, close it after."""
+    await asyncio.wait_for(protocol.handshake(), 5)
+    protocol.transport.write(ours.handshake())
+    owner = Owner()
+    link = PeerLink(owner, protocol, address, outgoing=False, idle_timeout=idle_timeout)
+    task = asyncio.create_task(link.run())
+    try:
+        yield link, owner, task
+    finally:
+        link.close()
+        with contextlib.suppress(asyncio.TimeoutError, Exception):
+            await asyncio.wait_for(task, 5)
 
 
 def lowat(writer_sock: object) -> int:
@@ -142,18 +157,15 @@ async def virtual_linked(
     assert isinstance(transport, asyncio.Transport)
     protocol = await asyncio.wait_for(accepted, 5)
     transport.write(theirs.handshake())
-    await asyncio.wait_for(protocol.handshake(), 5)
-    protocol.transport.write(ours.handshake())
-    owner = Owner()
-    link = PeerLink(owner, protocol, ("10.0.0.2", 1), outgoing=False, idle_timeout=idle_timeout)
-    task = asyncio.create_task(link.run())
     try:
-        yield link, owner, transport, task
+        async with _running_link(protocol, ours, ("10.0.0.2", 1), idle_timeout) as (
+            link,
+            owner,
+            task,
+        ):
+            yield link, owner, transport, task
     finally:
-        link.close()
         transport.close()
-        with contextlib.suppress(asyncio.TimeoutError, Exception):
-            await asyncio.wait_for(task, 5)
         listener.close()
 
 
