@@ -321,3 +321,38 @@ async def test_padding_files_never_created_and_read_as_zeros(tmp_path: Path) -> 
         assert await store.read_block(0, PL - 20, 20) == a[-10:] + bytes(10)
     assert final_files(tmp_path) == {"tor/a", "tor/b"}
     assert (tmp_path / "tor" / "a").read_bytes() == a
+
+
+async def _fetch_all(store: PieceStore, stream: bytes) -> None:
+    for i in range(store.layout.num_pieces):
+        data = piece(stream, i)
+        for b in range(0, len(data), B):
+            store.add_block(i, b, data[b : b + B])
+        assert await store.finish_piece(i)
+
+
+async def test_stores_sharing_a_piece_pool_cache_one_copy_of_each_piece(tmp_path: Path) -> None:
+    info, stream, _ = make_torrent(SIZES)
+    pool: dict[bytes, bytes] = {}
+    async with (
+        PieceStore(info, tmp_path / "a", piece_pool=pool) as a,
+        PieceStore(info, tmp_path / "b", piece_pool=pool) as b,
+    ):
+        await _fetch_all(a, stream)
+        await _fetch_all(b, stream)
+        assert len(pool) == info.num_pieces
+        for i in range(info.num_pieces):
+            size = a.layout.piece_size(i)
+            whole_a = await a.read_block(i, 0, size)
+            whole_b = await b.read_block(i, 0, size)
+            assert whole_a == piece(stream, i)
+            assert whole_a is whole_b  # the same object: one copy for both stores
+    # Without a pool, each store keeps its own copy.
+    async with (
+        PieceStore(info, tmp_path / "c") as c,
+        PieceStore(info, tmp_path / "d") as d,
+    ):
+        await _fetch_all(c, stream)
+        await _fetch_all(d, stream)
+        size = c.layout.piece_size(0)
+        assert await c.read_block(0, 0, size) is not await d.read_block(0, 0, size)

@@ -131,6 +131,11 @@ class SessionConfig:
     # Protocol encryption (MSE/PE): "disabled" (plaintext only), "enabled" (accept both; dial
     # plaintext first) or "required" (MSE with RC4 only, both ways); see proto.mse.Policy.
     encryption: str = "enabled"
+    # Verified pieces by SHA-1, shared by the sessions of one process that fetch the same
+    # content (the lab's sim runs a thousand peers of one torrent in one process): each
+    # store's read cache holds a reference to one copy instead of a copy of its own.
+    # None: every store keeps its own (a peer process has one session per torrent).
+    piece_pool: dict[bytes, bytes] | None = None
     # Connection policy against squatting and trickling (issue 21); None: no address limit.
     max_per_address: int | None = DEFAULT_MAX_PER_ADDRESS
     inactivity_timeout: float = DEFAULT_INACTIVITY_TIMEOUT

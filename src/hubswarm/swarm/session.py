@@ -248,7 +248,7 @@ class TorrentSession:
             if self.store is not None:
                 return
             self.info = info
-            store = PieceStore(info, self.out_dir)
+            store = PieceStore(info, self.out_dir, piece_pool=self.config.piece_pool)
             await store.__aenter__()
             try:
                 have = await (store.assume_complete() if self.seed_mode else store.recheck())

@@ -139,8 +139,12 @@ class PieceStore:
         max_buffer_bytes: int = STORAGE_MAX_BUFFER_BYTES,
         max_open_files: int = STORAGE_FILE_HANDLES,
         read_cache_bytes: int = STORAGE_READ_CACHE_BYTES,
+        piece_pool: dict[bytes, bytes] | None = None,
     ) -> None:
-        """Raises ``UnsafePathError`` if a file path would leave ``root``."""
+        """Raises ``UnsafePathError`` if a file path would leave ``root``.
+
+        ``piece_pool``: verified pieces by SHA-1, shared with the other stores of this
+        process (see ``SessionConfig.piece_pool``): the read cache keeps the pool's copy."""
         self.info = info
         self.root = Path(root)
         self.layout = Layout.from_info(info)
@@ -152,6 +156,7 @@ class PieceStore:
         self._max_open = max(1, max_open_files)
         self._read_cache: OrderedDict[int, bytes] = OrderedDict()
         self._read_cache_pieces = read_cache_bytes // max(1, info.piece_length)
+        self._piece_pool = piece_pool
         paths = [_safe_paths(self.root, f.path) for f in info.files]
         self._final = [p[0] for p in paths]
         self._partial = [p[1] for p in paths]
@@ -349,6 +354,16 @@ class PieceStore:
     def _cache_piece(self, piece_index: int, data: bytes) -> None:
         if self._read_cache_pieces <= 0:
             return
+        pool = self._piece_pool
+        if pool is not None:
+            # Verified against this hash just now (or read back from our own verified file):
+            # equal to any other store's copy of it, so one object serves them all.
+            key = self.info.piece_hashes[piece_index]
+            shared = pool.get(key)
+            if shared is not None and len(shared) == len(data):
+                data = shared
+            else:
+                pool[key] = data
         self._read_cache[piece_index] = data
         self._read_cache.move_to_end(piece_index)
         while len(self._read_cache) > self._read_cache_pieces:

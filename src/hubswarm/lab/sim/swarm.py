@@ -72,6 +72,7 @@ class SimSwarm:
         self.world = world
         self.workdir = workdir
         self.sha256 = sha256
+        self.pieces: dict[bytes, bytes] = {}  # SessionConfig.piece_pool, shared by the clients
         scenario = world.plan.scenario
         self.corrupt = corrupt_clients(scenario, world.plan.n)
         self.tasks: dict[int, asyncio.Task[None]] = {}
@@ -159,6 +160,7 @@ class SimSwarm:
         linger = leave if isinstance(leave, float) and not isinstance(leave, bool) else None
         config = peer_config(scenario, index)
         config.corrupt_uploads = index in self.corrupt
+        config.piece_pool = self.pieces  # one copy of each verified piece for all clients
         if infra.webseed_mode is not None:
             config.webseed_mode = infra.webseed_mode
         until = min(scenario.timeout, leave_at)
