@@ -34,3 +34,48 @@ async def test_a_socket_on_memnet_serves_each_datagram_at_once() -> None:
     sock = UtpSocket(host="10.0.0.1", network=network.host("10.0.0.1"))
     async with sock:
         assert not sock._batched  # no datagrams_drained() from a memory transport
+
+
+class _Counting(asyncio.BufferedProtocol):
+    """Counts buffer_updated() calls and bytes; ``done`` once ``expected`` bytes are in."""
+
+    def __init__(self, expected: int) -> None:
+        self.buf = bytearray(256 * 1024)
+        self.got = bytearray()
+        self.calls = 0
+        self.expected = expected
+        self.done = asyncio.Event()
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return memoryview(self.buf)
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.calls += 1
+        self.got += self.buf[:nbytes]
+        if len(self.got) >= self.expected:
+            self.done.set()
+
+
+async def test_a_read_batch_reaches_a_buffered_protocol_in_few_calls() -> None:
+    from hubswarm.swarm.utp import UtpNetwork
+
+    payload = random.Random(4).randbytes(1 * MIB)
+    receivers: list[_Counting] = []
+
+    def accept() -> _Counting:
+        receivers.append(_Counting(len(payload)))
+        return receivers[-1]
+
+    async with sockets() as (a, b):
+        await UtpNetwork(b).listen(accept, b.address[0], 0)
+        transport, _ = await UtpNetwork(a).connect(asyncio.Protocol, *b.address)
+        transport.write(payload)
+        async with asyncio.timeout(30):
+            while not receivers:
+                await asyncio.sleep(0.01)
+            await receivers[0].done.wait()
+        transport.close()
+    got = receivers[0]
+    assert bytes(got.got) == payload
+    # About 760 packets of 1380 bytes; delivered per read batch, not per packet.
+    assert got.calls * 4 < b.stats.datagrams_in

@@ -78,16 +78,15 @@ from hubswarm.proto.utp_events import (
     TimedOut,
 )
 from hubswarm.proto.utp_packet import (
-    EXT_SACK,
     HEADER_SIZE,
     SEQ_MASK,
     U32_MASK,
-    Extension,
     Packet,
     PacketType,
     UtpPacketError,
     decode,
     encode,
+    encode_fields,
     sack_seq_nrs,
     seq_add,
     seq_diff,
@@ -730,37 +729,37 @@ class UtpConnection:
 
     def _header(
         self, kind: PacketType, seq_nr: int, now: float, payload: bytes, *, with_sack: bool
-    ) -> Packet:
+    ) -> bytes:
+        """The encoded packet (``encode_fields``: no Packet object per packet sent)."""
         sack = self._recv.sack() if with_sack else b""
         if sack and HEADER_SIZE + 2 + len(sack) + len(payload) > MAX_PACKET_SIZE:
             sack = b""  # a retransmission keeps its payload; the SACK is optional
         window = self.receive_window
         self._advertised = window
-        return Packet(
+        syn = kind is PacketType.ST_SYN
+        return encode_fields(
             kind,
-            self.recv_id if kind is PacketType.ST_SYN else self.send_id,
+            self.recv_id if syn else self.send_id,
             _timestamp(now),
-            0 if kind is PacketType.ST_SYN else self._reply_micro,
+            0 if syn else self._reply_micro,
             window,
             seq_nr,
-            0 if kind is PacketType.ST_SYN else self._recv.ack_nr,
-            (Extension(EXT_SACK, sack),) if sack else (),
+            0 if syn else self._recv.ack_nr,
+            sack,
             payload,
         )
 
     def _transmit(self, sent: Sent, now: float) -> bytes:
-        packet = self._header(sent.type, sent.seq_nr, now, sent.payload, with_sack=True)
+        datagram = self._header(sent.type, sent.seq_nr, now, sent.payload, with_sack=True)
         self._sendq.transmitted(sent, now)
         if sent.type is not PacketType.ST_SYN:
             self._ack_pending = False  # every packet carries our ack_nr
         if self._timeout_at is None:
             self._timeout_at = now + self._rtt.timeout(self._num_timeouts)
-        return encode(packet)
+        return datagram
 
     def _bare_ack(self, now: float) -> bytes:
         # An unconfirmed responder's answer is the bare 20-byte header: never larger than
         # the SYN that caused it.
         with_sack = self._state is not State.SYN_RECV
-        return encode(
-            self._header(PacketType.ST_STATE, self._seq_nr, now, b"", with_sack=with_sack)
-        )
+        return self._header(PacketType.ST_STATE, self._seq_nr, now, b"", with_sack=with_sack)

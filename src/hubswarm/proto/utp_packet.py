@@ -49,6 +49,7 @@ __all__ = [
     "UtpPacketError",
     "decode",
     "encode",
+    "encode_fields",
     "looks_like_utp",
     "sack_bitmask",
     "sack_seq_nrs",
@@ -189,6 +190,46 @@ def encode(packet: Packet) -> bytes:
         parts.append(ext.data)
     parts.append(packet.payload)
     return b"".join(parts)
+
+
+def encode_fields(
+    kind: PacketType,
+    connection_id: int,
+    timestamp_microseconds: int,
+    timestamp_difference_microseconds: int,
+    wnd_size: int,
+    seq_nr: int,
+    ack_nr: int,
+    sack: bytes,
+    payload: bytes,
+) -> bytes:
+    """``encode(Packet(...))`` with at most a SACK extension, without building the Packet:
+    the connection's own send path, once per packet (its fields are in range by
+    construction; ``struct`` still refuses one that is not).
+    """
+    if not sack:
+        head = _HEADER.pack(
+            (kind << 4) | UTP_VERSION,
+            0,
+            connection_id,
+            timestamp_microseconds,
+            timestamp_difference_microseconds,
+            wnd_size,
+            seq_nr,
+            ack_nr,
+        )
+        return head + payload
+    head = _HEADER.pack(
+        (kind << 4) | UTP_VERSION,
+        EXT_SACK,
+        connection_id,
+        timestamp_microseconds,
+        timestamp_difference_microseconds,
+        wnd_size,
+        seq_nr,
+        ack_nr,
+    )
+    return b"".join((head, bytes((0, len(sack))), sack, payload))
 
 
 def looks_like_utp(datagram: bytes | bytearray | memoryview) -> bool:

@@ -423,6 +423,7 @@ class UtpSocket(asyncio.DatagramProtocol):
         """After anything happened to ``stream``: feed its core, send, re-arm its timer."""
         if self._routes.get(stream.key) is not stream:
             return
+        stream.deliver_held()
         stream.push_pending()
         now = self.clock.now()
         self.send(stream.conn.datagrams_to_send(now), stream.remote)

@@ -275,8 +275,9 @@ class UtpTransport(asyncio.Transport):
                     if self._closing or self._protocol is None:
                         self.conn.acknowledge_received_data(len(data))  # nobody reads: discard
                     else:
+                        # Delivered by deliver_held() when the socket services us: after a
+                        # whole read batch, so the protocol parses one chunk, not each packet.
                         self._held.append(data)
-                        self._deliver_held()
                 case EndOfStream():
                     self._eof_held = True
                     self._deliver_held()
@@ -313,16 +314,15 @@ class UtpTransport(asyncio.Transport):
             self.connected_waiter.set_result(None)
         protocol.connection_made(self)
 
+    def deliver_held(self) -> None:
+        """Hand the protocol what the core delivered (the socket calls this in ``service``)."""
+        if self._held or self._eof_held:
+            self._deliver_held()
+
     def _deliver_held(self) -> None:
         protocol = self._protocol
         while self._held and self._reading and not self.is_closing() and protocol is not None:
-            data = self._held[0]
-            n = self._feed(protocol, data)
-            if n < len(data):
-                self._held[0] = data[n:]
-            else:
-                self._held.popleft()
-            self._unreported += n
+            self._unreported += self._feed(protocol, self._held)
         self._report_consumed(force=not self._held)
         if self._eof_held and not self._held and not self.is_closing():
             self._eof_held = False
@@ -332,23 +332,33 @@ class UtpTransport(asyncio.Transport):
             if not keep_open:
                 self.close()
 
-    def _feed(self, protocol: asyncio.BaseProtocol, data: bytes) -> int:
-        """Give ``data`` to the protocol until it pauses reading; return how much it took."""
+    def _feed(self, protocol: asyncio.BaseProtocol, held: deque[bytes]) -> int:
+        """Give the protocol held packets' bytes in one call (several packets fill one
+        ``get_buffer()``); return how much it took. Stops when the protocol pauses reading."""
         if isinstance(protocol, asyncio.BufferedProtocol):
-            view = memoryview(data)
-            done = 0
-            while done < len(view) and self._reading and not self.is_closing():
-                buf = memoryview(protocol.get_buffer(len(view) - done)).cast("B")
-                n = min(len(buf), len(view) - done)
-                if n == 0:
-                    raise RuntimeError("get_buffer() returned an empty buffer")
-                buf[:n] = view[done : done + n]
-                done += n
-                protocol.buffer_updated(n)
-            return done
+            wanted = sum(len(data) for data in held)
+            buf = memoryview(protocol.get_buffer(wanted)).cast("B")
+            if len(buf) == 0:
+                raise RuntimeError("get_buffer() returned an empty buffer")
+            n = 0
+            while held and n < len(buf):
+                data = held[0]
+                k = min(len(data), len(buf) - n)
+                buf[n : n + k] = memoryview(data)[:k]
+                n += k
+                if k < len(data):
+                    held[0] = data[k:]
+                else:
+                    held.popleft()
+            protocol.buffer_updated(n)
+            return n
         if isinstance(protocol, asyncio.Protocol):
+            data = held.popleft() if len(held) == 1 else b"".join(held)
+            held.clear()
             protocol.data_received(data)
-        return len(data)
+            return len(data)
+        held.clear()  # not a stream protocol: nobody reads
+        return 0
 
     def _report_consumed(self, *, force: bool) -> None:
         n = self._unreported
