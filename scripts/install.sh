@@ -17,6 +17,7 @@ if [ -n "$extras" ]; then
   command -v aria2c >/dev/null || need+=(aria2)
   command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx-light)
   command -v opentracker >/dev/null || [ -x /usr/bin/opentracker ] || need+=(opentracker)
+  [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ] || need+=(chromium chromium-driver)
 fi
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
