@@ -15,8 +15,8 @@ from hubswarm.proto.utp_packet import (
     encode_fields,
 )
 
-u16 = st.integers(0, 0xFFFF)
-u32 = st.integers(0, 0xFFFFFFFF)
+from .test_utp_packet import u16, u32
+
 # BEP 29: a SACK bitmask is a multiple of 4 bytes; libtorrent sends up to 32.
 sacks = st.sampled_from([0, 4, 8, 32]).flatmap(lambda n: st.binary(min_size=n, max_size=n))
 

@@ -207,21 +207,9 @@ def encode_fields(
     the connection's own send path, once per packet (its fields are in range by
     construction; ``struct`` still refuses one that is not).
     """
-    if not sack:
-        head = _HEADER.pack(
-            (kind << 4) | UTP_VERSION,
-            0,
-            connection_id,
-            timestamp_microseconds,
-            timestamp_difference_microseconds,
-            wnd_size,
-            seq_nr,
-            ack_nr,
-        )
-        return head + payload
     head = _HEADER.pack(
         (kind << 4) | UTP_VERSION,
-        EXT_SACK,
+        EXT_SACK if sack else 0,
         connection_id,
         timestamp_microseconds,
         timestamp_difference_microseconds,
@@ -229,6 +217,8 @@ def encode_fields(
         seq_nr,
         ack_nr,
     )
+    if not sack:
+        return head + payload
     return b"".join((head, bytes((0, len(sack))), sack, payload))
 
 
