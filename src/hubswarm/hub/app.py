@@ -610,10 +610,12 @@ async def put_file(request: web.Request) -> web.Response:
         raise _HTTPJSONError(413, f"upload larger than {config.max_upload} bytes", close=True)
     store = request.app[STORE_KEY]
     body = _body_chunks(request, config, stats, throttle_for(request, record))
+    pieces = torrents.hasher_for(request.content_length)  # the torrent's, in the same pass
     async with contextlib.aclosing(body) as chunks:
         info, created = await store.put(
-            name, chunks, max_size=config.max_upload, expected_sha256=expected
+            name, chunks, max_size=config.max_upload, expected_sha256=expected, pieces=pieces
         )
+    await torrents.remember(request.app, info, pieces)
     stats.uploads[name] += 1
     return web.json_response(info.to_json(), status=201 if created else 200)
 
@@ -656,6 +658,7 @@ async def list_files(request: web.Request) -> web.Response:
     """``GET /files``: JSON, or a small HTML page for browsers (names escaped)."""
     await authorize(request, Role.READ)
     files = [f.to_json() for f in await request.app[STORE_KEY].list()]
+    await torrents.annotate(request, files)  # info_hash and magnet
     if _wants_html(request):
         return web.Response(
             text=_html_listing(files, request.query.get("token")),
@@ -758,4 +761,9 @@ def create_app(config: HubConfig, *, clock: Clock | None = None) -> web.Applicat
     app.router.add_post("/tokens", create_token)
     app.router.add_get("/tokens", list_tokens)
     app.router.add_delete("/tokens/{id}", revoke_token)
+    torrents.add_torrent_routes(app)
     return app
+
+
+# Last: these modules import the helpers above (authorize, the app keys, _HTTPJSONError).
+from hubswarm.hub import torrents  # noqa: E402

@@ -35,6 +35,7 @@ from hubswarm.errors import (
     UploadTooLargeError,
 )
 from hubswarm.limits import HUB_CHUNK, HUB_MAX_NAME_BYTES
+from hubswarm.proto.pieces import PieceHasher
 
 # ENOSPC: no space left on device; EDQUOT: disk quota exceeded. Both map to 507 (RFC 4918 §11.5).
 _DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
@@ -94,16 +95,20 @@ def _is_disk_full(exc: OSError) -> bool:
 class _PartialFile:
     """A temp file in ``.partial/`` that hashes what it is given; methods block (use a thread)."""
 
-    def __init__(self, partial_dir: Path) -> None:
+    def __init__(self, partial_dir: Path, pieces: PieceHasher | None = None) -> None:
         fd, path = tempfile.mkstemp(dir=partial_dir, prefix="up-", suffix=".part")
         self.path = Path(path)
         self._file: BinaryIO = os.fdopen(fd, "wb")
         self._sha256 = hashlib.sha256()
+        # The torrent's SHA-1 piece hashes, in the same pass (hub.torrents stores them).
+        self._pieces = pieces
         self.size = 0
 
     def write(self, data: bytes) -> None:
         # hashlib releases the GIL for large buffers, so hashing here runs beside the loop.
         self._sha256.update(data)
+        if self._pieces is not None:
+            self._pieces.update(data)
         write_all(self._file, data)
         self.size += len(data)
 
@@ -166,8 +171,11 @@ class FileStore:
         *,
         max_size: int | None = None,
         expected_sha256: str | None = None,
+        pieces: PieceHasher | None = None,
     ) -> tuple[FileInfo, bool]:
         """Stream ``chunks`` into ``files/<name>`` atomically; return (info, created).
+
+        ``pieces``, if given, is fed every byte too (the torrent's piece hashes).
 
         Raises:
             UnsafePathError, UploadTooLargeError, DigestMismatchError, DiskFullError, StorageError.
@@ -176,7 +184,7 @@ class FileStore:
         """
         final = self.path(name)
         try:
-            part = await asyncio.to_thread(_PartialFile, self.partial_dir)
+            part = await asyncio.to_thread(_PartialFile, self.partial_dir, pieces)
         except OSError as exc:
             raise self._translate(exc, name) from exc
         committed = False
@@ -224,6 +232,13 @@ class FileStore:
         if _is_disk_full(exc):
             return DiskFullError(f"disk full while storing {name!r}")
         return StorageError(f"cannot store {name!r}: {exc.strerror or exc}")
+
+    def commit_sync(self, part_path: Path, name: str, digest: str) -> tuple[FileInfo, bool]:
+        """Move a finished, fsync'ed upload (same filesystem) over ``files/<name>`` atomically.
+
+        Blocking. For uploads that live elsewhere while in progress (hub.tus).
+        """
+        return self._commit(part_path, self.path(name), digest)
 
     def _commit(self, part_path: Path, final: Path, digest: str) -> tuple[FileInfo, bool]:
         created = not final.exists()
