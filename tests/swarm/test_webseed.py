@@ -96,6 +96,35 @@ async def test_unreachable_web_seed_does_not_stop_the_peers(tmp_path: Path) -> N
     assert (tmp_path / "leech" / "u.bin").read_bytes() == data
 
 
+async def test_default_policy_leaves_a_fed_peer_to_the_swarm(tmp_path: Path) -> None:
+    """Issue 22: with a seed peer feeding it, a leech under the default web-seed policy
+    (assist) takes next to nothing from the hub's web seed; under ``always`` the same leech
+    takes a share from both."""
+    data_dir = tmp_path / "hub"
+    data = make_file(data_dir / "files" / "p.bin", 2 * MIB)
+    got: dict[str, int] = {}
+    async with running_hub(HubConfig(data_dir=data_dir, anonymous_read=True)) as url:
+        mi, _ = make_torrent(data_dir / "files" / "p.bin", 64 * KIB, web_seeds=[f"{url}/files/"])
+        for mode in ("assist", "always"):
+            async with (
+                SwarmPeer(fast_config(), host=LOCAL) as seed,
+                seed.torrent(mi.info_hash, data_dir / "files", info=mi.info),
+                SwarmPeer(fast_config(webseed_mode=mode), host=LOCAL) as leech,
+                leech.torrent(
+                    mi.info_hash,
+                    tmp_path / mode,
+                    info=mi.info,
+                    web_seeds=mi.url_list,
+                    peers=[(LOCAL, seed.port)],
+                ) as session,
+            ):
+                await session.wait_complete(20)
+                got[mode] = session.stats.downloaded_from_webseeds
+            assert (tmp_path / mode / "p.bin").read_bytes() == data
+    # A stall of a second (a loaded host) may let the web seed fill a few pieces.
+    assert got["assist"] <= len(data) // 4 < got["always"]
+
+
 def test_file_url_follows_bep19() -> None:
     h = b"\x00" * 20
     single = build_info("a b.bin", 16 * KIB, (h,), None, 10)

@@ -1,16 +1,9 @@
-"""The web-seed worker's pure parts: which pieces a web seed serves, ranges per piece."""
+"""The web-seed worker's pure parts: ranges per piece, and what it reads from the session."""
 
 from __future__ import annotations
 
 from hubswarm.swarm.picker import BlockRequest
-from hubswarm.swarm.webseed_worker import block_ranges, webseed_pieces
-
-
-def test_fallback_mode_serves_only_pieces_no_peer_has() -> None:
-    avail = [0, 2, 0, 1]
-    assert list(webseed_pieces(4, avail, always=False, peers=True)) == [0, 2]
-    assert list(webseed_pieces(4, avail, always=False, peers=False)) == [0, 1, 2, 3]
-    assert list(webseed_pieces(4, avail, always=True, peers=True)) == [0, 1, 2, 3]
+from hubswarm.swarm.webseed_worker import block_ranges
 
 
 def test_blocks_of_a_piece_become_one_range() -> None:

@@ -60,7 +60,7 @@ def _config(opts: dict[str, Any]) -> SessionConfig:
         max_peers=opts["max_peers"],
         corrupt_uploads=opts.get("corrupt", False),
         announce_ip=opts.get("announce_ip"),
-        webseed_mode=opts.get("webseed_mode", "fallback"),
+        webseed_mode=opts.get("webseed_mode", "assist"),
         use_pex=not opts.get("no_pex", False),
         use_utp=not opts.get("no_utp", False),
         use_tcp=not opts.get("no_tcp", False),
@@ -264,9 +264,11 @@ def register(cli: click.Group) -> None:
     )
     @click.option(
         "--webseed-mode",
-        type=click.Choice(["fallback", "always", "off"]),
-        default="fallback",
+        type=click.Choice(["assist", "fallback", "always", "off"]),
+        default="assist",
         show_default=True,
+        help="When to fetch from web seeds: assist (when no peer feeds us), fallback "
+        "(pieces no peer has), always, off.",
     )
     @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
     @_peer_options

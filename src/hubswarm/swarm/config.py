@@ -101,7 +101,7 @@ class SessionConfig:
     # the way decodes.
     dht_interval: float | None = None
     numwant: int = DEFAULT_NUMWANT
-    webseed_mode: str = "fallback"  # "fallback": only pieces no peer has; "always"; "off"
+    webseed_mode: str = "assist"  # swarm.webseed_policy: "assist", "fallback", "always", "off"
     webseed_workers: int = DEFAULT_WEBSEED_WORKERS
     seed: bool = True  # keep seeding after completion
     use_dht: bool = True

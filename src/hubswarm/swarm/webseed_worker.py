@@ -4,8 +4,9 @@ Theory of operation
 -------------------
 Each web-seed URL gets ``webseed_workers`` workers. A worker asks the session's picker for
 blocks as a peer would (its own picker key, so its releases stay its own), among the pieces
-the web seed may serve (:func:`webseed_pieces`: all of them in ``always`` mode, else only
-those no connected peer has), fetches each piece's blocks as one byte range
+the web seed may serve now (:func:`~hubswarm.swarm.webseed_policy.webseed_allowed` under
+``config.webseed_mode``: by default only while no peer feeds us, see that module), fetches
+each piece's blocks as one byte range
 (:func:`block_ranges`), and hands the blocks to the session like blocks from a peer.
 Failures back off, doubling from ``RETRY_MIN`` to ``RETRY_MAX``; in endgame one worker per
 URL is enough (the others would only duplicate requested blocks).
@@ -20,9 +21,9 @@ from typing import TYPE_CHECKING
 
 from hubswarm.errors import HubswarmError
 from hubswarm.limits import BLOCK_SIZE
-from hubswarm.swarm.bitfield import Bitfield
 from hubswarm.swarm.peerbook import RETRY_MAX, RETRY_MIN
 from hubswarm.swarm.picker import BlockRequest
+from hubswarm.swarm.webseed_policy import WebSeedView, webseed_allowed
 
 if TYPE_CHECKING:
     from hubswarm.swarm.session import TorrentSession
@@ -61,14 +62,29 @@ def block_ranges(blocks: Sequence[BlockRequest]) -> list[BlockRange]:
     ]
 
 
-def webseed_pieces(
-    num_pieces: int, availability: Sequence[int], *, always: bool, peers: bool
-) -> Bitfield:
-    """Pieces a web seed may serve: all of them (``always``, or no ``peers`` connected),
-    else only those no connected peer has (BEP 19's fallback use)."""
-    if always or not peers:
-        return Bitfield.all(num_pieces)
-    return Bitfield.from_indices(num_pieces, (i for i in range(num_pieces) if availability[i] <= 0))
+def webseed_view(
+    session: TorrentSession, now: float, started: float, last: float | None
+) -> WebSeedView:
+    """What the web-seed policy reads from the session at ``now`` (see ``webseed_policy``);
+    ``last``: the last peer block seen before (a link's record goes with it when it closes)."""
+    picker, info = session.picker, session.info
+    assert picker is not None
+    assert info is not None
+    inflight: set[int] = set()
+    for st in session.links.values():
+        inflight.update(r.piece_index for r in st.inflight)
+        if st.last_piece_at is not None and (last is None or st.last_piece_at > last):
+            last = st.last_piece_at
+    return WebSeedView(
+        now=now,
+        num_pieces=info.num_pieces,
+        availability=picker.availability,
+        peer_inflight=frozenset(inflight),
+        last_peer_block=last,
+        started=started,
+        peers=bool(session.links),
+        endgame=picker.in_endgame,
+    )
 
 
 async def run_webseed_worker(session: TorrentSession, url: str, worker: int = 0) -> None:
@@ -81,6 +97,7 @@ async def run_webseed_worker(session: TorrentSession, url: str, worker: int = 0)
 
     http = session.http.get()
     config, clock, stats = session.config, session.clock, session.stats
+    started, last_peer_block = clock(), None
     while not session.complete.is_set():
         picker, store, info = session.picker, session.store, session.info
         assert picker is not None
@@ -89,13 +106,11 @@ async def run_webseed_worker(session: TorrentSession, url: str, worker: int = 0)
         if worker > 0 and picker.in_endgame:
             await clock.sleep(ENDGAME_WAIT)
             continue
-        has = webseed_pieces(
-            info.num_pieces,
-            picker.availability,
-            always=config.webseed_mode == "always",
-            peers=bool(session.links),
-        )
-        blocks = picker.next_requests(key, has, -(-info.piece_length // BLOCK_SIZE), clock())
+        now = clock()
+        view = webseed_view(session, now, started, last_peer_block)
+        last_peer_block = view.last_peer_block
+        has = webseed_allowed(config.webseed_mode, view)
+        blocks = picker.next_requests(key, has, -(-info.piece_length // BLOCK_SIZE), now)
         if not blocks:
             picker.peer_left(key, None)
             await clock.sleep(IDLE_WAIT)

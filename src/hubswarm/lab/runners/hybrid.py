@@ -79,6 +79,6 @@ class HybridRunner(SwarmRunner):
             torrent = workdir / f"t{i}.torrent"
             body = build_metainfo(info, [[tracker_url]], url_list=[url])
             await asyncio.to_thread(torrent.write_bytes, body)
-            sources.append([str(torrent), "--webseed-mode", "always"])
+            sources.append([str(torrent)])  # the default web-seed policy (assist)
         what = f"hub pid {hub.service.proc.pid} (tracker + web seed)"
         return Infrastructure(hub.service, hub.port, what, seed.service, sources)

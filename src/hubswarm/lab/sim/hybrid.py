@@ -1,7 +1,8 @@
 """Hybrid in sim: host 0 runs the hub (tracker at ``/announce`` and BEP 19 web seed, one
 aiohttp app as ``hubswarm hub --tracker``) beside a super-seeding seed peer; N peers get a
-.torrent naming both, fetch from the web seed and from each other (``--webseed-mode always``,
-as the netns runner starts them). Hub and seed share host 0's link, as in netns.
+.torrent naming both, fetch from each other and from the web seed under the peers' default
+web-seed policy (``assist``: only while no peer feeds them, see ``swarm.webseed_policy``),
+as the netns runner starts them. Hub and seed share host 0's link, as in netns.
 
 ``kill_hub`` kills the hub alone, as the netns runner's SIGKILL and cut port do: its listener
 closes and each of its connections is reset; the seed peer on host 0 lives on.
@@ -32,8 +33,9 @@ TRACKER_INTERVAL = 2
 _NOTE = "hybrid: host 0 runs the hub (tracker + web seed) and a seed peer, sharing its link"
 
 
-async def run_hybrid(plan: RunPlan, workdir: Path) -> RunResult:
-    """The hub and the seed on host 0, then the clients at their arrival times."""
+async def run_hybrid(plan: RunPlan, workdir: Path, *, webseed_mode: str | None = None) -> RunResult:
+    """The hub and the seed on host 0, then the clients at their arrival times;
+    ``webseed_mode``: the clients' ``--webseed-mode`` (None: the default policy)."""
     scenario = plan.scenario
     world = World(plan)
     server = host_ip(0)
@@ -85,7 +87,7 @@ async def run_hybrid(plan: RunPlan, workdir: Path) -> RunResult:
                 )
             )
             torrent = str((await shared).torrent_path)
-            await swarm.run(Infrastructure(torrent, kill_hub, webseed_mode="always"))
+            await swarm.run(Infrastructure(torrent, kill_hub, webseed_mode=webseed_mode))
             seed.cancel()
     finally:
         await runner.cleanup()
