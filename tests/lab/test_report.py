@@ -40,8 +40,8 @@ def test_only_client_server(tmp_path: Path) -> None:
     html = (report.folder / "report.html").read_text()
     md = (report.folder / "report.md").read_text()
     for feature, ref_cs, _ in REFERENCE:
-        assert f"<td>{feature}</td>" in html
-        assert f"| {feature} | {ref_cs} |" in md
+        assert f"<td><b>{feature}</b></td>" in html
+        assert f"| {feature} | {ref_cs} / " in md
     assert "data:image/png;base64," in html
     assert 'href="scenarios/sweep.toml"' in html
     assert "http://" not in html  # no network needed

@@ -21,6 +21,7 @@ __all__ = [
     "CorruptOutcome",
     "FaultCompletion",
     "FaultEvent",
+    "PieceTrack",
     "ReplicaSample",
     "RunFailure",
     "RunMetrics",
@@ -135,6 +136,32 @@ class ReplicaSample:
 
 
 @dataclass(frozen=True, slots=True)
+class PieceTrack:
+    """One client's pieces in arrival order, for the replay: when (s since t = 0), which,
+    and from where (``sources``: one letter a piece, s = the seed or server, p = a peer,
+    w = a web seed). Client-server runs hold none: their replay is drawn from the records."""
+
+    client: int
+    times: tuple[float, ...]
+    pieces: tuple[int, ...]
+    sources: str
+
+    def __post_init__(self) -> None:
+        if not len(self.times) == len(self.pieces) == len(self.sources):
+            raise ValueError(f"track of client {self.client}: lengths differ")
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> PieceTrack:
+        """Inverse of ``asdict``."""
+        return cls(
+            int(data["client"]),
+            tuple(float(t) for t in data["times"]),
+            tuple(int(i) for i in data["pieces"]),
+            str(data["sources"]),
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class SecurityProbe:
     """What an unauthorized client obtained: 0 bytes means access control held."""
 
@@ -174,6 +201,8 @@ class RunResult:
     # two hosts (s) and the loss rate of a path (scenario.LatencySpec.rtt, Scenario.loss).
     rtt: float = 0.0
     loss: float = 0.0
+    # Swarms: who held which piece when, and from where (lab.replay; capped for large N).
+    tracks: tuple[PieceTrack, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict of the raw data (runs.json)."""
@@ -192,6 +221,7 @@ class RunResult:
         )
         d["security"] = tuple(SecurityProbe(**s) for s in d.get("security", ()))
         d["notes"] = tuple(d.get("notes", ()))
+        d["tracks"] = tuple(PieceTrack.from_json(t) for t in d.get("tracks", ()))
         return cls(**d)
 
 

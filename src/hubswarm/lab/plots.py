@@ -21,7 +21,7 @@ from hubswarm.lab.metrics import RunResult, summarize
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-__all__ = ["PLOTS", "Plot"]
+__all__ = ["PLOTS", "Plot", "headline_figure", "sweep_scenario"]
 
 _SWARMS = ("p2p", "hybrid")
 _COLORS = {"client-server": "tab:blue", "hybrid": "tab:green", "p2p": "tab:orange"}
@@ -295,3 +295,99 @@ PLOTS: tuple[tuple[str, Plot], ...] = (
     ("t-vs-rtt", partial(_plot_sweep, x=_RTT, other=_LOSS)),
     ("t-vs-loss", partial(_plot_sweep, x=_LOSS, other=_RTT)),
 )
+
+
+# --- the headline: the seed's question in one picture ----------------------------------------
+
+
+def sweep_scenario(results: Sequence[RunResult]) -> str | None:
+    """The scenario that answers "how does it scale": client-server measured at the most N."""
+    ns: dict[str, set[int]] = {}
+    for r in _first_point(results):
+        ns.setdefault(r.scenario, set()).add(r.n)
+    cs = {r.scenario for r in results if r.architecture == "client-server"}
+    ranked = sorted(ns, key=lambda s: (s in cs, len(ns[s]), max(ns[s])), reverse=True)
+    return ranked[0] if ranked and len(ns[ranked[0]]) >= 2 else None
+
+
+def _arches(runs: Sequence[RunResult]) -> list[str]:
+    known = ["client-server", *_SWARMS]
+    return [
+        a
+        for a in dict.fromkeys([*known, *(r.architecture for r in runs)])
+        if any(r.architecture == a for r in runs)
+    ]
+
+
+def _headline_time(ax: Any, runs: Sequence[RunResult]) -> None:
+    ns = sorted({r.n for r in runs})
+    for arch in _arches(runs):
+        pts = [(r.n, summarize(r).last_completion) for r in runs if r.architecture == arch]
+        pts = sorted((n, t) for n, t in pts if t is not None)
+        if pts:
+            ax.plot(*zip(*pts, strict=True), "o-", color=_COLORS.get(arch), label=arch)
+    first = {r.n: summarize(r) for r in runs}
+    ax.plot(ns, [first[n].bound_cs for n in ns], "--", color="tab:blue", label="D_cs bound")
+    ax.plot(ns, [first[n].bound_p2p for n in ns], ":", color="tab:orange", label="D_p2p bound")
+    if ns[-1] >= LOG_AXES_SPAN * ns[0]:
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+    ax.set(xlabel="clients N", ylabel="time until all complete (s)", title="distribution time")
+    ax.legend(fontsize="small")
+
+
+def _headline_bytes(ax: Any, runs: Sequence[RunResult]) -> None:
+    runs = [r for r in runs if r.server_bytes_sent is not None]
+    for arch in _arches(runs):
+        pts = sorted(
+            (r.n, (r.server_bytes_sent or 0) / r.file_size) for r in runs if r.architecture == arch
+        )
+        ax.plot(*zip(*pts, strict=True), "o-", color=_COLORS.get(arch), label=arch)
+    ns = sorted({r.n for r in runs})
+    ax.plot(ns, ns, "--", color="gray", label="N copies")
+    ax.set(xlabel="clients N", ylabel="server upload (copies of F)", title="the server's bytes")
+    ax.legend(fontsize="small")
+
+
+def _headline_kill(ax: Any, results: Sequence[RunResult]) -> None:
+    runs = [r for r in results if any(f.kind == "kill_hub" for f in r.faults)]
+    if not runs:
+        ax.text(0.5, 0.5, "no kill_hub run", ha="center", va="center", transform=ax.transAxes)
+        ax.set_axis_off()
+        return
+    at = min(f.at for r in runs for f in r.faults if f.kind == "kill_hub")
+    for r in sorted(runs, key=lambda r: _arches(runs).index(r.architecture)):
+        ends = sorted(c.end for c in r.clients if c.complete and c.end is not None)
+        last = max([*ends, at]) * 1.1
+        xs = [0.0, *ends, last]
+        ys = [0.0, *((i + 1) / r.n for i in range(len(ends))), len(ends) / r.n]
+        ax.step(xs, ys, where="post", color=_COLORS.get(r.architecture), label=r.architecture)
+    ax.axvline(at, color="red", linestyle="--", alpha=0.7)
+    ax.annotate("hub killed", (at, 1.0), color="red", fontsize="small")
+    ax.set(xlabel="time (s)", ylabel="fraction of clients complete", title="kill the hub")
+    ax.set_ylim(0, 1.08)
+    ax.legend(fontsize="small")
+
+
+def headline_figure(results: Sequence[RunResult], path: Path) -> Path | None:
+    """Distribution time against N with both bounds, the server's bytes against N, and the
+    kill-the-hub run: the report's first picture. None without a sweep over N."""
+    scenario = sweep_scenario(results)
+    if scenario is None:
+        return None
+    runs = _first_point([r for r in results if r.scenario == scenario])
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure as _Figure
+
+    fig = _Figure(figsize=(13.5, 3.9))
+    FigureCanvasAgg(fig)
+    left, middle, right = fig.subplots(1, 3)
+    _headline_time(left, runs)
+    _headline_bytes(middle, runs)
+    _headline_kill(right, results)
+    for ax in (left, middle, right):
+        ax.grid(alpha=0.3)
+    fig.suptitle(f"client-server vs swarm ({scenario}; {runs[0].emulation})", fontsize="medium")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    return path

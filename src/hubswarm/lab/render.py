@@ -19,8 +19,12 @@ if TYPE_CHECKING:
     from rich.table import Table as RichTable
 
 __all__ = [
+    "BADGE_MARKS",
+    "Answer",
     "Block",
     "Bullets",
+    "Comparison",
+    "ComparisonRow",
     "Document",
     "Figure",
     "Heading",
@@ -94,7 +98,38 @@ class Bullets:
     items: tuple[str, ...]
 
 
-Block = Heading | Paragraph | Notes | Table | Figure | Bullets
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """One architecture's cell of the comparison: a headline number and a verdict badge."""
+
+    architecture: str
+    headline: str
+    level: str  # confirmed, partly, not seen, not measured
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class ComparisonRow:
+    """A feature: the reference's claims, one answer per architecture, folded evidence."""
+
+    feature: str
+    claims: tuple[str, str]  # (client-server, peer-to-peer), as the reference states them
+    answers: tuple[Answer, ...]
+    evidence: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Comparison:
+    """The comparison table: badges in the cells, the evidence of each row folded beneath."""
+
+    architectures: tuple[str, ...]
+    rows: tuple[ComparisonRow, ...]
+
+
+Block = Heading | Paragraph | Notes | Table | Figure | Bullets | Comparison
+
+# The badges' marks in Markdown (the HTML colours them).
+BADGE_MARKS = {"confirmed": "✅", "partly": "◐", "not seen": "❌", "not measured": "…"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +168,25 @@ def _md_block(block: Block) -> list[str]:
             return [f"![{title}]({name})", "", f"*{title}* — {_md_inline(caption)}", ""]
         case Bullets(items):
             return [*(f"- {item}" for item in items), ""]
+        case Comparison(architectures, rows):
+            return _md_comparison(architectures, rows)
+
+
+def _md_comparison(architectures: Sequence[str], rows: Sequence[ComparisonRow]) -> list[str]:
+    head = ("Feature", "The reference says (client-server / peer-to-peer)", *architectures)
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for row in rows:
+        cells = [row.feature, " / ".join(row.claims)]
+        cells += [
+            f"**{a.headline}** {BADGE_MARKS.get(a.level, '')} {a.level}: {a.reason}"
+            for a in row.answers
+        ]
+        lines.append("| " + " | ".join(_md_cell(c) for c in cells) + " |")
+    lines.append("")
+    for row in rows:
+        lines += [f"<details><summary>Evidence: {row.feature}</summary>", ""]
+        lines += [*(f"- {e}" for e in row.evidence), "", "</details>", ""]
+    return lines
 
 
 def to_markdown(doc: Document) -> str:
@@ -150,6 +204,13 @@ th,td{border:1px solid #ccc;padding:.3rem .5rem;vertical-align:top;text-align:le
 th{background:#f0f0f0} .ref{color:#666;font-style:italic}
 figure{margin:1.5rem 0} figcaption{font-size:.85rem;color:#555}
 .note{background:#fff8e0;border-left:4px solid #e0b000;padding:.4rem .8rem}
+.headline{font-size:1.15rem;line-height:1.5}
+.num{font-weight:600;font-size:1.05rem} .why{font-size:.85rem;color:#444}
+.badge{display:inline-block;border-radius:.7rem;padding:0 .5rem;font-size:.8rem;color:#fff}
+.b-confirmed{background:#2e7d32} .b-partly{background:#b26a00} .b-not-seen{background:#c62828}
+.b-not-measured{background:#777}
+tr.evidence td{border-top:none;background:#fafafa;font-size:.85rem}
+details summary{cursor:pointer;color:#555}
 """
 
 
@@ -188,6 +249,41 @@ def _html_block(block: Block) -> list[str]:
             ]
         case Bullets(items):
             return ["<ul>", *(f"<li>{esc(item)}</li>" for item in items), "</ul>"]
+        case Comparison(architectures, rows):
+            return _html_comparison(architectures, rows)
+
+
+def _html_answer(feature: str, a: Answer) -> str:
+    esc = html.escape
+    level = a.level.replace(" ", "-")
+    return (
+        f'<td><div class="num">{esc(a.headline)}</div>'
+        f'<span class="badge b-{level}" data-feature="{esc(feature)}" '
+        f'data-arch="{esc(a.architecture)}" data-verdict="{esc(a.level)}">{esc(a.level)}</span> '
+        f'<span class="why">{esc(a.reason)}</span></td>'
+    )
+
+
+def _html_comparison(architectures: Sequence[str], rows: Sequence[ComparisonRow]) -> list[str]:
+    esc = html.escape
+    head = ("Feature", "The reference says", *architectures)
+    out = ['<table class="compare"><thead><tr>']
+    out += [f"<th>{esc(h)}</th>" for h in head]
+    out.append("</tr></thead><tbody>")
+    for row in rows:
+        claims = (
+            f'<td class="ref">client-server: {esc(row.claims[0])}<br>'
+            f"peer-to-peer: {esc(row.claims[1])}</td>"
+        )
+        answers = "".join(_html_answer(row.feature, a) for a in row.answers)
+        out.append(f"<tr><td><b>{esc(row.feature)}</b></td>{claims}{answers}</tr>")
+        items = "".join(f"<li>{esc(e)}</li>" for e in row.evidence)
+        out.append(
+            f'<tr class="evidence"><td colspan="{len(head)}"><details>'
+            f"<summary>evidence: {esc(row.feature)}</summary><ul>{items}</ul></details></td></tr>"
+        )
+    out.append("</tbody></table>")
+    return ["".join(out)]
 
 
 def to_html(doc: Document) -> str:

@@ -20,10 +20,13 @@ from hubswarm.errors import LabError
 from hubswarm.lab.formats import mib, pct, secs
 from hubswarm.lab.hostload import CPU_BOUND
 from hubswarm.lab.metrics import RunFailure, RunResult, summarize
-from hubswarm.lab.plots import PLOTS
+from hubswarm.lab.plots import PLOTS, headline_figure, sweep_scenario
 from hubswarm.lab.render import (
+    Answer,
     Block,
     Bullets,
+    Comparison,
+    ComparisonRow,
     Document,
     Figure,
     Heading,
@@ -35,12 +38,25 @@ from hubswarm.lab.render import (
     to_html,
     to_markdown,
 )
-from hubswarm.lab.table import REFERENCE, TableRow, as_table, build_table
+from hubswarm.lab.replay_page import write_keyframes, write_replay
+from hubswarm.lab.rowspec import CLIENT_SERVER, RowSpec, Verdict
+from hubswarm.lab.table import REFERENCE, TableRow, architectures_of, build_table, verdicts
 
-__all__ = ["REFERENCE", "Report", "TableRow", "build_table", "load_runs", "write_report"]
+__all__ = [
+    "REFERENCE",
+    "Report",
+    "TableRow",
+    "build_table",
+    "headline_lines",
+    "load_runs",
+    "verdict_records",
+    "write_report",
+]
 
+_HEADLINE_PNG = "headline.png"
 TITLE = "hubswarm lab: client-server vs peer-to-peer, measured"
 _RUNS_JSON = "runs.json"
+REPLAY_HTML = "replay.html"
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +66,12 @@ class Report:
     folder: Path
     table: tuple[TableRow, ...]
     plots: tuple[Path, ...]
+    verdicts: tuple[tuple[RowSpec, tuple[Verdict, ...]], ...] = ()
+
+    @property
+    def html(self) -> Path:
+        """The report's page."""
+        return self.folder / "report.html"
 
 
 # --- the runs, one row each ------------------------------------------------------------------
@@ -159,6 +181,82 @@ def _notes(results: Sequence[RunResult], notes: Sequence[str]) -> tuple[list[str
     return all_notes, details
 
 
+# --- the headline and the comparison -------------------------------------------------------
+
+
+def headline_lines(results: Sequence[RunResult]) -> list[str]:
+    """The seed's question answered in a few numbers: time and server bytes at the sweep's
+    largest N, and what killing the hub did, for each architecture."""
+    lines = []
+    scenario = sweep_scenario(results)
+    if scenario is not None:
+        runs = [r for r in results if r.scenario == scenario and not (r.rtt or r.loss)]
+        n = max(r.n for r in runs)
+        at_n = {r.architecture: summarize(r) for r in runs if r.n == n}
+        times = {a: m.last_completion for a, m in at_n.items() if m.last_completion}
+        parts = [f"{a} {secs(t)}" for a, t in times.items()]
+        line = f"Time until all {n} clients of {scenario} had the file: " + ", ".join(parts)
+        cs = times.get(CLIENT_SERVER)
+        fastest = min(times, key=lambda a: times[a]) if times else None
+        if cs and fastest and fastest != CLIENT_SERVER:
+            line += f" ({fastest} {cs / times[fastest]:.1f}× faster than client-server)"
+        lines.append(line + ".")
+        sent = [
+            f"{a} {m.server_bytes_sent / m.file_size:.1f} × F"
+            for a, m in at_n.items()
+            if m.server_bytes_sent is not None
+        ]
+        if sent:
+            lines.append(f"The server uploaded, at N={n}: " + ", ".join(sent) + ".")
+    killed = [
+        (r.architecture, f.completed)
+        for r in results
+        for f in summarize(r).fault_completion
+        if f.kind == "kill_hub"
+    ]
+    if killed:
+        parts = [f"{a} {pct(x)}" for a, x in dict(killed).items()]
+        lines.append(
+            "Kill the hub mid-run: clients still pending that finished: " + ", ".join(parts) + "."
+        )
+    return lines
+
+
+def verdict_records(
+    answered: Sequence[tuple[RowSpec, Sequence[Verdict]]],
+) -> list[dict[str, str]]:
+    """The badges as runs.json keeps them (what the report shows, row by architecture)."""
+    return [
+        {
+            "feature": v.feature,
+            "architecture": v.architecture,
+            "verdict": v.level,
+            "reason": v.reason,
+            "headline": v.headline,
+        }
+        for _, row in answered
+        for v in row
+    ]
+
+
+def _comparison(
+    answered: Sequence[tuple[RowSpec, Sequence[Verdict]]], architectures: Sequence[str]
+) -> Comparison:
+    rows = []
+    for spec, row in answered:
+        evidence = [f"{v.architecture}: {v.evidence or 'not measured'}" for v in row]
+        evidence += [f"{v.architecture} runs: {', '.join(v.runs)}" for v in row if v.runs]
+        if spec.formula:
+            evidence.append(spec.formula)
+        answers = tuple(Answer(v.architecture, v.headline, v.level, v.reason) for v in row)
+        rows.append(
+            ComparisonRow(
+                spec.feature, (spec.reference_cs, spec.reference_p2p), answers, tuple(evidence)
+            )
+        )
+    return Comparison(tuple(architectures), tuple(rows))
+
+
 # --- the folder ------------------------------------------------------------------------------
 
 
@@ -192,30 +290,50 @@ def _copy_scenarios(
 def _document(
     stamp: str,
     notes: Sequence[str],
-    table: Sequence[TableRow],
+    comparison: Comparison,
+    headline: Sequence[str],
     results: Sequence[RunResult],
     failures: Sequence[RunFailure],
     figures: Sequence[Figure],
     details: Sequence[str],
 ) -> Document:
+    top = figures[:1] if figures and figures[0].name == _HEADLINE_PNG else []
+    rest = figures[len(top) :]
+    replay = [f for f in rest if f.name.startswith("replay-")]
+    plots = [f for f in rest if f not in replay]
     blocks: list[Block] = [
         Heading(1, TITLE),
         Paragraph([f"Generated {stamp}. Raw data: ", Link(_RUNS_JSON, _RUNS_JSON), "."]),
-        Notes(tuple(notes)),
+        Heading(2, "The answer"),
+        *(Paragraph([line]) for line in headline),
+        *top,
         Heading(2, "The comparison table"),
-        as_table(table),
-        Heading(2, "Runs"),
-        _runs_table(results),
+        comparison,
     ]
+    if replay:
+        blocks += [
+            Heading(2, "Watch a swarm"),
+            Paragraph(
+                [
+                    "Who held which piece when, and where it came from: ",
+                    Link("open the replay", REPLAY_HTML),
+                    " (every run, a time slider and a play button).",
+                ]
+            ),
+            *replay,
+        ]
+    blocks += [Heading(2, "Runs"), _runs_table(results)]
     if failures:
         rows = tuple((f.scenario, f.architecture, str(f.n), f.error) for f in failures)
         blocks += [
             Heading(2, "Not measured"),
             Table(("scenario", "architecture", "N", "why"), rows),
         ]
-    blocks += [Heading(2, "Figures"), *figures]
+    blocks += [Heading(2, "Figures"), *plots]
     if details:
         blocks += [Heading(2, "Details"), Bullets(tuple(details))]
+    if notes:
+        blocks += [Heading(2, "How this was measured"), Notes(tuple(notes))]
     return Document("hubswarm lab report", tuple(blocks))
 
 
@@ -239,6 +357,7 @@ def write_report(
     folder = _new_folder(out_root, stamp)
     links = _copy_scenarios(folder, results, failures)
     all_notes, details = _notes(results, notes)
+    answered = verdicts(results)
     (folder / _RUNS_JSON).write_text(
         json.dumps(
             {
@@ -247,6 +366,7 @@ def write_report(
                 "runs": [r.to_json() for r in results],
                 "failures": [asdict(f) for f in failures],
                 "metrics": [asdict(summarize(r)) for r in results],
+                "verdicts": verdict_records(answered),
             },
             indent=1,
             default=str,
@@ -255,18 +375,30 @@ def write_report(
     )
     table = build_table(results)
     figures: list[Figure] = []
+    first = headline_figure(results, folder / _HEADLINE_PNG)
+    if first:
+        figures.append(
+            Figure(first.name, "the answer at a glance", first.read_bytes(), _caption(None))
+        )
     for scenario in dict.fromkeys(r.scenario for r in results):
         for kind, plot in PLOTS:
             made = plot(results, scenario, folder / f"{kind}-{scenario}.png")
             if made:
                 caption = _caption(links.get(scenario))
                 figures.append(Figure(made.name, made.stem, made.read_bytes(), caption))
-    # The top keeps the emulation facts; per-run measurement lines go to "Details".
+    if write_replay(results, folder / REPLAY_HTML, "hubswarm lab: how the file spread"):
+        frames = write_keyframes(results, folder / "replay-frames.png")
+        if frames:
+            play: Inline = ["the replay's key frames; ", Link("play it", REPLAY_HTML)]
+            figures.append(Figure(frames.name, "how the file spread", frames.read_bytes(), play))
     top_notes = [n for n in all_notes if not _is_detail(n)]
-    doc = _document(stamp, top_notes, table, results, failures, figures, details)
+    comparison = _comparison(answered, architectures_of(results))
+    doc = _document(
+        stamp, top_notes, comparison, headline_lines(results), results, failures, figures, details
+    )
     (folder / "report.md").write_text(to_markdown(doc), encoding="utf-8")
     (folder / "report.html").write_text(to_html(doc), encoding="utf-8")
-    return Report(folder, table, tuple(folder / f.name for f in figures))
+    return Report(folder, table, tuple(folder / f.name for f in figures), answered)
 
 
 def load_runs(path: Path) -> tuple[list[RunResult], list[RunFailure], list[str]]:

@@ -8,10 +8,50 @@ from dataclasses import dataclass
 
 from hubswarm.lab.metrics import RunMetrics, RunResult, summarize
 
-__all__ = ["CLIENT_SERVER", "NOT_MEASURED", "Finding", "Measured", "RowSpec"]
+__all__ = [
+    "CLIENT_SERVER",
+    "LEVELS",
+    "NOT_MEASURED",
+    "Finding",
+    "Measured",
+    "RowSpec",
+    "Verdict",
+    "verdict_level",
+    "verdict_reason",
+]
 
 CLIENT_SERVER = "client-server"
 NOT_MEASURED = "not measured yet"
+# A verdict's badge: the reference's claim confirmed, partly, not seen in the runs, or no
+# run measured it.
+CONFIRMED, PARTLY, NOT_SEEN, UNMEASURED = "confirmed", "partly", "not seen", "not measured"
+LEVELS = (CONFIRMED, PARTLY, NOT_SEEN, UNMEASURED)
+
+
+def verdict_reason(text: str) -> str:
+    """A judge's text without its leading "P2P confirmed: " (what the badge already says)."""
+    head, sep, rest = text.partition(": ")
+    words = head.lower()
+    if sep and any(w in words for w in ("confirmed", "partly", "refuted", *_WHO)):
+        return rest
+    return text
+
+
+_WHO = ("p2p", "hybrid", "client-server", "libtorrent")
+
+
+def verdict_level(text: str) -> str:
+    """The badge of a judge's text (every judge names its level: confirmed, partly
+    confirmed, NOT confirmed or REFUTED; "no ...", "pending", "unknown": not measured)."""
+    lower = text.lower()
+    reason = verdict_reason(text).lower()
+    if reason.startswith("no ") or lower.endswith(("pending", "unknown", "not measured")):
+        return UNMEASURED
+    if "not confirmed" in lower or "refuted" in lower:
+        return NOT_SEEN
+    if "partly" in lower:
+        return PARTLY
+    return CONFIRMED if "confirmed" in lower else NOT_SEEN
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +102,19 @@ Finding = tuple[str, str]
 
 
 @dataclass(frozen=True, slots=True)
+class Verdict:
+    """One architecture's answer on one row: badge, reason, headline number, evidence."""
+
+    feature: str
+    architecture: str
+    level: str  # one of LEVELS
+    reason: str
+    headline: str  # a number with its unit, or "-"
+    evidence: str  # the measured cell in full
+    runs: tuple[str, ...]  # the runs behind it: "scenario N=n (emulation)"
+
+
+@dataclass(frozen=True, slots=True)
 class RowSpec:
     """One feature of the reference table and how the runs answer it."""
 
@@ -73,6 +126,9 @@ class RowSpec:
     judge_swarm: Callable[[Measured], str]  # the verdict on the peer-to-peer claim
     # More that a cell shows beside its value and verdict (not the summary verdict).
     finding: Callable[[Measured], Finding | None] | None = None
+    # One number with its unit for the headline column; the formula behind the row.
+    headline: Callable[[Measured], str] | None = None
+    formula: str = ""
 
     def judge(self, m: Measured) -> str:
         """The verdict for ``m``'s architecture on its own claim."""
@@ -87,6 +143,20 @@ class RowSpec:
         if found:
             value, verdict = value + found[0], verdict + found[1]
         return f"{value}. Verdict: {verdict}"
+
+    def answer(self, m: Measured) -> Verdict:
+        """``m``'s verdict on this row, as the report's badge and the terminal show it."""
+        runs = tuple(dict.fromkeys(f"{r.scenario} N={r.n} ({r.emulation})" for r in m.runs))
+        if not m.metrics:
+            return Verdict(self.feature, m.architecture, UNMEASURED, "no run", "-", "", runs)
+        text = self.judge(m)
+        found = self.finding(m) if self.finding else None
+        value = self.measure(m) + (found[0] if found else "")
+        reason = verdict_reason(text) + (found[1] if found else "")
+        headline = self.headline(m) if self.headline else "-"
+        return Verdict(
+            self.feature, m.architecture, verdict_level(text), reason, headline, value, runs
+        )
 
     def verdict(self, cs: Measured, p2p: Measured) -> str:
         """The table's verdict column: the client-server claim, then the peer-to-peer one."""

@@ -17,7 +17,14 @@ from dataclasses import dataclass
 from hubswarm.lab.formats import mib, pct, secs
 from hubswarm.lab.metrics import CorruptOutcome, RunMetrics, RunResult
 from hubswarm.lab.render import Table
-from hubswarm.lab.rowspec import CLIENT_SERVER, NOT_MEASURED, Finding, Measured, RowSpec
+from hubswarm.lab.rowspec import (
+    CLIENT_SERVER,
+    NOT_MEASURED,
+    Finding,
+    Measured,
+    RowSpec,
+    Verdict,
+)
 
 __all__ = [
     "ARCHITECTURES",
@@ -30,8 +37,11 @@ __all__ = [
     "Measured",
     "RowSpec",
     "TableRow",
+    "Verdict",
+    "architectures_of",
     "as_table",
     "build_table",
+    "verdicts",
 ]
 
 ARCHITECTURES = (CLIENT_SERVER, "p2p", "hybrid")
@@ -58,7 +68,7 @@ def _architecture_cs(m: Measured) -> str:
     shares = [x.server_share for x in m.metrics if x.server_share is not None]
     if shares and min(shares) > _ALL_FROM_SERVER:
         return "confirmed for client-server: every byte from the server"
-    return "check: CS clients got bytes elsewhere"
+    return "NOT confirmed: CS clients got bytes elsewhere"
 
 
 def _architecture_swarm(m: Measured) -> str:
@@ -66,7 +76,7 @@ def _architecture_swarm(m: Measured) -> str:
     mean = sum(shares) / len(shares) if shares else 1.0
     if mean < 0.5:
         return f"{m.who} confirmed: peers supplied {pct(1 - mean)} of the bytes"
-    return f"{m.who}: the server still supplied {pct(mean)}"
+    return f"{m.who} NOT confirmed: the server still supplied {pct(mean)}"
 
 
 # --- Data Storage ----------------------------------------------------------------------------
@@ -87,7 +97,7 @@ def _storage_cs(m: Measured) -> str:
     calm = m.calm_replicas()
     if calm and max(calm) <= 1:
         return "confirmed: one serving copy (the server)"
-    return "check replicas"
+    return "NOT confirmed: more than one live copy" if calm else "no fault-free run"
 
 
 def _storage_swarm(m: Measured) -> str:
@@ -97,7 +107,9 @@ def _storage_swarm(m: Measured) -> str:
             f"{m.who} confirmed: up to {max(calm)} live copies of every piece "
             f"(down to {min(calm)} when peers leave)"
         )
-    return f"{m.who}: no spread of copies measured"
+    if not calm:
+        return f"{m.who}: no fault-free run"
+    return f"{m.who} NOT confirmed: no spread of copies measured"
 
 
 # --- Scalability -----------------------------------------------------------------------------
@@ -141,7 +153,10 @@ def _scalability_cs(m: Measured) -> str:
     grow, ratio = growth
     if grow > 0.5 * ratio:
         return f"confirmed: CS time grows ~linearly with N (×{grow:.1f} for ×{ratio:.0f})"
-    return f"CS time grew only ×{grow:.1f} for ×{ratio:.0f} N: server not the bottleneck"
+    return (
+        f"NOT confirmed: CS time grew only ×{grow:.1f} for ×{ratio:.0f} N "
+        "(the server was not the bottleneck)"
+    )
 
 
 def _scalability_swarm(m: Measured) -> str:
@@ -270,7 +285,7 @@ def _security_swarm(m: Measured) -> str:
     worst = max(got, key=lambda x: x.unauthorized_bytes or 0)
     if worst.unauthorized_bytes == worst.file_size:
         return f"{m.who} confirmed: a peer with only the magnet link got the whole file"
-    return f"{m.who}: an outsider obtained {worst.unauthorized_bytes} bytes"
+    return f"{m.who} partly confirmed: an outsider obtained {worst.unauthorized_bytes} bytes"
 
 
 def _corrupt_peers(m: Measured) -> Finding | None:
@@ -324,8 +339,9 @@ def _performance_cs(m: Measured) -> str:
     jains = [x.jain for x in m.metrics if x.jain is not None]
     if not jains:
         return "no data"
-    word = "consistent" if min(jains) > _CONSISTENT_JAIN else "not consistent"
-    return f"CS Jain index ≥ {min(jains):.2f}: {word}"
+    if min(jains) > _CONSISTENT_JAIN:
+        return f"confirmed: consistent, CS Jain index ≥ {min(jains):.2f}"
+    return f"NOT confirmed: not consistent, CS Jain index down to {min(jains):.2f}"
 
 
 def _performance_swarm(m: Measured) -> str:
@@ -333,8 +349,66 @@ def _performance_swarm(m: Measured) -> str:
     if not jains:
         return f"{m.who}: no data"
     if min(jains) > _CONSISTENT_JAIN:
-        return f"{m.who} Jain index ≥ {min(jains):.2f}: completion times even, 'variable' not seen"
+        return (
+            f"{m.who} NOT confirmed: completion times even (Jain index ≥ {min(jains):.2f}), "
+            "'variable' not seen"
+        )
     return f"{m.who} confirmed: variable (Jain index down to {min(jains):.2f})"
+
+
+# --- headlines: one number with its unit per architecture and row ---------------------------
+
+
+def _head_architecture(m: Measured) -> str:
+    shares = [x.server_share for x in m.metrics if x.server_share is not None]
+    return f"{pct(sum(shares) / len(shares))} from the server" if shares else "-"
+
+
+def _head_storage(m: Measured) -> str:
+    calm = m.calm_replicas()
+    return f"{max(calm)} live cop{'y' if max(calm) == 1 else 'ies'}" if calm else "-"
+
+
+def _head_scalability(m: Measured) -> str:
+    sweep = [x for x in m.sweep() if x.last_completion is not None]
+    if not sweep:
+        return "-"
+    last = sweep[-1]
+    text = f"{secs(last.last_completion)} at N={last.n}"
+    growth = _growth(sweep)
+    return text + (f" (×{growth[0]:.1f} for ×{growth[1]:.0f} N)" if growth else "")
+
+
+def _head_reliability(m: Measured) -> str:
+    fracs = m.after_fault("kill_hub")
+    return f"{pct(min(fracs))} finish after kill_hub" if fracs else "-"
+
+
+def _head_cost(m: Measured) -> str:
+    with_bytes = [x for x in m.metrics if x.server_bytes_sent is not None]
+    if not with_bytes:
+        return "-"
+    big = max(with_bytes, key=lambda x: x.n)
+    return f"{(big.server_bytes_sent or 0) / big.file_size:.1f} × F from the server at N={big.n}"
+
+
+def _head_security(m: Measured) -> str:
+    got = [x for x in m.metrics if x.unauthorized_bytes is not None]
+    if not got:
+        return "-"
+    worst = max(got, key=lambda x: x.unauthorized_bytes or 0)
+    return f"{pct((worst.unauthorized_bytes or 0) / worst.file_size)} of F to an outsider"
+
+
+def _head_performance(m: Measured) -> str:
+    jains = [x.jain for x in m.metrics if x.jain is not None]
+    return f"Jain index ≥ {min(jains):.2f}" if jains else "-"
+
+
+_BOUNDS = (
+    "bounds: D_cs = max(N F / u_s, F / d_min), D_p2p = max(F / u_s, F / d_min, "
+    "N F / (u_s + Σ u_i)); T = the time until every client completed"
+)
 
 
 # --- the table -------------------------------------------------------------------------------
@@ -348,6 +422,8 @@ ROWS: tuple[RowSpec, ...] = (
         _architecture,
         _architecture_cs,
         _architecture_swarm,
+        headline=_head_architecture,
+        formula="share = bytes from the server / bytes received by every client",
     ),
     RowSpec(
         "Data Storage",
@@ -356,6 +432,8 @@ ROWS: tuple[RowSpec, ...] = (
         _storage,
         _storage_cs,
         _storage_swarm,
+        headline=_head_storage,
+        formula="live copies of the rarest piece at the end of a fault-free run",
     ),
     RowSpec(
         "Scalability",
@@ -364,6 +442,8 @@ ROWS: tuple[RowSpec, ...] = (
         _scalability,
         _scalability_cs,
         _scalability_swarm,
+        headline=_head_scalability,
+        formula=_BOUNDS,
     ),
     RowSpec(
         "Reliability",
@@ -372,6 +452,8 @@ ROWS: tuple[RowSpec, ...] = (
         _reliability,
         _reliability_cs,
         _reliability_swarm,
+        headline=_head_reliability,
+        formula="the fraction of the clients pending at the fault that still completed",
     ),
     RowSpec(
         "Cost",
@@ -380,6 +462,8 @@ ROWS: tuple[RowSpec, ...] = (
         _cost,
         _cost_cs,
         _cost_swarm,
+        headline=_head_cost,
+        formula="copies = server bytes sent / F; client-server needs N × F",
     ),
     RowSpec(
         "Security",
@@ -389,6 +473,8 @@ ROWS: tuple[RowSpec, ...] = (
         _security_cs,
         _security_swarm,
         finding=_corrupt_peers,
+        headline=_head_security,
+        formula="bytes an unauthorized client obtained / F",
     ),
     RowSpec(
         "Performance",
@@ -397,6 +483,8 @@ ROWS: tuple[RowSpec, ...] = (
         _performance,
         _performance_cs,
         _performance_swarm,
+        headline=_head_performance,
+        formula="Jain index (Σ x)² / (n Σ x²) of the clients' throughputs F / T_i",
     ),
 )
 # (feature, client-server claim, peer-to-peer claim), as the reference states them.
@@ -433,6 +521,21 @@ def build_table(
         )
         for spec in rows
     )
+
+
+def architectures_of(results: Sequence[RunResult]) -> tuple[str, ...]:
+    """The architectures the runs measured: client-server, p2p, hybrid, then any other."""
+    seen = dict.fromkeys(r.architecture for r in results)
+    known = tuple(a for a in ARCHITECTURES if a in seen)
+    return known + tuple(sorted(a for a in seen if a not in ARCHITECTURES))
+
+
+def verdicts(
+    results: Sequence[RunResult], rows: Sequence[RowSpec] = ROWS
+) -> tuple[tuple[RowSpec, tuple[Verdict, ...]], ...]:
+    """Each row with one verdict per architecture the runs measured."""
+    measured = [Measured.of(arch, results) for arch in architectures_of(results)]
+    return tuple((spec, tuple(spec.answer(m) for m in measured)) for spec in rows)
 
 
 @dataclass(frozen=True, slots=True)

@@ -36,6 +36,7 @@ from hubswarm.lab.netem import Network
 from hubswarm.lab.payload import PAYLOAD_NAME, check_file, make_payload
 from hubswarm.lab.probes import outsider_probe
 from hubswarm.lab.processes import Processes, Service
+from hubswarm.lab.replay import with_tracks
 from hubswarm.lab.scenario import Fault, RunPlan
 from hubswarm.lab.services import start_dht_node, start_seed
 
@@ -351,7 +352,7 @@ class _Swarm:
         ends = [r.end for r in records.values() if r.end is not None]
         # The seed peer lives to the end of every run (kill_hub spares it).
         replicas = replica_samples(scenario.pieces, have, self.gone_at, ends)
-        return fleet.result(
+        result = fleet.result(
             architecture,
             records,
             server_bytes_sent=server_bytes,
@@ -360,3 +361,6 @@ class _Swarm:
             notes=notes,
             first_copy_at=first_copy_time(scenario.pieces, have),
         )
+        # The seed's pieces are told apart by its address (app mode: one address for all).
+        seed, *peers = (h.address for h in fleet.network.hosts)
+        return with_tracks(result, self.logs, fleet.t0_wall, seed=() if seed in peers else {seed})

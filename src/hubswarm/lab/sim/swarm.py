@@ -32,6 +32,7 @@ from hubswarm.lab.metrics import (
     first_copy_time,
 )
 from hubswarm.lab.payload import PAYLOAD_NAME, check_file
+from hubswarm.lab.replay import with_tracks
 from hubswarm.lab.scenario import Fault, Scenario
 from hubswarm.lab.sim.common import ERROR_CHARS, World, host_ip
 from hubswarm.lab.timing import lab_timing
@@ -263,7 +264,7 @@ class SimSwarm:
             for i, r in records.items()
         }
         ends = [r.end for r in records.values() if r.end is not None]
-        return world.result(
+        result = world.result(
             architecture,
             list(records.values()),
             replica_samples(scenario.pieces, have, gone_at, ends),
@@ -272,3 +273,4 @@ class SimSwarm:
             security=self.security,
             server_bytes=self.server_bytes,
         )
+        return with_tracks(result, self.logs, 0.0, seed={host_ip(0)})
