@@ -762,8 +762,9 @@ def create_app(config: HubConfig, *, clock: Clock | None = None) -> web.Applicat
     app.router.add_get("/tokens", list_tokens)
     app.router.add_delete("/tokens/{id}", revoke_token)
     torrents.add_torrent_routes(app)
+    tus.add_tus_routes(app)
     return app
 
 
 # Last: these modules import the helpers above (authorize, the app keys, _HTTPJSONError).
-from hubswarm.hub import torrents  # noqa: E402
+from hubswarm.hub import torrents, tus  # noqa: E402
