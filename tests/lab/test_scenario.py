@@ -101,7 +101,8 @@ def test_shipped_scenarios_load() -> None:
     # The acceptance condition: u_s = u_i, fixed, so the P2P bound is F / u_s for every N.
     assert sweep.client_upload.dist == "fixed"
     assert sweep.client_upload.values == (sweep.server_upload,)
-    assert {"client-server", "p2p"} <= set(sweep.architectures)
+    # Three architectures in the sweep (issue 22), the hybrid among them.
+    assert {"client-server", "p2p", "hybrid"} <= set(sweep.architectures)
     kinds = {f.kind for s in scenarios for f in s.faults}
     assert {"kill_hub", "corrupt_peer"} <= kinds
 

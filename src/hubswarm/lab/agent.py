@@ -1,5 +1,6 @@
-"""A pre-started lab client: ``python3 -m hubswarm.lab.agent get URL OUT [TOKEN]`` or
-``python3 -m hubswarm.lab.agent cli fetch MAGNET ...`` (any ``hubswarm`` command).
+"""A pre-started lab client: ``python3 -m hubswarm.lab.agent get URL OUT [TOKEN]``,
+``python3 -m hubswarm.lab.agent cli fetch MAGNET ...`` (any ``hubswarm`` command) or
+``... lt fetch TORRENT ...`` (a libtorrent peer, :mod:`hubswarm.lab.ltpeer`).
 
 On a loaded 2-core machine starting Python with aiohttp takes seconds, which would swamp the
 transfer times the lab measures. The agent is a real process on its emulated host (inside
@@ -120,9 +121,13 @@ def main(argv: list[str]) -> int:
     """Wait for ``go`` on stdin, download, print a JSON line. Exit 0 if the download worked."""
     if argv[:1] == ["cli"]:
         return _cli(argv[1:])
+    if argv[:1] == ["lt"]:  # the reference client (architecture "libtorrent")
+        from hubswarm.lab.ltpeer import agent_main
+
+        return agent_main(argv[1:])
     if len(argv) not in (3, 4) or argv[0] != "get":
         print(
-            "usage: python3 -m hubswarm.lab.agent get URL OUT [TOKEN] | cli ARGS...",
+            "usage: python3 -m hubswarm.lab.agent get URL OUT [TOKEN] | cli ARGS... | lt ARGS...",
             file=sys.stderr,
         )
         return 2

@@ -24,6 +24,7 @@ from hubswarm.errors import ScenarioError
 
 __all__ = [
     "ARCHITECTURES",
+    "REFERENCE_ARCHITECTURES",
     "Arrivals",
     "Churn",
     "Fault",
@@ -38,6 +39,8 @@ __all__ = [
 ]
 
 ARCHITECTURES = ("client-server", "hybrid", "p2p")
+# Not in the default list: the reference client (libtorrent peers, netns only; issue 22).
+REFERENCE_ARCHITECTURES = ("libtorrent",)
 FAULT_KINDS = ("kill_hub", "kill_peers", "corrupt_peer", "revoked_token")
 EMULATIONS = ("auto", "netns", "app", "sim")
 # Lab runs are short by design: a whole default set must fit in minutes on 2 cores. A
@@ -461,13 +464,14 @@ def _parse(data: Mapping[str, Any], path: str | None) -> Scenario:
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise ScenarioError(f"must be an integer, got {seed!r}", field="seed")
     architectures = data.get("architectures", list(ARCHITECTURES))
+    known = (*ARCHITECTURES, *REFERENCE_ARCHITECTURES)
     if (
         not isinstance(architectures, list)
         or not architectures
-        or any(a not in ARCHITECTURES for a in architectures)
+        or any(a not in known for a in architectures)
     ):
         raise ScenarioError(
-            f"must be a non-empty list from {', '.join(ARCHITECTURES)}, got {architectures!r}",
+            f"must be a non-empty list from {', '.join(known)}, got {architectures!r}",
             field="architectures",
         )
     emulation = data.get("emulation", "auto")
@@ -521,6 +525,13 @@ def _parse(data: Mapping[str, Any], path: str | None) -> Scenario:
         latency_sweep=latency_sweep,
         loss_sweep=loss_sweep,
     )
+    reference = [a for a in scenario.architectures if a in REFERENCE_ARCHITECTURES]
+    if reference and (emulation == "sim" or scenario.needs_sim):
+        raise ScenarioError(
+            f"{', '.join(reference)} opens its own sockets: the sim cannot run it (use "
+            'emulation = "netns", without latency, loss or queue)',
+            field="architectures",
+        )
     if scenario.needs_sim and emulation in ("netns", "app"):
         raise ScenarioError(
             f'latency, loss and queue need emulation = "sim" (or "auto"): {emulation} '

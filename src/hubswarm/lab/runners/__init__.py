@@ -19,6 +19,7 @@ from hubswarm.lab.metrics import RunResult
 from hubswarm.lab.netem import Network
 from hubswarm.lab.runners.client_server import ClientServerRunner
 from hubswarm.lab.runners.hybrid import HybridRunner
+from hubswarm.lab.runners.libtorrent import LibtorrentRunner
 from hubswarm.lab.runners.swarm import SwarmRunner
 from hubswarm.lab.scenario import RunPlan
 
@@ -27,6 +28,7 @@ __all__ = [
     "ArchitectureRunner",
     "ClientServerRunner",
     "HybridRunner",
+    "LibtorrentRunner",
     "SwarmRunner",
     "make_runner",
 ]
@@ -54,6 +56,7 @@ RUNNERS: dict[str, Callable[..., ArchitectureRunner]] = {
     ClientServerRunner.name: ClientServerRunner,
     SwarmRunner.name: SwarmRunner,
     HybridRunner.name: HybridRunner,
+    LibtorrentRunner.name: LibtorrentRunner,
 }
 
 

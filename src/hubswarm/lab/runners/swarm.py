@@ -69,6 +69,7 @@ class Infrastructure:
     what: str
     seed: Service
     sources: list[list[str]]  # per client 1..N, then the outsider: the fetch arguments
+    agent: str = "cli"  # the agent command the clients run (lab.agent): "lt" for libtorrent
 
 
 def rate_flags(network: Network, up: float, down: float) -> list[str]:
@@ -209,7 +210,7 @@ class _Swarm:
                 args.append("--seed")
             if i in self.corrupt:
                 args.append("--corrupt")  # hidden lab flag: flips bytes it uploads
-            out.append(AgentJob(i, ("cli", *args)))
+            out.append(AgentJob(i, (self.infra.agent, *args)))
         return out
 
     def outsider_job(self) -> AgentJob:

@@ -59,6 +59,11 @@ def run_sim(plan: RunPlan, architecture: str, workdir: Path) -> RunResult:
     try:
         make = _architectures()[architecture]
     except KeyError:
+        if architecture == "libtorrent":  # scenario.REFERENCE_ARCHITECTURES
+            raise LabError(
+                "emulation 'sim' cannot run architecture 'libtorrent': libtorrent opens its "
+                "own sockets (run it in netns)"
+            ) from None
         raise LabError(f"emulation 'sim' cannot run architecture {architecture!r} yet") from None
     # The simulator's own cost, for the report: wall time is not the run's time here.
     started = time.perf_counter()
