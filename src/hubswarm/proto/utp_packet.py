@@ -87,6 +87,10 @@ class PacketType(IntEnum):
     ST_SYN = 4
 
 
+# By value, for decode: indexing a tuple is cheaper than calling the Enum per datagram.
+_PACKET_TYPES = tuple(sorted(PacketType))
+
+
 # --- sequence arithmetic (16-bit, wrapping) ---------------------------------------------------
 
 
@@ -143,14 +147,24 @@ class Packet:
     payload: bytes = b""
 
     def __post_init__(self) -> None:
-        _check_range("connection_id", self.connection_id, 16)
-        _check_range("timestamp_microseconds", self.timestamp_microseconds, 32)
-        _check_range(
-            "timestamp_difference_microseconds", self.timestamp_difference_microseconds, 32
-        )
-        _check_range("wnd_size", self.wnd_size, 32)
-        _check_range("seq_nr", self.seq_nr, 16)
-        _check_range("ack_nr", self.ack_nr, 16)
+        # One chained comparison for the common case (a packet per datagram received); the
+        # named checks only say which field is out of range.
+        if not (
+            0 <= self.connection_id <= 0xFFFF
+            and 0 <= self.seq_nr <= 0xFFFF
+            and 0 <= self.ack_nr <= 0xFFFF
+            and 0 <= self.timestamp_microseconds <= 0xFFFFFFFF
+            and 0 <= self.timestamp_difference_microseconds <= 0xFFFFFFFF
+            and 0 <= self.wnd_size <= 0xFFFFFFFF
+        ):
+            _check_range("connection_id", self.connection_id, 16)
+            _check_range("timestamp_microseconds", self.timestamp_microseconds, 32)
+            _check_range(
+                "timestamp_difference_microseconds", self.timestamp_difference_microseconds, 32
+            )
+            _check_range("wnd_size", self.wnd_size, 32)
+            _check_range("seq_nr", self.seq_nr, 16)
+            _check_range("ack_nr", self.ack_nr, 16)
         if len(self.extensions) > MAX_EXTENSIONS:
             raise LocalProtocolError(f"more than {MAX_EXTENSIONS} extensions")
 
@@ -267,7 +281,7 @@ def decode(datagram: bytes | bytearray | memoryview) -> Packet:
         pos += length
         ext_type = next_type
     return Packet(
-        PacketType(kind), conn_id, ts, ts_diff, wnd, seq_nr, ack_nr, tuple(exts), data[pos:]
+        _PACKET_TYPES[kind], conn_id, ts, ts_diff, wnd, seq_nr, ack_nr, tuple(exts), data[pos:]
     )
 
 
