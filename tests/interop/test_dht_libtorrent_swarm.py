@@ -134,7 +134,10 @@ async def test_libtorrent_leech_finds_our_seed_through_the_dht(tmp_path: Path) -
     ):
         seed_dht = AnnounceOnly(node)
         async with (
-            SwarmPeer(fast_config(use_dht=True), host="127.9.1.2", dht=seed_dht) as seed,
+            # 2 MiB at 4 MiB/s: the link lives long enough for its source to be sampled.
+            SwarmPeer(
+                fast_config(use_dht=True, upload_rate=4 * MIB), host="127.9.1.2", dht=seed_dht
+            ) as seed,
             seed.torrent(mi.info_hash, tmp_path / "seed", info=mi.info) as seeding,
         ):
             await _libtorrent_leech(tmp_path, mi.info_hash, boot.address, seed.port)
