@@ -90,7 +90,7 @@ def test_redraw_from_runs_json(tmp_path: Path) -> None:
         cli, ["lab", "report", str(first.folder / "runs.json"), "--out", str(tmp_path / "b")]
     )
     assert result.exit_code == 0, result.output
-    folder = Path(result.output.split("results: ")[1].strip())
+    folder = Path(result.output.split("report: ")[1].strip()).parent
     assert (folder / "report.html").is_file()
     assert (
         json.loads((folder / "runs.json").read_text())["runs"]

@@ -1,12 +1,14 @@
 """``hubswarm lab compare | run | cleanup``: measure client-server against peer-to-peer.
 
-Thin: load scenarios, call :func:`hubswarm.lab.campaign.measure` (runs and report), print the
-comparison table and the path of the results folder.
+Thin: load scenarios, call :func:`hubswarm.lab.campaign.measure` (runs and report) under a
+progress bar, print a line per row of the comparison and the report's path (``--open``: open
+it in a browser where there is one).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,25 +21,94 @@ from hubswarm.lab.scenario import Scenario, default_scenario_dir, load_scenario,
 if TYPE_CHECKING:
     from hubswarm.lab.campaign import Campaign
     from hubswarm.lab.report import Report
+    from hubswarm.lab.terminal import PlannedRun
 
 
 def _show(console: Console, campaign: Campaign, report: Report) -> None:
-    from hubswarm.lab.render import to_rich
-    from hubswarm.lab.table import TERMINAL_COLUMNS, as_table
+    """The compact summary: one line per row of the reference table, then the report's path."""
+    from hubswarm.lab.terminal import summary_lines
 
-    table = as_table(report.table, TERMINAL_COLUMNS)
-    console.print(to_rich(table, "Client-server vs peer-to-peer, measured"))
+    console.print("[bold]Client-server vs peer-to-peer, measured[/]")
+    for line in summary_lines(report.verdicts):
+        click.echo(line)
     for failure in campaign.failures:
         console.print(
             f"[yellow]not measured[/]: {failure.scenario} N={failure.n} "
             f"{failure.architecture}: {failure.error}"
         )
-    for note in campaign.notes:
-        console.print(f"[dim]note: {note}[/]")
-    click.echo(f"results: {report.folder}")
+    click.echo(f"report: {report.html}")
 
 
-def _campaign(scenarios: tuple[Scenario, ...], out: Path, **how: Any) -> None:
+def open_in_browser(page: Path, env: Mapping[str, str] | None = None) -> str:
+    """Open ``page`` in the user's browser where there is one; never fails: says what it did."""
+    import sys
+    import webbrowser
+
+    env = os.environ if env is None else env
+    has_display = bool(env.get("DISPLAY") or env.get("WAYLAND_DISPLAY"))
+    if not (has_display or sys.platform in ("darwin", "win32")):
+        return f"no display here: open {page} in a browser"
+    try:
+        opened = webbrowser.open(page.resolve().as_uri())
+    except (webbrowser.Error, OSError) as exc:
+        return f"could not open a browser ({exc}): open {page}"
+    return f"opened {page}" if opened else f"no browser found: open {page}"
+
+
+class _Bar:
+    """The campaign's progress bar: runs done / total, the current run, time left from the
+    runs' bounds (:func:`hubswarm.lab.terminal.run_weight`)."""
+
+    def __init__(self, console: Console) -> None:
+        from rich.progress import (
+            BarColumn,
+            Progress,
+            SpinnerColumn,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        self.progress = Progress(
+            SpinnerColumn(),
+            TextColumn("{task.fields[runs]}"),
+            BarColumn(),
+            TimeElapsedColumn(),
+            TextColumn("left"),
+            TimeRemainingColumn(),
+            TextColumn("{task.description}"),
+            console=console,
+        )
+        self.task = self.progress.add_task("starting", total=None, runs="")
+        self.weights: dict[int, float] = {}
+        self.labels: dict[int, str] = {}
+        self.done = 0
+        self.failed = 0
+
+    def _runs(self) -> str:
+        failed = f", {self.failed} failed" if self.failed else ""
+        return f"{self.done}/{len(self.weights)} runs{failed}"
+
+    def planned(self, runs: Sequence[PlannedRun]) -> None:
+        self.weights = {r.index: r.weight for r in runs}
+        self.labels = {r.index: r.label for r in runs}
+        self.progress.update(self.task, total=sum(self.weights.values()), runs=self._runs())
+
+    def started(self, index: int) -> None:
+        self.progress.update(self.task, description=self.labels.get(index, ""))
+
+    def finished(self, index: int, failed: bool) -> None:
+        self.done += 1
+        self.failed += failed
+        self.progress.update(
+            self.task,
+            advance=self.weights.get(index, 0.0),
+            runs=self._runs(),
+            description=f"done: {self.labels.get(index, '')}",
+        )
+
+
+def _campaign(scenarios: tuple[Scenario, ...], out: Path, open_report: bool, **how: Any) -> None:
     """Run the campaign, ``how`` being :func:`~hubswarm.lab.campaign.measure`'s options."""
     # Imported here: the runners pull in the hub, the report matplotlib; other commands of the
     # CLI (every client process the lab starts) should not pay for them.
@@ -45,14 +116,18 @@ def _campaign(scenarios: tuple[Scenario, ...], out: Path, **how: Any) -> None:
 
     console = Console(stderr=True)
     netem.install_signal_cleanup()
-    with console.status("starting") as status:
+    bar = _Bar(console)
+    with bar.progress:
 
         def progress(message: str) -> None:
-            status.update(message)
-            console.log(message)
+            # Failures stay on screen; the rest is the bar's description.
+            if "failed" in message:
+                console.log(message)
 
-        campaign, report = measure(scenarios, out, on_progress=progress, **how)
+        campaign, report = measure(scenarios, out, on_progress=progress, tracker=bar, **how)
     _show(Console(), campaign, report)
+    if open_report:
+        click.echo(open_in_browser(report.html))
 
 
 _out = click.option(
@@ -91,9 +166,17 @@ _dask = click.option(
 )
 
 
+_open = click.option(
+    "--open",
+    "open_report",
+    is_flag=True,
+    help="Open the HTML report in your browser at the end (where there is a display).",
+)
+
+
 def _campaign_options(command: Callable[..., None]) -> Callable[..., None]:
     """The options ``compare`` and ``run`` share."""
-    for option in (_dask, _jobs, _sim, _quick, _no_netns, _out):
+    for option in (_open, _dask, _jobs, _sim, _quick, _no_netns, _out):
         command = option(command)
     return command
 
@@ -112,17 +195,17 @@ def lab() -> None:
     help="Folder of *.toml scenarios (default: the shipped set).",
 )
 @_campaign_options
-def compare(folder: Path | None, out: Path, **how: Any) -> None:
+def compare(folder: Path | None, out: Path, open_report: bool, **how: Any) -> None:
     """Run every scenario on every architecture and write the comparison report."""
-    _campaign(load_scenarios(folder or default_scenario_dir()), out, **how)
+    _campaign(load_scenarios(folder or default_scenario_dir()), out, open_report, **how)
 
 
 @lab.command()
 @click.argument("scenario", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @_campaign_options
-def run(scenario: Path, out: Path, **how: Any) -> None:
+def run(scenario: Path, out: Path, open_report: bool, **how: Any) -> None:
     """Run one SCENARIO.toml and write its report."""
-    _campaign((load_scenario(scenario),), out, **how)
+    _campaign((load_scenario(scenario),), out, open_report, **how)
 
 
 @lab.command()
@@ -155,15 +238,41 @@ def validate(scenario: Path, runs: int) -> None:
 
 
 @lab.command()
-@click.argument("runs_json", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument(
+    "runs_json",
+    nargs=-1,
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+)
 @_out
-def report(runs_json: Path, out: Path) -> None:
-    """Redraw the report (table, plots, HTML) from a RUNS_JSON of an earlier run."""
-    from hubswarm.lab.report import load_runs, write_report
+@_open
+def report(runs_json: tuple[Path, ...], out: Path, open_report: bool) -> None:
+    """Redraw the report from a RUNS_JSON of an earlier run; given two (A B), set the two
+    campaigns side by side with the differences marked."""
+    from datetime import UTC, datetime
 
-    runs, failures, notes = load_runs(runs_json)
-    written = write_report(runs, out, failures=failures, notes=notes)
-    click.echo(f"results: {written.folder}")
+    from hubswarm.lab.report import load_runs, write_report
+    from hubswarm.lab.terminal import summary_lines
+
+    if len(runs_json) > 2:
+        raise click.BadParameter("one runs.json, or two to compare", param_hint="RUNS_JSON")
+    if len(runs_json) == 2:
+        from hubswarm.lab.report_pair import compare_campaigns, write_pair
+
+        a, b = (load_runs(path)[0] for path in runs_json)
+        pair = compare_campaigns(a, b)
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        page = write_pair(runs_json[0], runs_json[1], pair, out / f"compare-{stamp}")
+        click.echo(f"{pair.changes} differences marked")
+    else:
+        runs, failures, notes = load_runs(runs_json[0])
+        written = write_report(runs, out, failures=failures, notes=notes)
+        page = written.html
+        for line in summary_lines(written.verdicts):
+            click.echo(line)
+    click.echo(f"report: {page}")
+    if open_report:
+        click.echo(open_in_browser(page))
 
 
 @lab.command()

@@ -17,7 +17,7 @@ import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from hubswarm.errors import LabError
 from hubswarm.lab import netem
@@ -26,6 +26,7 @@ from hubswarm.lab.executors import Outcome, SimJob, execute, resolve_jobs
 from hubswarm.lab.metrics import RunFailure, RunResult
 from hubswarm.lab.runners import ArchitectureRunner, make_runner
 from hubswarm.lab.scenario import RunPlan, Scenario
+from hubswarm.lab.terminal import PlannedRun, run_weight
 
 if TYPE_CHECKING:
     from hubswarm.lab.report import Report
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
 __all__ = [
     "QUICK_MAX_CLIENTS",
     "Campaign",
+    "Tracker",
     "measure",
     "quick_plan",
     "run_plan",
@@ -43,6 +45,19 @@ __all__ = [
 QUICK_MAX_CLIENTS = 8
 _QUICK_COUNTS = 3
 _NO_NETEM_NOTE = "netem absent: no delay/loss emulation (bandwidth shaped with htb only)"
+
+
+class Tracker(Protocol):
+    """Follows a campaign's runs (the terminal's progress bar)."""
+
+    def planned(self, runs: Sequence[PlannedRun]) -> None:
+        """Every run the campaign will make, before the first."""
+
+    def started(self, index: int) -> None:
+        """Run ``index`` begins (netns and app runs; sim runs are seen when done)."""
+
+    def finished(self, index: int, failed: bool) -> None:
+        """Run ``index`` ended (in any order when sim runs go in parallel)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +105,7 @@ async def run_scenarios(
     dask: str | None = None,
     runners: Mapping[str, ArchitectureRunner] | None = None,
     on_progress: Callable[[str], None] | None = None,
+    tracker: Tracker | None = None,
 ) -> Campaign:
     """Run every plan of every scenario on each of its architectures; never stop at a failure
     of one run (it becomes a RunFailure), but let cancellation through. ``sim``: every run
@@ -114,6 +130,24 @@ async def run_scenarios(
                     sim_jobs.append(SimJob(index, plan, arch))
                 else:
                     own.append(_Run(index, plan, arch, mode))
+    if tracker:
+        planned = [
+            PlannedRun(
+                j.index,
+                f"{_label(j.plan, j.architecture)} (sim)",
+                run_weight(j.plan, j.architecture, "sim"),
+            )
+            for j in sim_jobs
+        ]
+        planned += [
+            PlannedRun(
+                r.index,
+                f"{_label(r.plan, r.architecture)} ({r.mode})",
+                run_weight(r.plan, r.architecture, r.mode),
+            )
+            for r in own
+        ]
+        tracker.planned(sorted(planned, key=lambda p: p.index))
     if sim_jobs:
         where = f"Dask at {dask}" if dask else f"{min(workers, len(sim_jobs))} worker(s)"
         _say(on_progress, f"{len(sim_jobs)} sim runs on {where}")
@@ -124,12 +158,16 @@ async def run_scenarios(
             if isinstance(outcome, RunFailure):
                 what += " failed"
             _say(on_progress, f"{len(outcomes)}/{len(sim_jobs)} sim runs done: {what}")
+            if tracker:
+                tracker.finished(job.index, isinstance(outcome, RunFailure))
 
         await execute(sim_jobs, done, workers=workers, dask=dask)
     chosen = dict(runners or {})
     for run in own:
         plan, arch = run.plan, run.architecture
         _say(on_progress, f"running {_label(plan, arch)} ({run.mode})")
+        if tracker:
+            tracker.started(run.index)
         folder = workdir / f"{plan.scenario.name}-{run.index}-n{plan.n}-{arch}"
         try:
             runner = chosen.setdefault(arch, make_runner(arch))
@@ -139,6 +177,8 @@ async def run_scenarios(
             outcomes[run.index] = RunFailure(arch, scenario.name, plan.n, str(exc), scenario.path)
         finally:
             await asyncio.to_thread(shutil.rmtree, folder, True)
+            if tracker:
+                tracker.finished(run.index, isinstance(outcomes.get(run.index), RunFailure))
     notes: list[str] = []
     if "netns" in modes:
         notes.append(netem.RATE_NOTE)
@@ -169,6 +209,7 @@ def measure(
     jobs: int = 1,
     dask: str | None = None,
     on_progress: Callable[[str], None] | None = None,
+    tracker: Tracker | None = None,
 ) -> tuple[Campaign, Report]:
     """``lab compare`` / ``lab run``: run the campaign in a scratch folder, then write its
     report under ``out`` (``out/<timestamp>/``). Blocking: it runs its own event loop."""
@@ -186,6 +227,7 @@ def measure(
                 jobs=jobs,
                 dask=dask,
                 on_progress=on_progress,
+                tracker=tracker,
             )
         )
     report = write_report(campaign.results, out, failures=campaign.failures, notes=campaign.notes)
