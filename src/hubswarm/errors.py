@@ -109,6 +109,11 @@ class UnsafePathError(StorageError):
     """A file name or path would escape its folder or is not allowed."""
 
 
+class NameConflictError(StorageError):
+    """A path is taken by the other kind (a file where a folder is needed, or the reverse),
+    or a folder to delete is not empty."""
+
+
 class DiskFullError(StorageError):
     """The disk (or quota) is full; the raiser says whether partial data was kept."""
 

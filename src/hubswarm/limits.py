@@ -121,6 +121,20 @@ TRACKER_REQUEST_TIMEOUT = 30.0
 # --- hub (client-server) ---------------------------------------------------------------------
 # ext4 and most filesystems cap a file name at 255 bytes.
 HUB_MAX_NAME_BYTES = 255
+# A path in the hub (folders/name): Linux's PATH_MAX is 4096 bytes including the data folder,
+# so a quarter is left for names and the rest for wherever the data folder lives; 32 levels of
+# folders is deeper than people nest (and bounds the per-segment checks).
+HUB_MAX_PATH_BYTES = 1024
+HUB_MAX_PATH_DEPTH = 32
+# Browser sessions (a token entered once becomes a cookie): 12 h, a working day, as many
+# admin UIs do; the cap bounds memory when someone signs in in a loop.
+HUB_SESSION_TTL = 12 * 3600.0
+HUB_MAX_SESSIONS = 10_000
+# Live stats over Server-Sent Events: one event a second; a stream ends after 10 minutes
+# (EventSource reconnects by itself) so no connection is held for ever; at most 64 at once.
+HUB_EVENTS_INTERVAL = 1.0
+HUB_EVENTS_MAX_AGE = 600.0
+HUB_EVENTS_MAX_STREAMS = 64
 HUB_DEFAULT_MAX_UPLOAD = 64 * GIB
 HUB_CHUNK = 256 * KIB
 # Slow-loris: nginx's client_header_timeout and client_body_timeout default to 60 s.

@@ -1,10 +1,11 @@
 """The hub's aiohttp application: the Hub HTTP API of the interfaces brief.
 
-Routes: ``GET /`` (redirect), ``GET /files`` (JSON or HTML), ``PUT|GET|HEAD|DELETE /files/{name}``,
-``GET /stats``, ``POST|GET /tokens``, ``DELETE /tokens/{id}``. Every error is a JSON body
-``{"error": ..., "status": ...}``. All state lives in ``app[...]`` keys (no globals), the
-clock too: every time stamp, uptime, ``If-Range`` date check and rate-limit wait reads the
-app's :class:`hubswarm.clock.Clock` (aiohttp's own timeouts read the loop's time, the same).
+Routes: ``GET /`` (redirect), ``GET /files`` and ``GET /files/FOLDER/`` (JSON or the page),
+``PUT|GET|HEAD|DELETE /files/{path}`` (a path may have folders: ``a/b/c.txt``), ``GET /stats``,
+``POST|GET /tokens``, ``DELETE /tokens/{id}``; the page's routes are in ``hub.page``. Every
+error is a JSON body ``{"error": ..., "status": ...}``. All state lives in ``app[...]`` keys
+(no globals), the clock too: every time stamp, uptime, ``If-Range`` date check and rate-limit
+wait reads the app's :class:`hubswarm.clock.Clock` (aiohttp's own timeouts read the loop's time).
 
 Downloads go through aiohttp's FileResponse (sendfile, Range, 416) with three fixes of ours:
 ``If-Range`` is evaluated here (aiohttp ignores an ETag there), the ETag is the file's SHA-256,
@@ -17,16 +18,13 @@ import asyncio
 import base64
 import binascii
 import contextlib
-import email.utils
-import html
 import logging
-import math
 from collections import Counter
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
-from urllib.parse import quote, unquote_to_bytes
+from urllib.parse import unquote_to_bytes
 
 from aiohttp import hdrs, web
 from aiohttp.abc import AbstractAccessLogger, AbstractStreamWriter
@@ -37,13 +35,15 @@ from hubswarm.errors import (
     ConfigError,
     DigestMismatchError,
     DiskFullError,
+    NameConflictError,
     StorageError,
     UnsafePathError,
     UploadTooLargeError,
 )
 from hubswarm.hub.auth import PerTokenLimiter, Role, TokenRecord, TokenStore
-from hubswarm.hub.ranges import RangeVerdict, plan_range
-from hubswarm.hub.store import FileStore, validate_name
+from hubswarm.hub.ranges import RangeVerdict, etag_list_matches, if_range_matches, plan_range
+from hubswarm.hub.sessions import COOKIE, CSRF_HEADER, SessionStore
+from hubswarm.hub.store import FileStore, validate_folder, validate_name
 from hubswarm.limits import (
     HUB_CHUNK,
     HUB_DEFAULT_MAX_UPLOAD,
@@ -64,9 +64,6 @@ log = logging.getLogger(__name__)
 _FILES_PREFIX = "/files/"
 # SHA-256: 32 bytes, 64 hex digits (the ETag, X-Content-SHA256 and Digest sha-256).
 _SHA256_LEN = 32
-# RFC 9110 §8.8.2.2: a Last-Modified date is a strong validator only if the file is at least
-# a second older than the date the server sends with it (dates have one-second resolution).
-_WEAK_DATE_WINDOW = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +139,7 @@ STATS_KEY = web.AppKey("hub_stats", HubStats)
 CLOCK_KEY = web.AppKey("hub_clock", Clock)
 # Hostile-input lines (malformed requests, disconnects), throttled per kind.
 OPLOG_KEY = web.AppKey("hub_oplog", ThrottledLog)
+SESSIONS_KEY = web.AppKey("hub_sessions", SessionStore)
 # Present only when the hub runs with a rate limit.
 RATE_KEY = web.AppKey("hub_rate", PerTokenLimiter)
 
@@ -179,6 +177,7 @@ class _HTTPJSONError(Exception):
 _STORAGE_STATUS: list[tuple[type[StorageError], int]] = [
     (UnsafePathError, 400),
     (DigestMismatchError, 400),
+    (NameConflictError, 409),
     (UploadTooLargeError, 413),
     (DiskFullError, 507),
 ]
@@ -249,13 +248,45 @@ def _presented_token(request: web.Request) -> str | None:
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="hubswarm"'}
 
 
+# Methods that change nothing: a browser session needs no CSRF token for them (RFC 9110 §9.2.1).
+_SAFE_METHODS = frozenset({hdrs.METH_GET, hdrs.METH_HEAD, hdrs.METH_OPTIONS})
+
+
+async def _session_record(request: web.Request) -> TokenRecord | None:
+    """The token record of the request's browser session (cookie), or None if it has none.
+
+    401 if the session's token was revoked, 403 if a state-changing request lacks the session's
+    CSRF token (``X-CSRF-Token``).
+    """
+    sessions = request.app[SESSIONS_KEY]
+    cookie = request.cookies.get(COOKIE)
+    session = sessions.get(cookie, request.app[CLOCK_KEY].now())
+    if session is None:
+        return None
+    record = await asyncio.to_thread(request.app[TOKENS_KEY].lookup_hash, session.token_sha256)
+    if record is None:
+        sessions.drop_token(session.token_sha256)
+        raise _HTTPJSONError(401, "the session's token was revoked", headers=_CHALLENGE)
+    if request.method not in _SAFE_METHODS and not session.csrf_ok(
+        request.headers.get(CSRF_HEADER)
+    ):
+        raise _HTTPJSONError(403, f"missing or wrong {CSRF_HEADER}")
+    return record
+
+
 async def authorize(request: web.Request, need: Role) -> TokenRecord | None:
-    """Check the request's token against ``need``; 401 if missing/unknown, 403 if too weak.
+    """Check the request's token (Bearer, ``?token=`` or a browser session's cookie) against
+    ``need``; 401 if missing/unknown, 403 if too weak (or a session's CSRF token is missing).
 
     Returns None for an anonymous read (server started with anonymous_read).
     """
     token = _presented_token(request)
     if token is None:
+        record = await _session_record(request)
+        if record is not None:
+            if record.role < need:
+                raise _HTTPJSONError(403, f"role {record.role.label} may not do this")
+            return record
         if need == Role.READ and request.app[CONFIG_KEY].anonymous_read:
             return None
         raise _HTTPJSONError(401, "a token is required", headers=_CHALLENGE)
@@ -289,17 +320,30 @@ def throttle_for(request: web.Request, record: TokenRecord | None) -> Throttle |
 # --- names and digests ---------------------------------------------------------------------------
 
 
-def _name_from(request: web.Request) -> str:
-    """Decode the file name from the raw path, so ``%2F`` and ``%00`` are seen and rejected."""
+def _raw_name(request: web.Request) -> str:
+    """The path after ``/files/``, decoded from the raw path so ``%00`` and ``%2e%2e`` are seen."""
     raw = request.rel_url.raw_path
     if not raw.startswith(_FILES_PREFIX):
         raise _HTTPJSONError(400, "bad path")
     try:
-        name = unquote_to_bytes(raw[len(_FILES_PREFIX) :]).decode("utf-8")
+        return unquote_to_bytes(raw[len(_FILES_PREFIX) :]).decode("utf-8")
     except UnicodeDecodeError:
         raise _HTTPJSONError(400, "file name is not valid UTF-8") from None
+
+
+def _name_from(request: web.Request) -> str:
+    """The validated file path of the request (folders separated by ``/``)."""
     try:
-        return validate_name(name)
+        return validate_name(_raw_name(request))
+    except UnsafePathError as exc:
+        raise _HTTPJSONError(400, str(exc)) from None
+
+
+def folder_from(request: web.Request) -> str:
+    """The validated folder of ``GET /files`` (``""``) or ``/files/FOLDER/``."""
+    raw = "" if request.rel_url.raw_path == "/files" else _raw_name(request)
+    try:
+        return validate_folder(raw.removesuffix("/"))
     except UnsafePathError as exc:
         raise _HTTPJSONError(400, str(exc)) from None
 
@@ -345,39 +389,6 @@ def expected_sha256(headers: Any) -> str | None:
 
 
 # --- download ----------------------------------------------------------------------------------
-
-
-def _etag_list_matches(header: str, etag: str, *, weak: bool) -> bool:
-    """RFC 9110 §13.1.1/§13.1.2 list match against our (strong) ETag."""
-    for raw in header.split(","):
-        tag = raw.strip()
-        if tag == "*":
-            return True
-        if tag.startswith("W/"):
-            if not weak:
-                continue
-            tag = tag[2:]
-        if tag == etag:
-            return True
-    return False
-
-
-def if_range_matches(value: str, etag: str, mtime: float, now: float) -> bool:
-    """RFC 9110 §13.1.5: does ``If-Range`` still describe the current file?
-
-    An entity-tag must match strongly; a date must equal Last-Modified exactly and the file must
-    be at least a second older than now (else the date is only a weak validator).
-    """
-    value = value.strip()
-    if value.startswith(('"', "W/")):
-        return value == etag
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return False
-    # aiohttp writes Last-Modified as ceil(st_mtime).
-    last_modified = math.ceil(mtime)
-    return int(when.timestamp()) == last_modified and now - mtime >= _WEAK_DATE_WINDOW
 
 
 # Headers FileResponse must not see: we evaluate validators against the SHA-256 ETag ourselves,
@@ -475,7 +486,10 @@ async def _on_response_prepare(request: web.Request, response: web.StreamRespons
 
 
 async def get_file(request: web.Request) -> web.StreamResponse:
-    """``GET|HEAD /files/{name}``: the file, with ETag = SHA-256 and honest If-Range."""
+    """``GET|HEAD /files/{name}``: the file, with ETag = SHA-256 and honest If-Range;
+    ``/files/FOLDER/`` is the folder's listing, ``/files/FOLDER`` redirects there."""
+    if request.rel_url.raw_path.endswith("/"):
+        return await list_files(request)
     record = await authorize(request, Role.READ)
     name = _name_from(request)
     store = request.app[STORE_KEY]
@@ -483,14 +497,16 @@ async def get_file(request: web.Request) -> web.StreamResponse:
     try:
         info = await store.info(name)
     except FileNotFoundError:
+        if await asyncio.to_thread(store.is_folder, name):
+            raise web.HTTPMovedPermanently(request.rel_url.with_path(request.path + "/")) from None
         raise _HTTPJSONError(404, f"no such file: {name}") from None
     etag = f'"{info.sha256}"'
     headers = request.headers
-    if (inm := headers.get(hdrs.IF_NONE_MATCH)) is not None and _etag_list_matches(
+    if (inm := headers.get(hdrs.IF_NONE_MATCH)) is not None and etag_list_matches(
         inm, etag, weak=True
     ):
         return web.Response(status=304, headers={hdrs.ETAG: etag})
-    if (im := headers.get(hdrs.IF_MATCH)) is not None and not _etag_list_matches(
+    if (im := headers.get(hdrs.IF_MATCH)) is not None and not etag_list_matches(
         im, etag, weak=False
     ):
         raise _HTTPJSONError(412, "If-Match does not match the current file")
@@ -621,9 +637,11 @@ async def put_file(request: web.Request) -> web.Response:
 
 
 async def delete_file(request: web.Request) -> web.Response:
-    """``DELETE /files/{name}`` -> 204."""
+    """``DELETE /files/{name}`` (a file, or an empty folder: 409 if not empty) -> 204."""
     await authorize(request, Role.WRITE)
-    name = _name_from(request)
+    name = folder_from(request) if request.rel_url.raw_path.endswith("/") else _name_from(request)
+    if not name:
+        raise _HTTPJSONError(400, "the top folder cannot be deleted")
     try:
         await request.app[STORE_KEY].delete(name)
     except FileNotFoundError:
@@ -631,41 +649,32 @@ async def delete_file(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
-def _wants_html(request: web.Request) -> bool:
+def wants_html(request: web.Request) -> bool:
+    """A browser navigating (Accept: text/html), not an API client."""
     accept = request.headers.get(hdrs.ACCEPT, "")
     return "text/html" in accept and "application/json" not in accept
 
 
-def _html_listing(files: list[dict[str, object]], token: str | None) -> str:
-    suffix = f"?token={quote(token, safe='')}" if token else ""
-    rows = []
-    for f in files:
-        name = str(f["name"])
-        href = html.escape(_FILES_PREFIX + quote(name, safe="") + suffix, quote=True)
-        rows.append(
-            f'<tr><td><a href="{href}">{html.escape(name)}</a></td>'
-            f"<td>{f['size']}</td><td><code>{html.escape(str(f['sha256']))}</code></td></tr>"
-        )
-    return (
-        "<!doctype html><html><head><meta charset='utf-8'><title>hubswarm hub</title></head>"
-        "<body><h1>Files</h1><table><tr><th>name</th><th>size</th><th>sha256</th></tr>"
-        + "".join(rows)
-        + "</table></body></html>"
-    )
-
-
-async def list_files(request: web.Request) -> web.Response:
-    """``GET /files``: JSON, or a small HTML page for browsers (names escaped)."""
-    await authorize(request, Role.READ)
-    files = [f.to_json() for f in await request.app[STORE_KEY].list()]
+async def list_files(request: web.Request) -> web.StreamResponse:
+    """``GET /files[/FOLDER/]``: the folder's JSON listing (``files``: every file below it,
+    ``folders``: its subfolders with size and count), or the page for browsers."""
+    html = wants_html(request)
+    try:
+        record = await authorize(request, Role.READ)
+    except _HTTPJSONError as exc:
+        if html and exc.status == 401:
+            raise web.HTTPSeeOther(page.signin_url(request)) from None
+        raise
+    folder = folder_from(request)
+    try:
+        listing = await request.app[STORE_KEY].listing(folder)
+    except FileNotFoundError:
+        raise _HTTPJSONError(404, f"no such folder: {folder}") from None
+    files = [f.to_json() for f in listing.files]
     await torrents.annotate(request, files)  # info_hash and magnet
-    if _wants_html(request):
-        return web.Response(
-            text=_html_listing(files, request.query.get("token")),
-            content_type="text/html",
-            headers={"Content-Security-Policy": "default-src 'none'"},
-        )
-    return web.json_response({"files": files})
+    if html:
+        return await page.render_listing(request, record, listing, files)
+    return web.json_response({**listing.to_json(), "files": files})
 
 
 async def root(request: web.Request) -> web.StreamResponse:
@@ -746,6 +755,7 @@ def create_app(config: HubConfig, *, clock: Clock | None = None) -> web.Applicat
     app[TOKENS_KEY] = TokenStore(config.data_dir, clock=clock)
     app[STATS_KEY] = HubStats(started_at=clock.wall(), started_now=clock.now())
     app[OPLOG_KEY] = ThrottledLog(log, clock.now)
+    app[SESSIONS_KEY] = SessionStore()
     if config.rate_limit is not None:
         burst = max(config.rate_limit, HUB_RATE_MIN_BURST)
         app[RATE_KEY] = PerTokenLimiter(config.rate_limit, burst, clock.now)
@@ -763,8 +773,9 @@ def create_app(config: HubConfig, *, clock: Clock | None = None) -> web.Applicat
     app.router.add_delete("/tokens/{id}", revoke_token)
     torrents.add_torrent_routes(app)
     tus.add_tus_routes(app)
+    page.add_page_routes(app)
     return app
 
 
 # Last: these modules import the helpers above (authorize, the app keys, _HTTPJSONError).
-from hubswarm.hub import torrents, tus  # noqa: E402
+from hubswarm.hub import page, torrents, tus  # noqa: E402

@@ -143,7 +143,11 @@ class TokenStore:
 
     def lookup(self, token: str) -> TokenRecord | None:
         """The record of ``token``, or None; re-reads tokens.json if it changed (blocking)."""
-        digest = hash_token(token)
+        return self.lookup_hash(hash_token(token))
+
+    def lookup_hash(self, digest: str) -> TokenRecord | None:
+        """The record of the token whose SHA-256 is ``digest`` (a browser session keeps only
+        that), or None; blocking like :meth:`lookup`."""
         with self._mutex:
             self._reload_if_changed(strict=False)
             rec = self._by_hash.get(digest)

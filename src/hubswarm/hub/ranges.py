@@ -10,7 +10,9 @@ range unit (which §14.2 says MUST be ignored) and a satisfiable multi-range set
 
 from __future__ import annotations
 
+import email.utils
 import enum
+import math
 import re
 from dataclasses import dataclass
 
@@ -115,3 +117,43 @@ def plan_range(header: str, size: int) -> RangePlan:
         return _IGNORE
     first, last = satisfiable[0]
     return RangePlan(RangeVerdict.SINGLE, first, last)
+
+
+# --- conditional requests (RFC 9110 §13) ------------------------------------------------
+
+# RFC 9110 §8.8.2.2: a Last-Modified date is a strong validator only if the file is at least
+# a second older than the date the server sends with it (dates have one-second resolution).
+_WEAK_DATE_WINDOW = 1.0
+
+
+def etag_list_matches(header: str, etag: str, *, weak: bool) -> bool:
+    """RFC 9110 §13.1.1/§13.1.2 list match against our (strong) ETag."""
+    for raw in header.split(","):
+        tag = raw.strip()
+        if tag == "*":
+            return True
+        if tag.startswith("W/"):
+            if not weak:
+                continue
+            tag = tag[2:]
+        if tag == etag:
+            return True
+    return False
+
+
+def if_range_matches(value: str, etag: str, mtime: float, now: float) -> bool:
+    """RFC 9110 §13.1.5: does ``If-Range`` still describe the current file?
+
+    An entity-tag must match strongly; a date must equal Last-Modified exactly and the file must
+    be at least a second older than now (else the date is only a weak validator).
+    """
+    value = value.strip()
+    if value.startswith(('"', "W/")):
+        return value == etag
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return False
+    # aiohttp writes Last-Modified as ceil(st_mtime).
+    last_modified = math.ceil(mtime)
+    return int(when.timestamp()) == last_modified and now - mtime >= _WEAK_DATE_WINDOW

@@ -2,10 +2,12 @@
 
 Layout under the data directory (see the interfaces brief)::
 
-    files/<name>        final files, only ever replaced atomically (os.replace)
+    files/<path>        final files, only ever replaced atomically (os.replace); a path is
+                        folder/.../name, its folders made on upload and removed when empty
     .partial/           uploads in progress; same filesystem; emptied on start and on failure
     .meta/<name>.json   cached {"size", "mtime_ns", "ino", "sha256"} of files/<name>
-                        (named by the SHA-256 of the name when "<name>.json" would be too long)
+                        (named by the SHA-256 of the path when it has a folder or when
+                        "<name>.json" would be too long)
 
 Theory of operation: an upload streams into a fresh temp file in ``.partial/`` while SHA-256 is
 computed chunk by chunk; only after the size and digest checks pass and the data is fsync'ed is the
@@ -30,11 +32,12 @@ from typing import BinaryIO
 from hubswarm.errors import (
     DigestMismatchError,
     DiskFullError,
+    NameConflictError,
     StorageError,
     UnsafePathError,
     UploadTooLargeError,
 )
-from hubswarm.limits import HUB_CHUNK, HUB_MAX_NAME_BYTES
+from hubswarm.limits import HUB_CHUNK, HUB_MAX_NAME_BYTES, HUB_MAX_PATH_BYTES, HUB_MAX_PATH_DEPTH
 from hubswarm.proto.pieces import PieceHasher
 
 # ENOSPC: no space left on device; EDQUOT: disk quota exceeded. Both map to 507 (RFC 4918 §11.5).
@@ -59,14 +62,14 @@ class FileInfo:
         return {"name": self.name, "size": self.size, "sha256": self.sha256, "mtime": self.mtime}
 
 
-def validate_name(name: str) -> str:
-    """Return ``name`` if it is a safe flat file name, else raise UnsafePathError.
+def validate_segment(name: str) -> str:
+    """Return ``name`` if it is a safe name of one file or folder, else raise UnsafePathError.
 
     Rejected: empty, ``.``/``..``, a leading dot (hidden files, our own ``.partial``), ``/`` or
     ``\\``, NUL and other control characters (C0, DEL, C1), lone surrogates, > 255 UTF-8 bytes.
     """
     if not name:
-        raise UnsafePathError("empty file name")
+        raise UnsafePathError("empty file name (or an empty folder in the path)")
     if name in (".", ".."):
         raise UnsafePathError(f"reserved file name {name!r}")
     if name.startswith("."):
@@ -81,6 +84,72 @@ def validate_name(name: str) -> str:
     if len(name.encode("utf-8")) > HUB_MAX_NAME_BYTES:
         raise UnsafePathError(f"file name longer than {HUB_MAX_NAME_BYTES} bytes")
     return name
+
+
+def validate_name(name: str) -> str:
+    """Return ``name`` if it is a safe path ``folder/.../file``, else raise UnsafePathError.
+
+    Folders are separated by ``/``; each segment passes :func:`validate_segment` (so no empty
+    segment: no leading, trailing or double ``/``), at most HUB_MAX_PATH_DEPTH segments and
+    HUB_MAX_PATH_BYTES UTF-8 bytes in all.
+    """
+    if len(name) > HUB_MAX_PATH_BYTES or len(name.encode("utf-8", "surrogatepass")) > (
+        HUB_MAX_PATH_BYTES
+    ):
+        raise UnsafePathError(f"path longer than {HUB_MAX_PATH_BYTES} bytes")
+    segments = name.split("/")
+    if len(segments) > HUB_MAX_PATH_DEPTH:
+        raise UnsafePathError(f"path deeper than {HUB_MAX_PATH_DEPTH} folders")
+    for segment in segments:
+        validate_segment(segment)
+    return name
+
+
+def validate_folder(folder: str) -> str:
+    """``""`` (the top folder) or a path as :func:`validate_name` accepts."""
+    return folder if folder == "" else validate_name(folder)
+
+
+@dataclass(frozen=True, slots=True)
+class FolderInfo:
+    """A folder: its path, the bytes and the number of files anywhere below it."""
+
+    name: str
+    size: int
+    files: int
+
+    def to_json(self) -> dict[str, object]:
+        """The ``{"name","size","files"}`` object of a folder listing."""
+        return {"name": self.name, "size": self.size, "files": self.files}
+
+
+@dataclass(frozen=True, slots=True)
+class Listing:
+    """One folder's view: every file below it (full paths), and its direct subfolders."""
+
+    folder: str
+    files: list[FileInfo]
+    folders: list[FolderInfo]
+
+    @property
+    def size(self) -> int:
+        """Bytes of all files below the folder."""
+        return sum(f.size for f in self.files)
+
+    def direct_files(self) -> list[FileInfo]:
+        """Files directly in the folder (not in a subfolder)."""
+        prefix = self.folder + "/" if self.folder else ""
+        return [f for f in self.files if "/" not in f.name[len(prefix) :]]
+
+    def to_json(self) -> dict[str, object]:
+        """``GET /files[/FOLDER/]`` JSON: ``files`` lists every file below, as before folders."""
+        return {
+            "folder": self.folder,
+            "size": self.size,
+            "count": len(self.files),
+            "files": [f.to_json() for f in self.files],
+            "folders": [d.to_json() for d in self.folders],
+        }
 
 
 def write_all(f: BinaryIO, data: bytes) -> None:
@@ -241,23 +310,30 @@ class FileStore:
         return self._commit(part_path, self.path(name), digest)
 
     def _commit(self, part_path: Path, final: Path, digest: str) -> tuple[FileInfo, bool]:
-        created = not final.exists()
-        os.replace(part_path, final)
+        name = final.relative_to(self.files_dir).as_posix()
+        try:
+            final.parent.mkdir(parents=True, exist_ok=True)
+            created = not final.exists()
+            os.replace(part_path, final)
+        except (FileExistsError, NotADirectoryError, IsADirectoryError) as exc:
+            # A file stands where a folder of the path should be, or a folder where the file is.
+            raise NameConflictError(f"cannot store {name!r}: {exc.strerror}") from exc
         # fsync the directory so the rename itself survives a crash (POSIX rename semantics).
-        dir_fd = os.open(self.files_dir, os.O_RDONLY)
+        dir_fd = os.open(final.parent, os.O_RDONLY)
         try:
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
         st = final.stat()
-        self._write_meta(final.name, st, digest)
-        return FileInfo(final.name, st.st_size, digest, st.st_mtime, st.st_mtime_ns), created
+        self._write_meta(name, st, digest)
+        return FileInfo(name, st.st_size, digest, st.st_mtime, st.st_mtime_ns), created
 
     # --- metadata --------------------------------------------------------------------------
 
     def _meta_path(self, name: str) -> Path:
-        # "<name>.json" could pass the 255-byte limit of a file name: long names use their hash.
-        if len(name.encode("utf-8")) + len(".json") > HUB_MAX_NAME_BYTES:
+        # "<name>.json" could pass the 255-byte limit of a file name: long names and paths
+        # with folders use their hash (one flat .meta/ folder).
+        if "/" in name or len(name.encode("utf-8")) + len(".json") > HUB_MAX_NAME_BYTES:
             return self.meta_dir / f"{hashlib.sha256(name.encode('utf-8')).hexdigest()}.json"
         return self.meta_dir / f"{name}.json"
 
@@ -313,24 +389,77 @@ class FileStore:
         """Async wrapper of :meth:`info_sync`."""
         return await asyncio.to_thread(self.info_sync, name)
 
-    def list_sync(self) -> list[FileInfo]:
-        """All stored files sorted by name (blocking)."""
-        out = []
-        for entry in sorted(os.listdir(self.files_dir)):
+    def _walk(self, folder: str, depth: int) -> tuple[list[FileInfo], list[str]]:
+        """(files anywhere below ``folder``, its direct subfolders), by name; symlinked
+        folders and unsafe names (dropped in by hand) are skipped."""
+        files: list[FileInfo] = []
+        subfolders: list[str] = []
+        base = self.files_dir / folder if folder else self.files_dir
+        prefix = folder + "/" if folder else ""
+        try:
+            entries = sorted(os.scandir(base), key=lambda e: e.name)
+        except (FileNotFoundError, NotADirectoryError):
+            return [], []
+        for entry in entries:
             try:
-                validate_name(entry)
-                out.append(self.info_sync(entry))
+                validate_segment(entry.name)
+                name = validate_name(prefix + entry.name)
+                if entry.is_dir(follow_symlinks=False):
+                    subfolders.append(name)
+                    if depth + 1 < HUB_MAX_PATH_DEPTH:
+                        files.extend(self._walk(name, depth + 1)[0])
+                else:
+                    files.append(self.info_sync(name))
             except (UnsafePathError, FileNotFoundError):
-                continue  # a file dropped in by hand with an unsafe name is not served
-        return out
+                continue
+        return files, subfolders
 
-    async def list(self) -> list[FileInfo]:
+    def list_sync(self, folder: str = "") -> list[FileInfo]:
+        """Every stored file below ``folder`` (default: all), sorted by path (blocking)."""
+        return self._walk(validate_folder(folder), 0)[0]
+
+    async def list(self, folder: str = "") -> list[FileInfo]:
         """Async wrapper of :meth:`list_sync`."""
-        return await asyncio.to_thread(self.list_sync)
+        return await asyncio.to_thread(self.list_sync, folder)
+
+    def is_folder(self, name: str) -> bool:
+        """Is ``name`` (validated) a folder of the store? ``""`` is the top folder."""
+        return name == "" or (self.path(name).is_dir() and not self.path(name).is_symlink())
+
+    def listing_sync(self, folder: str = "") -> Listing:
+        """``folder``'s listing with each subfolder's size and file count (blocking).
+
+        Raises FileNotFoundError if ``folder`` is not a folder.
+        """
+        folder = validate_folder(folder)
+        if not self.is_folder(folder):
+            raise FileNotFoundError(folder)
+        files, subfolders = self._walk(folder, 0)
+        folders = []
+        for sub in subfolders:
+            below = [f for f in files if f.name.startswith(sub + "/")]
+            folders.append(FolderInfo(sub, sum(f.size for f in below), len(below)))
+        return Listing(folder, files, folders)
+
+    async def listing(self, folder: str = "") -> Listing:
+        """Async wrapper of :meth:`listing_sync`."""
+        return await asyncio.to_thread(self.listing_sync, folder)
 
     def delete_sync(self, name: str) -> None:
-        """Remove ``files/<name>`` and its cached digest; FileNotFoundError if absent."""
-        self.path(name).unlink()
+        """Remove the file ``name`` and its cached digest, or the empty folder ``name``.
+
+        Raises FileNotFoundError if absent, NameConflictError for a folder that is not empty.
+        """
+        path = self.path(name)
+        if path.is_dir() and not path.is_symlink():
+            try:
+                path.rmdir()
+            except OSError as exc:
+                if exc.errno in (errno.ENOTEMPTY, errno.EEXIST):
+                    raise NameConflictError(f"folder {name!r} is not empty") from exc
+                raise
+            return
+        path.unlink()
         with contextlib.suppress(FileNotFoundError):
             self._meta_path(name).unlink()
 
