@@ -8,6 +8,7 @@ it in a browser where there is one).
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -66,7 +67,6 @@ class _Bar:
             SpinnerColumn,
             TextColumn,
             TimeElapsedColumn,
-            TimeRemainingColumn,
         )
 
         self.progress = Progress(
@@ -74,22 +74,24 @@ class _Bar:
             TextColumn("{task.fields[runs]}"),
             BarColumn(),
             TimeElapsedColumn(),
-            TextColumn("left"),
-            TimeRemainingColumn(),
+            TextColumn("{task.fields[left]}"),
             TextColumn("{task.description}"),
             console=console,
         )
-        self.task = self.progress.add_task("starting", total=None, runs="")
+        self.task = self.progress.add_task("starting", total=None, runs="", left="")
         self.weights: dict[int, float] = {}
         self.labels: dict[int, str] = {}
         self.done = 0
         self.failed = 0
+        self.done_weight = 0.0
+        self.started_at = time.monotonic()
 
     def _runs(self) -> str:
         failed = f", {self.failed} failed" if self.failed else ""
         return f"{self.done}/{len(self.weights)} runs{failed}"
 
     def planned(self, runs: Sequence[PlannedRun]) -> None:
+        self.started_at = time.monotonic()
         self.weights = {r.index: r.weight for r in runs}
         self.labels = {r.index: r.label for r in runs}
         self.progress.update(self.task, total=sum(self.weights.values()), runs=self._runs())
@@ -100,10 +102,17 @@ class _Bar:
     def finished(self, index: int, failed: bool) -> None:
         self.done += 1
         self.failed += failed
+        weight = self.weights.get(index, 0.0)
+        self.done_weight += weight
+        # Time left: the time so far, scaled by the bound-weighted work still to go.
+        to_go = sum(self.weights.values()) - self.done_weight
+        elapsed = time.monotonic() - self.started_at
+        left = elapsed * to_go / self.done_weight if self.done_weight > 0 else None
         self.progress.update(
             self.task,
-            advance=self.weights.get(index, 0.0),
+            advance=weight,
             runs=self._runs(),
+            left="" if left is None else f"~{int(left) // 60}:{int(left) % 60:02d} left",
             description=f"done: {self.labels.get(index, '')}",
         )
 
