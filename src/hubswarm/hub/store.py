@@ -169,15 +169,14 @@ class _PartialFile:
         self.path = Path(path)
         self._file: BinaryIO = os.fdopen(fd, "wb")
         self._sha256 = hashlib.sha256()
-        # The torrent's SHA-1 piece hashes, in the same pass (hub.torrents stores them).
-        self._pieces = pieces
+        # The torrent's SHA-1 piece hashes of the same bytes (hub.torrents stores them),
+        # fed by FileStore._write in a second thread beside ``write``.
+        self.pieces = pieces
         self.size = 0
 
     def write(self, data: bytes) -> None:
         # hashlib releases the GIL for large buffers, so hashing here runs beside the loop.
         self._sha256.update(data)
-        if self._pieces is not None:
-            self._pieces.update(data)
         write_all(self._file, data)
         self.size += len(data)
 
@@ -292,7 +291,19 @@ class FileStore:
 
     async def _write(self, part: _PartialFile, data: bytes, name: str) -> None:
         try:
-            await asyncio.to_thread(part.write, data)
+            if part.pieces is None:
+                await asyncio.to_thread(part.write, data)
+                return
+            # SHA-1 in a thread of its own: on two cores it overlaps the SHA-256 and the copy
+            # into the page cache instead of adding to them (hashlib drops the GIL).
+            done = await asyncio.gather(
+                asyncio.to_thread(part.write, data),
+                asyncio.to_thread(part.pieces.update, data),
+                return_exceptions=True,
+            )
+            for result in done:
+                if isinstance(result, BaseException):
+                    raise result
         except OSError as exc:
             raise self._translate(exc, name) from exc
 

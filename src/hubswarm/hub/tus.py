@@ -177,8 +177,6 @@ def _write(f: BinaryIO, up: _Upload, data: bytes, checksum: Any) -> None:
             f.seek(up.offset)
         raise
     up.sha256.update(data)
-    if up.pieces is not None:
-        up.pieces.update(data)
     if checksum is not None:
         checksum.update(data)
     up.offset += len(data)
@@ -384,6 +382,7 @@ async def _receive(
     except OSError as exc:
         raise FileStore._translate(exc, up.name) from exc
     start = up.offset
+    assert up.sha256 is not None  # rebuilt above
     saved = (up.sha256.copy(), up.pieces.copy() if up.pieces else None)
     chunk_hash = checksum.hasher() if checksum is not None else None
     config = request.app[CONFIG_KEY]
@@ -392,10 +391,17 @@ async def _receive(
     ok = False
 
     async def write(data: bytes, chunk_hash: Any) -> None:
-        try:
-            await _finishing(_write, f, up, data, chunk_hash)
-        except OSError as exc:  # the disk's errors; the network's pass through untouched
-            raise FileStore._translate(exc, up.name) from exc
+        jobs = [_finishing(_write, f, up, data, chunk_hash)]
+        if up.pieces is not None:
+            # SHA-1 in a thread of its own, beside the write and the SHA-256 (as FileStore).
+            jobs.append(_finishing(up.pieces.update, data))
+        for result in await asyncio.gather(*jobs, return_exceptions=True):
+            if isinstance(result, OSError):  # the disk's; the network's pass through untouched
+                # The pieces may have taken bytes the file did not: rebuild both next time.
+                up.sha256 = up.pieces = None
+                raise FileStore._translate(result, up.name) from result
+            if isinstance(result, BaseException):
+                raise result
 
     try:
         await asyncio.to_thread(f.seek, start)
