@@ -86,18 +86,7 @@ def _plot_time_vs_n(results: Sequence[RunResult], scenario: str, path: Path) -> 
     fig = _figure()
     ax = fig.add_subplot()
     how = "sim, virtual time" if any(r.emulation == "sim" for r in runs) else "measured"
-    for arch in ("client-server", *_SWARMS):
-        pts = [(r.n, summarize(r).last_completion) for r in runs if r.architecture == arch]
-        pts = [(n, t) for n, t in pts if t is not None]
-        if pts:
-            ax.plot(*zip(*pts, strict=True), "o-", color=_COLORS[arch], label=f"{arch} ({how})")
-    first = {r.n: summarize(r) for r in runs}
-    ax.plot(ns, [first[n].bound_cs for n in ns], "--", color="tab:blue", label="D_cs bound")
-    ax.plot(ns, [first[n].bound_p2p for n in ns], ":", color="tab:orange", label="D_p2p bound")
-    if ns[-1] >= LOG_AXES_SPAN * ns[0]:
-        # N over decades: N F / u_s is a straight line of slope 1, D_p2p flat.
-        ax.set_xscale("log")
-        ax.set_yscale("log")
+    _time_lines(ax, runs, f" ({how})")
     return _save(
         fig,
         path,
@@ -319,19 +308,25 @@ def _arches(runs: Sequence[RunResult]) -> list[str]:
     ]
 
 
-def _headline_time(ax: Any, runs: Sequence[RunResult]) -> None:
+def _time_lines(ax: Any, runs: Sequence[RunResult], suffix: str = "") -> None:
+    """T against N for each architecture, D_cs and D_p2p; log axes over decades of N."""
     ns = sorted({r.n for r in runs})
     for arch in _arches(runs):
         pts = [(r.n, summarize(r).last_completion) for r in runs if r.architecture == arch]
         pts = sorted((n, t) for n, t in pts if t is not None)
         if pts:
-            ax.plot(*zip(*pts, strict=True), "o-", color=_COLORS.get(arch), label=arch)
+            ax.plot(*zip(*pts, strict=True), "o-", color=_COLORS.get(arch), label=arch + suffix)
     first = {r.n: summarize(r) for r in runs}
     ax.plot(ns, [first[n].bound_cs for n in ns], "--", color="tab:blue", label="D_cs bound")
     ax.plot(ns, [first[n].bound_p2p for n in ns], ":", color="tab:orange", label="D_p2p bound")
     if ns[-1] >= LOG_AXES_SPAN * ns[0]:
+        # N over decades: N F / u_s is a straight line of slope 1, D_p2p flat.
         ax.set_xscale("log")
         ax.set_yscale("log")
+
+
+def _headline_time(ax: Any, runs: Sequence[RunResult]) -> None:
+    _time_lines(ax, runs)
     ax.set(xlabel="clients N", ylabel="time until all complete (s)", title="distribution time")
     ax.legend(fontsize="small")
 
