@@ -16,6 +16,7 @@ from hubswarm.hub.auth import Role, TokenStore
 from hubswarm.hub.server import make_ssl_context, serve
 from hubswarm.hub.tracker import TrackerState, add_tracker_routes
 from hubswarm.hub.udp_tracker import add_udp_tracker
+from hubswarm.hybrid import HubSeeder, seed_config
 from hubswarm.limits import (
     HUB_DEFAULT_MAX_UPLOAD,
     HUB_KEEPALIVE_TIMEOUT,
@@ -93,6 +94,18 @@ def hub() -> None:
     default=None,
     help="Also serve the tracker over UDP (BEP 15) on this port (0 picks a free one).",
 )
+@click.option(
+    "--seed",
+    is_flag=True,
+    help="Also run a BitTorrent peer seeding every file (announced to this hub's tracker).",
+)
+@click.option(
+    "--seed-port",
+    type=click.IntRange(0, 65535),
+    default=0,
+    show_default=True,
+    help="TCP port of the --seed peer (0 picks a free one).",
+)
 def serve_cmd(
     data_dir: Path,
     host: str,
@@ -110,6 +123,8 @@ def serve_cmd(
     tracker_interval: int,
     trust_ip_param: bool,
     udp_port: int | None,
+    seed: bool,
+    seed_port: int,
 ) -> None:
     """Serve DATA over HTTP(S) until SIGINT/SIGTERM; prints the URL it listens on."""
     if (tls_cert is None) != (tls_key is None):
@@ -145,7 +160,26 @@ def serve_cmd(
 
             add_udp_tracker(app, state, host, udp_port, udp_ready)
 
-    asyncio.run(serve(config, host, port, ssl_context, ready, configure if tracker else None))
+    def seeding_ready(seed_port: int) -> None:
+        click.echo(f"hubswarm hub: seeding every file from {host}:{seed_port}")
+        sys.stdout.flush()
+
+    async def seeding(url: str) -> None:
+        announce = f"{url}/announce" if tracker else None
+        config = seed_config(seed_port)
+        await HubSeeder(data_dir, announce=announce, config=config, host=host).run(seeding_ready)
+
+    asyncio.run(
+        serve(
+            config,
+            host,
+            port,
+            ssl_context,
+            ready,
+            configure if tracker else None,
+            alongside=seeding if seed else None,
+        )
+    )
 
 
 @hub.group("token")

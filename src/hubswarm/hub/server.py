@@ -13,8 +13,9 @@ import contextlib
 import logging
 import signal
 import ssl
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
@@ -124,19 +125,30 @@ async def serve(
     ssl_context: ssl.SSLContext | None = None,
     ready: Callable[[str], None] | None = None,
     configure: Callable[[web.Application], None] | None = None,
+    alongside: Callable[[str], Coroutine[Any, Any, None]] | None = None,
 ) -> None:
-    """Serve until SIGINT or SIGTERM, then shut down gracefully; ``ready(url)`` once listening."""
+    """Serve until SIGINT or SIGTERM, then shut down gracefully; ``ready(url)`` once listening.
+
+    ``alongside(url)`` runs beside the server (e.g. a peer seeding its files) and is cancelled
+    before it stops; if it fails, the server stops too.
+    """
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     signals = (signal.SIGINT, signal.SIGTERM)
     for sig in signals:
         loop.add_signal_handler(sig, stop.set)
     try:
-        async with running_hub(config, host, port, ssl_context, configure) as url:
+        async with (
+            running_hub(config, host, port, ssl_context, configure) as url,
+            asyncio.TaskGroup() as tg,
+        ):
+            task = tg.create_task(alongside(url)) if alongside is not None else None
             if ready is not None:
                 ready(url)
             # The server's lifetime: it ends only by a signal (or the caller cancelling us).
             await stop.wait()
+            if task is not None:
+                task.cancel()
     finally:
         for sig in signals:
             loop.remove_signal_handler(sig)

@@ -48,7 +48,7 @@ class PieceCache:
 
     def __init__(self, data_dir: Path) -> None:
         self.dir = Path(data_dir) / ".pieces"
-        self._inflight: dict[tuple[str, int], asyncio.Future[bytes]] = {}
+        self._inflight: dict[tuple[str, int], asyncio.Future[bytes | None]] = {}
 
     def _path(self, sha256: str, piece_length: int) -> Path:
         return self.dir / f"{sha256}-{piece_length}.sha1"
@@ -76,8 +76,9 @@ class PieceCache:
                 os.unlink(tmp)
             raise
 
-    def _compute_sync(self, path: Path, info: FileInfo) -> bytes:
-        """Hash ``path``'s pieces and SHA-256 in one pass; cache them if it is still ``info``."""
+    def _compute_sync(self, path: Path, info: FileInfo) -> bytes | None:
+        """Hash ``path``'s pieces and SHA-256 in one pass; cache them if it is still ``info``
+        (None if the file changed meanwhile)."""
         pieces = PieceHasher(piece_length_for(info.size))
         sha = hashlib.sha256()
         with path.open("rb") as f:
@@ -85,13 +86,14 @@ class PieceCache:
                 pieces.update(block)
                 sha.update(block)
         if sha.hexdigest() != info.sha256 or pieces.length != info.size:
-            raise _HTTPJSONError(503, "the file changed while its torrent was made; try again")
+            return None
         data = pieces.pieces()
         self.store_sync(info.sha256, pieces.piece_length, data)
         return data
 
-    async def pieces(self, path: Path, info: FileInfo) -> bytes:
-        """The pieces of ``info`` (cached, or computed in a thread once for all who ask)."""
+    async def pieces(self, path: Path, info: FileInfo) -> bytes | None:
+        """The pieces of ``info`` (cached, or computed in a thread once for all who ask);
+        None if the file no longer is ``info``."""
         if (cached := await asyncio.to_thread(self.load_sync, info.sha256, info.size)) is not None:
             return cached
         key = (info.sha256, info.size)
@@ -102,7 +104,7 @@ class PieceCache:
         # Shielded: one requester hanging up does not stop the hashing the others wait for.
         return await asyncio.shield(running)
 
-    def _done(self, key: tuple[str, int], fut: asyncio.Future[bytes]) -> None:
+    def _done(self, key: tuple[str, int], fut: asyncio.Future[bytes | None]) -> None:
         self._inflight.pop(key, None)
         if not fut.cancelled():
             fut.exception()  # retrieved: the requesters (if any are left) got it already
@@ -173,6 +175,8 @@ async def get_torrent(request: web.Request) -> web.Response:
     if info.size == 0:
         raise _HTTPJSONError(409, f"{name} is empty: an empty file cannot be a torrent")
     pieces = await request.app[PIECES_KEY].pieces(store.path(name), info)
+    if pieces is None:
+        raise _HTTPJSONError(503, "the file changed while its torrent was made; try again")
     try:
         torrent = _torrent_of(request, info, pieces)
     except MetainfoError as exc:
