@@ -136,10 +136,18 @@ def set_color_scheme(driver: Any, scheme: str) -> None:
 
 
 def wait_for(driver: Any, condition: Any, timeout: float = 15.0) -> Any:
-    """``WebDriverWait(driver, timeout).until(condition)``: bounded waits only."""
+    """``WebDriverWait(driver, timeout).until(condition)``: bounded waits only; an element
+    replaced while the condition looks at it (stale) counts as "not yet"."""
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.support.ui import WebDriverWait
 
-    return WebDriverWait(driver, timeout, poll_frequency=0.05).until(condition)
+    wait = WebDriverWait(
+        driver,
+        timeout,
+        poll_frequency=0.05,
+        ignored_exceptions=[StaleElementReferenceException],
+    )
+    return wait.until(condition)
 
 
 @pytest.fixture

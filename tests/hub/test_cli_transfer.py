@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import os
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,52 +12,9 @@ import pytest
 from click.testing import CliRunner, Result
 
 from hubswarm.cli import cli, transfer
-from hubswarm.hub.app import HubConfig
 from hubswarm.hub.auth import Role, TokenStore
-from hubswarm.hub.server import running_hub
 
-
-class ThreadedHub:
-    """The hub app on 127.0.0.1 in its own thread and event loop (the CLI runs asyncio.run)."""
-
-    def __init__(self, data: Path) -> None:
-        self.data = data
-        self.url = ""
-        self._ready = threading.Event()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stop: asyncio.Event | None = None
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="test-hub")
-
-    def _run(self) -> None:
-        try:
-            asyncio.run(self._main())
-        except BaseException as exc:
-            self._error = exc
-            self._ready.set()
-
-    async def _main(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._stop = asyncio.Event()
-        config = HubConfig(data_dir=self.data, shutdown_timeout=2.0)
-        async with running_hub(config) as url:
-            self.url = url
-            self._ready.set()
-            async with asyncio.timeout(120):
-                await self._stop.wait()
-
-    def __enter__(self) -> ThreadedHub:
-        self._thread.start()
-        assert self._ready.wait(10), "hub did not start"
-        if self._error is not None:
-            raise self._error
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._loop is not None and self._stop is not None:
-            self._loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join(10)
-        assert not self._thread.is_alive()
+from .threaded import ThreadedHub
 
 
 @pytest.fixture
@@ -145,3 +100,25 @@ def test_errors_are_one_line(
         lines = res.stderr.splitlines()
         assert len(lines) == 1, (args, res.stderr)
         assert lines[0].startswith("hubswarm: error: "), args
+
+
+def test_put_a_folder_keeps_its_tree(
+    root: click.Group, hub: tuple[ThreadedHub, str], tmp_path: Path
+) -> None:
+    h, token = hub
+    src = tmp_path / "album"
+    (src / "disc 2").mkdir(parents=True)
+    (src / "one.txt").write_bytes(b"1" * 10)
+    (src / "disc 2" / "two.txt").write_bytes(b"2" * 20)
+    (src / ".hidden").write_bytes(b"skipped")
+    (src / "link").symlink_to(src / "one.txt")
+    put = _run(root, ["put", str(src), h.url], token)
+    assert put.exit_code == 0, put.stderr
+    assert put.stdout.splitlines()[-1] == "uploaded folder album: 2 files, 30 bytes"
+    files = h.data / "files" / "album"
+    assert (files / "one.txt").read_bytes() == b"1" * 10
+    assert (files / "disc 2" / "two.txt").read_bytes() == b"2" * 20
+    assert sorted(p.name for p in files.iterdir()) == ["disc 2", "one.txt"]
+    bad = _run(root, ["put", str(src), f"{h.url}/files/x.txt"], token)
+    assert bad.exit_code == 1
+    assert "base URL" in bad.stderr

@@ -1,16 +1,14 @@
 """The hub's page in a real browser: headless Chromium through Selenium (tests/browserkit.py).
 
-The hub runs on its own event loop in a thread (Selenium's calls block), with the built-in
-tracker, on 127.0.0.1. Every wait is bounded (browserkit.wait_for), every test has a timeout.
+The hub runs on its own event loop in a thread (tests/hub/threaded.py: Selenium's calls
+block), with the built-in tracker, on 127.0.0.1. Every wait is bounded (browserkit.wait_for),
+every test has a timeout.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import os
-import threading
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,12 +18,11 @@ from urllib.parse import quote
 
 import pytest
 
-from hubswarm.hub.app import HubConfig
-from hubswarm.hub.server import running_hub
 from hubswarm.hub.tracker import TrackerState, add_tracker_routes
 from tests.browserkit import browser, chromium, console_errors, set_color_scheme, wait_for
 
 from .conftest import make_tokens
+from .threaded import ThreadedHub
 
 __all__ = ["browser"]  # the fixture, imported for the tests below
 
@@ -65,46 +62,14 @@ class ThreadHub:
         return [f["name"] for f in json.loads(body)["files"]]
 
 
-@contextlib.contextmanager
-def hub_in_thread(data_dir: Path) -> Iterator[ThreadHub]:
-    """A hub (with its tracker) served from a thread's own event loop until the block ends."""
-    data_dir.mkdir(parents=True, exist_ok=True)
-    tokens, _ = make_tokens(data_dir)
-    ready = threading.Event()
-    box: dict[str, Any] = {}
-    loop = asyncio.new_event_loop()
-
-    async def main() -> None:
-        box["stop"] = asyncio.Event()
-        config = HubConfig(data_dir=data_dir, shutdown_timeout=1.0)
-        try:
-            async with running_hub(
-                config, configure=lambda app: add_tracker_routes(app, TrackerState())
-            ) as url:
-                box["url"] = url
-                ready.set()
-                await box["stop"].wait()
-        finally:
-            ready.set()
-
-    thread = threading.Thread(target=loop.run_until_complete, args=(main(),), daemon=True)
-    thread.start()
-    try:
-        assert ready.wait(30), "hub did not start"
-        assert "url" in box, "hub failed to start"
-        yield ThreadHub(box["url"], data_dir, tokens)
-    finally:
-        if "stop" in box:
-            loop.call_soon_threadsafe(box["stop"].set)
-        thread.join(30)
-        assert not thread.is_alive(), "hub thread did not stop"
-        loop.close()
-
-
 @pytest.fixture
 def hub(tmp_path: Path) -> Iterator[ThreadHub]:
-    with hub_in_thread(tmp_path / "data") as h:
-        yield h
+    data = tmp_path / "data"
+    data.mkdir()
+    tokens, _ = make_tokens(data)
+    configure = lambda app: add_tracker_routes(app, TrackerState())  # noqa: E731
+    with ThreadedHub(data, configure) as h:
+        yield ThreadHub(h.url, data, tokens)
 
 
 def sign_in(driver: Any, hub: ThreadHub, role: str) -> None:
@@ -114,6 +79,16 @@ def sign_in(driver: Any, hub: ThreadHub, role: str) -> None:
     driver.find_element("id", "token").send_keys(hub.tokens[role])
     driver.find_element("id", "signin").click()
     wait_for(driver, lambda d: d.execute_script("return document.body.dataset.ready") == "1")
+
+
+def visible_names(driver: Any) -> set[str]:
+    """Names of the listing's visible rows (read in one script: no stale elements)."""
+    return set(
+        driver.execute_script(
+            "return Array.from(document.querySelectorAll('#listing tbody tr'))"
+            ".filter(r => !r.hidden).map(r => r.dataset.name)"
+        )
+    )
 
 
 def rows(driver: Any) -> dict[str, Any]:
@@ -181,7 +156,7 @@ def test_sign_in_upload_search_download_delete(
 
     # The search box narrows the listing to the matching names.
     browser.find_element("id", "search").send_keys("alpha")
-    wait_for(browser, lambda d: set(rows(d)) == {"alpha report.txt"})
+    wait_for(browser, lambda d: visible_names(d) == {"alpha report.txt"})
 
     # Download by the link and compare bytes.
     rows(browser)["alpha report.txt"].find_element("css selector", "a.download").click()
@@ -203,7 +178,7 @@ def test_sign_in_upload_search_download_delete(
     button.click()
     assert button.text == "confirm delete"
     button.click()
-    wait_for(browser, lambda d: "a.jpg" not in rows(d))
+    wait_for(browser, lambda d: "a.jpg" not in visible_names(d))
     assert "photos/a.jpg" not in hub.names()
     assert console_errors(browser) == []
 

@@ -8,6 +8,7 @@ group prints as one line.
 from __future__ import annotations
 
 import asyncio
+import ssl as ssl_lib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -25,6 +26,7 @@ from rich.progress import (
 )
 
 from hubswarm.clock import Clock
+from hubswarm.errors import ConfigError
 from hubswarm.hub import client
 from hubswarm.limits import HUB_CLIENT_CONNECT_TIMEOUT, HUB_READ_TIMEOUT
 
@@ -84,7 +86,7 @@ def _mb_per_s(nbytes: int, seconds: float) -> str:
 
 
 @click.command()
-@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("file", type=click.Path(exists=True, path_type=Path))
 @click.argument("url")
 @_token
 @_cacert
@@ -98,10 +100,16 @@ def put(
     connect_timeout: float,
     read_timeout: float,
 ) -> None:
-    """Upload FILE to URL (a hub base URL, or .../files/NAME to choose the name)."""
-    target = client.file_url(url, file.name)
+    """Upload FILE to URL (a hub base URL, or .../files/NAME to choose the name).
+
+    A folder FILE is uploaded file by file as FOLDER/sub/name (URL: the hub's base URL).
+    """
     ssl = client.make_ssl_context(cacert)
     timeouts = client.Timeouts(connect=connect_timeout, sock_read=read_timeout)
+    if file.is_dir():
+        _put_folder(file, url, token or None, ssl, timeouts)
+        return
+    target = client.file_url(url, file.name)
     clock = Clock()
     started = clock.now()
     with _progress(f"put {file.name}") as progress:
@@ -112,6 +120,42 @@ def put(
         )
     rate = _mb_per_s(remote.size, clock.now() - started)
     click.echo(f"uploaded {remote.name} ({remote.size} bytes, sha256 {remote.sha256}, {rate})")
+
+
+def _put_folder(
+    folder: Path,
+    url: str,
+    token: str | None,
+    ssl: ssl_lib.SSLContext | None,
+    timeouts: client.Timeouts,
+) -> None:
+    """Upload every regular file below ``folder`` (symlinks and hidden files are skipped)."""
+    if not client.file_url(url, "x").endswith("/files/x"):
+        raise ConfigError(f"{url}: a folder goes to the hub's base URL, not to a file URL")
+    files = sorted(
+        p
+        for p in folder.rglob("*")
+        if p.is_file()
+        and not p.is_symlink()
+        and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+    )
+    total = 0
+    for path in files:
+        name = f"{folder.name}/{path.relative_to(folder).as_posix()}"
+        with _progress(f"put {name}") as progress:
+            remote = asyncio.run(
+                client.upload(
+                    path,
+                    client.file_url(url, name),
+                    token=token,
+                    progress=progress,
+                    ssl=ssl,
+                    timeouts=timeouts,
+                )
+            )
+        total += remote.size
+        click.echo(f"uploaded {remote.name} ({remote.size} bytes, sha256 {remote.sha256})")
+    click.echo(f"uploaded folder {folder.name}: {len(files)} files, {total} bytes")
 
 
 @click.command()

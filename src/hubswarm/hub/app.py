@@ -763,6 +763,7 @@ def create_app(config: HubConfig, *, clock: Clock | None = None) -> web.Applicat
     app.on_response_prepare.append(_on_response_prepare)
     app.router.add_get("/", root)
     app.router.add_get("/files", list_files)
+    app.router.add_get("/files/", list_files)
     # Any name (even with an encoded "/", "..", or a newline) reaches validate_name -> JSON 400.
     app.router.add_get("/files/{name:[\\s\\S]+}", get_file)  # also answers HEAD
     app.router.add_put("/files/{name:[\\s\\S]+}", put_file, expect_handler=_expect_upload)

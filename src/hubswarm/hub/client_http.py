@@ -83,7 +83,7 @@ def file_url(url: str, name: str | None = None) -> str:
     """
     parsed = parse_url(url)
     parts = [p for p in parsed.path.split("/") if p]
-    if len(parts) >= 2 and parts[-2] == "files":
+    if "files" in parts[:-1]:  # .../files/NAME or .../files/FOLDER/NAME
         return str(parsed)
     if not name:
         raise ConfigError(f"{url}: expected a file URL like http://host:port/files/NAME")
