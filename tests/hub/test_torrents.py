@@ -171,3 +171,40 @@ async def test_anonymous_read_hub(make_hub: HubFactory) -> None:
         await _put(s, hub, "f", b"abc")
         async with s.get(f"{hub.url}/torrents/f.torrent") as r:
             assert r.status == 200
+
+
+# --- folders -----------------------------------------------------------------------------------
+
+
+async def test_folder_is_a_multi_file_torrent(make_hub: HubFactory, tmp_path: Path) -> None:
+    files = {
+        "top/a.txt": b"a" * 20_000,
+        "top/sub/b.bin": os.urandom(70_000),
+        "top/sub/empty": b"",
+        "top/Z": b"zz",
+        "other.txt": b"not in the folder",
+    }
+    local = tmp_path / "local"
+    async with make_hub(anonymous_read=True) as hub, aiohttp.ClientSession() as s:
+        for name, data in files.items():
+            await _put(s, hub, name, data)
+            (local / name).parent.mkdir(parents=True, exist_ok=True)
+            (local / name).write_bytes(data)
+        raw = await _torrent(s, hub, "top")
+        again = await _torrent(s, hub, "top")  # from the cache this time
+        async with s.get(f"{hub.url}/torrents/top/sub.torrent") as r:
+            sub = parse_metainfo(await r.read())
+    mi = parse_metainfo(raw)
+    assert raw == again
+    ref, _ = create_torrent(local / "top")
+    assert mi.info.raw == ref.raw  # what `hubswarm torrent create` makes of the same folder
+    assert mi.info.is_multi_file
+    assert mi.url_list == (f"{hub.url}/files/",)  # BEP 19: + "top/sub/b.bin"
+    assert sub.info.name == "sub"
+    assert sub.url_list == (f"{hub.url}/files/top/",)
+
+
+async def test_folder_without_bytes_is_409(hub: Hub, session: aiohttp.ClientSession) -> None:
+    await _put(session, hub, "d/empty", b"")
+    async with session.get(f"{hub.url}/torrents/d.torrent", headers=hub.auth("read")) as r:
+        assert r.status == 409

@@ -180,3 +180,25 @@ async def test_hub_seed_and_web_seed_together(tmp_path: Path) -> None:
         await _wait_seeded(url, torrent, 30)
         await asyncio.to_thread(_lt_fetch, torrent, tmp_path / "got", 60)
     assert (tmp_path / "got" / "both.bin").read_bytes() == data
+
+
+@pytest.mark.parametrize("client", ["libtorrent", "aria2c"])
+async def test_folder_from_the_web_seed(tmp_path: Path, client: str) -> None:
+    """A folder's multi-file torrent: the client asks the hub for ``files/FOLDER/PATH``."""
+    files = {"album/one.bin": os.urandom(MIB + 5), "album/cd 2/two.bin": os.urandom(700_000)}
+    data_dir = tmp_path / "hub"
+    data_dir.mkdir()
+    tokens, _ = make_tokens(data_dir)
+    config = HubConfig(data_dir=data_dir, anonymous_read=True, shutdown_timeout=2.0)
+    async with running_hub(config, configure=_tracker) as url:
+        for name, data in files.items():
+            await _put_and_torrent(url, name, data, tokens["write"])
+        async with aiohttp.ClientSession() as s, s.get(f"{url}/torrents/album.torrent") as r:
+            torrent = await r.read()
+        dest = tmp_path / "got"
+        if client == "libtorrent":
+            await asyncio.to_thread(_lt_fetch, torrent, dest, 60)
+        else:
+            await asyncio.to_thread(_aria2_fetch, torrent, dest, tmp_path, 60)
+    for name, data in files.items():
+        assert (dest / name).read_bytes() == data

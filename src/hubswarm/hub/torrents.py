@@ -91,6 +91,36 @@ class PieceCache:
         self.store_sync(info.sha256, pieces.piece_length, data)
         return data
 
+    def _compute_folder_sync(
+        self, key: str, paths: list[Path], infos: list[FileInfo]
+    ) -> bytes | None:
+        """Hash the pieces of the files' concatenation (pieces cross file boundaries); cache
+        them under ``key`` unless a file changed (size or mtime) meanwhile."""
+        total = sum(f.size for f in infos)
+        pieces = PieceHasher(piece_length_for(total))
+        for path, info in zip(paths, infos, strict=True):
+            with path.open("rb") as f:
+                n = 0
+                while block := f.read(_READ):
+                    pieces.update(block)
+                    n += len(block)
+                st = os.fstat(f.fileno())
+            if (n, st.st_mtime_ns) != (info.size, info.mtime_ns):
+                return None
+        data = pieces.pieces()
+        self.store_sync(key, pieces.piece_length, data)
+        return data
+
+    async def folder_pieces(self, paths: list[Path], infos: list[FileInfo]) -> bytes | None:
+        """The pieces of a folder torrent of ``infos`` (in torrent order); None if a file
+        changed while they were hashed. Cached by the files' paths, SHA-256s and sizes."""
+        ident = "\n".join(f"{f.name}\0{f.sha256}\0{f.size}" for f in infos)
+        key = "folder-" + hashlib.sha256(ident.encode()).hexdigest()
+        total = sum(f.size for f in infos)
+        if (cached := await asyncio.to_thread(self.load_sync, key, total)) is not None:
+            return cached
+        return await asyncio.to_thread(self._compute_folder_sync, key, paths, infos)
+
     async def pieces(self, path: Path, info: FileInfo) -> bytes | None:
         """The pieces of ``info`` (cached, or computed in a thread once for all who ask);
         None if the file no longer is ``info``."""
@@ -150,6 +180,15 @@ def _torrent_of(request: web.Request, info: FileInfo, pieces: bytes) -> HubTorre
     )
 
 
+async def _file_torrent(request: web.Request, name: str) -> HubTorrent | None:
+    store = request.app[STORE_KEY]
+    info = await store.info(name)
+    if info.size == 0:
+        raise _HTTPJSONError(409, f"{name} is empty: an empty file cannot be a torrent")
+    pieces = await request.app[PIECES_KEY].pieces(store.path(name), info)
+    return None if pieces is None else _torrent_of(request, info, pieces)
+
+
 def _name_from(request: web.Request) -> str:
     raw = request.rel_url.raw_path
     if not raw.startswith(_PREFIX) or not raw.endswith(_SUFFIX):
@@ -163,24 +202,56 @@ def _name_from(request: web.Request) -> str:
         raise _HTTPJSONError(400, str(exc)) from None
 
 
+async def _folder_torrent(request: web.Request, folder: str) -> HubTorrent | None:
+    """The multi-file torrent of every file below ``folder`` (None if one changed meanwhile).
+
+    Its web seed is the URL of the folder's parent, ending in ``/``: BEP 19 clients append
+    the torrent's name and each file's path. A ``?token=`` cannot ride along there, so a
+    folder's web seed serves only a hub with ``--anonymous-read``.
+    """
+    store = request.app[STORE_KEY]
+    listing = await store.listing(folder)
+    prefix = folder + "/"
+    # BEP 3 order, as maketorrent and libtorrent: by the UTF-8 bytes of each path component.
+    infos = sorted(listing.files, key=lambda f: [p.encode() for p in f.name.split("/")])
+    total = sum(f.size for f in infos)
+    if total == 0:
+        raise _HTTPJSONError(409, f"{folder} holds no bytes: it cannot be a torrent")
+    paths = [store.path(f.name) for f in infos]
+    pieces = await request.app[PIECES_KEY].folder_pieces(paths, infos)
+    if pieces is None:
+        return None
+    base = str(request.url.origin())
+    parent = folder.rsplit("/", 1)[0] + "/" if "/" in folder else ""
+    files = [(f.name[len(prefix) :].split("/"), f.size) for f in infos]
+    return hub_torrent(
+        folder,
+        total,
+        piece_length_for(total),
+        pieces,
+        announce=[f"{base}/announce"] if _has_tracker(request.app) else [],
+        web_seeds=[f"{base}/files/{quote(parent, safe='/')}"],
+        files=files,
+    )
+
+
 async def get_torrent(request: web.Request) -> web.Response:
-    """``GET /torrents/NAME.torrent``: the file's v1 torrent (application/x-bittorrent)."""
+    """``GET /torrents/PATH.torrent``: the v1 torrent of a file (single-file) or of a folder
+    (multi-file), as application/x-bittorrent."""
     await authorize(request, Role.READ)
     name = _name_from(request)
     store = request.app[STORE_KEY]
     try:
-        info = await store.info(name)
+        if await asyncio.to_thread(store.is_folder, name):
+            torrent = await _folder_torrent(request, name)
+        else:
+            torrent = await _file_torrent(request, name)
     except FileNotFoundError:
-        raise _HTTPJSONError(404, f"no such file: {name}") from None
-    if info.size == 0:
-        raise _HTTPJSONError(409, f"{name} is empty: an empty file cannot be a torrent")
-    pieces = await request.app[PIECES_KEY].pieces(store.path(name), info)
-    if pieces is None:
-        raise _HTTPJSONError(503, "the file changed while its torrent was made; try again")
-    try:
-        torrent = _torrent_of(request, info, pieces)
+        raise _HTTPJSONError(404, f"no such file or folder: {name}") from None
     except MetainfoError as exc:
         raise _HTTPJSONError(409, f"{name} cannot be a torrent: {exc}") from None
+    if torrent is None:
+        raise _HTTPJSONError(503, "a file changed while the torrent was made; try again")
     base = name.rsplit("/", 1)[-1]
     return web.Response(
         body=torrent.data,

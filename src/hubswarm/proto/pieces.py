@@ -100,8 +100,10 @@ def hub_torrent(
     announce: Sequence[str] = (),
     web_seeds: Sequence[str] = (),
     created_by: str = "hubswarm hub",
+    files: Sequence[tuple[Sequence[str], int]] | None = None,
 ) -> HubTorrent:
-    """A single-file v1 torrent of ``name`` (its last path segment) from stored piece hashes.
+    """A v1 torrent of ``name`` (its last path segment) from stored piece hashes: single-file
+    of ``size`` bytes, or multi-file with ``files`` (paths relative to the folder, sizes).
 
     No creation date: the same file always gives the same bytes (and ETag-able caching).
 
@@ -111,7 +113,12 @@ def hub_torrent(
     base = name.rsplit("/", 1)[-1]
     if len(pieces) % _HASH_LEN:
         raise MetainfoError("piece hashes are not a multiple of 20 bytes")
-    info = build_info(base, piece_length, pieces, length=size)
+    if files is None:
+        info = build_info(base, piece_length, pieces, length=size)
+    else:
+        if sum(n for _, n in files) != size:
+            raise MetainfoError("the files' sizes do not add up to the size")
+        info = build_info(base, piece_length, pieces, files=files)
     data = build_metainfo(
         info,
         announce_list=list(announce),
