@@ -260,7 +260,7 @@
         ctx.lineWidth = 2;
         ctx.beginPath();
         samples.forEach((s, i) => {
-          const x = (i / (KEEP - 1)) * w;
+          const x = w - ((samples.length - 1 - i) / (KEEP - 1)) * w;  // newest at the right
           const y = h - 4 - (s[k] / peak) * (h - 8);
           if (i === 0) ctx.moveTo(x, y); else ctx.lineTo(x, y);
         });
@@ -284,13 +284,13 @@
     const top = $("#top-downloads");
     top.replaceChildren(...Object.entries(d.downloads).map(([name, n]) => {
       const li = document.createElement("li");
-      li.textContent = name + " — " + n + " downloads";
+      li.textContent = name + " — " + n + (n === 1 ? " download" : " downloads");
       return li;
     }));
     $$("td.swarm").forEach((td) => {
       const n = d.downloads[td.dataset.swarm];
       const span = td.querySelector(".downloads");
-      if (span && n !== undefined) span.textContent = n + " downloads";
+      if (span && n !== undefined) span.textContent = n + (n === 1 ? " download" : " downloads");
     });
     draw();
   }
