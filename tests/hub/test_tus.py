@@ -387,3 +387,16 @@ async def test_tuspy_uploads(hub: Hub, tmp_path: Path, checksum: bool) -> None:
     await asyncio.to_thread(run)
     async with aiohttp.ClientSession() as s:
         assert await stored(s, hub, "from%20tuspy.bin") == data
+
+
+async def test_upload_into_a_folder(hub: Hub, session: aiohttp.ClientSession) -> None:
+    url = await create(session, hub, "deep/er/f.txt", 5)
+    assert (await patch(session, hub, url, 0, b"hello")).status == 204
+    assert await stored(session, hub, "deep/er/f.txt") == b"hello"
+    # A file where the path needs a folder: refused at creation, before any byte is sent.
+    headers = h(hub, **{"Upload-Length": "1", "Upload-Metadata": meta("deep/er/f.txt/x")})
+    async with session.post(f"{hub.url}/uploads/", headers=headers) as r:
+        assert r.status == 409
+    headers = h(hub, **{"Upload-Length": "1", "Upload-Metadata": meta("deep/er")})
+    async with session.post(f"{hub.url}/uploads/", headers=headers) as r:
+        assert r.status == 409

@@ -176,3 +176,17 @@ async def test_killed_cli_put_resumes(tmp_path: Path) -> None:
         total = await _received(hub)
         assert await _stored(hub, "k.bin") == src.read_bytes()
     assert total <= size + MIB  # the kept bytes were not sent again
+
+
+@pytest.mark.parametrize(
+    ("url", "uploads", "name"),
+    [
+        ("http://h:1/files/a%20b", "http://h:1/uploads/", "a b"),
+        ("http://h:1/files/x/files/y", "http://h:1/uploads/", "x/files/y"),
+        ("https://h/pre/files/c?token=t", "https://h/pre/uploads/", "c"),
+    ],
+)
+def test_uploads_url_and_name(url: str, uploads: str, name: str) -> None:
+    from hubswarm.hub.tus_client import _split
+
+    assert _split(url) == (uploads, name)

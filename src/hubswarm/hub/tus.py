@@ -272,6 +272,13 @@ def _target(meta: dict[str, bytes]) -> tuple[str, str | None]:
     return name, text
 
 
+def _conflicts(store: FileStore, name: str) -> bool:
+    """Is ``name`` a folder, or below a file (blocking)?"""
+    parts = name.split("/")
+    ancestors = ("/".join(parts[:i]) for i in range(1, len(parts)))
+    return store.path(name).is_dir() or any(store.path(a).is_file() for a in ancestors)
+
+
 async def create(request: web.Request) -> web.Response:
     """``POST /uploads/``: a new upload of ``Upload-Length`` bytes to ``filename``."""
     await _start(request)
@@ -283,6 +290,9 @@ async def create(request: web.Request) -> web.Response:
     if length > config.max_upload:
         raise _HTTPJSONError(413, f"upload larger than {config.max_upload} bytes")
     name, sha = _target(proto.parse_metadata(request.headers.get("Upload-Metadata")))
+    if await asyncio.to_thread(_conflicts, uploads.store, name):
+        # Found now rather than when the last byte is in (the landing would refuse it too).
+        raise _HTTPJSONError(409, f"{name} would replace a folder or sit below a file")
     if len(uploads.uploads) >= TUS_MAX_UPLOADS:
         raise _HTTPJSONError(503, "too many uploads in progress", headers={"Retry-After": "60"})
     up = _Upload(

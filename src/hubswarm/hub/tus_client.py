@@ -57,7 +57,7 @@ def _split(file_url: str) -> tuple[str, str]:
     """``http://h/files/a%20b`` -> (``http://h/uploads/``, ``a b``)."""
     parsed = parse_url(file_url)
     path = parsed.raw_path
-    cut = path.rfind("/files/")
+    cut = path.find("/files/")  # the first: a folder may be named "files" too
     base = parsed.with_path(path[:cut] + "/uploads/", encoded=True).with_query(None)
     name = URL.build(path=path[cut + len("/files/") :], encoded=True).path
     return str(base), name
