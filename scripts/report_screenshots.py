@@ -19,11 +19,8 @@ def main(folder: Path, out: Path) -> None:
     from selenium.webdriver.common.by import By
 
     out.mkdir(parents=True, exist_ok=True)
-    with chromium(width=1360, height=900) as driver:
+    with chromium(width=1360, height=2600) as driver:
         driver.get((folder / "report.html").resolve().as_uri())
-        driver.find_element(By.XPATH, "//h2[.='The answer']/..").screenshot(
-            str(out / "report-page.png")
-        )
         driver.find_element(By.TAG_NAME, "img").screenshot(str(out / "report-headline.png"))
         driver.find_element(By.CSS_SELECTOR, "table.compare").screenshot(
             str(out / "report-table.png")

@@ -321,8 +321,13 @@ def _time_lines(ax: Any, runs: Sequence[RunResult], suffix: str = "") -> None:
     ax.plot(ns, [first[n].bound_p2p for n in ns], ":", color="tab:orange", label="D_p2p bound")
     if ns[-1] >= LOG_AXES_SPAN * ns[0]:
         # N over decades: N F / u_s is a straight line of slope 1, D_p2p flat.
+        from matplotlib.ticker import NullFormatter, ScalarFormatter
+
         ax.set_xscale("log")
         ax.set_yscale("log")
+        for axis in (ax.xaxis, ax.yaxis):
+            axis.set_major_formatter(ScalarFormatter())
+            axis.set_minor_formatter(NullFormatter())
 
 
 def _headline_time(ax: Any, runs: Sequence[RunResult]) -> None:
@@ -332,7 +337,8 @@ def _headline_time(ax: Any, runs: Sequence[RunResult]) -> None:
 
 
 def _headline_bytes(ax: Any, runs: Sequence[RunResult]) -> None:
-    runs = [r for r in runs if r.server_bytes_sent is not None]
+    # A run where no client received anything (it could not start) has no cost to show.
+    runs = [r for r in runs if r.server_bytes_sent is not None and summarize(r).completed]
     for arch in _arches(runs):
         pts = sorted(
             (r.n, (r.server_bytes_sent or 0) / r.file_size) for r in runs if r.architecture == arch

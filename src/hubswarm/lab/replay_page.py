@@ -67,10 +67,11 @@ def default_group(found: Sequence[Group]) -> int:
     for g in found:
         sweeps.setdefault(g.runs[0].scenario, set()).add(g.runs[0].n)
 
-    def rank(i: int) -> tuple[bool, int, int]:
+    def rank(i: int) -> tuple[bool, bool, int, int]:
         g = found[i]
         both = len({r.architecture for r in g.runs}) > 1
-        return both, len(sweeps[g.runs[0].scenario]), g.runs[0].n
+        done = all(any(c.complete for c in r.clients) for r in g.runs)
+        return done, both, len(sweeps[g.runs[0].scenario]), g.runs[0].n
 
     return max(range(len(found)), key=rank)
 
