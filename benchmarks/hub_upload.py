@@ -32,9 +32,15 @@ _NO_PIECES = (
 )
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` (all its threads), from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @contextlib.contextmanager
-def hub(data: Path, pieces: bool) -> Iterator[str]:
-    """A hub process on 127.0.0.1; yields its URL; stopped by its PID."""
+def hub(data: Path, pieces: bool) -> Iterator[tuple[str, int]]:
+    """A hub process on 127.0.0.1; yields its URL and PID; stopped by its PID."""
     data.mkdir(parents=True)
     prog = ["-m", "hubswarm"] if pieces else ["-c", _NO_PIECES]
     args = ["hub", "serve", "--data", str(data), "--port", "0", "--no-tracker"]
@@ -47,7 +53,7 @@ def hub(data: Path, pieces: bool) -> Iterator[str]:
         match = re.search(r"on (http://\S+)", line)
         if match is None:
             raise SystemExit(f"hub did not start: {line!r}")
-        yield match.group(1)
+        yield match.group(1), proc.pid
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -129,24 +135,36 @@ def main() -> int:
                 f.write(os.urandom(MIB))
         hubs = {"reference (no pieces)": root / "ref", "with pieces": root / "new"}
         times: dict[tuple[str, str], list[float]] = {}
+        cpu: dict[tuple[str, str], list[float]] = {}
         with contextlib.ExitStack() as stack:
-            urls = {}
+            urls, pids = {}, {}
             for label, data in hubs.items():
-                urls[label] = stack.enter_context(hub(data, pieces=label == "with pieces"))
+                urls[label], pids[label] = stack.enter_context(
+                    hub(data, pieces=label == "with pieces")
+                )
             tokens = {label: token(data) for label, data in hubs.items()}
             for i in range(args.repeat):
                 for label in hubs:  # alternate, so drift in the machine's load hits both
-                    t = curl_put(urls[label], tokens[label], src, f"c{i}.bin")
-                    times.setdefault(("curl -T (PUT)", label), []).append(t)
-                    t = tus_put(urls[label], tokens[label], src, root / "cache")
-                    times.setdefault(("hubswarm put (tus)", label), []).append(t)
-        print(f"upload of {size // MIB} MiB, median of {args.repeat}, MB/s (10^6 bytes/s):")
+                    for how in ("curl -T (PUT)", "hubswarm put (tus)"):
+                        used = cpu_seconds(pids[label])
+                        if how.startswith("curl"):
+                            t = curl_put(urls[label], tokens[label], src, f"c{i}.bin")
+                        else:
+                            t = tus_put(urls[label], tokens[label], src, root / "cache")
+                        times.setdefault((how, label), []).append(t)
+                        cpu.setdefault((how, label), []).append(cpu_seconds(pids[label]) - used)
+        print(f"upload of {size // MIB} MiB, median of {args.repeat}:")
+        print("  wall: MB/s (10^6 bytes/s); hub CPU: seconds (all threads) per GiB received")
         for how in ("curl -T (PUT)", "hubswarm put (tus)"):
             ref = statistics.median(times[(how, "reference (no pieces)")])
             new = statistics.median(times[(how, "with pieces")])
+            gib = size / (1 << 30)
+            ref_cpu = statistics.median(cpu[(how, "reference (no pieces)")]) / gib
+            new_cpu = statistics.median(cpu[(how, "with pieces")]) / gib
             print(
-                f"  {how:20s} reference {size / ref / 1e6:7.1f}   with pieces "
-                f"{size / new / 1e6:7.1f}   ratio {ref / new:.3f}"
+                f"  {how:20s} wall: reference {size / ref / 1e6:7.1f}  with pieces "
+                f"{size / new / 1e6:7.1f}  ratio {ref / new:.3f}   hub CPU: reference "
+                f"{ref_cpu:5.2f}  with pieces {new_cpu:5.2f}  ratio {new_cpu / ref_cpu:.2f}"
             )
     return 0
 

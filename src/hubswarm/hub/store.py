@@ -172,7 +172,14 @@ class _PartialFile:
         # The torrent's SHA-1 piece hashes of the same bytes (hub.torrents stores them),
         # fed by FileStore._write in a second thread beside ``write``.
         self.pieces = pieces
+        self.pieces_job: asyncio.Future[None] | None = None
         self.size = 0
+
+    async def pieces_done(self) -> None:
+        """Wait for the batch the piece hasher is on (if any)."""
+        if self.pieces_job is not None:
+            job, self.pieces_job = self.pieces_job, None
+            await job
 
     def write(self, data: bytes) -> None:
         # hashlib releases the GIL for large buffers, so hashing here runs beside the loop.
@@ -273,6 +280,7 @@ class FileStore:
                     pending_len = 0
             if pending_len:
                 await self._write(part, b"".join(pending), name)
+            await part.pieces_done()
             try:
                 digest = await asyncio.to_thread(part.finish)
             except OSError as exc:
@@ -288,22 +296,21 @@ class FileStore:
             if not committed:
                 # Runs on cancellation too; discard is quick and must not be skipped.
                 part.discard()
+                if part.pieces_job is not None:
+                    # Hashing in a thread cannot be stopped; it ends soon, unawaited.
+                    part.pieces_job.add_done_callback(lambda f: f.cancelled() or f.exception())
 
     async def _write(self, part: _PartialFile, data: bytes, name: str) -> None:
         try:
             if part.pieces is None:
                 await asyncio.to_thread(part.write, data)
                 return
-            # SHA-1 in a thread of its own: on two cores it overlaps the SHA-256 and the copy
-            # into the page cache instead of adding to them (hashlib drops the GIL).
-            done = await asyncio.gather(
-                asyncio.to_thread(part.write, data),
-                asyncio.to_thread(part.pieces.update, data),
-                return_exceptions=True,
-            )
-            for result in done:
-                if isinstance(result, BaseException):
-                    raise result
+            # SHA-1 in a thread of its own, one batch behind: it overlaps the SHA-256, the copy
+            # into the page cache and the next network read instead of adding to them
+            # (hashlib drops the GIL). Batches stay in order; one is in flight at most.
+            await part.pieces_done()
+            part.pieces_job = asyncio.ensure_future(asyncio.to_thread(part.pieces.update, data))
+            await asyncio.to_thread(part.write, data)
         except OSError as exc:
             raise self._translate(exc, name) from exc
 
