@@ -25,6 +25,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from hubswarm.hub.auth import Role, TokenStore
+
 MIB = 1024 * 1024
 _NO_PIECES = (
     "import sys, hubswarm.hub.torrents as t; t.hasher_for = lambda size: None; "
@@ -64,24 +66,8 @@ def hub(data: Path, pieces: bool) -> Iterator[tuple[str, int]]:
 
 
 def token(data: Path) -> str:
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "hubswarm",
-            "hub",
-            "token",
-            "create",
-            "--data",
-            str(data),
-            "--role",
-            "write",
-        ],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    return out.stdout.strip()
+    """A write token of the hub at ``data``."""
+    return TokenStore(data).create(Role.WRITE)[1]
 
 
 def curl_put(url: str, tok: str, src: Path, name: str) -> float:

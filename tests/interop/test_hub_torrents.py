@@ -6,12 +6,9 @@ from __future__ import annotations
 import asyncio
 import io
 import os
-import re
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from urllib.parse import quote_from_bytes
 
@@ -25,7 +22,8 @@ from hubswarm.proto import bencode
 from hubswarm.proto.metainfo import build_metainfo, parse_metainfo
 
 from ..hub.conftest import make_tokens
-from .peers import aria2c, lt_peer, stopped_by_pid
+from ..hub.test_curl import hub_process
+from .peers import aria2c, lt_peer
 
 pytestmark = pytest.mark.interop
 
@@ -104,51 +102,19 @@ async def test_web_seed_only(tmp_path: Path, client: str) -> None:
     assert (dest / "web seed.bin").read_bytes() == data
 
 
-@contextmanager
-def _seeding_hub(tmp_path: Path) -> Iterator[tuple[str, str]]:
-    """``hubswarm hub serve --seed`` (a process, stopped by PID); yields (URL, write token)."""
+@asynccontextmanager
+async def _seeding_hub(tmp_path: Path) -> AsyncIterator[tuple[str, str]]:
+    """``hubswarm hub serve --seed`` (a process); yields (URL, write token)."""
     data_dir = tmp_path / "hub"
-    token = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "hubswarm",
-            "hub",
-            "token",
-            "create",
-            "--data",
-            str(data_dir),
-            "--role",
-            "write",
-        ],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
-    cmd = [
-        sys.executable,
-        "-m",
-        "hubswarm",
-        "hub",
-        "serve",
-        "--data",
-        str(data_dir),
-        "--port",
-        "0",
-        "--anonymous-read",
-        "--seed",
-        "--tracker-interval",
-        "1",
-    ]
-    with stopped_by_pid(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True) as p:
-        assert p.stdout is not None
-        with p.stdout:
-            url_line = p.stdout.readline()
-            seed_line = p.stdout.readline()
-            match = re.search(r"on (http://\S+)", url_line)
-            assert match, url_line
-            assert "seeding every file from 127.0.0.1:" in seed_line, seed_line
-            yield match.group(1), token
+    data_dir.mkdir()
+    tokens, _ = make_tokens(data_dir)
+    extra = ["--anonymous-read", "--seed", "--tracker-interval", "1"]
+    async with hub_process(data_dir, extra) as (proc, url):
+        assert proc.stdout is not None
+        async with asyncio.timeout(20):
+            seed_line = (await proc.stdout.readline()).decode()
+        assert "seeding every file from 127.0.0.1:" in seed_line, seed_line
+        yield url, tokens["write"]
 
 
 @pytest.mark.slow
@@ -157,7 +123,7 @@ async def test_hub_seed_serves_over_bittorrent(tmp_path: Path, client: str) -> N
     """``--seed``: with the web seed taken out of the torrent, the bytes can only come from the
     hub's peer (found through the hub's tracker); a file uploaded after start is picked up."""
     data = os.urandom(2 * MIB + 77)
-    with _seeding_hub(tmp_path) as (url, token):
+    async with _seeding_hub(tmp_path) as (url, token):
         torrent = _without_web_seed(await _put_and_torrent(url, "p2p.bin", data, token))
         assert parse_metainfo(torrent).trackers == [f"{url}/announce"]
         await _wait_seeded(url, torrent, 30)  # picked up by the scan after the upload
@@ -175,7 +141,7 @@ async def test_hub_seed_serves_over_bittorrent(tmp_path: Path, client: str) -> N
 async def test_hub_seed_and_web_seed_together(tmp_path: Path) -> None:
     """The torrent as served (web seed and tracker): libtorrent completes from both."""
     data = os.urandom(4 * MIB)
-    with _seeding_hub(tmp_path) as (url, token):
+    async with _seeding_hub(tmp_path) as (url, token):
         torrent = await _put_and_torrent(url, "both.bin", data, token)
         await _wait_seeded(url, torrent, 30)
         await asyncio.to_thread(_lt_fetch, torrent, tmp_path / "got", 60)
