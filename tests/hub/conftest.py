@@ -13,6 +13,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+import trustme
 
 from hubswarm.hub.app import HubConfig
 from hubswarm.hub.auth import Role, TokenStore
@@ -107,3 +108,14 @@ def sha256_file(path: Path) -> str:
         while block := f.read(1 << 20):
             h.update(block)
     return h.hexdigest()
+
+
+def tls_contexts() -> tuple[ssl.SSLContext, ssl.SSLContext]:
+    """(server, client) TLS contexts for 127.0.0.1 from a throwaway trustme CA."""
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1")
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    cert.configure_cert(server_ctx)
+    client_ctx = ssl.create_default_context()
+    ca.configure_trust(client_ctx)
+    return server_ctx, client_ctx

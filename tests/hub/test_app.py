@@ -10,7 +10,6 @@ import hashlib
 import io
 import os
 import socket
-import ssl
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -19,13 +18,12 @@ from urllib.parse import quote
 
 import aiohttp
 import pytest
-import trustme
 from yarl import URL
 
 from hubswarm.hub import store as store_mod
 from hubswarm.hub.app import if_range_matches
 
-from .conftest import Hub, HubFactory, sha256_file, write_pattern_file
+from .conftest import Hub, HubFactory, sha256_file, tls_contexts, write_pattern_file
 
 MIB = 1 << 20
 
@@ -435,12 +433,7 @@ async def test_delete_list_html_stats_and_errors(hub: Hub, session: aiohttp.Clie
 
 
 async def test_tls_round_trip(make_hub: HubFactory, tmp_path: Path) -> None:
-    ca = trustme.CA()
-    cert = ca.issue_cert("127.0.0.1")
-    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    cert.configure_cert(server_ctx)
-    client_ctx = ssl.create_default_context()
-    ca.configure_trust(client_ctx)
+    server_ctx, client_ctx = tls_contexts()
     data = os.urandom(200_000)
     async with (
         make_hub(ssl_context=server_ctx) as hub,

@@ -5,20 +5,27 @@ from __future__ import annotations
 import json
 import logging
 import re
-import ssl
 from http.cookies import SimpleCookie
 from pathlib import Path
 
 import aiohttp
 import pytest
-import trustme
 from hypothesis import given
 from hypothesis import strategies as st
 
 from hubswarm.hub.page import _safe_next, breadcrumbs, human_size
 from hubswarm.hub.sessions import COOKIE, SessionStore
 
-from .conftest import Hub, HubFactory
+from .conftest import Hub, HubFactory, tls_contexts
+
+
+async def _page(session: aiohttp.ClientSession, hub: Hub, cookie: str, path: str = "/files") -> str:
+    """The HTML page at ``path`` as the browser with ``cookie`` sees it."""
+    async with session.get(
+        f"{hub.url}{path}", headers={"Cookie": cookie, "Accept": "text/html"}
+    ) as r:
+        assert r.status == 200
+        return await r.text()
 
 
 async def _sign_in(session: aiohttp.ClientSession, hub: Hub, role: str) -> tuple[str, str]:
@@ -32,11 +39,7 @@ async def _sign_in(session: aiohttp.ClientSession, hub: Hub, role: str) -> tuple
         assert r.headers["Location"] == "/files"
         morsel = SimpleCookie(r.headers["Set-Cookie"])[COOKIE]
     cookie = f"{COOKIE}={morsel.value}"
-    async with session.get(
-        f"{hub.url}/files", headers={"Cookie": cookie, "Accept": "text/html"}
-    ) as r:
-        assert r.status == 200
-        page = await r.text()
+    page = await _page(session, hub, cookie)
     match = re.search(r'name="csrf-token" content="([^"]+)"', page)
     assert match is not None
     return cookie, match.group(1)
@@ -94,10 +97,7 @@ async def test_read_role_page_has_no_controls_and_server_refuses(
     async with session.put(f"{hub.url}/files/a.txt", data=b"a", headers=hub.auth("write")) as r:
         assert r.status == 201
     cookie, csrf = await _sign_in(session, hub, "read")
-    async with session.get(
-        f"{hub.url}/files", headers={"Cookie": cookie, "Accept": "text/html"}
-    ) as r:
-        page = await r.text()
+    page = await _page(session, hub, cookie)
     assert "a.txt" in page
     assert 'id="pick-files"' not in page
     assert 'class="delete"' not in page
@@ -106,10 +106,7 @@ async def test_read_role_page_has_no_controls_and_server_refuses(
     ) as r:
         assert r.status == 403
     cookie_w, _ = await _sign_in(session, hub, "write")
-    async with session.get(
-        f"{hub.url}/files", headers={"Cookie": cookie_w, "Accept": "text/html"}
-    ) as r:
-        page = await r.text()
+    page = await _page(session, hub, cookie_w)
     assert 'id="pick-files"' in page
     assert 'class="delete"' in page
 
@@ -172,6 +169,38 @@ async def test_revoked_token_ends_its_sessions_and_sign_out(
         assert r.headers["Location"].startswith("/signin?next=")
 
 
+async def test_sign_in_from_another_site_is_refused(
+    hub: Hub, session: aiohttp.ClientSession
+) -> None:
+    form = {"token": hub.tokens["read"]}
+    async with session.post(
+        f"{hub.url}/signin", data=form, headers={"Origin": "http://evil.example"}
+    ) as r:
+        assert r.status == 403
+        assert "Set-Cookie" not in r.headers
+    origin = hub.url  # the page's own origin is fine
+    async with session.post(
+        f"{hub.url}/signin", data=form, headers={"Origin": origin}, allow_redirects=False
+    ) as r:
+        assert r.status == 303
+
+
+async def test_page_links_torrents_of_files_in_folders(
+    hub: Hub, session: aiohttp.ClientSession
+) -> None:
+    async with session.put(f"{hub.url}/files/d/t.bin", data=b"t" * 5000, headers=hub.auth()) as r:
+        assert r.status == 201
+    cookie, _ = await _sign_in(session, hub, "read")
+    page = await _page(session, hub, cookie, "/files/d/")
+    match = re.search(r'class="torrent" href="([^"]+)"', page)
+    assert match is not None
+    assert match.group(1) == "/torrents/d/t.bin.torrent"
+    assert 'class="magnet" href="magnet:?xt=urn:btih:' in page
+    async with session.get(f"{hub.url}{match.group(1)}", headers={"Cookie": cookie}) as r:
+        assert r.status == 200
+        assert r.headers["Content-Type"] == "application/x-bittorrent"
+
+
 async def test_token_link_becomes_a_session_and_leaves_the_address(
     hub: Hub, session: aiohttp.ClientSession
 ) -> None:
@@ -206,12 +235,7 @@ async def test_tokens_never_reach_the_access_log(
 
 
 async def test_sign_in_under_tls_sets_secure(make_hub: HubFactory, tmp_path: Path) -> None:
-    ca = trustme.CA()
-    cert = ca.issue_cert("127.0.0.1")
-    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    cert.configure_cert(server_ctx)
-    client_ctx = ssl.create_default_context()
-    ca.configure_trust(client_ctx)
+    server_ctx, client_ctx = tls_contexts()
     async with (
         make_hub(ssl_context=server_ctx) as hub,
         aiohttp.ClientSession() as s,

@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import aiohttp_jinja2
 import jinja2
@@ -49,7 +49,8 @@ CSP = (
 _PAGE_HEADERS = {
     "Content-Security-Policy": CSP,
     "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
+    # Not "no-referrer": with it Chromium sends "Origin: null" on our own sign-in form.
+    "Referrer-Policy": "same-origin",
     "Cache-Control": "no-store",
 }
 # A sign-in form field longer than this is not a token (ours are 43 characters).
@@ -129,7 +130,7 @@ async def render_listing(
     if "token" in request.query and record is not None:
         # A link with ?token=: open a session and drop the token from the address bar.
         token = request.query["token"]
-        return _signed_in(request, token, request.rel_url.with_query(None).path)
+        return _signed_in(request, token, request.rel_url.raw_path)
     sessions = request.app[SESSIONS_KEY]
     session = sessions.get(request.cookies.get(COOKIE), request.app[CLOCK_KEY].now())
     stats = request.app[STATS_KEY]
@@ -210,7 +211,14 @@ async def signin_form(request: web.Request) -> web.Response:
 
 
 async def signin(request: web.Request) -> web.StreamResponse:
-    """``POST /signin`` (form: token, next): a valid token becomes a session cookie."""
+    """``POST /signin`` (form: token, next): a valid token becomes a session cookie.
+
+    A form posted from another site's page is refused (its ``Origin`` names that site), so no
+    one can sign a visitor in with a token of theirs.
+    """
+    origin = request.headers.get(hdrs.ORIGIN)
+    if origin is not None and urlsplit(origin).netloc != request.host:
+        raise _HTTPJSONError(403, "sign-in from another site's page")
     form = await request.post()
     token = str(form.get("token", "")).strip()
     target = _safe_next(str(form.get("next", "")))
