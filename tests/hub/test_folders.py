@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import aiohttp
+import pytest
 from yarl import URL
+
+from hubswarm.errors import UnsafePathError
+from hubswarm.hub.store import FileStore, FolderInfo
 
 from .conftest import Hub
 
@@ -105,3 +111,27 @@ async def test_bad_folder_paths_are_400(hub: Hub, session: aiohttp.ClientSession
         assert status in (400, 404), path
         assert body["status"] == status
     assert list((hub.data_dir / "files").iterdir()) == []
+
+
+def test_store_listing_skips_symlinked_folders_and_hidden_names(tmp_path: Path) -> None:
+    store = FileStore(tmp_path / "data")
+    store.prepare()
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret").write_bytes(b"s")
+    (store.files_dir / "link").symlink_to(outside, target_is_directory=True)
+    (store.files_dir / "ok").mkdir()
+    (store.files_dir / "ok" / "f").write_bytes(b"f")
+    (store.files_dir / "ok" / ".hidden").write_bytes(b"h")
+    (store.files_dir / "ok" / "bad\nname").write_bytes(b"b")
+    listing = store.listing_sync("")
+    assert [f.name for f in listing.files] == ["ok/f"]
+    assert listing.folders == [FolderInfo("ok", 1, 1)]
+    assert listing.direct_files() == []
+    assert not store.is_folder("link")
+    with pytest.raises(FileNotFoundError):
+        store.listing_sync("link")
+    with pytest.raises(FileNotFoundError):
+        store.listing_sync("ok/f")
+    with pytest.raises(UnsafePathError):
+        store.listing_sync("../outside")
