@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
@@ -316,3 +317,20 @@ def test_session_store_expiry_cap_and_revocation() -> None:
     assert store.get(c, 4.0) is None
     assert store.get(d, 4.0) is not None
     assert store.get("", 4.0) is None
+
+
+async def test_open_event_streams_end_when_the_hub_stops(make_hub: HubFactory) -> None:
+    # With a 30 s grace period, a stream that ignored shutdown would hold the hub for 30 s.
+    async with aiohttp.ClientSession() as s:
+        hub_cm = make_hub(shutdown_timeout=30.0)
+        hub = await hub_cm.__aenter__()
+        try:
+            r = await s.get(f"{hub.url}/events", headers=hub.auth("read"))
+            assert (await r.content.readline()).startswith(b"retry:")
+        finally:
+            async with asyncio.timeout(10):
+                await hub_cm.__aexit__(None, None, None)
+        async with asyncio.timeout(10):
+            rest = await r.read()
+        assert rest.count(b"data: ") <= 2
+        r.release()
