@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import random
 import shutil
 import signal
 import socket
@@ -30,11 +31,29 @@ except ImportError as exc:  # pragma: no cover - install.sh --test installs it
     ) from exc
 
 
+# Below Linux's ephemeral range (32768-60999): no connect or port-0 bind of another peer in
+# the test can take the port between this choice and the client's own bind.
+_FIXED_PORTS = range(20000, 32000)
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that was free a moment ago on ``host`` (127.0.0.1 or ::1)."""
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
+    """A port free on TCP and UDP a moment ago on ``host`` (127.0.0.1 or ::1), chosen outside
+    the ephemeral range so the kernel hands it to nobody else meanwhile."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    rng = random.Random()
+    for _ in range(200):
+        port = rng.choice(_FIXED_PORTS)
+        try:
+            with (
+                socket.socket(family, socket.SOCK_STREAM) as tcp,
+                socket.socket(family, socket.SOCK_DGRAM) as udp,
+            ):
+                tcp.bind((host, port))
+                udp.bind((host, port))
+        except OSError:
+            continue
+        return port
+    raise AssertionError(f"no free port in {_FIXED_PORTS} on {host}")
 
 
 @contextlib.asynccontextmanager
