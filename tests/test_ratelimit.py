@@ -9,7 +9,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hubswarm.ratelimit import MinProgress, RateLimiter, RateMeter, TokenBucket
+from hubswarm.ratelimit import (
+    KeyedBuckets,
+    MinProgress,
+    RateLimiter,
+    RateMeter,
+    TokenBucket,
+    address_key,
+)
 
 
 class FakeClock:
@@ -216,3 +223,32 @@ def test_min_progress_zero_disables() -> None:
     g = MinProgress(0, 1.0, now=0.0)
     assert g.time_left(0.0) == float("inf")
     assert g.check(1e9)
+
+
+def test_keyed_buckets_budget_each_key_and_stay_bounded() -> None:
+    budgets = KeyedBuckets(rate=2.0, burst=3, max_keys=4)
+    assert [budgets.allow("a", 0.0) for _ in range(4)] == [True, True, True, False]
+    assert budgets.retry_after("a", 0.0) == pytest.approx(0.5)
+    assert budgets.allow("b", 0.0)  # another key has its own budget
+    assert budgets.allow("a", 0.5)
+    assert not budgets.allow("a", 0.5)
+    for i in range(100):
+        budgets.allow(f"k{i}", 1.0)
+    assert len(budgets) == 4
+    assert budgets.retry_after("never seen", 1.0) == 0.0
+    with pytest.raises(ValueError, match="rate"):
+        KeyedBuckets(rate=0.0, burst=1, max_keys=1)
+
+
+@pytest.mark.parametrize(
+    ("ip", "key"),
+    [
+        ("10.0.0.1", "10.0.0.1"),
+        ("::ffff:10.0.0.1", "10.0.0.1"),
+        ("2001:db8::1", "2001:db8::/64"),
+        ("2001:db8::ffff:1:2", "2001:db8::/64"),
+        ("not an address", "not an address"),
+    ],
+)
+def test_address_key_is_the_ipv4_address_or_the_ipv6_slash_64(ip: str, key: str) -> None:
+    assert address_key(ip) == key

@@ -113,6 +113,19 @@ TRACKER_MAX_SCRAPE = 32
 TRACKER_MAX_SWARMS = 100_000
 TRACKER_MAX_PEERS_PER_SWARM = 1_000
 TRACKER_MAX_PEERS_TOTAL = 1_000_000
+# Announces one address may make per re-announce interval (a token bucket of this burst
+# refilled over one interval): a seedbox with a thousand torrents fits, and since a record
+# lives two intervals, one address holds at most ~2,000 records whatever the interval (the
+# lab's 2 s interval then allows 500 announces/s: 33 peers on 127.0.0.1 use 17). Over it:
+# a failure reason (BEP 3) or a BEP 15 error, nothing stored.
+TRACKER_ANNOUNCES_PER_ADDRESS = 1_000
+# Addresses whose budgets are remembered (least recently seen forgotten; a forgotten one
+# had usually refilled anyway): ~200 bytes each.
+TRACKER_BUDGET_ADDRESSES = 65_536
+# UDP connects (BEP 15) per source address: a client needs one a minute per tracker; a NAT
+# of a few hundred clients fits. The excess is dropped unanswered (sources may be spoofed).
+TRACKER_UDP_CONNECTS_PER_SECOND = 10.0
+TRACKER_UDP_CONNECT_BURST = 100
 # The lab wants quick re-announces; BEP 3 gives no floor, libtorrent honours min interval.
 TRACKER_LAB_INTERVAL = 10
 # libtorrent's tracker_completion_timeout is 30 s: a tracker slower than that is down.
@@ -206,6 +219,10 @@ DHT_LOOKUP_MAX_ROUNDS = 32
 # per info-hash at 500 and all stored peers at 50,000 (~10 MB).
 DHT_MAX_PEERS_PER_HASH = 500
 DHT_MAX_PEERS_TOTAL = 50_000
+# Announces stored from one IP (its oldest dropped first): one full swarm's worth, so a lab
+# with every peer on one address fits, while one address flooding announces for many
+# info-hashes holds at most 1 % of the store (tokens bind announces to real IPs).
+DHT_MAX_PEERS_PER_IP = DHT_MAX_PEERS_PER_HASH
 # Peers returned in one get_peers response: 100 would not fit in 1500 bytes with the rest;
 # libtorrent's dht_max_peers_reply is 100, 50 peers = 400 bytes.
 DHT_MAX_PEERS_REPLY = 50

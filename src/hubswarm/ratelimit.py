@@ -13,12 +13,16 @@ not hold global bandwidth hostage). A rate of 0 or None means unlimited.
 
 ``RateMeter`` is the matching pure measurement: bytes per second over a sliding window,
 for ``PeerStats.download_rate``/``upload_rate`` and ``request_queue_depth``.
+
+``KeyedBuckets`` is a bounded table of buckets, one per key (a source address): the DHT's
+per-IP query budget and the tracker's per-address announce and connect budgets.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections import deque
+import ipaddress
+from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable
 
 from hubswarm.clock import Clock
@@ -235,3 +239,69 @@ class MinProgress:
             self._window_at += self.interval
             self._bytes = 0
         return True
+
+
+# IPv6 budgets are kept per /64: one subscriber usually holds a whole /64 (RFC 6177), so a
+# key per address would give one host 2**64 fresh budgets.
+_IPV6_BUDGET_PREFIX = 64
+
+
+def address_key(ip: str) -> str:
+    """The budget key of a source address: the IPv4 address itself (IPv4-mapped IPv6
+    included), an IPv6 address's /64; text that is no address is its own key."""
+    try:
+        addr = ipaddress.ip_address(ip)
+    except ValueError:
+        return ip
+    if isinstance(addr, ipaddress.IPv6Address):
+        if addr.ipv4_mapped is not None:
+            return str(addr.ipv4_mapped)
+        return str(ipaddress.IPv6Network((addr, _IPV6_BUDGET_PREFIX), strict=False))
+    return str(addr)
+
+
+class KeyedBuckets:
+    """Pure per-key budgets: a :class:`TokenBucket` of ``rate`` and ``burst`` per key, one
+    token per event; the table holds at most ``max_keys`` keys, least recently seen
+    forgotten first.
+
+    Forgetting a key whose bucket has refilled (not seen for ``burst / rate`` seconds) loses
+    nothing; with more busy keys than ``max_keys`` a forgotten key starts again full, so a
+    source needs ``max_keys`` other addresses to wash its own budget.
+    """
+
+    __slots__ = ("_buckets", "burst", "max_keys", "rate")
+
+    def __init__(self, rate: float, burst: float, max_keys: int) -> None:
+        # A rate of 0 would mean "unlimited" to TokenBucket: refuse it rather than guess.
+        if rate <= 0 or burst < 1 or max_keys < 1:
+            raise ValueError("need rate > 0, burst >= 1 and max_keys >= 1")
+        self.rate = rate
+        self.burst = burst
+        self.max_keys = max_keys
+        self._buckets: OrderedDict[str, TokenBucket] = OrderedDict()
+
+    def allow(self, key: str, now: float, cost: int = 1) -> bool:
+        """Spend ``cost`` tokens of ``key``'s bucket; False (nothing spent) if it has fewer."""
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            bucket = TokenBucket(self.rate, self.burst, now)
+            self._buckets[key] = bucket
+            while len(self._buckets) > self.max_keys:
+                self._buckets.popitem(last=False)
+        else:
+            self._buckets.move_to_end(key)
+        if bucket.tokens(now) < cost:
+            return False
+        bucket.consume(cost, now)  # never into debt: the tokens were there
+        return True
+
+    def retry_after(self, key: str, now: float, cost: int = 1) -> float:
+        """Seconds until ``key`` may spend ``cost`` again (0 if it may now)."""
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            return 0.0
+        return max(cost - bucket.tokens(now), 0.0) / self.rate
+
+    def __len__(self) -> int:
+        return len(self._buckets)

@@ -18,9 +18,10 @@ from hubswarm import vtime
 from hubswarm.limits import DHT_REANNOUNCE_AFTER, DHT_TOKEN_ROTATE
 from hubswarm.memnet import MemoryNetwork
 from hubswarm.proto import krpc
-from hubswarm.proto.krpc import CompactNode, Ping, Query
+from hubswarm.proto.krpc import AnnouncePeer, CompactNode, GetPeers, Ping, Query
 from hubswarm.swarm.dht.node import DEFAULT_MAINTENANCE_INTERVAL, DHTNode
-from tests.swarm.dht.netutil import memory_node, raw_socket
+from hubswarm.swarm.dht.peerstore import PeerStore
+from tests.swarm.dht.netutil import RawUDP, memory_node, raw_socket
 
 # One-way delay of the in-memory network: a query answered at once takes 2 * LATENCY.
 LATENCY = 0.01
@@ -104,6 +105,91 @@ def test_per_ip_rate_limit_answers_the_burst_and_drops_the_rest() -> None:
             assert answers == 5
             assert node.stats.rate_limited == 25
             raw.close()
+
+    vtime.run(main())
+
+
+def test_a_flood_from_one_address_is_cut_to_its_budget_while_another_is_answered() -> None:
+    async def main() -> None:
+        network = MemoryNetwork(latency=LATENCY)
+        async with memory_node(
+            network, "10.3.6.1", rng=random.Random(1), rate_per_ip=10.0, rate_burst=20.0
+        ) as node:
+            flooder = await raw_socket("10.3.6.2", network.host("10.3.6.2"))
+            honest = await raw_socket("10.3.6.3", network.host("10.3.6.3"))
+            sent = answered = 0
+            # 2 s of a flood at 1,000 queries a second; the honest node pings every 0.1 s.
+            for tick in range(20):
+                for i in range(100):
+                    q = Query((tick * 100 + i).to_bytes(2, "big"), Ping(b"f" * 20))
+                    flooder.send(krpc.encode_message(q), node.address)
+                    sent += 1
+                honest.send(
+                    krpc.encode_message(Query(b"h%d" % tick, Ping(b"h" * 20))), node.address
+                )
+                await asyncio.sleep(0.1)
+                while (data := await flooder.recv(0)) is not None:
+                    answered += isinstance(krpc.decode_message(data), krpc.Response)
+            while (data := await flooder.recv(0.1)) is not None:
+                answered += isinstance(krpc.decode_message(data), krpc.Response)
+            honest_answers = 0
+            while (data := await honest.recv(0.1)) is not None:
+                honest_answers += isinstance(krpc.decode_message(data), krpc.Response)
+            # The burst (20) plus 10 a second for the 2 s, nothing more; the rest dropped
+            # unanswered (no error reply either: a spoofed source gets nothing).
+            assert 20 + 19 * 1 <= answered <= 20 + 10 * 2
+            assert node.stats.rate_limited == sent - answered
+            assert honest_answers == 20
+            flooder.close()
+            honest.close()
+
+    vtime.run(main())
+
+
+def test_an_announce_flood_with_many_info_hashes_holds_bounded_memory() -> None:
+    async def main() -> None:
+        network = MemoryNetwork(latency=LATENCY)
+        async with memory_node(
+            network, "10.3.7.1", rng=random.Random(1), rate_per_ip=1e6, rate_burst=1e6
+        ) as node:
+            node.peers = PeerStore(max_per_ip=50, max_total=120)
+            flooder = await raw_socket("10.3.7.2", network.host("10.3.7.2"))
+            honest = await raw_socket("10.3.7.3", network.host("10.3.7.3"))
+
+            async def token_of(raw: RawUDP) -> bytes:
+                raw.send(
+                    krpc.encode_message(Query(b"gp", GetPeers(b"x" * 20, b"i" * 20))), node.address
+                )
+                reply = krpc.decode_message(await raw.recv() or b"")
+                assert isinstance(reply, krpc.Response)
+                assert reply.token is not None
+                return reply.token
+
+            honest_token = await token_of(honest)
+            honest_hash = b"H" * 20
+            body = AnnouncePeer(b"h" * 20, honest_hash, 6881, honest_token)
+            honest.send(krpc.encode_message(Query(b"ah", body)), node.address)
+            assert isinstance(krpc.decode_message(await honest.recv() or b""), krpc.Response)
+            token = await token_of(flooder)
+            rng = random.Random(3)
+            for i in range(2000):
+                body = AnnouncePeer(b"f" * 20, rng.randbytes(20), 1 + i % 60000, token)
+                flooder.send(krpc.encode_message(Query(i.to_bytes(2, "big"), body)), node.address)
+                if i % 100 == 99:
+                    await asyncio.sleep(2 * LATENCY)
+                    while await flooder.recv(0) is not None:
+                        pass
+                    assert node.peers.from_ip("10.3.7.2") <= 50
+                    assert len(node.peers) <= 120
+            await asyncio.sleep(2 * LATENCY)
+            assert node.stats.queries_in >= 2000
+            assert node.peers.from_ip("10.3.7.2") == 50
+            # The other address's announce is still held and handed out.
+            assert node.peers.get(honest_hash, asyncio.get_running_loop().time(), 10) == [
+                ("10.3.7.3", 6881)
+            ]
+            flooder.close()
+            honest.close()
 
     vtime.run(main())
 

@@ -4,8 +4,8 @@ BEP 5: "the BitTorrent implementation uses the SHA1 hash of the IP address conca
 a secret that changes every five minutes and tokens up to ten minutes old are accepted."
 Nothing is stored per peer: two secrets (current, previous) cover every valid token.
 
-The per-IP limit is one :class:`hubswarm.ratelimit.TokenBucket` per source IP (the code
-base's one token bucket), one token per query.
+The per-IP limit is :class:`hubswarm.ratelimit.KeyedBuckets` (the code base's one token
+bucket, one per source IP, in a bounded table), one token per query.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from hubswarm.limits import (
     DHT_RATE_BURST,
@@ -22,7 +22,7 @@ from hubswarm.limits import (
     DHT_TOKEN_LEN,
     DHT_TOKEN_ROTATE,
 )
-from hubswarm.ratelimit import TokenBucket
+from hubswarm.ratelimit import KeyedBuckets
 
 __all__ = ["PerIPLimiter", "TokenSecrets"]
 
@@ -70,34 +70,17 @@ class TokenSecrets:
         return True
 
 
-@dataclass(slots=True)
-class PerIPLimiter:
-    """A token bucket per source IP, one token per query; the table of IPs is bounded
-    (the least recently seen IP is forgotten first)."""
+class PerIPLimiter(KeyedBuckets):
+    """A token bucket per source IP, one token per query (the excess is dropped
+    silently, as libtorrent's dht_block_ratelimit does); at most ``max_ips`` IPs are
+    remembered, the least recently seen forgotten first."""
 
-    rate: float = DHT_RATE_PER_IP
-    burst: float = DHT_RATE_BURST
-    max_ips: int = DHT_RATE_MAX_IPS
-    _buckets: dict[str, TokenBucket] = field(default_factory=dict)
+    __slots__ = ()
 
-    def __post_init__(self) -> None:
-        # A rate of 0 would mean "unlimited" to TokenBucket: refuse it rather than guess.
-        if self.rate <= 0 or self.burst < 1 or self.max_ips < 1:
-            raise ValueError("need rate > 0, burst >= 1 and max_ips >= 1")
-
-    def allow(self, ip: str, now: float) -> bool:
-        """Spend one token of ``ip``'s bucket; False if it has none (drop the query)."""
-        bucket = self._buckets.pop(ip, None)
-        if bucket is None:
-            bucket = TokenBucket(self.rate, self.burst, now)
-        # Re-inserted at the end: dict order is least-recently-seen first.
-        self._buckets[ip] = bucket
-        while len(self._buckets) > self.max_ips:
-            del self._buckets[next(iter(self._buckets))]
-        if bucket.tokens(now) < 1.0:
-            return False
-        bucket.consume(1, now)
-        return True
-
-    def __len__(self) -> int:
-        return len(self._buckets)
+    def __init__(
+        self,
+        rate: float = DHT_RATE_PER_IP,
+        burst: float = DHT_RATE_BURST,
+        max_ips: int = DHT_RATE_MAX_IPS,
+    ) -> None:
+        super().__init__(rate, burst, max_ips)
