@@ -13,6 +13,8 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
+from hypothesis import given
+from hypothesis import strategies as st
 
 from hubswarm.clock import Clock
 from hubswarm.errors import ConfigError, TrackerError
@@ -142,6 +144,62 @@ def test_allow_list_and_ip_param() -> None:
         trusting.announce(req(3, ip="not-an-ip"), "127.0.0.1", 0.0)
 
 
+def test_an_address_over_its_announce_budget_fails_and_is_not_stored() -> None:
+    state = TrackerState(interval=10, rng=random.Random(8), announces_per_address=5)
+    for n in range(5):
+        state.announce(req(n), "10.0.0.1", 0.0)
+    # The sixth announce in the same instant: a failure, and no record for it.
+    with pytest.raises(TrackerError, match=r"too many announces from this address; retry in 2 s"):
+        state.announce(req(5), "10.0.0.1", 0.0)
+    assert len(state.peers(IH)) == 5
+    assert state.rate_limited == 1
+    # The budget is the address's, whatever `ip` or info-hash it names, and whoever it is.
+    with pytest.raises(TrackerError, match="too many"):
+        state.announce(req(5, info_hash=IH2), "10.0.0.1", 0.0)
+    with pytest.raises(TrackerError, match="too many"):
+        state.announce(req(0), "::ffff:10.0.0.1", 0.0)  # the same IPv4 address
+    # Another address is served meanwhile.
+    r = state.announce(req(9), "10.0.0.2", 0.0)
+    assert len(r.peers) == 5
+    # Five announces per 10 s interval: one more every 2 s.
+    state.announce(req(5), "10.0.0.1", 2.0)
+    with pytest.raises(TrackerError, match="too many"):
+        state.announce(req(6), "10.0.0.1", 2.0)
+    assert {p.peer_id for p in state.peers(IH, 2.0)} == {pid(n) for n in (0, 1, 2, 3, 4, 5, 9)}
+
+
+def test_ipv6_budgets_are_per_slash_64_and_zero_lifts_the_limit() -> None:
+    state = TrackerState(interval=10, rng=random.Random(8), announces_per_address=2)
+    state.announce(req(1), "2001:db8::1", 0.0)
+    state.announce(req(2), "2001:db8::2", 0.0)
+    with pytest.raises(TrackerError, match="too many"):
+        state.announce(req(3), "2001:db8::ffff:3", 0.0)  # the same /64
+    state.announce(req(3), "2001:db8:0:1::1", 0.0)  # another /64
+    unlimited = TrackerState(interval=10, rng=random.Random(8), announces_per_address=0)
+    for n in range(3000):
+        unlimited.announce(req(n % 1000), "10.0.0.1", 0.0)
+    assert unlimited.budgets is None
+    assert unlimited.rate_limited == 0
+
+
+@given(st.lists(st.tuples(st.integers(0, 3), st.floats(0, 5)), max_size=200))
+def test_any_announce_sequence_keeps_each_address_within_its_budget(
+    events: list[tuple[int, float]],
+) -> None:
+    budget, interval = 4, 10
+    state = TrackerState(interval=interval, rng=random.Random(1), announces_per_address=budget)
+    now, accepted = 0.0, {a: 0 for a in range(4)}
+    for n, (address, step) in enumerate(events):
+        now += step
+        try:
+            state.announce(req(n % 50), f"10.0.0.{address}", now)
+        except TrackerError:
+            continue
+        accepted[address] += 1
+    for count in accepted.values():
+        assert count <= budget + now * budget / interval + 1e-9
+
+
 def test_load_allowed(tmp_path: Path) -> None:
     f = tmp_path / "allowed"
     f.write_text(f"# comment\n{IH.hex()}\n\n{IH2.hex().upper()}  # two\n")
@@ -227,6 +285,30 @@ async def test_malformed_announce_gets_failure_reason(
         assert resp.status == 200
         body = await resp.read()
     assert bencode.decode(body) == {b"failure reason": reason}
+
+
+async def test_http_announces_over_the_budget_get_a_failure_reason(server: Server) -> None:
+    budgeted = TrackerState(
+        interval=5, rng=random.Random(0), clock=server.clock, announces_per_address=3
+    )
+    app = web.Application()
+    add_tracker_routes(app, budgeted)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        url = f"http://127.0.0.1:{runner.addresses[0][1]}/announce"
+        for n in range(3):
+            await announce(server.session, url, req(n), timeout=5)
+        with pytest.raises(TrackerError, match="too many announces"):
+            await announce(server.session, url, req(3), timeout=5)
+        assert len(budgeted.peers(IH)) == 3
+        server.clock.t += 2  # 5 s refill 3 announces: one more after 5/3 s
+        await announce(server.session, url, req(3), timeout=5)
+        assert len(budgeted.peers(IH)) == 4
+    finally:
+        await runner.cleanup()
 
 
 async def test_malformed_scrape_gets_failure_reason(server: Server) -> None:

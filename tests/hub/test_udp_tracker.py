@@ -120,6 +120,47 @@ def test_malformed_datagrams_are_counted() -> None:
     assert h.stats.malformed == 5
 
 
+def test_a_connect_flood_is_cut_to_the_budget_and_another_address_still_connects() -> None:
+    h = UdpTrackerHandler(
+        TrackerState(interval=60, rng=random.Random(0)),
+        ConnectionIds(KEY),
+        connects_per_second=2.0,
+        connect_burst=10,
+    )
+    data = udp.ConnectRequest(5).encode()
+    replies = [h.handle(data, ("10.0.0.9", port), NOW) for port in range(1, 1001)]
+    # The burst is answered, the rest dropped silently (the source may be spoofed).
+    assert sum(r is not None for r in replies) == 10
+    assert (h.stats.connects, h.stats.connects_limited) == (10, 990)
+    assert connect(h, ("10.0.0.10", 1))  # another address is not held back
+    assert h.handle(data, ("10.0.0.9", 1), NOW + 0.5) is not None  # 2 a second refill
+    assert h.handle(data, ("10.0.0.9", 1), NOW + 0.5) is None
+    # The table of budgets stays bounded under connects from ever new (spoofed) sources.
+    for i in range(5000):
+        h.handle(data, (f"10.{i // 250}.{i % 250}.1", 1), NOW)
+    assert h.connect_budgets is not None
+    assert len(h.connect_budgets) <= h.connect_budgets.max_keys
+
+
+def test_announces_over_the_address_budget_get_an_error_and_are_not_stored() -> None:
+    h = handler(announces_per_address=3)
+    for peer in range(1, 4):
+        resp = announce(h, peer=peer, port=6880 + peer)
+        assert isinstance(resp, udp.AnnounceResponse)
+    data = announce_bytes(connect(h), peer=4, port=6884)
+    reply = h.handle(data, CLIENT, NOW)
+    assert reply is not None
+    assert len(reply) <= len(data)
+    parsed = udp.parse_response(reply, action=udp.Action.ANNOUNCE, transaction_id=9)
+    assert isinstance(parsed, udp.ErrorResponse)
+    assert parsed.message.startswith("too many announces from this address")
+    assert len(h.state.peers(IH)) == 3
+    # Another address announces meanwhile.
+    resp = announce(h, ("10.0.0.3", 1), peer=5)
+    assert isinstance(resp, udp.AnnounceResponse)
+    assert len(resp.peers) == 3
+
+
 # --- the HTTP tracker's state and limits --------------------------------------------------------
 
 

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
+import math
 import random
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -22,6 +23,8 @@ from aiohttp import web
 from hubswarm.clock import Clock
 from hubswarm.errors import ConfigError, TrackerError
 from hubswarm.limits import (
+    TRACKER_ANNOUNCES_PER_ADDRESS,
+    TRACKER_BUDGET_ADDRESSES,
     TRACKER_DEFAULT_INTERVAL,
     TRACKER_DEFAULT_NUMWANT,
     TRACKER_MAX_PEERS_PER_SWARM,
@@ -39,6 +42,7 @@ from hubswarm.proto.tracker import (
     encode_failure,
     parse_query,
 )
+from hubswarm.ratelimit import KeyedBuckets, address_key
 
 __all__ = [
     "PeerRecord",
@@ -93,6 +97,9 @@ class TrackerState:
 
     Peers that do not re-announce within ``2 * interval`` are dropped. ``allowed`` (if not None)
     is the set of info-hashes served (BEP 27 private torrents need a closed tracker).
+    Each source address may announce ``announces_per_address`` times per interval (a token
+    bucket of that burst; None or 0: no limit); beyond it the announce fails and nothing
+    is stored.
     """
 
     def __init__(
@@ -107,9 +114,12 @@ class TrackerState:
         max_swarms: int = TRACKER_MAX_SWARMS,
         max_peers_per_swarm: int = TRACKER_MAX_PEERS_PER_SWARM,
         max_peers_total: int = TRACKER_MAX_PEERS_TOTAL,
+        announces_per_address: int | None = TRACKER_ANNOUNCES_PER_ADDRESS,
     ) -> None:
         if interval < 1:
             raise ConfigError("tracker interval must be at least 1 s")
+        if announces_per_address is not None and announces_per_address < 0:
+            raise ConfigError("announces per address must be >= 0 (0: no limit)")
         self.interval = interval
         self.min_interval = min_interval
         self.rng = rng if rng is not None else random.Random()
@@ -122,6 +132,15 @@ class TrackerState:
         self.max_peers_total = max_peers_total
         self._swarms: dict[bytes, _Swarm] = {}
         self._total_peers = 0
+        # Per-address announce budgets: the burst refills over one interval.
+        self.budgets = (
+            KeyedBuckets(
+                announces_per_address / interval, announces_per_address, TRACKER_BUDGET_ADDRESSES
+            )
+            if announces_per_address
+            else None
+        )
+        self.rate_limited = 0  # announces refused for their address's budget
 
     # --- queries ------------------------------------------------------------------------
 
@@ -175,8 +194,17 @@ class TrackerState:
         """Record one announce from ``peer_ip`` and choose peers to return.
 
         Raises:
-            TrackerError: unregistered torrent, unusable address, or the tracker is full.
+            TrackerError: too many announces from ``peer_ip``, unregistered torrent, unusable
+                address, or the tracker is full.
         """
+        # The connecting address pays, whatever `ip` the request names; checked before
+        # anything is looked at or stored.
+        if self.budgets is not None:
+            key = address_key(peer_ip)
+            if not self.budgets.allow(key, now):
+                self.rate_limited += 1
+                wait = math.ceil(self.budgets.retry_after(key, now))
+                raise TrackerError(f"too many announces from this address; retry in {wait} s")
         self._check_allowed(req.info_hash)
         ip = _canonical_ip(peer_ip)
         if self.trust_ip_param and req.ip is not None:
@@ -322,6 +350,8 @@ class TrackerConfig:
     trust_ip_param: bool = False
     allowed: frozenset[bytes] | None = None
     udp_port: int | None = None  # also serve BEP 15 here (0: a free port); None: HTTP only
+    # Announces per address per interval (TrackerState); None or 0: no limit.
+    announces_per_address: int | None = TRACKER_ANNOUNCES_PER_ADDRESS
 
 
 def load_allowed(path: Path) -> frozenset[bytes]:
@@ -364,6 +394,7 @@ def create_tracker_app(
         clock=clock,
         allowed=config.allowed,
         trust_ip_param=config.trust_ip_param,
+        announces_per_address=config.announces_per_address,
     )
     add_tracker_routes(app, state)
     return app

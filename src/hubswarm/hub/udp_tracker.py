@@ -13,7 +13,10 @@ during that minute and the two after it (at least two minutes, as opentracker do
 asks clients to use one for one minute only). Nothing is amplified: a connect, the only
 request answered without a valid id, gets 16 bytes for its 16; an announce or scrape with
 a bad id gets nothing; an error reply is never longer than the request it answers.
-Malformed datagrams are dropped and counted, never logged one by one.
+Malformed datagrams are dropped and counted, never logged one by one. Connects are
+budgeted per source address (a token bucket; the excess is dropped unanswered, as a
+spoofed source deserves); announces share the HTTP tracker's per-address budget, and one
+over it gets a BEP 15 error.
 """
 
 from __future__ import annotations
@@ -36,11 +39,18 @@ from hubswarm import net
 from hubswarm.clock import Clock
 from hubswarm.errors import ConfigError, TrackerError
 from hubswarm.hub.tracker import TrackerState
-from hubswarm.limits import TRACKER_DEFAULT_NUMWANT, TRACKER_MAX_SCRAPE
+from hubswarm.limits import (
+    TRACKER_BUDGET_ADDRESSES,
+    TRACKER_DEFAULT_NUMWANT,
+    TRACKER_MAX_SCRAPE,
+    TRACKER_UDP_CONNECT_BURST,
+    TRACKER_UDP_CONNECTS_PER_SECOND,
+)
 from hubswarm.proto import tracker
 from hubswarm.proto import udp_tracker as udp
 from hubswarm.proto.compact import normalise_ip
 from hubswarm.proto.tracker import ScrapeFile
+from hubswarm.ratelimit import KeyedBuckets, address_key
 
 __all__ = [
     "ConnectionIds",
@@ -105,15 +115,29 @@ class UdpTrackerStats:
     errors: int = 0  # error replies sent
     malformed: int = 0  # dropped: not BEP 15
     bad_connection_id: int = 0  # dropped: unknown, expired or forged connection id
+    connects_limited: int = 0  # dropped: over the source address's connect budget
 
 
 class UdpTrackerHandler:
     """Datagram in, reply (or None) out; time passed in, no I/O."""
 
-    def __init__(self, state: TrackerState, ids: ConnectionIds) -> None:
+    def __init__(
+        self,
+        state: TrackerState,
+        ids: ConnectionIds,
+        *,
+        connects_per_second: float | None = TRACKER_UDP_CONNECTS_PER_SECOND,
+        connect_burst: int = TRACKER_UDP_CONNECT_BURST,
+    ) -> None:
+        """``connects_per_second`` None or 0: connects are not budgeted."""
         self.state = state
         self.ids = ids
         self.stats = UdpTrackerStats()
+        self.connect_budgets = (
+            KeyedBuckets(connects_per_second, connect_burst, TRACKER_BUDGET_ADDRESSES)
+            if connects_per_second
+            else None
+        )
 
     def handle(self, data: bytes, source: tuple[str, int], now: float) -> bytes | None:
         """The reply to ``data`` from ``source``, or None to send nothing."""
@@ -132,6 +156,10 @@ class UdpTrackerHandler:
             self.stats.malformed += 1
             return None
         if isinstance(request, udp.ConnectRequest):
+            budgets = self.connect_budgets
+            if budgets is not None and not budgets.allow(address_key(ip), now):
+                self.stats.connects_limited += 1
+                return None
             self.stats.connects += 1
             return udp.ConnectResponse(request.transaction_id, self.ids.issue(ip, now)).encode()
         if not self.ids.valid(request.connection_id, ip, now):
@@ -260,10 +288,12 @@ async def running_udp_tracker(
         transport.close()
         s = handler.stats
         log.info(
-            "UDP tracker: %d datagrams, %d malformed, %d with a bad connection id",
+            "UDP tracker: %d datagrams, %d malformed, %d with a bad connection id, "
+            "%d connects over budget",
             s.received,
             s.malformed,
             s.bad_connection_id,
+            s.connects_limited,
         )
 
 
