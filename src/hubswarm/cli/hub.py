@@ -23,6 +23,7 @@ from hubswarm.limits import (
     HUB_MIN_UPLOAD_BYTES,
     HUB_PROGRESS_INTERVAL,
     HUB_READ_TIMEOUT,
+    TRACKER_ANNOUNCES_PER_ADDRESS,
     TRACKER_DEFAULT_INTERVAL,
 )
 from hubswarm.units import parse_quantity
@@ -89,6 +90,14 @@ def hub() -> None:
 @click.option("--tracker-interval", default=TRACKER_DEFAULT_INTERVAL, show_default=True, type=int)
 @click.option("--trust-ip-param", is_flag=True, help="Tracker: take the announce ip parameter.")
 @click.option(
+    "--announces-per-address",
+    default=TRACKER_ANNOUNCES_PER_ADDRESS,
+    show_default=True,
+    type=click.IntRange(0),
+    envvar="HUBSWARM_ANNOUNCES_PER_ADDRESS",
+    help="Tracker: announces one address may make per interval (0: no limit).",
+)
+@click.option(
     "--udp-port",
     type=click.IntRange(0, 65535),
     default=None,
@@ -122,6 +131,7 @@ def serve_cmd(
     tracker: bool,
     tracker_interval: int,
     trust_ip_param: bool,
+    announces_per_address: int,
     udp_port: int | None,
     seed: bool,
     seed_port: int,
@@ -150,7 +160,11 @@ def serve_cmd(
 
     def configure(app: web.Application) -> None:
         # One hub process is file server, tracker and (through GET /files) web seed.
-        state = TrackerState(interval=tracker_interval, trust_ip_param=trust_ip_param)
+        state = TrackerState(
+            interval=tracker_interval,
+            trust_ip_param=trust_ip_param,
+            announces_per_address=announces_per_address,
+        )
         add_tracker_routes(app, state)
         if udp_port is not None:  # the same swarms over BEP 15
 

@@ -10,7 +10,7 @@ import click
 
 from hubswarm.errors import ConfigError
 from hubswarm.hub.tracker import TrackerConfig, load_allowed, run_tracker
-from hubswarm.limits import TRACKER_DEFAULT_INTERVAL
+from hubswarm.limits import TRACKER_ANNOUNCES_PER_ADDRESS, TRACKER_DEFAULT_INTERVAL
 
 __all__ = ["register", "tracker"]
 
@@ -57,6 +57,14 @@ async def _serve(config: TrackerConfig) -> None:
     help="Serve only the info-hashes listed in FILE (40 hex digits per line).",
 )
 @click.option(
+    "--announces-per-address",
+    default=TRACKER_ANNOUNCES_PER_ADDRESS,
+    show_default=True,
+    type=click.IntRange(0),
+    envvar="HUBSWARM_ANNOUNCES_PER_ADDRESS",
+    help="Tracker: announces one address may make per interval (0: no limit).",
+)
+@click.option(
     "--udp-port",
     type=click.IntRange(0, 65535),
     default=None,
@@ -69,6 +77,7 @@ def tracker(
     min_interval: int | None,
     trust_ip_param: bool,
     allowed: Path | None,
+    announces_per_address: int,
     udp_port: int | None,
 ) -> None:
     """Run a standalone HTTP tracker (GET /announce, GET /scrape), and UDP (BEP 15) with
@@ -83,6 +92,7 @@ def tracker(
         trust_ip_param=trust_ip_param,
         allowed=load_allowed(allowed) if allowed is not None else None,
         udp_port=udp_port,
+        announces_per_address=announces_per_address,
     )
     asyncio.run(_serve(config))
     click.echo("hubswarm tracker: stopped")
