@@ -68,14 +68,22 @@ class Sink(asyncio.Protocol):
 
 @asynccontextmanager
 async def sockets(
-    networks: list[DatagramNetwork] | None = None, *, hosts: tuple[str, ...] = (LOCAL, LOCAL)
+    networks: list[DatagramNetwork] | None = None,
+    *,
+    hosts: tuple[str, ...] = (LOCAL, LOCAL),
+    mtu_discovery: tuple[bool, ...] = (True, True),
 ) -> AsyncIterator[list[UtpSocket]]:
     """Open one UtpSocket per host (seeded rngs), close them all after the block."""
     opened: list[UtpSocket] = []
     try:
         for i, host in enumerate(hosts):
             network = networks[i] if networks is not None else None
-            sock = UtpSocket(host=host, network=network, rng=random.Random(100 + i))
+            sock = UtpSocket(
+                host=host,
+                network=network,
+                rng=random.Random(100 + i),
+                mtu_discovery=mtu_discovery[i],
+            )
             opened.append(await sock.__aenter__())
         yield opened
     finally:

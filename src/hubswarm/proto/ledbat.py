@@ -147,6 +147,12 @@ class Ledbat:
         """Bytes the congestion window lets be in flight."""
         return int(self.cwnd)
 
+    def set_mss(self, mss: int) -> None:
+        """Path MTU discovery found larger packets: the window is at least one of them
+        (libtorrent raises ``m_cwnd`` to the new MTU in ``update_mtu_limits``)."""
+        self.mss = mss
+        self.cwnd = max(self.cwnd, float(mss))
+
     def on_ack(
         self,
         acked_bytes: int,

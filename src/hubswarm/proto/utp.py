@@ -87,6 +87,8 @@ from hubswarm.proto.utp_packet import (
     decode,
     encode,
     encode_fields,
+    max_datagram_extension,
+    max_datagram_of,
     sack_seq_nrs,
     seq_add,
     seq_diff,
@@ -97,11 +99,13 @@ from hubswarm.proto.utp_send import (
     DEFAULT_SEND_BUFFER,
     DUP_ACK_LIMIT,
     FIN_RESENDS,
+    MAX_DATAGRAM_IN,
     MAX_PACKET_SIZE,
     MAX_PAYLOAD,
     MAX_UNACKED_PACKETS,
     NUM_RESENDS,
     SYN_RESENDS,
+    MtuSearch,
     SendQueue,
     Sent,
 )
@@ -112,6 +116,7 @@ __all__ = [
     "DEFAULT_SEND_BUFFER",
     "DUP_ACK_LIMIT",
     "FIN_RESENDS",
+    "MAX_DATAGRAM_IN",
     "MAX_PACKET_SIZE",
     "MAX_PAYLOAD",
     "MAX_REORDER_PACKETS",
@@ -169,6 +174,7 @@ class UtpConnection:
         rng: random.Random,
         recv_window: int = DEFAULT_RECV_WINDOW,
         send_buffer: int = DEFAULT_SEND_BUFFER,
+        max_datagram_in: int | None = None,
     ) -> None:
         if not (0 <= recv_id <= 0xFFFF and 0 <= send_id <= 0xFFFF):
             raise LocalProtocolError("connection ids are 16-bit")
@@ -176,6 +182,8 @@ class UtpConnection:
             raise LocalProtocolError(f"recv_window {recv_window} out of range")
         if send_buffer < MAX_PAYLOAD:
             raise LocalProtocolError(f"send_buffer {send_buffer} smaller than one packet")
+        if max_datagram_in is not None and not MAX_PACKET_SIZE <= max_datagram_in <= SEQ_MASK:
+            raise LocalProtocolError(f"max_datagram_in {max_datagram_in} out of range")
         self.recv_id = recv_id
         self.send_id = send_id
         self._rng = rng
@@ -192,8 +200,18 @@ class UtpConnection:
         self._dup_acks = 0
         self._loss_seq = self._acked_seq  # a loss at or before this was already reacted to
         self._syn_seq = 0  # ours (initiator) or the peer's (responder)
+        # Packet size: path MTU discovery between MAX_PACKET_SIZE and what both the path
+        # (the shell's set_path_max_datagram) and the peer (its EXT_MAX_DATAGRAM) allow.
+        self._mtu = MtuSearch()
+        self._path_max = MAX_PACKET_SIZE
+        self._peer_max: int | None = None
+        # Announced in our SYN, or in our SYN-ACK if the peer's SYN announced its own (a
+        # responder's answer is never larger than the SYN).
+        self._max_in = max_datagram_in
+        self._announce = max_datagram_in is not None
         # Receiving side.
-        self._recv = ReceiveBuffer(recv_window, slack=MAX_PAYLOAD)
+        slack = MAX_PAYLOAD if max_datagram_in is None else max_datagram_in - HEADER_SIZE
+        self._recv = ReceiveBuffer(recv_window, slack=slack)
         self._ack_pending = False
         self._advertised = recv_window
         # Timing and congestion.
@@ -215,8 +233,13 @@ class UtpConnection:
         recv_id: int | None = None,
         recv_window: int = DEFAULT_RECV_WINDOW,
         send_buffer: int = DEFAULT_SEND_BUFFER,
+        max_datagram_in: int | None = None,
     ) -> UtpConnection:
-        """A connection to dial; ``recv_id`` random unless the shell picks a free one."""
+        """A connection to dial; ``recv_id`` random unless the shell picks a free one.
+
+        ``max_datagram_in``: announce (``EXT_MAX_DATAGRAM``) that we read datagrams this
+        large in full (the shell's :data:`MAX_DATAGRAM_IN`); None announces nothing.
+        """
         if recv_id is None:
             recv_id = rng.randrange(0x10000)
         return cls(
@@ -225,6 +248,7 @@ class UtpConnection:
             rng=rng,
             recv_window=recv_window,
             send_buffer=send_buffer,
+            max_datagram_in=max_datagram_in,
         )
 
     @classmethod
@@ -236,8 +260,12 @@ class UtpConnection:
         *,
         recv_window: int = DEFAULT_RECV_WINDOW,
         send_buffer: int = DEFAULT_SEND_BUFFER,
+        max_datagram_in: int | None = None,
     ) -> UtpConnection:
         """The responder for ``syn``, in SYN_RECV; ``datagrams_to_send`` gives its one STATE.
+
+        ``max_datagram_in`` as for :meth:`initiator`; announced only if ``syn`` announced
+        its own.
 
         Raises:
             LocalProtocolError: ``syn`` is not an ST_SYN packet.
@@ -250,8 +278,12 @@ class UtpConnection:
             rng=rng,
             recv_window=recv_window,
             send_buffer=send_buffer,
+            max_datagram_in=max_datagram_in,
         )
         conn._transition(Trigger.ACCEPT)
+        conn._peer_max = max_datagram_of(syn)
+        conn._announce = conn._announce and conn._peer_max is not None
+        conn._update_mtu_ceiling()
         conn._syn_seq = syn.seq_nr
         conn._recv.ack_nr = syn.seq_nr
         conn._note_timestamp(syn, now)
@@ -325,6 +357,25 @@ class UtpConnection:
     def remote_eof(self) -> bool:
         """The peer's FIN and every byte before it have been delivered."""
         return self._recv.eof
+
+    @property
+    def packet_size(self) -> int:
+        """The datagram size of our ordinary packets (path MTU discovery's floor)."""
+        return self._mtu.floor
+
+    def set_path_max_datagram(self, size: int) -> None:
+        """The largest datagram the path carries (the shell asks the kernel: the route's
+        MTU less the IP and UDP headers); MTU probes never go past it nor the peer's."""
+        self._path_max = max(MAX_PACKET_SIZE, min(size, SEQ_MASK))
+        self._update_mtu_ceiling()
+
+    def _update_mtu_ceiling(self) -> None:
+        peer = self._peer_max
+        # A peer that announced nothing reads (as libtorrent does) into a buffer of about
+        # 1500 bytes and would take a larger datagram truncated: never more than the floor.
+        ceiling = MAX_PACKET_SIZE if peer is None else min(self._path_max, peer)
+        if ceiling != self._mtu.ceiling:
+            self._mtu.set_ceiling(ceiling)
 
     def timeout_at(self) -> float | None:
         """When the shell must call :meth:`on_timeout`, or None."""
@@ -461,6 +512,9 @@ class UtpConnection:
             # The SYN-ACK is a STATE carrying the responder's next seq_nr, which it has not
             # used yet; ack_nr is the one before it (libtorrent does the same).
             self._recv.ack_nr = seq_add(packet.seq_nr, -1)
+            if self._announce:
+                self._peer_max = max_datagram_of(packet)
+                self._update_mtu_ceiling()
             self._transition(Trigger.SYN_ACKED)
             events.append(Connected())
         elif self._state is State.SYN_RECV:
@@ -574,6 +628,10 @@ class UtpConnection:
                 while seq_lt(seq, sacked[-DUP_ACK_LIMIT]):
                     self._lost(seq)
                     seq = seq_add(seq, 1)
+        probe_seq = self._mtu.probe_seq
+        if probe_seq is not None and acked and probe_seq not in sendq.packets:
+            self._mtu.acked()
+            self._ledbat.set_mss(self._mtu.floor - HEADER_SIZE)
         if min_rtt is not None or acked:
             self._num_timeouts = 0
             self._timeout_at = now + self._rtt.timeout() if sendq.packets else None
@@ -586,7 +644,7 @@ class UtpConnection:
                 acked,
                 delay,
                 in_flight_before,
-                saturated=in_flight_before + MAX_PAYLOAD > self._ledbat.window,
+                saturated=in_flight_before + self._ledbat.mss > self._ledbat.window,
                 peer_window=self._peer_wnd,
             )
 
@@ -602,6 +660,8 @@ class UtpConnection:
         if sent is None or sent.fast_resent or sent.transmissions == 0:
             return
         sent.fast_resent = True
+        if seq_nr == self._mtu.probe_seq:
+            self._mtu.lost()
         self._sendq.mark_for_resend(sent, urgent=True)
         # React to congestion once per window: losses of packets sent before the last
         # reduction are the same congestion event (RFC 5681, libtorrent m_loss_seq_nr).
@@ -655,6 +715,8 @@ class UtpConnection:
         # resent as the window reopens, the oldest first and at once.
         self._ledbat.on_timeout()
         self._loss_seq = seq_add(self._seq_nr, -1)
+        if self._mtu.probe_seq is not None:
+            self._mtu.lost()
         for sent in packets.values():
             self._sendq.mark_for_resend(sent, urgent=False)
         next(iter(packets.values())).urgent = True
@@ -694,22 +756,28 @@ class UtpConnection:
     def _send_new(self, now: float, out: list[bytes]) -> None:
         sendq = self._sendq
         window = self._window()
+        probe = self._mtu.next_probe()
         while self._send_buf and len(sendq.packets) < MAX_UNACKED_PACKETS:
+            free = window - sendq.in_flight
+            if probe is not None:
+                # An MTU probe carries data, a whole one only, with no SACK (libtorrent
+                # probes only with that much queued, too).
+                size = probe - HEADER_SIZE
+                if len(self._send_buf) >= size and (free >= size or not sendq.in_flight):
+                    out.append(self._send_data(size, now))
+                    self._mtu.sent(seq_add(self._seq_nr, -1), len(out[-1]))
+                    probe = None
+                    continue
+                probe = None
             room = self._payload_room()
             size = min(room, len(self._send_buf))
-            free = window - sendq.in_flight
             if free < size:
                 if sendq.in_flight:
                     break  # wait for ACKs rather than send a sliver (silly window)
                 # Nothing in flight: one packet goes anyway, so a window below one packet
                 # (or a zero window, as a probe) cannot stall us until a timeout.
                 size = max(1, min(size, free))
-            payload = bytes(self._send_buf[:size])
-            del self._send_buf[:size]
-            sent = Sent(self._seq_nr, PacketType.ST_DATA, payload)
-            sendq.add(sent)
-            self._seq_nr = seq_add(self._seq_nr, 1)
-            out.append(self._transmit(sent, now))
+            out.append(self._send_data(size, now))
         if (
             self._close_requested
             and not self._send_buf
@@ -723,20 +791,44 @@ class UtpConnection:
             self._transition(Trigger.FIN_SENT)
             out.append(self._transmit(fin, now))
 
+    def _send_data(self, size: int, now: float) -> bytes:
+        payload = bytes(self._send_buf[:size])
+        del self._send_buf[:size]
+        sent = Sent(self._seq_nr, PacketType.ST_DATA, payload)
+        self._sendq.add(sent)
+        self._seq_nr = seq_add(self._seq_nr, 1)
+        return self._transmit(sent, now)
+
     def _payload_room(self) -> int:
         sack = self._recv.sack()
-        return MAX_PAYLOAD - (2 + len(sack) if sack else 0)
+        return self._mtu.floor - HEADER_SIZE - (2 + len(sack) if sack else 0)
 
     def _header(
         self, kind: PacketType, seq_nr: int, now: float, payload: bytes, *, with_sack: bool
     ) -> bytes:
         """The encoded packet (``encode_fields``: no Packet object per packet sent)."""
         sack = self._recv.sack() if with_sack else b""
-        if sack and HEADER_SIZE + 2 + len(sack) + len(payload) > MAX_PACKET_SIZE:
-            sack = b""  # a retransmission keeps its payload; the SACK is optional
+        if sack and 2 + len(sack) + len(payload) > self._mtu.floor - HEADER_SIZE:
+            # A retransmission keeps its payload (and a probe is as large as it is meant
+            # to be); the SACK is optional.
+            sack = b""
         window = self.receive_window
         self._advertised = window
         syn = kind is PacketType.ST_SYN
+        if self._announce and (syn or self._state is State.SYN_RECV):
+            return encode(
+                Packet(
+                    kind,
+                    self.recv_id if syn else self.send_id,
+                    _timestamp(now),
+                    0 if syn else self._reply_micro,
+                    window,
+                    seq_nr,
+                    0 if syn else self._recv.ack_nr,
+                    (max_datagram_extension(self._max_in or MAX_DATAGRAM_IN),),
+                    payload,
+                )
+            )
         return encode_fields(
             kind,
             self.recv_id if syn else self.send_id,

@@ -38,8 +38,10 @@ from enum import IntEnum
 from hubswarm.errors import LocalProtocolError, RemoteProtocolError
 
 __all__ = [
+    "EXT_MAX_DATAGRAM",
     "EXT_SACK",
     "HEADER_SIZE",
+    "MAX_DATAGRAM_MAGIC",
     "MAX_EXTENSIONS",
     "SEQ_MASK",
     "UTP_VERSION",
@@ -51,6 +53,8 @@ __all__ = [
     "encode",
     "encode_fields",
     "looks_like_utp",
+    "max_datagram_extension",
+    "max_datagram_of",
     "sack_bitmask",
     "sack_seq_nrs",
     "seq_add",
@@ -63,6 +67,14 @@ HEADER_SIZE = 20
 # Extension ids: BEP 29 defines 1 (selective ACK); libtorrent also sends 3 (close reason).
 EXT_SACK = 1
 EXT_CLOSE_REASON = 3
+# Ours, in SYN and SYN-ACK only: "I read datagrams up to N bytes in full". BEP 29 has no such
+# field, and libtorrent reads into a 1500-byte buffer (it caps its own MTU at Ethernet's for
+# that reason), so a larger datagram would reach it truncated: without this extension from the
+# peer we never send more than MAX_PACKET_SIZE. libtorrent and libutp skip extensions they do
+# not know (2, libutp's "extension bits", and 3 are taken). The two magic bytes keep a
+# stranger's extension 0x68 of four bytes from being read as ours.
+EXT_MAX_DATAGRAM = 0x68
+MAX_DATAGRAM_MAGIC = b"hs"
 # BEP 29 and libtorrent use at most two extensions per packet; a chain longer than this is
 # garbage or an attempt to make us walk a long list (each costs two bytes).
 MAX_EXTENSIONS = 8
@@ -234,6 +246,28 @@ def encode_fields(
     if not sack:
         return head + payload
     return b"".join((head, bytes((0, len(sack))), sack, payload))
+
+
+def max_datagram_extension(size: int) -> Extension:
+    """Our extension announcing that we read datagrams of up to ``size`` bytes.
+
+    Raises:
+        LocalProtocolError: ``size`` does not fit in 16 bits.
+    """
+    _check_range("max datagram", size, 16)
+    return Extension(EXT_MAX_DATAGRAM, MAX_DATAGRAM_MAGIC + size.to_bytes(2, "big"))
+
+
+def max_datagram_of(packet: Packet) -> int | None:
+    """The datagram size the sender of ``packet`` says it reads in full, or None."""
+    for ext in packet.extensions:
+        if (
+            ext.type == EXT_MAX_DATAGRAM
+            and len(ext.data) == 4
+            and ext.data[:2] == MAX_DATAGRAM_MAGIC
+        ):
+            return int.from_bytes(ext.data[2:], "big")
+    return None
 
 
 def looks_like_utp(datagram: bytes | bytearray | memoryview) -> bool:

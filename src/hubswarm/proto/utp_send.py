@@ -19,20 +19,31 @@ __all__ = [
     "DEFAULT_SEND_BUFFER",
     "DUP_ACK_LIMIT",
     "FIN_RESENDS",
+    "MAX_DATAGRAM_IN",
     "MAX_PACKET_SIZE",
     "MAX_PAYLOAD",
     "MAX_UNACKED_PACKETS",
+    "MTU_RESOLUTION",
     "NUM_RESENDS",
     "SYN_RESENDS",
+    "MtuSearch",
     "SendQueue",
     "Sent",
 ]
 
-# UDP payload of one packet, header included. libtorrent starts at 1404 (an Ethernet MTU of
-# 1500 minus IPv4, UDP and 68 bytes of tunnel headroom) and probes upwards; 1400 also fits
-# IPv6 (40-byte header) on any path that carries 1500-byte frames. No path MTU discovery.
+# UDP payload of one packet, header included, before (and without) path MTU discovery.
+# libtorrent starts at 1404 (an Ethernet MTU of 1500 minus IPv4, UDP and 68 bytes of tunnel
+# headroom) and probes upwards; 1400 also fits IPv6 (40-byte header) on any path that carries
+# 1500-byte frames. It is the floor of :class:`MtuSearch` and all we ever send to a peer that
+# has not said it reads more (``EXT_MAX_DATAGRAM``).
 MAX_PACKET_SIZE = 1400
 MAX_PAYLOAD = MAX_PACKET_SIZE - HEADER_SIZE
+# What we announce we read in full: the largest UDP payload over IPv4 (65535 - 20 - 8); the
+# shell reads whole datagrams (hubswarm.net reads 65535 bytes).
+MAX_DATAGRAM_IN = 65507
+# The MTU search stops once floor and ceiling are this close (bytes): a step that small
+# changes the per-packet overhead by well under 1 % at Ethernet sizes.
+MTU_RESOLUTION = 64
 # Application bytes we hold, unsent plus unacked; the shell pauses its writer well before.
 DEFAULT_SEND_BUFFER = 2 * 1024 * 1024
 # Packets we keep unacked at most, whatever the windows say: far inside the 32768 a 16-bit
@@ -52,6 +63,56 @@ DUP_ACK_LIMIT = 3
 NUM_RESENDS = 8
 SYN_RESENDS = 6
 FIN_RESENDS = 6
+
+
+class MtuSearch:
+    """Path MTU discovery by probing (libtorrent's ``m_mtu_floor`` / ``m_mtu_ceiling``).
+
+    ``floor`` is the largest datagram known to arrive (ordinary packets are this size),
+    ``ceiling`` the largest the path and the peer may take (the link's MTU, as the shell
+    reads it from the kernel, and the peer's ``EXT_MAX_DATAGRAM``). One DATA packet at a time
+    is sent larger than the floor, as a probe: acked, it raises the floor to its size; lost,
+    it lowers the ceiling below it. The first probe tries the ceiling itself (the kernel's
+    MTU is usually right), later ones bisect, until the two are :data:`MTU_RESOLUTION` apart.
+    A lost probe is resent as it is (the kernel fragments it if it must; libtorrent resends
+    a probe refused by the kernel without DF the same way).
+    """
+
+    __slots__ = ("_tried", "ceiling", "floor", "probe_seq", "probe_size")
+
+    def __init__(self, floor: int = MAX_PACKET_SIZE) -> None:
+        self.floor = floor
+        self.ceiling = floor
+        self.probe_seq: int | None = None  # the probe in flight
+        self.probe_size = 0
+        self._tried = False  # the ceiling itself was tried
+
+    def set_ceiling(self, ceiling: int) -> None:
+        """The largest datagram path and peer allow; never below the floor."""
+        self.ceiling = max(self.floor, ceiling)
+        self._tried = False
+
+    def next_probe(self) -> int | None:
+        """The datagram size of the next probe, None while one is in flight or when done."""
+        if self.probe_seq is not None or self.ceiling - self.floor < MTU_RESOLUTION:
+            return None
+        return self.ceiling if not self._tried else (self.floor + self.ceiling) // 2
+
+    def sent(self, seq_nr: int, size: int) -> None:
+        """A probe of ``size`` bytes went out as ``seq_nr``."""
+        self.probe_seq = seq_nr
+        self.probe_size = size
+        self._tried = True
+
+    def acked(self) -> None:
+        """The probe arrived: the path carries its size."""
+        self.floor = max(self.floor, self.probe_size)
+        self.probe_seq = None
+
+    def lost(self) -> None:
+        """The probe was deemed lost: the path (probably) does not carry its size."""
+        self.ceiling = max(self.floor, self.probe_size - 1)
+        self.probe_seq = None
 
 
 @dataclass(slots=True)

@@ -55,7 +55,7 @@ from typing import Any, TypeVar
 from hubswarm.clock import Clock
 from hubswarm.errors import RemoteProtocolError
 from hubswarm.net import DatagramNetwork, Listener, TcpNetwork
-from hubswarm.proto.utp import State, UtpConnection
+from hubswarm.proto.utp import MAX_DATAGRAM_IN, State, UtpConnection
 from hubswarm.proto.utp_packet import Packet, PacketType, UtpPacketError, decode, looks_like_utp
 from hubswarm.swarm.utp_transport import CLOSE_LINGER, UtpTransport
 
@@ -83,6 +83,13 @@ MAX_HALF_OPEN = 64
 # overflow Linux's default 208 KiB receive buffer on loopback (libtorrent asks for more too,
 # via recv_socket_buffer_size). The kernel caps the request at net.core.rmem_max.
 _SOCKET_BUFFER = 4 * 1024 * 1024
+# Linux getsockopt names (not in Python's socket module): the MTU of the route a connected
+# socket uses, as the kernel knows it (the link's MTU, or a smaller path MTU it learned).
+_IP_MTU = 14
+_IPV6_MTU = 24
+# IPv4 + UDP headers, IPv6 + UDP headers: what a datagram adds to the uTP packet.
+_IPV4_UDP_HEADERS = 20 + 8
+_IPV6_UDP_HEADERS = 40 + 8
 
 
 @dataclass(slots=True)
@@ -105,6 +112,25 @@ class UtpStats:
     def as_dict(self) -> dict[str, int]:
         """The counters by name."""
         return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+def path_max_datagram(remote: Address) -> int | None:
+    """The largest UDP payload the route to ``remote`` carries without fragmenting, from the
+    kernel's MTU for that route (65507 on loopback, 1472 over Ethernet), or None if the
+    kernel does not say. A connected UDP socket sends nothing: connect() only picks a route.
+    """
+    v6 = ":" in remote[0]
+    family = socket.AF_INET6 if v6 else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_DGRAM) as probe:
+            probe.connect(remote)
+            if v6:
+                mtu = probe.getsockopt(socket.IPPROTO_IPV6, _IPV6_MTU)
+            else:
+                mtu = probe.getsockopt(socket.IPPROTO_IP, _IP_MTU)
+    except OSError:
+        return None
+    return min(MAX_DATAGRAM_IN, mtu - (_IPV6_UDP_HEADERS if v6 else _IPV4_UDP_HEADERS))
 
 
 def _address(addr: Any) -> Address:
@@ -217,6 +243,7 @@ class UtpSocket(asyncio.DatagramProtocol):
         rng: random.Random | None = None,
         clock: Clock | None = None,
         max_half_open: int = MAX_HALF_OPEN,
+        mtu_discovery: bool = True,
     ) -> None:
         self.host = host
         self.port = port
@@ -224,6 +251,9 @@ class UtpSocket(asyncio.DatagramProtocol):
         self.rng = rng if rng is not None else random.Random()
         self.clock = clock if clock is not None else Clock()
         self.max_half_open = max_half_open
+        # Announce that we read whole datagrams (EXT_MAX_DATAGRAM) and probe up to the
+        # route's MTU with peers that announce the same; False: libtorrent's 1400 bytes.
+        self.max_datagram_in = MAX_DATAGRAM_IN if mtu_discovery else None
         self.stats = UtpStats()
         self._transport: asyncio.DatagramTransport | None = None
         self._address: Address = (host, port)
@@ -242,6 +272,7 @@ class UtpSocket(asyncio.DatagramProtocol):
         self._tg: asyncio.TaskGroup | None = None
         self._timer: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._kernel = False
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -270,6 +301,9 @@ class UtpSocket(asyncio.DatagramProtocol):
         transport, _ = await self._network.bind(lambda: self, self.host, self.port)
         self._transport = transport
         self._batched = bool(transport.get_extra_info("read_batch"))
+        # Only a kernel socket has a route whose MTU we can ask for; elsewhere (memnet)
+        # packets keep libtorrent's size.
+        self._kernel = transport.get_extra_info("socket") is not None
         self._address = _address(transport.get_extra_info("sockname"))
         sock = transport.get_extra_info("socket")
         if sock is not None:
@@ -379,6 +413,7 @@ class UtpSocket(asyncio.DatagramProtocol):
             self._half_open -= 1
             if stream.conn.state is State.CONNECTED:
                 self.stats.connected_in += 1
+                self._set_path_mtu(stream.conn, stream.remote)
                 listener = self._listener
                 if listener is None:
                     stream.abort()  # the listener closed while the handshake ran
@@ -406,7 +441,9 @@ class UtpSocket(asyncio.DatagramProtocol):
         if self._listener is None or self._half_open >= self.max_half_open:
             self.stats.syn_refused += 1
             return
-        conn = UtpConnection.accept(syn, self.clock.now(), self.rng)
+        conn = UtpConnection.accept(
+            syn, self.clock.now(), self.rng, max_datagram_in=self.max_datagram_in
+        )
         stream = UtpTransport(self, conn, remote)
         self._routes[stream.key] = stream
         self._half_open += 1
@@ -443,6 +480,12 @@ class UtpSocket(asyncio.DatagramProtocol):
             self.stats.bytes_out += len(datagram)
             transport.sendto(datagram, remote)
 
+    def _set_path_mtu(self, conn: UtpConnection, remote: Address) -> None:
+        if self._kernel and self.max_datagram_in is not None:
+            size = path_max_datagram(remote)
+            if size is not None:
+                conn.set_path_max_datagram(size)
+
     # --- dialling and listening -----------------------------------------------------------
 
     async def connect(
@@ -465,7 +508,10 @@ class UtpSocket(asyncio.DatagramProtocol):
         recv_id = self.rng.randrange(0x10000)
         while (remote, recv_id) in self._routes:
             recv_id = (recv_id + 1) & 0xFFFF
-        conn = UtpConnection.initiator(self.rng, recv_id=recv_id)
+        conn = UtpConnection.initiator(
+            self.rng, recv_id=recv_id, max_datagram_in=self.max_datagram_in
+        )
+        self._set_path_mtu(conn, remote)
         stream = UtpTransport(self, conn, remote)
         stream.factory = protocol_factory
         waiter = self.loop.create_future()
