@@ -92,6 +92,37 @@ async def test_cookie_writes_need_the_csrf_token_bearer_does_not(
         assert r.status == 204
 
 
+async def test_tus_uploads_take_the_session_with_its_csrf_token(
+    hub: Hub, session: aiohttp.ClientSession
+) -> None:
+    """The page uploads over tus: a session's cookie works there as for PUT, with the CSRF
+    token on every state-changing request (HEAD, a safe method, needs none), and a read
+    role's session is refused."""
+    cookie, csrf = await _sign_in(session, hub, "write")
+    tus = {"Tus-Resumable": "1.0.0", "Cookie": cookie}
+    create = {**tus, "Upload-Length": "3", "Upload-Metadata": "filename " + "dC50eHQ="}  # t.txt
+    for headers in (create, {**create, "X-CSRF-Token": "x"}):
+        async with session.post(f"{hub.url}/uploads/", headers=headers) as r:
+            assert r.status == 403
+    async with session.post(f"{hub.url}/uploads/", headers={**create, "X-CSRF-Token": csrf}) as r:
+        assert r.status == 201
+        url = hub.url + "/uploads/" + r.headers["Location"].rsplit("/", 1)[1]
+    async with session.head(url, headers=tus) as r:
+        assert r.status == 200
+        assert r.headers["Upload-Offset"] == "0"
+    patch = {**tus, "Upload-Offset": "0", "Content-Type": "application/offset+octet-stream"}
+    async with session.patch(url, data=b"abc", headers=patch) as r:
+        assert r.status == 403
+    async with session.patch(url, data=b"abc", headers={**patch, "X-CSRF-Token": csrf}) as r:
+        assert r.status == 204
+    async with session.get(f"{hub.url}/files/t.txt", headers={"Cookie": cookie}) as r:
+        assert await r.read() == b"abc"
+    cookie_r, csrf_r = await _sign_in(session, hub, "read")
+    headers = {**create, "Cookie": cookie_r, "X-CSRF-Token": csrf_r}
+    async with session.post(f"{hub.url}/uploads/", headers=headers) as r:
+        assert r.status == 403
+
+
 async def test_read_role_page_has_no_controls_and_server_refuses(
     hub: Hub, session: aiohttp.ClientSession
 ) -> None:

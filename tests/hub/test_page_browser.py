@@ -7,8 +7,14 @@ every test has a timeout.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import dataclasses
+import hashlib
 import json
 import os
+import re
+import threading
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,7 +23,9 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
+from aiohttp import web
 
+from hubswarm.hub.app import CONFIG_KEY
 from hubswarm.hub.tracker import TrackerState, add_tracker_routes
 from tests.browserkit import browser, chromium, console_errors, set_color_scheme, wait_for
 
@@ -29,6 +37,9 @@ __all__ = ["browser"]  # the fixture, imported for the tests below
 pytestmark = [pytest.mark.timeout(120)]
 
 XSS_NAME = "<img src=x onerror=alert(1)>.txt"
+MIB = 1 << 20
+# hub.js sends a file in PATCHes of this many bytes (CHUNK there).
+PAGE_CHUNK = 8 * MIB
 
 
 @dataclass
@@ -62,18 +73,29 @@ class ThreadHub:
         return [f["name"] for f in json.loads(body)["files"]]
 
 
-@pytest.fixture
-def hub(tmp_path: Path) -> Iterator[ThreadHub]:
+@contextlib.contextmanager
+def threaded_hub(tmp_path: Path, *, anonymous_read: bool = False) -> Iterator[ThreadHub]:
     data = tmp_path / "data"
     data.mkdir()
     tokens, _ = make_tokens(data)
-    configure = lambda app: add_tracker_routes(app, TrackerState())  # noqa: E731
+
+    def configure(app: web.Application) -> None:
+        add_tracker_routes(app, TrackerState())
+        if anonymous_read:  # so a BitTorrent client may use the hub as web seed without a token
+            app[CONFIG_KEY] = dataclasses.replace(app[CONFIG_KEY], anonymous_read=True)
+
     with ThreadedHub(data, configure) as h:
         yield ThreadHub(h.url, data, tokens)
 
 
-def sign_in(driver: Any, hub: ThreadHub, role: str) -> None:
-    driver.get(hub.url + "/files")
+@pytest.fixture
+def hub(tmp_path: Path) -> Iterator[ThreadHub]:
+    with threaded_hub(tmp_path) as h:
+        yield h
+
+
+def sign_in(driver: Any, hub: ThreadHub, role: str, *, path: str = "/files") -> None:
+    driver.get(hub.url + path)
     wait_for(driver, lambda d: d.find_elements("id", "token"))
     assert "/signin" in driver.current_url
     driver.find_element("id", "token").send_keys(hub.tokens[role])
@@ -252,3 +274,247 @@ def test_phone_width_has_no_horizontal_scroll(hub: ThreadHub) -> None:
         assert overflow <= 0
         assert driver.find_element("id", "search").is_displayed()
         assert console_errors(driver) == []
+
+
+_REQUEST_LINE = re.compile(
+    rb"(?:^|\r\n)((?:GET|HEAD|POST|PATCH|PUT|DELETE|OPTIONS) /\S*) HTTP/1\.1\r\n"
+)
+
+
+class CuttingProxy:
+    """A TCP proxy on 127.0.0.1, in a thread and event loop of its own, in front of a hub.
+
+    Armed with ``cut_after(n)``, it forwards ``n`` more bytes towards the hub and then drops
+    the connection carrying the next byte, once: the browser's side is reset at once, the hub's
+    side is left hanging, as when a laptop changes networks, until a ``HEAD /uploads/`` (the
+    page asking the hub's offset) comes by. Until then a PATCH that a browser resends by itself
+    finds the old one still holding the upload (423). It counts every byte sent towards the hub
+    and keeps the request lines it forwarded.
+    """
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.url = ""
+        self.upstream_bytes = 0
+        self.cuts = 0
+        self.requests: list[str] = []
+        self.requests_after_cut: list[str] = []
+        self.saw_checksum = False
+        self._budget: int | None = None
+        self._held: asyncio.StreamWriter | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+        self._handlers: set[asyncio.Task[None]] = set()
+        self._ready = threading.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._thread = threading.Thread(target=lambda: asyncio.run(self._main()), name="proxy")
+
+    def cut_after(self, n: int) -> None:
+        assert self._loop is not None
+        self._loop.call_soon_threadsafe(setattr, self, "_budget", n)
+
+    async def _main(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        self.url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+        self._ready.set()
+        try:
+            async with asyncio.timeout(120):
+                await self._stop.wait()
+        finally:
+            server.close()
+            for w in list(self._writers):
+                w.transport.abort()
+            if self._handlers:
+                await asyncio.wait(self._handlers, timeout=5)
+            await server.wait_closed()
+
+    async def _handle(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._handlers.add(task)
+        task.add_done_callback(self._handlers.discard)
+        try:
+            hub_r, hub_w = await asyncio.open_connection("127.0.0.1", self.target_port)
+        except OSError:
+            client_w.transport.abort()
+            return
+        pair = (client_w, hub_w)
+        self._writers.update(pair)
+        hub_gone = asyncio.Event()
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self._upstream(client_r, hub_w, client_w, hub_gone))
+                tg.create_task(self._downstream(hub_r, client_w, hub_gone))
+        finally:
+            self._writers.difference_update(pair)
+            for w in pair:
+                w.transport.abort()
+
+    def _note_requests(self, seen: bytes, new_from: int) -> None:
+        for m in _REQUEST_LINE.finditer(seen):
+            if m.end() > new_from:
+                line = m.group(1).decode()
+                self.requests.append(line)
+                if self.cuts:
+                    self.requests_after_cut.append(line)
+                if self._held is not None and line.startswith("HEAD /uploads/"):
+                    self._held.transport.abort()  # now the hub learns of the drop
+                    self._held = None
+
+    async def _upstream(
+        self,
+        reader: asyncio.StreamReader,
+        hub_w: asyncio.StreamWriter,
+        client_w: asyncio.StreamWriter,
+        hub_gone: asyncio.Event,
+    ) -> None:
+        tail = b""
+        with contextlib.suppress(ConnectionError, OSError):
+            while data := await reader.read(1 << 16):
+                seen = tail + data
+                self._note_requests(seen, len(tail))
+                self.saw_checksum |= b"\r\nupload-checksum: sha256 " in seen.lower()
+                tail = seen[-128:]
+                if self._budget is not None and len(data) > self._budget:
+                    hub_w.write(data[: self._budget])
+                    self.upstream_bytes += self._budget
+                    self._budget = None
+                    self.cuts += 1
+                    self._held = hub_w
+                    client_w.transport.abort()
+                    await hub_gone.wait()  # the HEAD dropped it (or the hub timed out)
+                    return
+                if self._budget is not None:
+                    self._budget -= len(data)
+                self.upstream_bytes += len(data)
+                hub_w.write(data)
+                await hub_w.drain()
+            if hub_w.can_write_eof():
+                hub_w.write_eof()
+
+    async def _downstream(
+        self, reader: asyncio.StreamReader, client_w: asyncio.StreamWriter, hub_gone: asyncio.Event
+    ) -> None:
+        try:
+            with contextlib.suppress(ConnectionError, OSError):
+                while data := await reader.read(1 << 16):
+                    client_w.write(data)
+                    await client_w.drain()
+                if client_w.can_write_eof():
+                    client_w.write_eof()
+        finally:
+            hub_gone.set()
+
+    def __enter__(self) -> CuttingProxy:
+        self._thread.start()
+        assert self._ready.wait(10), "proxy did not start"
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._loop is not None and self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(10)
+        assert not self._thread.is_alive()
+
+
+def hub_sha256(hub: ThreadHub, name: str) -> str:
+    status, body = hub.request("GET", "/files/" + quote(name, safe="/"), role="read")
+    assert status == 200
+    return hashlib.sha256(body).hexdigest()
+
+
+def test_upload_resumes_after_the_connection_drops(
+    browser: Any, hub: ThreadHub, tmp_path: Path
+) -> None:
+    """The page uploads over tus; the proxy drops its connection once in the last PATCH: the
+    page asks the hub's offset (HEAD), goes on from there, and the file lands byte for byte."""
+    data = os.urandom(4 * PAGE_CHUNK)
+    src = tmp_path / "big.bin"
+    src.write_bytes(data)
+    port = int(hub.url.rsplit(":", 1)[1])
+    with CuttingProxy(port) as proxy:
+        sign_in(browser, ThreadHub(proxy.url, hub.data_dir, hub.tokens), "write")
+        # In the middle of the last chunk (the page and the sign-in came before the arming).
+        proxy.cut_after(3 * PAGE_CHUNK + PAGE_CHUNK // 2)
+        browser.execute_script("document.body.dataset.uploads = 'busy'")
+        browser.find_element("id", "pick-files").send_keys(str(src))
+        wait_uploads_done(browser, 1)
+        assert proxy.cuts == 1
+        # The page's own retry asked the hub's offset, and went on with the same upload.
+        assert browser.find_element("css selector", "#uploads li").get_attribute("data-retries")
+        assert any(r.startswith("HEAD /uploads/") for r in proxy.requests_after_cut)
+        assert [r for r in proxy.requests if r.startswith("POST /uploads/")] == ["POST /uploads/"]
+        # 127.0.0.1 is a secure context and the hub offers sha256: the PATCHes were checksummed.
+        assert proxy.saw_checksum
+    assert hub_sha256(hub, "big.bin") == hashlib.sha256(data).hexdigest()
+    assert not any((hub.data_dir / ".uploads").glob("*.part"))
+    # The failed requests the drop made may be logged; nothing else.
+    assert all("/uploads/" in e for e in console_errors(browser))
+
+
+# Drops built in the page: a DataTransfer of two File objects (as a real drag of files gives),
+# then a folder. A page's script cannot make the File System entries a real folder drag
+# carries, so the folder comes as objects with the same members (isDirectory, createReader,
+# readEntries, file), around real File objects.
+DROP_FILES = """
+const bytes = new Uint8Array(300000).map((_, i) => (i * 7 + 3) % 251);
+const dt = new DataTransfer();
+dt.items.add(new File(["dropped text"], "note.txt"));
+dt.items.add(new File([bytes], "data.bin"));
+document.getElementById("drop").dispatchEvent(
+  new DragEvent("drop", {dataTransfer: dt, bubbles: true, cancelable: true}));
+"""
+DROP_FOLDER = """
+const fileEntry = (f) => ({isFile: true, isDirectory: false, name: f.name,
+  file: (ok) => ok(f)});
+const dirEntry = (name, children) => ({isFile: false, isDirectory: true, name,
+  createReader() {
+    let given = false;
+    return {readEntries(ok) {  // as the real one: asynchronous, then an empty batch
+      const batch = given ? [] : children;
+      given = true;
+      setTimeout(() => ok(batch));
+    }};
+  }});
+const tree = dirEntry("album", [fileEntry(new File(["A"], "a.txt")),
+  dirEntry("inner", [fileEntry(new File(["BB"], "b.txt"))])]);
+const ev = new Event("drop", {bubbles: true, cancelable: true});
+Object.defineProperty(ev, "dataTransfer",
+  {value: {items: [{webkitGetAsEntry: () => tree}], files: []}});
+document.getElementById("drop").dispatchEvent(ev);
+"""
+
+
+def test_drop_files_and_a_folder_then_fetch_a_torrent_with_libtorrent(
+    browser: Any, tmp_path: Path
+) -> None:
+    pytest.importorskip("libtorrent")
+    from tests.interop.peers import lt_peer
+
+    expected = bytes((i * 7 + 3) % 251 for i in range(300000))
+    with threaded_hub(tmp_path, anonymous_read=True) as hub:
+        sign_in(browser, hub, "write", path="/signin?next=/files")
+        browser.execute_script("document.body.dataset.uploads = 'busy'")
+        browser.execute_script(DROP_FILES)
+        wait_uploads_done(browser, 2)
+        browser.execute_script("document.body.dataset.uploads = 'busy'")
+        browser.execute_script(DROP_FOLDER)
+        wait_uploads_done(browser, 4)
+        assert sorted(hub.names()) == ["album/a.txt", "album/inner/b.txt", "data.bin", "note.txt"]
+        assert hub_sha256(hub, "data.bin") == hashlib.sha256(expected).hexdigest()
+        wait_for(browser, lambda d: {"album", "data.bin", "note.txt"} <= visible_names(d))
+
+        # The page's .torrent link, downloaded by the browser, is all libtorrent needs: the
+        # hub's web seed (url-list) serves the bytes.
+        rows(browser)["data.bin"].find_element("css selector", "a.torrent").click()
+        torrent = browser.download_dir / "data.bin.torrent"
+        wait_for(browser, lambda d: torrent.exists() and torrent.stat().st_size > 0)
+        dest = tmp_path / "lt"
+        dest.mkdir()
+        with lt_peer() as peer:
+            peer.add(dest, torrent=torrent.read_bytes())
+            peer.wait(peer.is_seed, 30, "download from the hub's web seed")
+        assert (dest / "data.bin").read_bytes() == expected
+        assert console_errors(browser) == []

@@ -108,9 +108,192 @@
     }
   }
 
-  // --- upload -----------------------------------------------------------------------------
+  // --- upload: tus 1.0, resumable (https://tus.io/protocols/resumable-upload) -------------
+  // Each file: POST /uploads/ with its path in Upload-Metadata, then PATCHes of CHUNK bytes.
+  // After a dropped connection or a PATCH the hub refused for a passing reason, HEAD asks the
+  // hub's offset and the upload goes on from there, after a back-off, at most
+  // RETRY_DELAYS_MS.length times in a row. When the hub offers sha256 and the page is a secure
+  // context (crypto.subtle: https, or loopback), every PATCH carries Upload-Checksum and the hub
+  // keeps all of it or none. The upload's URL is kept in localStorage until it lands, so a
+  // reloaded page resumes it too (keyed as tus-js-client does: target, size, modification time).
+  const CHUNK = 8 * 1024 * 1024;
+  // About a minute in all: a PATCH cut off without the hub noticing holds the upload (423)
+  // until the hub's slow-body rule or read timeout (60 s) ends it.
+  const RETRY_DELAYS_MS = [500, 1000, 2000, 4000, 8000, 15000, 30000];
+  // A PATCH with no upload progress for this long is given up and resumed (a silent network).
+  const STALL_MS = 60000;
+  // A HEAD, POST or OPTIONS gets this long.
+  const REQUEST_MS = 30000;
+  // 408 slow body, 409 offset not the hub's, 423 a PATCH still running there, 429, 460 bytes
+  // damaged on the way, 5xx but 507 (disk full): worth another try. 404/410: start over.
+  const RETRY_STATUS = new Set([408, 409, 423, 429, 460, 500, 502, 503, 504]);
   const queue = [];
   let busy = false;
+  let tusInfo = null;
+
+  class Retry extends Error {}
+
+  function b64(bytes) {
+    let s = "";
+    for (const b of new Uint8Array(bytes)) s += String.fromCharCode(b);
+    return btoa(s);
+  }
+
+  function sleep(ms) {
+    return new Promise((resolve) => setTimeout(resolve, ms));
+  }
+
+  // One request: resolves with the finished XHR whatever its status, throws Retry when the
+  // connection failed, stalled or timed out.
+  function send(method, url, headers, body, onProgress) {
+    return new Promise((resolve, reject) => {
+      const xhr = new XMLHttpRequest();
+      let stall = null;
+      const watch = () => {
+        clearTimeout(stall);
+        stall = setTimeout(() => xhr.abort(), STALL_MS);
+      };
+      xhr.open(method, url);
+      for (const [k, v] of Object.entries({ "Tus-Resumable": "1.0.0", "X-CSRF-Token": csrf,
+        ...headers })) xhr.setRequestHeader(k, v);
+      if (onProgress) {
+        xhr.upload.addEventListener("progress", (e) => { watch(); onProgress(e.loaded); });
+        watch();
+      } else {
+        xhr.timeout = REQUEST_MS;
+      }
+      const fail = (why) => () => { clearTimeout(stall); reject(new Retry(why)); };
+      xhr.addEventListener("load", () => { clearTimeout(stall); resolve(xhr); });
+      xhr.addEventListener("error", fail("connection lost"));
+      xhr.addEventListener("abort", fail("stalled"));
+      xhr.addEventListener("timeout", fail("timed out"));
+      xhr.send(body === undefined ? null : body);
+    });
+  }
+
+  function refused(xhr, what) {
+    let msg = xhr.status + "";
+    try { msg += " " + JSON.parse(xhr.responseText).error; } catch (e) { /* not JSON */ }
+    if (RETRY_STATUS.has(xhr.status)) return new Retry(what + ": " + msg);
+    const err = new Error(what + ": " + msg);
+    err.gone = xhr.status === 404 || xhr.status === 410;
+    return err;
+  }
+
+  function hubOffers() {
+    if (!tusInfo) {
+      tusInfo = send("OPTIONS", "/uploads/", {}).then((xhr) => {
+        const algs = (xhr.getResponseHeader("Tus-Checksum-Algorithm") || "").split(",");
+        return { sha256: algs.map((a) => a.trim()).includes("sha256") && !!window.isSecureContext &&
+          !!(window.crypto && crypto.subtle) };
+      }).catch(() => ({ sha256: false }));
+    }
+    return tusInfo;
+  }
+
+  const stored = {
+    get(key) { try { return localStorage.getItem(key); } catch (e) { return null; } },
+    set(key, v) { try { localStorage.setItem(key, v); } catch (e) { /* private mode */ } },
+    drop(key) { try { localStorage.removeItem(key); } catch (e) { /* private mode */ } },
+  };
+
+  async function create(job) {
+    const xhr = await send("POST", "/uploads/", {
+      "Upload-Length": String(job.file.size),
+      "Upload-Metadata": "filename " + b64(new TextEncoder().encode(job.target)),
+    });
+    if (xhr.status !== 201) throw refused(xhr, "create");
+    // Only the path: the hub names its own origin, which a reverse proxy may have changed.
+    const path = new URL(xhr.getResponseHeader("Location") || "", location.href).pathname;
+    if (!path.startsWith("/uploads/")) throw new Error("create: unexpected Location");
+    return path;
+  }
+
+  async function hubOffset(job, url) {
+    const xhr = await send("HEAD", url, {});
+    if (xhr.status !== 200) throw refused(xhr, "offset");
+    if (Number(xhr.getResponseHeader("Upload-Length")) !== job.file.size) {
+      const err = new Error("offset: another upload");
+      err.gone = true;
+      throw err;
+    }
+    return Number(xhr.getResponseHeader("Upload-Offset"));
+  }
+
+  async function patchChunk(job, url, offset, sha256) {
+    const end = Math.min(offset + CHUNK, job.file.size);
+    let body = job.file.slice(offset, end);
+    const headers = {
+      "Content-Type": "application/offset+octet-stream", "Upload-Offset": String(offset),
+    };
+    if (sha256) {
+      body = await body.arrayBuffer();
+      headers["Upload-Checksum"] = "sha256 " + b64(await crypto.subtle.digest("SHA-256", body));
+    }
+    const xhr = await send("PATCH", url, headers, body, (sent) => progress(job, offset + sent));
+    if (xhr.status !== 204) throw refused(xhr, "upload");
+    return Number(xhr.getResponseHeader("Upload-Offset"));
+  }
+
+  function progress(job, done) {
+    job.bar.value = done;
+    job.state.textContent = Math.floor((100 * done) / (job.file.size || 1)) + "%";
+  }
+
+  function finish(job, error) {
+    job.bar.value = error ? job.bar.value : job.bar.max;
+    job.state.textContent = error ? "failed: " + error.message : "done";
+    job.state.title = error ? error.message : "";
+    job.state.className = "state " + (error ? "failed" : "done");
+    job.li.dataset.result = error ? "failed" : "done";
+  }
+
+  async function upload(job) {
+    const { sha256 } = await hubOffers();
+    const file = job.file;
+    const key = "hubswarm-upload:" + [job.target, file.size, file.lastModified].join(":");
+    let url = stored.get(key);
+    let offset = null; // null: ask the hub (HEAD)
+    let failures = 0;
+    job.state.textContent = "0%";
+    for (;;) {
+      try {
+        if (url === null) {
+          url = await create(job);
+          stored.set(key, url);
+          offset = 0;
+        }
+        if (offset === null) offset = await hubOffset(job, url);
+        while (offset < file.size) {
+          offset = await patchChunk(job, url, offset, sha256);
+          failures = 0;
+        }
+        stored.drop(key);
+        return finish(job, null);
+      } catch (err) {
+        if (!(err instanceof Retry) && !err.gone) {
+          stored.drop(key);
+          return finish(job, err);
+        }
+        failures += 1;
+        if (failures > RETRY_DELAYS_MS.length) {
+          stored.drop(key);
+          return finish(job, err);
+        }
+        if (err.gone) {
+          // Expired, terminated, or not ours: start over with a new upload.
+          stored.drop(key);
+          url = null;
+          progress(job, 0);
+        }
+        offset = null;
+        job.li.dataset.retries = String(Number(job.li.dataset.retries || 0) + 1);
+        job.state.textContent = "retrying";
+        job.state.title = err.message;
+        await sleep(RETRY_DELAYS_MS[failures - 1]);
+      }
+    }
+  }
 
   function addUploads(items) {
     const list = $("#uploads");
@@ -133,40 +316,9 @@
     if (!busy) runQueue();
   }
 
-  function put(job) {
-    return new Promise((resolve) => {
-      const xhr = new XMLHttpRequest();
-      xhr.open("PUT", "/files/" + quotePath(job.target));
-      xhr.setRequestHeader("X-CSRF-Token", csrf);
-      xhr.upload.addEventListener("progress", (e) => {
-        if (e.lengthComputable) {
-          job.bar.max = e.total || 1;
-          job.bar.value = e.loaded;
-          job.state.textContent = Math.floor((100 * e.loaded) / (e.total || 1)) + "%";
-        }
-      });
-      xhr.addEventListener("load", () => {
-        const ok = xhr.status === 200 || xhr.status === 201;
-        job.bar.value = job.bar.max;
-        job.state.textContent = ok ? "done" : "failed " + xhr.status;
-        job.state.className = "state " + (ok ? "done" : "failed");
-        job.li.dataset.result = ok ? "done" : "failed";
-        resolve();
-      });
-      xhr.addEventListener("error", () => {
-        job.state.textContent = "failed";
-        job.state.className = "state failed";
-        job.li.dataset.result = "failed";
-        resolve();
-      });
-      job.state.textContent = "0%";
-      xhr.send(job.file);
-    });
-  }
-
   async function runQueue() {
     busy = true;
-    while (queue.length) await put(queue.shift());
+    while (queue.length) await upload(queue.shift());
     busy = false;
     await refreshListing();
     document.body.dataset.uploads = "idle";
@@ -236,7 +388,7 @@
       } else {
         for (const file of e.dataTransfer.files) out.push({ file, path: file.name });
       }
-      addUploads(out);
+      if (out.length) addUploads(out);
     });
   }
 
