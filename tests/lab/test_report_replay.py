@@ -3,28 +3,40 @@ built from stored runs.json fixtures (no run needed)."""
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import json
 import re
+import tempfile
+from dataclasses import replace
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 from hypothesis import given
 from hypothesis import strategies as st
 
+from hubswarm import vtime
 from hubswarm.cli import cli as cli_main
 from hubswarm.cli.lab import open_in_browser
-from hubswarm.lab.metrics import PieceTrack, RunResult
+from hubswarm.clock import Clock
+from hubswarm.lab.metrics import ClientRecord, PieceTrack, RunResult
+from hubswarm.lab.progress import MAX_SAMPLES, ReceivedSampler, per_client, thin
 from hubswarm.lab.replay import (
     MAX_CELLS,
     cs_tracks,
     frame,
     keep_clients,
+    recorded,
     replay_tracks,
     tracks_from_logs,
 )
+from hubswarm.lab.replay_page import replay_html
 from hubswarm.lab.report import load_runs, write_report
 from hubswarm.lab.report_pair import CHANGED, compare_campaigns
 from hubswarm.lab.rowspec import LEVELS, verdict_level
+from hubswarm.lab.scenario import parse_scenario
+from hubswarm.lab.sim import run_sim
 from hubswarm.lab.table import ROWS, verdicts
 from hubswarm.lab.terminal import summary_lines
 
@@ -198,3 +210,121 @@ def test_two_campaigns_side_by_side(tmp_path: Path) -> None:
     assert result.output.startswith("0 differences marked")
     page = Path(result.output.splitlines()[-1].removeprefix("report: "))
     assert "two campaigns side by side" in page.read_text()
+
+
+# --- client-server progress, recorded as each client downloads (issue 20) --------------------
+
+
+@given(
+    st.lists(st.tuples(st.floats(0, 1e4), st.integers(0, 2**40)), max_size=300),
+    st.integers(2, 100),
+)
+def test_thin_keeps_first_last_and_order(samples: list[tuple[float, int]], cap: int) -> None:
+    kept = thin(samples, cap)
+    assert len(kept) == min(len(samples), cap)
+    if samples:
+        assert kept[0] == samples[0]
+        assert kept[-1] == samples[-1]
+    rest = iter(samples)
+    assert all(any(s == x for x in rest) for s in kept)  # a subsequence, in order
+    assert per_client(1) <= MAX_SAMPLES
+    assert per_client(10**6) >= 8
+
+
+def test_sampler_is_bounded_and_spread_however_long() -> None:
+    sampler = ReceivedSampler(Clock(), period=0.05, cap=16)
+
+    async def long_download() -> None:
+        async with sampler.watching():
+            await asyncio.sleep(1000.0)  # virtual time: a download 20,000 periods long
+
+    vtime.run(long_download())
+    samples = sampler.samples()
+    assert 8 <= len(samples) <= 16
+    times = [t for t, _ in samples]
+    assert times == sorted(times)
+    assert times[-1] - times[0] == pytest.approx(1000.0)
+    gaps = [b - a for a, b in itertools.pairwise(times[:-1])]
+    assert max(gaps) == pytest.approx(min(gaps))  # evenly spaced (the last one is the exit's)
+
+
+def _sim_client_server(n: int) -> RunResult:
+    scenario = parse_scenario(
+        {
+            "name": "acceptance",
+            "clients": n,
+            "file_size": "1536KiB",
+            "piece_size": "32KiB",
+            "server_upload": "1MiB",
+            "client_upload": "1MiB",
+            "client_download": "16MiB",
+            "architectures": ["client-server"],
+            "emulation": "sim",
+        }
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        return run_sim(scenario.plans()[0], "client-server", Path(tmp))
+
+
+def test_client_server_replay_is_drawn_from_the_recorded_bytes() -> None:
+    run = _sim_client_server(4)  # the real hub and client, in virtual time
+    assert recorded(run)
+    for c in run.clients:
+        assert 2 <= len(c.progress) <= per_client(run.n)
+        times, got = zip(*c.progress, strict=True)
+        assert list(times) == sorted(times)
+        assert list(got) == sorted(got)
+        assert got[0] == 0
+        assert got[-1] == run.file_size
+        assert c.start <= times[0] + 1e-3
+        assert c.end is not None
+        assert abs(times[-1] - c.end) < 0.05
+    # The recording survives runs.json.
+    assert RunResult.from_json(json.loads(json.dumps(run.to_json()))) == run
+    tracks = cs_tracks(run)
+    assert frame(tracks, run.pieces, max(c.end or 0 for c in run.clients)).complete == run.n
+    # Each piece appears when the client's recorded bytes passed its end.
+    c, track = run.clients[0], tracks[0]
+    for k in (0, run.pieces // 2, run.pieces - 1):
+        mark = run.file_size * (k + 1) // run.pieces
+        before = [b for t, b in c.progress if t < track.times[k] - 1e-3]
+        after = [b for t, b in c.progress if t >= track.times[k]]
+        assert not before or before[-1] < mark
+        assert after[0] >= mark
+    page = replay_html([run], "t")
+    assert page is not None
+    assert "drawn from each client's bytes received over time" in page
+
+
+def test_client_server_replay_follows_an_uneven_recording() -> None:
+    # A client that got half the file in the first tenth of its time (and the rest slowly):
+    # the recording, not a constant rate from start to end, decides what the replay shows.
+    half = 10 * 2**20
+    client = ClientRecord(
+        1,
+        0.0,
+        10.0,
+        2 * half,
+        2 * half,
+        verified=True,
+        progress=((0.0, 0), (1.0, half), (10.0, 2 * half)),
+    )
+    run = RunResult(
+        "client-server", "x", 1, 2 * half, 2**20, (2**20,), (2**20,), (client,), pieces=20
+    )
+    shown = frame(cs_tracks(run), run.pieces, 1.0).cells[0]
+    assert shown == "s" * 10 + "." * 10
+    old = replace(run, clients=(replace(client, progress=()),))
+    assert not recorded(old)
+    assert frame(cs_tracks(old), old.pieces, 1.0).cells[0] == "s" * 2 + "." * 18
+    page = replay_html([old], "t")
+    assert page is not None
+    assert "estimated from each client's start, end and bytes" in page
+
+
+def test_old_runs_json_without_recordings_still_replay() -> None:
+    cs = [r for r in _runs() if r.architecture == "client-server"]
+    assert cs
+    assert all(c.progress == () for r in cs for c in r.clients)
+    assert not any(recorded(r) for r in cs)
+    assert all(len(cs_tracks(r)) == r.n for r in cs)

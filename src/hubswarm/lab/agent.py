@@ -32,6 +32,7 @@ _RECEIVED = re.compile(r"received (\d+) of \d+")
 
 async def _get(url: str, out: Path, token: str | None) -> dict[str, object]:
     from hubswarm.hub import client  # loaded by main before `ready`
+    from hubswarm.lab.progress import ReceivedSampler  # the bytes over time (issue 20)
 
     received = [0]
 
@@ -40,23 +41,35 @@ async def _get(url: str, out: Path, token: str | None) -> dict[str, object]:
         received[0] = done
 
     clock = Clock()
+    sampler = ReceivedSampler(clock)
     start = clock.now()
     try:
-        result = await client.download(url, out, token=token, progress=progress, resume=False)
+        async with sampler.watching(), sampler.session() as session:
+            result = await client.download(
+                url, out, token=token, progress=progress, resume=False, session=session
+            )
+            end = clock.now()  # before the session's and the sampler's close
     except HubswarmError as exc:
         end = clock.now()
         # Progress comes in ~1 MiB batches; aiohttp's message counts the bytes of a cut body.
         cut = _RECEIVED.search(str(exc))
         got = max(received[0], int(cut.group(1)) if cut else 0)
-        return {"start": start, "end": end, "error": str(exc)[:300], "bytes": got}
+        return {
+            "start": start,
+            "end": end,
+            "error": str(exc)[:300],
+            "bytes": got,
+            "progress": sampler.samples(),
+        }
     return {
         "start": start,
-        "end": clock.now(),
+        "end": end,
         "error": None,
         "bytes": result.bytes_received,
         "size": result.size,
         "sha256": result.sha256,
         "verified": result.verified,
+        "progress": sampler.samples(),
     }
 
 
@@ -135,7 +148,8 @@ def main(argv: list[str]) -> int:
     token = argv[3] if len(argv) == 4 else None
     # The hub client (aiohttp) only here: swarm peers do not load it, which took ~0.2 CPU-s
     # from each of 33 agents starting together on 2 cores.
-    import hubswarm.hub.client  # noqa: F401
+    import hubswarm.hub.client
+    import hubswarm.lab.progress  # noqa: F401
 
     print("ready", flush=True)
     if sys.stdin.readline().strip() != "go":

@@ -50,6 +50,16 @@ class ClientRecord:
     verified: bool = False
     error: str | None = None
     left_at: float | None = None  # churn: when it left the system
+    # Client-server: (t since t = 0, body bytes received) as the client downloaded
+    # (lab.progress; at most progress.MAX_SAMPLES). Empty in runs.json written before it.
+    progress: tuple[tuple[float, int], ...] = ()
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ClientRecord:
+        """Inverse of ``asdict``."""
+        d = dict(data)
+        d["progress"] = tuple((float(t), int(b)) for t, b in d.get("progress", ()))
+        return cls(**d)
 
     @property
     def complete(self) -> bool:
@@ -214,7 +224,7 @@ class RunResult:
         d = dict(data)
         d["uploads"] = tuple(d["uploads"])
         d["downloads"] = tuple(d["downloads"])
-        d["clients"] = tuple(ClientRecord(**c) for c in d["clients"])
+        d["clients"] = tuple(ClientRecord.from_json(c) for c in d["clients"])
         d["faults"] = tuple(FaultEvent.from_json(f) for f in d.get("faults", ()))
         d["replicas"] = tuple(
             ReplicaSample(r["t"], tuple(r["counts"])) for r in d.get("replicas", ())

@@ -4,8 +4,9 @@ A swarm's peers log every verified piece (``--events``: ``{"event": "piece", "in
 "source": "peer" | "webseed", "peers": [addresses]}``); :func:`tracks_from_logs` keeps, per
 client, (t, piece, source) with the source one letter: ``s`` the seed (host 0), ``p`` another
 peer, ``w`` a web seed. A client-server client downloads the file front to back over HTTP, so
-:func:`cs_tracks` draws its pieces from its record: from its start to its end at a constant
-rate (the rate a fair-shared server gives each of its clients). :func:`frame` is what a
+:func:`cs_tracks` draws its pieces from its bytes received over time (sampled as it
+downloaded, :mod:`hubswarm.lab.progress`), or, in runs.json written before those samples,
+from its start to its end at a constant rate. :func:`frame` is what a
 replay shows at time t: which cells of the peers × pieces grid are filled, and with what.
 """
 
@@ -24,6 +25,7 @@ __all__ = [
     "cs_tracks",
     "frame",
     "keep_clients",
+    "recorded",
     "replay_tracks",
     "tracks_from_logs",
     "with_tracks",
@@ -111,20 +113,53 @@ def _stop(run: RunResult, start: float, end: float | None, left_at: float | None
     return min(kills) if kills else max([*ends, start])
 
 
+def _crossings(samples: Sequence[tuple[float, int]], marks: Sequence[int]) -> list[float]:
+    """When the (t, bytes) curve first reached each of ``marks`` (ascending), linear between
+    samples; marks it never reached are left out."""
+    times: list[float] = []
+    i = 0
+    for mark in marks:
+        while i < len(samples) and samples[i][1] < mark:
+            i += 1
+        if i == len(samples):
+            break
+        t, got = samples[i]
+        if i > 0 and got > samples[i - 1][1]:
+            t0, got0 = samples[i - 1]
+            t = t0 + (t - t0) * (mark - got0) / (got - got0)
+        times.append(round(t, 3))
+    return times
+
+
 def cs_tracks(run: RunResult, cap: int = MAX_CELLS) -> tuple[PieceTrack, ...]:
-    """Client-server: each client's pieces front to back, from its start to its end (or
-    to where it stopped) at a constant rate."""
+    """Client-server: each client's pieces front to back, each when the client's recorded
+    bytes (``ClientRecord.progress``) reached its end; a client without a recording (runs.json
+    written before it, an agent killed before it reported) from its start to its end (or to
+    where it stopped) at a constant rate."""
     pieces = max(run.pieces, 1)
     by_index = {c.index: c for c in run.clients}
     tracks = []
     for index in keep_clients(list(by_index), pieces, cap):
         c = by_index[index]
         got = pieces if c.complete else min(pieces, pieces * c.bytes_received // run.file_size)
-        stop = _stop(run, c.start, c.end, c.left_at)
-        span = max(stop - c.start, 0.0)
-        times = tuple(round(c.start + span * (k + 1) / pieces, 3) for k in range(got))
-        tracks.append(PieceTrack(index, times, tuple(range(got)), "s" * got))
+        if c.progress:
+            # A piece's last byte, front to back (pieces of F / M: the runs.json has no size).
+            marks = [max(1, run.file_size * (k + 1) // pieces) for k in range(got)]
+            times = tuple(_crossings(c.progress, marks))
+        else:
+            stop = _stop(run, c.start, c.end, c.left_at)
+            span = max(stop - c.start, 0.0)
+            times = tuple(round(c.start + span * (k + 1) / pieces, 3) for k in range(got))
+        tracks.append(PieceTrack(index, times, tuple(range(len(times))), "s" * len(times)))
     return tuple(tracks)
+
+
+def recorded(run: RunResult) -> bool:
+    """Whether the replay draws ``run`` from what it recorded: a swarm's pieces, or every
+    client-server client's bytes over time (not a constant rate between start and end)."""
+    if run.tracks:
+        return True
+    return run.architecture == "client-server" and all(c.progress for c in run.clients)
 
 
 def replay_tracks(run: RunResult) -> tuple[PieceTrack, ...]:

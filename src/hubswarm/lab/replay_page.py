@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from hubswarm.lab.metrics import RunResult
-from hubswarm.lab.replay import SOURCES, frame, replay_tracks
+from hubswarm.lab.replay import SOURCES, frame, recorded, replay_tracks
 from hubswarm.lab.table import architectures_of
 
 __all__ = ["COLOURS", "Group", "default_group", "groups", "write_keyframes", "write_replay"]
@@ -76,13 +76,22 @@ def default_group(found: Sequence[Group]) -> int:
     return max(range(len(found)), key=rank)
 
 
+def _how(run: RunResult) -> str:
+    """How the rows were drawn, where it is not from the peers' own piece events."""
+    if run.tracks:
+        return ""
+    if recorded(run):
+        return "drawn from each client's bytes received over time"
+    return "estimated from each client's start, end and bytes (no recording in this runs.json)"
+
+
 def _run_data(run: RunResult) -> dict[str, Any]:
     tracks = replay_tracks(run)
     return {
         "arch": run.architecture,
         "pieces": run.pieces,
         "n": run.n,
-        "derived": not run.tracks,
+        "how": _how(run),
         "rows": [[t.client, t.times, t.pieces, t.sources] for t in tracks],
     }
 
@@ -149,7 +158,7 @@ _SCRIPT = """
       v.canvas.dataset.frame = slider.value;
       v.caption.textContent = complete + "/" + run.rows.length + " complete" +
         (run.rows.length < run.n ? " (" + run.rows.length + " of " + run.n + " shown)" : "") +
-        (run.derived ? "; drawn from each client's start, end and bytes" : "");
+        (run.how ? "; " + run.how : "");
     });
   }
   function stop() {

@@ -18,6 +18,7 @@ from hubswarm.lab.netem import Network
 from hubswarm.lab.payload import PAYLOAD_NAME, check_file, largest_partial, make_payload
 from hubswarm.lab.probes import LockedHub, lock_hub_data, run_probes
 from hubswarm.lab.processes import Processes, last_json
+from hubswarm.lab.progress import per_client, thin
 from hubswarm.lab.scenario import Fault, RunPlan
 from hubswarm.lab.services import Hub, hub_bytes_sent, start_hub
 
@@ -192,7 +193,21 @@ class _Distribution:
             verified=ok,
             error=error if not ok else None,
             left_at=left_at if left_at is not None else (None if stays else end),
+            progress=self._progress(report.get("progress")),
         )
+
+    def _progress(self, reported: object) -> tuple[tuple[float, int], ...]:
+        """The agent's (monotonic time, bytes) samples, as (seconds since t = 0, bytes); none
+        from an agent killed before it reported (a fault, a time-out)."""
+        if not isinstance(reported, list):
+            return ()
+        fleet = self.fleet
+        samples = [
+            (round(fleet.since_t0(float(t)), 3), int(b))
+            for t, b in (s for s in reported if isinstance(s, list) and len(s) == 2)
+            if isinstance(t, float | int) and isinstance(b, int)
+        ]
+        return thin(samples, per_client(fleet.plan.n))
 
     async def apply_fault(self, fault: Fault) -> FaultEvent:
         """Apply one of the scenario's faults at its time."""

@@ -12,10 +12,12 @@ from hubswarm.errors import HubswarmError
 from hubswarm.httpnet import NetworkConnector, NetworkSite
 from hubswarm.hub import client as hub_client
 from hubswarm.hub.app import HubConfig, create_app
+from hubswarm.lab.bounds import d_cs
 from hubswarm.lab.fleet import fault_event, leave_after
 from hubswarm.lab.metrics import ClientRecord, FaultEvent, ReplicaSample, RunResult, SecurityProbe
 from hubswarm.lab.payload import PAYLOAD_NAME, check_file, largest_partial, make_payload
 from hubswarm.lab.probes import lock_hub_data
+from hubswarm.lab.progress import FIRST_PERIOD, ReceivedSampler, per_client, thin
 from hubswarm.lab.scenario import Fault, RunPlan
 from hubswarm.lab.sim.common import ERROR_CHARS, HUB_PORT, World, host_ip, killed_record
 
@@ -133,7 +135,11 @@ async def _get(world: World, index: int, url: str, out: Path, sha256: str) -> Cl
     error: str | None = None
     left_at: float | None = None
     connector = NetworkConnector(world.network.host(host_ip(index)))
-    async with aiohttp.ClientSession(connector=connector, auto_decompress=False) as session:
+    # Bytes over time as the agent records them in netns (lab.progress); the first period a
+    # 32nd of the client's bound, so a long run (N = 1,000) does not wake it needlessly.
+    expected = d_cs(plan.n, scenario.file_size, scenario.server_upload, plan.downloads[index - 1])
+    sampler = ReceivedSampler(world.clock, period=max(FIRST_PERIOD, expected / 32))
+    async with sampler.watching(), sampler.session(connector) as session:
         try:
             async with asyncio.timeout(max(0.0, deadline - world.now())):
                 await hub_client.download(url, out, token=None, progress=None, session=session)
@@ -145,6 +151,7 @@ async def _get(world: World, index: int, url: str, out: Path, sha256: str) -> Cl
         except HubswarmError as exc:
             error = str(exc)[:ERROR_CHARS]
     end = world.now()
+    progress = [(round(t - world.t0, 3), b) for t, b in sampler.samples()]
     got, ok = check_file(out, sha256)
     ok = ok and error is None
     stays = scenario.churn.leave_after_complete is False
@@ -157,4 +164,5 @@ async def _get(world: World, index: int, url: str, out: Path, sha256: str) -> Cl
         verified=ok,
         error=None if ok else (error or "incomplete"),
         left_at=left_at if left_at is not None else (None if stays else end),
+        progress=thin(progress, per_client(plan.n)),
     )
