@@ -8,6 +8,7 @@ every test has a timeout.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import dataclasses
 import hashlib
@@ -20,7 +21,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import pytest
 from aiohttp import web
@@ -429,7 +430,8 @@ def test_upload_resumes_after_the_connection_drops(
     browser: Any, hub: ThreadHub, tmp_path: Path
 ) -> None:
     """The page uploads over tus; the proxy drops its connection once in the last PATCH: the
-    page asks the hub's offset (HEAD), goes on from there, and the file lands byte for byte."""
+    page asks the hub's offset (HEAD), goes on from there, and the file lands byte for byte.
+    Then a page opened anew resumes an upload started before."""
     data = os.urandom(4 * PAGE_CHUNK)
     src = tmp_path / "big.bin"
     src.write_bytes(data)
@@ -452,6 +454,40 @@ def test_upload_resumes_after_the_connection_drops(
     assert not any((hub.data_dir / ".uploads").glob("*.part"))
     # The failed requests the drop made may be logged; nothing else.
     assert all("/uploads/" in e for e in console_errors(browser))
+
+    # A page opened again finds the upload it had started (its URL in localStorage, keyed by
+    # target, size and modification time) and sends only the rest.
+    half = tmp_path / "half.bin"
+    rest = os.urandom(PAGE_CHUNK + 1000)
+    half.write_bytes(data[:PAGE_CHUNK] + rest)
+    os.utime(half, (1_700_000_000, 1_700_000_000))
+    upload = started_upload(hub, "half.bin", data[:PAGE_CHUNK], half.stat().st_size)
+    browser.get(hub.url + "/files")
+    wait_for(browser, lambda d: d.execute_script("return document.body.dataset.ready") == "1")
+    key = f"hubswarm-upload:half.bin:{half.stat().st_size}:1700000000000"
+    browser.execute_script("localStorage.setItem(arguments[0], arguments[1])", key, upload)
+    browser.execute_script("document.body.dataset.uploads = 'busy'")
+    browser.find_element("id", "pick-files").send_keys(str(half))
+    wait_uploads_done(browser, 1)
+    assert hub_sha256(hub, "half.bin") == hashlib.sha256(half.read_bytes()).hexdigest()
+    assert not any((hub.data_dir / ".uploads").glob("*.part"))  # that upload, not a new one
+    assert browser.execute_script("return localStorage.getItem(arguments[0])", key) is None
+    assert console_errors(browser) == []
+
+
+def started_upload(hub: ThreadHub, name: str, first: bytes, length: int) -> str:
+    """A tus upload of ``length`` bytes to ``name`` with ``first`` sent; its path."""
+    auth = {"Authorization": f"Bearer {hub.tokens['write']}", "Tus-Resumable": "1.0.0"}
+    meta = "filename " + base64.b64encode(name.encode()).decode()
+    create = {**auth, "Upload-Length": str(length), "Upload-Metadata": meta}
+    req = urllib.request.Request(hub.url + "/uploads/", method="POST", headers=create)
+    with urllib.request.urlopen(req, timeout=10) as r:
+        path = urlsplit(r.headers["Location"]).path
+    patch = {**auth, "Upload-Offset": "0", "Content-Type": "application/offset+octet-stream"}
+    req = urllib.request.Request(hub.url + path, data=first, method="PATCH", headers=patch)
+    with urllib.request.urlopen(req, timeout=10) as r:
+        assert r.headers["Upload-Offset"] == str(len(first))
+    return path
 
 
 # Drops built in the page: a DataTransfer of two File objects (as a real drag of files gives),
