@@ -1,4 +1,5 @@
-// hubswarm hub page: sort, search, upload with progress, delete, copy sha256, live stats.
+// hubswarm hub page: sort, search, resumable uploads (tus) with progress, delete, copy sha256,
+// live stats.
 // Loaded from /static/ (the page's Content-Security-Policy allows no inline script). Names are
 // only ever inserted with textContent, never as HTML.
 "use strict";
