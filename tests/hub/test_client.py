@@ -294,7 +294,7 @@ async def _stored(hub: Hub, tmp_path: Path, name: str, size: int) -> tuple[bytes
 async def test_disk_full_keeps_partial_for_resume(
     hub: Hub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    content, url, dest = await _stored(hub, tmp_path, "d.bin", 3 * MIB)
+    content, url, dest = await _stored(hub, tmp_path, "d.bin", 9 * MIB)
     real = client._write_block
     calls = 0
 
@@ -377,6 +377,68 @@ async def test_cancel_mid_download_keeps_partial_then_resumes(hub: Hub, tmp_path
     assert result.resumed_from == kept
 
 
+@contextlib.asynccontextmanager
+async def _raw_server(content: bytes, cut: int, *, stall: bool) -> AsyncIterator[str]:
+    """A bare HTTP/1.1 server of one file: a full GET gets ``cut`` bytes of it, then the
+    connection is closed (or, with ``stall``, left silent); a ``Range: bytes=N-`` GET gets
+    the rest as a 206. Yields the file's URL."""
+    sha = hashlib.sha256(content).hexdigest()
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+            ranged = [ln for ln in head.split(b"\r\n") if ln.lower().startswith(b"range:")]
+            start = int(ranged[0].split(b"=")[1].rstrip(b"-")) if ranged else 0
+            status = "206 Partial Content" if start else "200 OK"
+            body = content[start:]
+            extra = f"Content-Range: bytes {start}-{len(content) - 1}/{len(content)}\r\n"
+            writer.write(
+                f'HTTP/1.1 {status}\r\nContent-Length: {len(body)}\r\nETag: "{sha}"\r\n'
+                f"X-Content-SHA256: {sha}\r\n{extra if start else ''}\r\n".encode()
+            )
+            writer.write(body if start else body[:cut])
+            await writer.drain()
+            if stall and not start:
+                async with asyncio.timeout(5):
+                    await reader.read(1)  # until the client gives up
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    try:
+        yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/files/r.bin"
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+@pytest.mark.parametrize("stall", [False, True])
+async def test_a_body_cut_short_keeps_its_bytes_and_resumes(tmp_path: Path, stall: bool) -> None:
+    # A big body is read straight from the socket: a peer that hangs up (or goes silent)
+    # mid-body leaves every byte received in the partial, and the resume asks for the rest.
+    content = os.urandom(11 * MIB)
+    cut = 7 * MIB + 12345
+    dest = tmp_path / "r.bin"
+    async with _raw_server(content, cut, stall=stall) as url:
+        message = "timed out" if stall else "closed after"
+        with pytest.raises(ServerUnreachableError, match=message):
+            await client.download(
+                url,
+                dest,
+                token=None,
+                progress=None,
+                timeouts=client.Timeouts(connect=2, sock_read=0.3),
+            )
+        assert dest.with_name("r.bin.part").read_bytes() == content[:cut]
+        result = await client.download(url, dest, token=None, progress=None)
+    assert dest.read_bytes() == content
+    assert (result.resumed_from, result.bytes_received, result.verified) == (
+        cut,
+        len(content) - cut,
+        True,
+    )
+
+
 async def test_unreadable_source_is_storage_error(hub: Hub, tmp_path: Path) -> None:
     with pytest.raises(StorageError, match="cannot read"):
         await client.upload(tmp_path / "nope", hub.url, token=hub.write, progress=None)
@@ -405,15 +467,21 @@ async def test_https_with_cacert(tmp_path: Path) -> None:
             await client.download(f"{url}/files/t.bin", dest, token=read, progress=None)
 
 
-async def test_caller_session_is_used_and_left_open(hub: Hub, tmp_path: Path) -> None:
-    await _put(hub, tmp_path, "k.bin", b"keep")
+@pytest.mark.parametrize("size", [4, 5 * MIB + 7])
+async def test_caller_session_is_used_and_left_open(hub: Hub, tmp_path: Path, size: int) -> None:
+    # A big body (read from the socket, its connection closed after) leaves the session
+    # as usable as a small one (whose connection goes back to the pool).
+    content = os.urandom(size)
+    await _put(hub, tmp_path, "k.bin", content)
     async with aiohttp.ClientSession() as session:
         for i in range(2):
             dest = tmp_path / f"k{i}"
             await client.download(
                 f"{hub.url}/files/k.bin", dest, token=hub.read, progress=None, session=session
             )
-            assert dest.read_bytes() == b"keep"
+            assert dest.read_bytes() == content
+        listed = await client.list_files(hub.url, hub.read, session=session)
+        assert [f.size for f in listed] == [len(content)]
         assert not session.closed
 
 
