@@ -1,19 +1,23 @@
 #!/usr/bin/env bash
 # Installs everything hubswarm needs on a fresh Debian machine (Python >= 3.11, root, no venv).
-#   bash scripts/install.sh          the tool and the Debian programs the lab uses
+#   bash scripts/install.sh          the tool, libtorrent (the lab's reference client) and the
+#                                    Debian programs the lab uses
 #   bash scripts/install.sh --test   also the test and benchmark dependencies (libtorrent, ...)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-extras=""
-[ "${1:-}" = "--test" ] && extras="[test]"
+# reference: libtorrent's bindings (a PyPI wheel), so that lab compare shows our swarm beside
+# the reference client (issue 22); the lab skips it, and says so, where they are missing.
+with_tests=""
+[ "${1:-}" = "--test" ] && with_tests=1
+extras="[reference${with_tests:+,test}]"
 
 # Debian programs: curl, aria2c and nginx are real peers/servers the tests talk to; iproute2 (ip, tc)
 # builds the lab's emulated network. Only install what is missing, so a warm machine pays nothing.
 need=()
 command -v curl >/dev/null || need+=(curl)
 command -v ip >/dev/null && command -v tc >/dev/null || need+=(iproute2)
-if [ -n "$extras" ]; then
+if [ -n "$with_tests" ]; then
   command -v aria2c >/dev/null || need+=(aria2)
   command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx-light)
   command -v opentracker >/dev/null || [ -x /usr/bin/opentracker ] || need+=(opentracker)

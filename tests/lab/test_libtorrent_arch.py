@@ -14,9 +14,10 @@ from hubswarm.lab import netem
 from hubswarm.lab.campaign import run_scenarios
 from hubswarm.lab.ltpeer import SETTINGS, settings_note
 from hubswarm.lab.metrics import summarize
-from hubswarm.lab.runners import make_runner
-from hubswarm.lab.runners.libtorrent import MISSING
-from hubswarm.lab.scenario import parse_scenario
+from hubswarm.lab.runners import libtorrent as libtorrent_runner
+from hubswarm.lab.runners import make_runner, unavailable
+from hubswarm.lab.runners.libtorrent import MISSING, NETNS_ONLY
+from hubswarm.lab.scenario import default_scenario_dir, load_scenarios, parse_scenario
 from hubswarm.lab.sim import run_sim
 
 MIB = 2**20
@@ -45,6 +46,37 @@ def test_libtorrent_is_an_architecture_but_not_a_default_one() -> None:
     default = small()
     del default["architectures"]
     assert "libtorrent" not in parse_scenario(default).architectures
+
+
+def test_the_default_set_runs_libtorrent_in_the_acceptance_sweep() -> None:
+    by_name = {s.name: s for s in load_scenarios(default_scenario_dir())}
+    assert "libtorrent" in by_name["acceptance"].architectures
+    assert [s.name for s in by_name.values() if "libtorrent" in s.architectures] == ["acceptance"]
+
+
+async def test_the_campaign_skips_libtorrent_where_it_cannot_run_and_says_why(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    said: list[str] = []
+    scenario = parse_scenario(small(clients=[2, 4], emulation="auto"))
+    # App mode (--no-netns) and the sim: libtorrent runs in netns only; nothing starts.
+    for how in ({"no_netns": True}, {"sim": True}):
+        campaign = await run_scenarios(
+            [scenario], workdir=tmp_path / "work", on_progress=said.append, **how
+        )
+        assert campaign.results == ()
+        assert [(f.architecture, f.n, f.error) for f in campaign.failures] == [
+            ("libtorrent", 2, NETNS_ONLY),
+            ("libtorrent", 4, NETNS_ONLY),
+        ]
+        assert campaign.notes[0] == f"libtorrent not measured: {NETNS_ONLY}"
+        assert said[-1] == f"libtorrent skipped (not measured): {NETNS_ONLY}"
+    # Without the bindings (as on a machine installed without the reference extra).
+    monkeypatch.setattr(libtorrent_runner, "libtorrent_version", lambda: None)
+    assert unavailable("libtorrent", "netns") == MISSING
+    assert unavailable("p2p", "app") is None
+    campaign = await run_scenarios([scenario], workdir=tmp_path / "work", no_netns=True)
+    assert {f.error for f in campaign.failures} == {MISSING}
 
 
 def test_the_sim_refuses_libtorrent_clearly(tmp_path: Path) -> None:

@@ -24,7 +24,7 @@ from hubswarm.lab import netem
 from hubswarm.lab.emulation import open_network, resolve_emulation
 from hubswarm.lab.executors import Outcome, SimJob, execute, resolve_jobs
 from hubswarm.lab.metrics import RunFailure, RunResult
-from hubswarm.lab.runners import ArchitectureRunner, make_runner
+from hubswarm.lab.runners import ArchitectureRunner, make_runner, unavailable
 from hubswarm.lab.scenario import RunPlan, Scenario
 from hubswarm.lab.terminal import PlannedRun, run_weight
 
@@ -115,6 +115,7 @@ async def run_scenarios(
     outcomes: dict[int, Outcome] = {}
     sim_jobs: list[SimJob] = []
     own: list[_Run] = []
+    skipped: dict[int, RunFailure] = {}
     modes = set()
     for scenario in scenarios:
         if quick:
@@ -125,11 +126,20 @@ async def run_scenarios(
         modes.add(mode)
         for plan in scenario.plans():
             for arch in scenario.architectures:
-                index = len(sim_jobs) + len(own)
+                index = len(sim_jobs) + len(own) + len(skipped)
+                reason = unavailable(arch, mode)
+                if reason is not None:
+                    # Not run at all (the default set's libtorrent without its bindings, or
+                    # outside netns): a "not measured" row saying why, and a note.
+                    skipped[index] = RunFailure(arch, scenario.name, plan.n, reason, scenario.path)
+                    continue
                 if mode == "sim":
                     sim_jobs.append(SimJob(index, plan, arch))
                 else:
                     own.append(_Run(index, plan, arch, mode))
+    outcomes.update(skipped)
+    for arch, reason in _reasons(skipped):
+        _say(on_progress, f"{arch} skipped (not measured): {reason}")
     if tracker:
         planned = [
             PlannedRun(
@@ -179,7 +189,7 @@ async def run_scenarios(
             await asyncio.to_thread(shutil.rmtree, folder, True)
             if tracker:
                 tracker.finished(run.index, isinstance(outcomes.get(run.index), RunFailure))
-    notes: list[str] = []
+    notes = [f"{arch} not measured: {reason}" for arch, reason in _reasons(skipped)]
     if "netns" in modes:
         notes.append(netem.RATE_NOTE)
         if not await asyncio.to_thread(netem.probe_netem):
@@ -188,6 +198,11 @@ async def run_scenarios(
     results = tuple(o for o in ordered if isinstance(o, RunResult))
     failures = tuple(o for o in ordered if isinstance(o, RunFailure))
     return Campaign(results, failures, tuple(notes))
+
+
+def _reasons(skipped: Mapping[int, RunFailure]) -> list[tuple[str, str]]:
+    """Each (architecture, why) of the runs the campaign could not make, once."""
+    return list(dict.fromkeys((f.architecture, f.error) for f in skipped.values()))
 
 
 def _label(plan: RunPlan, architecture: str) -> str:

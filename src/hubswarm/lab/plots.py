@@ -23,8 +23,14 @@ if TYPE_CHECKING:
 
 __all__ = ["PLOTS", "Plot", "headline_figure", "sweep_scenario"]
 
-_SWARMS = ("p2p", "hybrid")
-_COLORS = {"client-server": "tab:blue", "hybrid": "tab:green", "p2p": "tab:orange"}
+_SWARMS = ("p2p", "hybrid", "libtorrent")
+# libtorrent: the reference client (issue 22), beside our swarm on the same links.
+_COLORS = {
+    "client-server": "tab:blue",
+    "hybrid": "tab:green",
+    "p2p": "tab:orange",
+    "libtorrent": "tab:purple",
+}
 
 
 # Time against N goes on log axes once N spans this factor (the sim's sweeps).

@@ -39,6 +39,7 @@ from hubswarm.lab.render import (
     to_markdown,
 )
 from hubswarm.lab.replay_page import write_keyframes, write_replay
+from hubswarm.lab.report_reference import reference_blocks, reference_line
 from hubswarm.lab.rowspec import CLIENT_SERVER, RowSpec, Verdict
 from hubswarm.lab.table import REFERENCE, TableRow, architectures_of, build_table, verdicts
 
@@ -296,6 +297,7 @@ def _document(
     failures: Sequence[RunFailure],
     figures: Sequence[Figure],
     details: Sequence[str],
+    reference: Sequence[Block] = (),
 ) -> Document:
     top = figures[:1] if figures and figures[0].name == _HEADLINE_PNG else []
     rest = figures[len(top) :]
@@ -309,6 +311,7 @@ def _document(
         *top,
         Heading(2, "The comparison table"),
         comparison,
+        *reference,
     ]
     if replay:
         blocks += [
@@ -393,8 +396,20 @@ def write_report(
             figures.append(Figure(frames.name, "how the file spread", frames.read_bytes(), play))
     top_notes = [n for n in all_notes if not _is_detail(n)]
     comparison = _comparison(answered, architectures_of(results))
+    headline = headline_lines(results)
+    against = reference_line(results, failures)
+    if against:
+        headline.append(against)
     doc = _document(
-        stamp, top_notes, comparison, headline_lines(results), results, failures, figures, details
+        stamp,
+        top_notes,
+        comparison,
+        headline,
+        results,
+        failures,
+        figures,
+        details,
+        reference_blocks(results, failures),
     )
     (folder / "report.md").write_text(to_markdown(doc), encoding="utf-8")
     (folder / "report.html").write_text(to_html(doc), encoding="utf-8")

@@ -31,6 +31,7 @@ __all__ = [
     "LibtorrentRunner",
     "SwarmRunner",
     "make_runner",
+    "unavailable",
 ]
 
 
@@ -58,6 +59,14 @@ RUNNERS: dict[str, Callable[..., ArchitectureRunner]] = {
     HybridRunner.name: HybridRunner,
     LibtorrentRunner.name: LibtorrentRunner,
 }
+
+
+def unavailable(name: str, mode: str) -> str | None:
+    """Why architecture ``name`` cannot run in emulation ``mode`` on this machine (the
+    reference client without its bindings, or outside netns), or None when it can."""
+    check = getattr(RUNNERS.get(name), "unavailable", None)
+    reason: str | None = check(mode) if check is not None else None
+    return reason
 
 
 def make_runner(name: str, *, python: str = sys.executable) -> ArchitectureRunner:

@@ -26,7 +26,7 @@ from hubswarm.lab.services import start_hub
 from hubswarm.proto.metainfo import build_metainfo
 from hubswarm.swarm.maketorrent import create_torrent
 
-__all__ = ["LibtorrentRunner", "libtorrent_version"]
+__all__ = ["MISSING", "NETNS_ONLY", "LibtorrentRunner", "libtorrent_version"]
 
 # The lab's tracker re-announce interval (seconds), as the hybrid's.
 _LAB_TRACKER_INTERVAL = 2
@@ -34,6 +34,10 @@ _SEEDING = re.compile(rb"^seeding ")
 MISSING = (
     "architecture 'libtorrent' needs libtorrent's Python bindings, which are not installed: "
     "pip install 'hubswarm[reference]'"
+)
+NETNS_ONLY = (
+    "architecture 'libtorrent' runs in netns only (as root; libtorrent exempts local peers "
+    "from its rate limits, so app mode cannot cap its links, and the sim cannot run its sockets)"
 )
 
 
@@ -57,6 +61,15 @@ class LibtorrentRunner(SwarmRunner):
         # No outsider probe: access control is our hub's and peers' question, not libtorrent's.
         super().__init__(python=python, probe_security=False)
 
+    @staticmethod
+    def unavailable(mode: str) -> str | None:
+        """Why the reference client cannot run here in ``mode``, or None when it can."""
+        if libtorrent_version() is None:
+            return MISSING
+        if mode != "netns":
+            return NETNS_ONLY
+        return None
+
     def notes(self, network: Network) -> list[str]:
         """What host 0 runs and the reference client's settings."""
         return [
@@ -73,10 +86,7 @@ class LibtorrentRunner(SwarmRunner):
         if libtorrent_version() is None:
             raise LabError(MISSING)
         if not network.shaped:
-            raise LabError(
-                "architecture 'libtorrent' runs in netns only (libtorrent exempts local "
-                "peers from its rate limits, so app mode cannot cap its links)"
-            )
+            raise LabError(NETNS_ONLY)
         extra = ["--tracker-interval", str(_LAB_TRACKER_INTERVAL)]
         hub = await start_hub(
             procs,
