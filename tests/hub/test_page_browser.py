@@ -15,9 +15,8 @@ import hashlib
 import json
 import os
 import re
-import threading
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -75,7 +74,9 @@ class ThreadHub:
 
 
 @contextlib.contextmanager
-def threaded_hub(tmp_path: Path, *, anonymous_read: bool = False) -> Iterator[ThreadHub]:
+def threaded_hub(
+    tmp_path: Path, *, anonymous_read: bool = False, proxy: CuttingProxy | None = None
+) -> Iterator[ThreadHub]:
     data = tmp_path / "data"
     data.mkdir()
     tokens, _ = make_tokens(data)
@@ -84,8 +85,12 @@ def threaded_hub(tmp_path: Path, *, anonymous_read: bool = False) -> Iterator[Th
         add_tracker_routes(app, TrackerState())
         if anonymous_read:  # so a BitTorrent client may use the hub as web seed without a token
             app[CONFIG_KEY] = dataclasses.replace(app[CONFIG_KEY], anonymous_read=True)
+        if proxy is not None:
+            app.cleanup_ctx.append(proxy.serve)
 
     with ThreadedHub(data, configure) as h:
+        if proxy is not None:
+            proxy.target_port = int(h.url.rsplit(":", 1)[1])
         yield ThreadHub(h.url, data, tokens)
 
 
@@ -283,7 +288,8 @@ _REQUEST_LINE = re.compile(
 
 
 class CuttingProxy:
-    """A TCP proxy on 127.0.0.1, in a thread and event loop of its own, in front of a hub.
+    """A TCP proxy on 127.0.0.1 in front of a hub, run by the hub's own event loop (``serve``
+    is a ``cleanup_ctx`` of the hub's app: up with the hub, closed with it).
 
     Armed with ``cut_after(n)``, it forwards ``n`` more bytes towards the hub and then drops
     the connection carrying the next byte, once: the browser's side is reset at once, the hub's
@@ -293,8 +299,8 @@ class CuttingProxy:
     and keeps the request lines it forwarded.
     """
 
-    def __init__(self, target_port: int) -> None:
-        self.target_port = target_port
+    def __init__(self) -> None:
+        self.target_port = 0  # the hub's, set once it listens
         self.url = ""
         self.upstream_bytes = 0
         self.cuts = 0
@@ -305,24 +311,18 @@ class CuttingProxy:
         self._held: asyncio.StreamWriter | None = None
         self._writers: set[asyncio.StreamWriter] = set()
         self._handlers: set[asyncio.Task[None]] = set()
-        self._ready = threading.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._stop: asyncio.Event | None = None
-        self._thread = threading.Thread(target=lambda: asyncio.run(self._main()), name="proxy")
 
     def cut_after(self, n: int) -> None:
         assert self._loop is not None
         self._loop.call_soon_threadsafe(setattr, self, "_budget", n)
 
-    async def _main(self) -> None:
+    async def serve(self, app: web.Application) -> AsyncIterator[None]:
         self._loop = asyncio.get_running_loop()
-        self._stop = asyncio.Event()
         server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
         self.url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
-        self._ready.set()
         try:
-            async with asyncio.timeout(120):
-                await self._stop.wait()
+            yield
         finally:
             server.close()
             for w in list(self._writers):
@@ -408,17 +408,6 @@ class CuttingProxy:
         finally:
             hub_gone.set()
 
-    def __enter__(self) -> CuttingProxy:
-        self._thread.start()
-        assert self._ready.wait(10), "proxy did not start"
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._loop is not None and self._stop is not None:
-            self._loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join(10)
-        assert not self._thread.is_alive()
-
 
 def hub_sha256(hub: ThreadHub, name: str) -> str:
     status, body = hub.request("GET", "/files/" + quote(name, safe="/"), role="read")
@@ -426,17 +415,15 @@ def hub_sha256(hub: ThreadHub, name: str) -> str:
     return hashlib.sha256(body).hexdigest()
 
 
-def test_upload_resumes_after_the_connection_drops(
-    browser: Any, hub: ThreadHub, tmp_path: Path
-) -> None:
+def test_upload_resumes_after_the_connection_drops(browser: Any, tmp_path: Path) -> None:
     """The page uploads over tus; the proxy drops its connection once in the last PATCH: the
     page asks the hub's offset (HEAD), goes on from there, and the file lands byte for byte.
     Then a page opened anew resumes an upload started before."""
     data = os.urandom(4 * PAGE_CHUNK)
     src = tmp_path / "big.bin"
     src.write_bytes(data)
-    port = int(hub.url.rsplit(":", 1)[1])
-    with CuttingProxy(port) as proxy:
+    proxy = CuttingProxy()
+    with threaded_hub(tmp_path, proxy=proxy) as hub:
         sign_in(browser, ThreadHub(proxy.url, hub.data_dir, hub.tokens), "write")
         # In the middle of the last chunk (the page and the sign-in came before the arming).
         proxy.cut_after(3 * PAGE_CHUNK + PAGE_CHUNK // 2)
@@ -450,29 +437,29 @@ def test_upload_resumes_after_the_connection_drops(
         assert [r for r in proxy.requests if r.startswith("POST /uploads/")] == ["POST /uploads/"]
         # 127.0.0.1 is a secure context and the hub offers sha256: the PATCHes were checksummed.
         assert proxy.saw_checksum
-    assert hub_sha256(hub, "big.bin") == hashlib.sha256(data).hexdigest()
-    assert not any((hub.data_dir / ".uploads").glob("*.part"))
-    # The failed requests the drop made may be logged; nothing else.
-    assert all("/uploads/" in e for e in console_errors(browser))
+        assert hub_sha256(hub, "big.bin") == hashlib.sha256(data).hexdigest()
+        assert not any((hub.data_dir / ".uploads").glob("*.part"))
+        # The failed requests the drop made may be logged; nothing else.
+        assert all("/uploads/" in e for e in console_errors(browser))
 
-    # A page opened again finds the upload it had started (its URL in localStorage, keyed by
-    # target, size and modification time) and sends only the rest.
-    half = tmp_path / "half.bin"
-    rest = os.urandom(PAGE_CHUNK + 1000)
-    half.write_bytes(data[:PAGE_CHUNK] + rest)
-    os.utime(half, (1_700_000_000, 1_700_000_000))
-    upload = started_upload(hub, "half.bin", data[:PAGE_CHUNK], half.stat().st_size)
-    browser.get(hub.url + "/files")
-    wait_for(browser, lambda d: d.execute_script("return document.body.dataset.ready") == "1")
-    key = f"hubswarm-upload:half.bin:{half.stat().st_size}:1700000000000"
-    browser.execute_script("localStorage.setItem(arguments[0], arguments[1])", key, upload)
-    browser.execute_script("document.body.dataset.uploads = 'busy'")
-    browser.find_element("id", "pick-files").send_keys(str(half))
-    wait_uploads_done(browser, 1)
-    assert hub_sha256(hub, "half.bin") == hashlib.sha256(half.read_bytes()).hexdigest()
-    assert not any((hub.data_dir / ".uploads").glob("*.part"))  # that upload, not a new one
-    assert browser.execute_script("return localStorage.getItem(arguments[0])", key) is None
-    assert console_errors(browser) == []
+        # A page opened again finds the upload it had started (its URL in localStorage, keyed by
+        # target, size and modification time) and sends only the rest.
+        half = tmp_path / "half.bin"
+        rest = os.urandom(PAGE_CHUNK + 1000)
+        half.write_bytes(data[:PAGE_CHUNK] + rest)
+        os.utime(half, (1_700_000_000, 1_700_000_000))
+        upload = started_upload(hub, "half.bin", data[:PAGE_CHUNK], half.stat().st_size)
+        browser.get(hub.url + "/files")
+        wait_for(browser, lambda d: d.execute_script("return document.body.dataset.ready") == "1")
+        key = f"hubswarm-upload:half.bin:{half.stat().st_size}:1700000000000"
+        browser.execute_script("localStorage.setItem(arguments[0], arguments[1])", key, upload)
+        browser.execute_script("document.body.dataset.uploads = 'busy'")
+        browser.find_element("id", "pick-files").send_keys(str(half))
+        wait_uploads_done(browser, 1)
+        assert hub_sha256(hub, "half.bin") == hashlib.sha256(half.read_bytes()).hexdigest()
+        assert not any((hub.data_dir / ".uploads").glob("*.part"))  # that upload, not a new one
+        assert browser.execute_script("return localStorage.getItem(arguments[0])", key) is None
+        assert console_errors(browser) == []
 
 
 def started_upload(hub: ThreadHub, name: str, first: bytes, length: int) -> str:
