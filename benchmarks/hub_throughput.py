@@ -2,12 +2,16 @@
 """Hub throughput against nginx, measured in the same run on the same file.
 
 Starts our hub (``python3 -m hubswarm hub serve``) and nginx (sendfile on, one worker) on
-loopback over the same folder, then measures:
-  (a) our client (``hubswarm.hub.client.download``: streamed, SHA-256 verified, fsync'ed),
-  (b) curl from our hub, (c) curl from nginx (both to /dev/null),
-  (d) 32 concurrent clients x 64 MiB and (e) 1,000 concurrent clients x 1 MiB from our hub,
+loopback over the same folder, then measures, in rounds that alternate the cases (so a burst
+of load from other jobs hits them alike):
+  (a) curl from nginx and (b) curl from our hub (both to /dev/null): target >= 0.9x nginx,
+  (c) our client (``hubswarm.hub.client.download``: streamed, SHA-256 verified, fsync'ed,
+      renamed into place) against (d) the disk's write+fsync ceiling: target >= 0.8x,
+  (e) 32 concurrent clients x 64 MiB and (f) 1,000 concurrent clients x 1 MiB from our hub,
       every body hashed and checked against the hub's X-Content-SHA256,
-polling the hub's RSS (/proc/PID/status) all the while.
+polling the hub's RSS (/proc/PID/status) all the while. Beside each time it prints the
+CPU-seconds of the server (hub or nginx worker, from /proc/PID/stat) and of the client
+(curl from getrusage, ours and the disk writer from os.times of this process).
 
 Run: python3 benchmarks/hub_throughput.py [--size-mib 1024] [--quick]
 """
@@ -20,15 +24,18 @@ import contextlib
 import hashlib
 import os
 import re
+import resource
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
@@ -43,6 +50,38 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def proc_cpu(pid: int) -> float:
+    """CPU-seconds (user + system, all threads) a process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def self_cpu() -> float:
+    """CPU-seconds of this process (every thread: our client's hash and write threads too)."""
+    t = os.times()
+    return t.user + t.system
+
+
+def children_cpu() -> float:
+    """CPU-seconds of this process's finished children (curl)."""
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def loadavg() -> str:
+    return Path("/proc/loadavg").read_text().split()[0]
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """One timed run: bytes per second, server and client CPU-seconds, load average."""
+
+    rate: float
+    server_cpu: float
+    client_cpu: float
+    load: str
 
 
 def make_file(path: Path, size: int) -> None:
@@ -132,8 +171,8 @@ def hub_process(data: Path) -> Iterator[tuple[str, int]]:
 
 
 @contextlib.contextmanager
-def nginx_process(root: Path, tmp: Path, workers: int) -> Iterator[str]:
-    """Run nginx with sendfile over ``root``; yield its base URL; stop it by PID."""
+def nginx_process(root: Path, tmp: Path, workers: int) -> Iterator[tuple[str, int]]:
+    """Run nginx with sendfile over ``root``; yield (base URL, master pid); stop it by PID."""
     port = free_port()
     prefix = tmp / "nginx"
     prefix.mkdir()
@@ -177,7 +216,7 @@ http {{
             if proc.poll() is not None:
                 raise SystemExit(f"nginx exited: {(prefix / 'error.log').read_text()[-500:]}")
             time.sleep(0.05)
-        yield f"http://127.0.0.1:{port}"
+        yield f"http://127.0.0.1:{port}", proc.pid
     finally:
         proc.send_signal(signal.SIGQUIT)  # graceful shutdown of master and workers
         try:
@@ -187,22 +226,35 @@ http {{
             proc.wait()
 
 
-def disk_ceiling(path: Path, size: int) -> float:
-    """Bytes per second of writing ``size`` bytes in 1 MiB blocks plus fsync (what ``dd
-    conv=fsync`` measures): the bound for any client that saves durably to this disk."""
+def nginx_workers_cpu(master: int) -> float:
+    """CPU-seconds of nginx's master and its workers (the workers do the sending)."""
+    children = Path(f"/proc/{master}/task/{master}/children").read_text().split()
+    return proc_cpu(master) + sum(proc_cpu(int(pid)) for pid in children)
+
+
+def disk_ceiling(path: Path, size: int, *, windowed: bool) -> Sample:
+    """Writing ``size`` bytes in 1 MiB blocks plus fsync (what ``dd conv=fsync`` measures),
+    or, ``windowed``, pushing each finished 32 MiB towards the disk as it goes (what our
+    client does): the faster is the bound for any client that saves durably to this disk."""
     block = os.urandom(MIB)
-    started = time.perf_counter()
+    window = 32 * MIB
+    cpu0, started = self_cpu(), time.perf_counter()
     with open(path, "wb", buffering=0) as f:
-        for _ in range(size // MIB):
+        for i in range(size // MIB):
             f.write(block)
+            end = (i + 1) * MIB
+            if windowed and end % window == 0:
+                os.posix_fadvise(f.fileno(), end - window, window, os.POSIX_FADV_DONTNEED)
         os.fsync(f.fileno())
     elapsed = time.perf_counter() - started
+    cpu = self_cpu() - cpu0
     path.unlink()
-    return size / elapsed
+    return Sample(size / elapsed, 0.0, cpu, loadavg())
 
 
-def curl_speed(url: str) -> float:
-    """Bytes per second curl reports for one download to /dev/null."""
+def curl_speed(url: str, server: Callable[[], float]) -> Sample:
+    """One curl download to /dev/null: its speed, the server's and curl's CPU-seconds."""
+    s0, c0 = server(), children_cpu()
     out = subprocess.run(
         ["curl", "-s", "-f", "-o", "/dev/null", "-w", "%{speed_download}", url],
         check=True,
@@ -210,15 +262,17 @@ def curl_speed(url: str) -> float:
         text=True,
         timeout=600,
     ).stdout
-    return float(out)
+    return Sample(float(out), server() - s0, children_cpu() - c0, loadavg())
 
 
-async def our_client_speed(url: str, dest: Path) -> float:
+async def our_client_speed(url: str, dest: Path, hub_pid: int) -> Sample:
+    s0, c0 = proc_cpu(hub_pid), self_cpu()
     result = await client.download(url, dest, token=None, progress=None, resume=False)
+    sample = Sample(result.rate, proc_cpu(hub_pid) - s0, self_cpu() - c0, loadavg())
     if not result.verified:
         raise SystemExit("download not verified")
     dest.unlink()
-    return result.bytes_received / result.elapsed
+    return sample
 
 
 async def fetch_verified(session: aiohttp.ClientSession, url: str) -> int:
@@ -261,7 +315,7 @@ def verdict(ok: bool) -> str:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size-mib", type=int, default=1024, help="single-file size (default 1024)")
-    ap.add_argument("--repeat", type=int, default=2, help="runs per single-file case; best kept")
+    ap.add_argument("--repeat", type=int, default=2, help="rounds of the single-file cases")
     ap.add_argument("--quick", action="store_true", help="small concurrency cases (8x8, 100x1)")
     ap.add_argument("--clients", type=int, default=None, help="concurrent clients (default 32)")
     ap.add_argument("--clients-mib", type=int, default=None, help="their file size (default 64)")
@@ -271,6 +325,7 @@ def main() -> int:
     clients = args.clients or (8 if args.quick else 32)
     clients_mib = args.clients_mib or (8 if args.quick else 64)
     many = args.many or (100 if args.quick else 1000)
+    size = args.size_mib * MIB
 
     tmp = Path(tempfile.mkdtemp(prefix="hub-bench-"))
     try:
@@ -278,53 +333,96 @@ def main() -> int:
         files = data / "files"
         files.mkdir(parents=True)
         print(f"creating files in {tmp} ...", flush=True)
-        make_file(files / "big.bin", args.size_mib * MIB)
+        make_file(files / "big.bin", size)
         make_file(files / "mid.bin", clients_mib * MIB)
         make_file(files / "small.bin", 1 * MIB)
         with (
             hub_process(data) as (hub, hub_pid),
-            nginx_process(files, tmp, args.nginx_workers) as nginx,
+            nginx_process(files, tmp, args.nginx_workers) as (nginx, nginx_pid),
             RssMonitor(hub_pid) as rss,
         ):
             print(f"hub {hub} (pid {hub_pid}), nginx {nginx} ({args.nginx_workers} worker)")
             # Warm up: the hub hashes each file once (cached), the page cache holds the file.
             for name in ("big.bin", "mid.bin", "small.bin"):
-                curl_speed(f"{hub}/files/{name}")
-            curl_speed(f"{nginx}/big.bin")
+                curl_speed(f"{hub}/files/{name}", lambda: 0.0)
+            curl_speed(f"{nginx}/big.bin", lambda: 0.0)
 
             big = "/files/big.bin"
-            r_nginx = max(curl_speed(f"{nginx}/big.bin") for _ in range(args.repeat))
-            r_curl = max(curl_speed(hub + big) for _ in range(args.repeat))
-            r_ours = max(
-                asyncio.run(our_client_speed(hub + big, tmp / "dl.bin")) for _ in range(args.repeat)
-            )
-            r_disk = max(
-                disk_ceiling(tmp / "disk.bin", args.size_mib * MIB) for _ in range(args.repeat)
-            )
+            cases: dict[str, Callable[[], Sample]] = {
+                "curl  <- nginx": lambda: curl_speed(
+                    f"{nginx}/big.bin", lambda: nginx_workers_cpu(nginx_pid)
+                ),
+                "curl  <- hub": lambda: curl_speed(hub + big, lambda: proc_cpu(hub_pid)),
+                "ours  <- hub": lambda: asyncio.run(
+                    our_client_speed(hub + big, tmp / "dl.bin", hub_pid)
+                ),
+                "disk write+fsync": lambda: disk_ceiling(tmp / "disk.bin", size, windowed=False),
+                "disk windowed": lambda: disk_ceiling(tmp / "disk.bin", size, windowed=True),
+            }
+            runs: dict[str, list[Sample]] = {k: [] for k in cases}
             mb = 1e6
+            gib = size / 2**30
+            print(f"\nsingle file {args.size_mib} MiB, {args.repeat} alternating rounds:")
+            for i in range(args.repeat):
+                for key, run in cases.items():
+                    r = run()
+                    runs[key].append(r)
+                    print(
+                        f"  round {i + 1} {key:17s} {r.rate / mb:8.1f} MB/s  CPU-s/GiB "
+                        f"server {r.server_cpu / gib:5.2f} client {r.client_cpu / gib:5.2f}  "
+                        f"load {r.load}",
+                        flush=True,
+                    )
+
+            def best(key: str) -> Sample:
+                return max(runs[key], key=lambda r: r.rate)
+
+            def median(key: str) -> float:
+                return statistics.median(r.rate for r in runs[key])
+
+            def line(key: str, note: str) -> None:
+                b = best(key)
+                print(
+                    f"  {key:17s}: best {b.rate / mb:8.1f} MB/s (median {median(key) / mb:8.1f})"
+                    f"  CPU-s/GiB server {b.server_cpu / gib:5.2f} client {b.client_cpu / gib:5.2f}"
+                    f"  {note}"
+                )
+
+            r_nginx, r_curl = best("curl  <- nginx").rate, best("curl  <- hub").rate
+            r_ours = best("ours  <- hub").rate
+            r_dd, r_win = best("disk write+fsync").rate, best("disk windowed").rate
             print(f"\nsingle file {args.size_mib} MiB, best of {args.repeat}:")
-            print(f"  curl  <- nginx : {r_nginx / mb:8.1f} MB/s  (reference)")
-            print(
-                f"  curl  <- hub   : {r_curl / mb:8.1f} MB/s  {r_curl / r_nginx:5.2f}x nginx  "
-                f"target >= 0.80x  {verdict(r_curl >= 0.8 * r_nginx)}"
+            line("curl  <- nginx", "(reference)")
+            line(
+                "curl  <- hub",
+                f"{r_curl / r_nginx:5.2f}x nginx (median "
+                f"{median('curl  <- hub') / median('curl  <- nginx'):.2f}x)  target >= 0.90x  "
+                f"{verdict(r_curl >= 0.9 * r_nginx)}",
             )
-            print(
-                f"  ours  <- hub   : {r_ours / mb:8.1f} MB/s  {r_ours / r_nginx:5.2f}x nginx  "
-                f"target >= 0.60x  {verdict(r_ours >= 0.6 * r_nginx)}  (sha256 + write + fsync)"
+            line("disk write+fsync", "(dd conv=fsync)")
+            line("disk windowed", "(writeback started every 32 MiB, as our client does)")
+            # The issue's target is against dd's write+fsync; the windowed writer is printed
+            # too, being the faster way to save durably on some disks.
+            line(
+                "ours  <- hub",
+                f"{r_ours / r_dd:5.2f}x write+fsync  target >= 0.80x  "
+                f"{verdict(r_ours >= 0.8 * r_dd)}  ({r_ours / r_win:.2f}x windowed; "
+                "sha256 + write + fsync)",
             )
-            print(
-                f"  disk write+fsync: {r_disk / mb:7.1f} MB/s  (ceiling for a durable client; "
-                f"ours = {r_ours / r_disk:.2f}x of it)"
-            )
+            s0, c0 = proc_cpu(hub_pid), self_cpu()
             t = asyncio.run(concurrent(hub + "/files/mid.bin", clients, clients_mib * MIB))
             total = clients * clients_mib * MIB
             print(
                 f"\n{clients} clients x {clients_mib} MiB: all verified, {t:.2f} s, "
-                f"{total / t / mb:.1f} MB/s aggregate"
+                f"{total / t / mb:.1f} MB/s aggregate; CPU-s hub {proc_cpu(hub_pid) - s0:.2f} "
+                f"clients {self_cpu() - c0:.2f}; load {loadavg()}"
             )
+            s0, c0 = proc_cpu(hub_pid), self_cpu()
             t = asyncio.run(concurrent(hub + "/files/small.bin", many, MIB))
             print(
                 f"{many} clients x 1 MiB: all verified, {t:.2f} s, {many * MIB / t / mb:.1f} MB/s"
+                f"; CPU-s hub {proc_cpu(hub_pid) - s0:.2f} clients {self_cpu() - c0:.2f}; "
+                f"load {loadavg()}"
             )
         peak = rss.peak
         print(
