@@ -210,6 +210,16 @@
     return path;
   }
 
+  // The hub's Upload-Offset, checked: a whole number from `from` to the file's size.
+  function offsetOf(xhr, job, from) {
+    const text = xhr.getResponseHeader("Upload-Offset") || "";
+    const n = Number(text);
+    if (!/^[0-9]+$/.test(text) || n < from || n > job.file.size) {
+      throw new Error("the hub answered Upload-Offset " + JSON.stringify(text));
+    }
+    return n;
+  }
+
   async function hubOffset(job, url) {
     const xhr = await send("HEAD", url, {});
     if (xhr.status !== 200) throw refused(xhr, "offset");
@@ -218,7 +228,7 @@
       err.gone = true;
       throw err;
     }
-    return Number(xhr.getResponseHeader("Upload-Offset"));
+    return offsetOf(xhr, job, 0);
   }
 
   async function patchChunk(job, url, offset, sha256) {
@@ -233,7 +243,7 @@
     }
     const xhr = await send("PATCH", url, headers, body, (sent) => progress(job, offset + sent));
     if (xhr.status !== 204) throw refused(xhr, "upload");
-    return Number(xhr.getResponseHeader("Upload-Offset"));
+    return offsetOf(xhr, job, offset + 1);  // a 204 that moved nothing would loop for ever
   }
 
   function progress(job, done) {
@@ -254,6 +264,7 @@
     const file = job.file;
     const key = "hubswarm-upload:" + [job.target, file.size, file.lastModified].join(":");
     let url = stored.get(key);
+    if (url !== null && !url.startsWith("/uploads/")) url = null;
     let offset = null; // null: ask the hub (HEAD)
     let failures = 0;
     job.state.textContent = "0%";
@@ -376,7 +387,10 @@
     if (!drop) return;
     $("#pick-files").addEventListener("change", (e) => fromInput(e.target));
     $("#pick-folder").addEventListener("change", (e) => fromInput(e.target));
-    document.addEventListener("dragover", (e) => { e.preventDefault(); drop.classList.add("over"); });
+    document.addEventListener("dragover", (e) => {
+      e.preventDefault();
+      drop.classList.add("over");
+    });
     document.addEventListener("dragleave", () => drop.classList.remove("over"));
     document.addEventListener("drop", async (e) => {
       e.preventDefault();
