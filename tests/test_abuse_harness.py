@@ -1,6 +1,7 @@
-"""The abuse harness, short (``benchmarks/abuse.py --quick``): a real seed and a real hub
-under hostile inputs stay up, keep serving a legit client, log little, and give back their
-memory and file descriptors. Speed ratios are only printed (they live in the benchmark)."""
+"""The abuse harness, short (``benchmarks/abuse.py --quick``): a real seed (wire, MSE, uTP),
+hub (HTTP, tus), DHT node (KRPC) and tracker (BEP 15) under hostile inputs stay up, keep
+serving a legit client, log little, and give back their memory and file descriptors. Speed
+ratios are only printed (they live in the benchmark)."""
 
 from __future__ import annotations
 
@@ -27,7 +28,10 @@ def test_quick_abuse_run_holds_the_line(tmp_path: Path) -> None:
     )
     assert out.returncode == 0, out.stderr[-3000:]
     rows = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
-    assert {r["service"] for r in rows} == {"seed", "hub"}
+    assert {r["service"] for r in rows} == {"seed", "hub", "dht", "tracker"}
+    attacks = " ".join(r["attack"] for r in rows)
+    for parser in ("wire", "MSE", "uTP", "HTTP", "tus", "KRPC", "UDP"):
+        assert parser in attacks, parser
     assert "tracebacks" not in out.stderr
     for r in rows:
         what = f"{r['service']}: {r['attack']}"

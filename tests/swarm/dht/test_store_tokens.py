@@ -67,3 +67,15 @@ def test_rate_limiter_burst_then_rate_and_bounded_memory() -> None:
     for i in range(10):
         limiter.allow(f"10.0.1.{i}", 1.0)
     assert len(limiter) == 3
+
+
+@given(st.lists(st.tuples(st.integers(0, 3), st.integers(1, 300)), max_size=400))
+def test_no_address_holds_more_than_its_share_of_the_store(
+    announces: list[tuple[int, int]],
+) -> None:
+    store = PeerStore(max_per_hash=1000, max_total=1000, max_per_ip=25)
+    rng = random.Random(0)
+    for i, (address, port) in enumerate(announces):
+        store.add(rng.randbytes(20), (f"10.0.0.{address}", port), now=float(i))
+        assert all(store.from_ip(f"10.0.0.{a}") <= 25 for a in range(4))
+        assert len(store) <= 4 * 25
