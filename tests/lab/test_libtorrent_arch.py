@@ -119,3 +119,8 @@ async def test_libtorrent_swarm_on_netns(tmp_path: Path) -> None:
     assert result.server_bytes_sent is not None
     assert result.server_bytes_sent >= MIB
     assert any("libtorrent 2." in note and "enable_dht=False" in note for note in result.notes)
+    # The replay knows where libtorrent's pieces came from: the seed (host 0) or a peer.
+    assert {len(t.pieces) for t in result.tracks} == {result.pieces}
+    sources = "".join(t.sources for t in result.tracks)
+    assert "s" in sources
+    assert set(sources) <= {"s", "p"}

@@ -4,10 +4,11 @@
 prints ``seeding``; ``python3 -m hubswarm.lab.agent lt fetch TORRENT --output DIR --host ADDR
 --events FILE [--seed] [--timeout S]`` (the lab's pre-started agent, see
 :mod:`hubswarm.lab.agent`) imports libtorrent, prints ``ready``, waits for ``go`` on stdin and
-downloads, logging ``piece`` and ``complete`` events with Unix times in the format of
-``hubswarm fetch --events`` (:mod:`hubswarm.lab.events`), so the swarm runner watches it as it
-watches our peers. The fetch options are ``hubswarm fetch``'s; those that have no libtorrent
-counterpart (``--fast-intervals``, ``--json``...) are accepted and ignored.
+downloads, logging ``piece`` events (with the addresses that sent the piece's blocks) and
+``complete`` events with Unix times in the format of ``hubswarm fetch --events``
+(:mod:`hubswarm.lab.events`), so the swarm runner watches it as it watches our peers. The
+fetch options are ``hubswarm fetch``'s; those that have no libtorrent counterpart
+(``--fast-intervals``, ``--json``...) are accepted and ignored.
 
 Settings (:data:`SETTINGS`): libtorrent's defaults, but for what the lab's swarms also do
 without: no DHT, local service discovery, UPnP or NAT-PMP (the tracker is the only way in, as
@@ -65,7 +66,12 @@ def _session(host: str, upload: int, download: int) -> Any:
     pack: dict[str, Any] = dict(SETTINGS)
     pack["listen_interfaces"] = f"{host}:0"
     pack["outgoing_interfaces"] = host
-    pack["alert_mask"] = lt.alert_category.status | lt.alert_category.piece_progress
+    # block_progress: which peer sent each block, so a piece's event names its sources.
+    pack["alert_mask"] = (
+        lt.alert_category.status
+        | lt.alert_category.piece_progress
+        | lt.alert_category.block_progress
+    )
     if upload:
         pack["upload_rate_limit"] = upload
     if download:
@@ -109,6 +115,7 @@ def _run(args: argparse.Namespace) -> int:
     deadline = time.monotonic() + args.timeout
     announce_at = time.monotonic() + ANNOUNCE_EVERY
     complete = args.role == "seed"
+    senders: dict[int, set[str]] = {}  # piece -> addresses that sent its blocks so far
     while time.monotonic() < deadline:
         ses.wait_for_alert(_ALERT_WAIT_MS)
         if time.monotonic() >= announce_at:
@@ -116,8 +123,12 @@ def _run(args: argparse.Namespace) -> int:
             handle.force_reannounce(0, -1, lt.reannounce_flags_t.ignore_min_interval)
             announce_at = time.monotonic() + ANNOUNCE_EVERY
         for alert in ses.pop_alerts():
-            if isinstance(alert, lt.piece_finished_alert):
-                _log(events, {"event": "piece", "index": alert.piece_index, "t": time.time()})
+            if isinstance(alert, lt.block_finished_alert):
+                senders.setdefault(alert.piece_index, set()).add(str(alert.endpoint[0]))
+            elif isinstance(alert, lt.piece_finished_alert):
+                peers = sorted(senders.pop(alert.piece_index, ()))
+                piece = {"event": "piece", "index": alert.piece_index, "t": time.time()}
+                _log(events, {**piece, "source": "peer", "peers": peers})
             elif isinstance(alert, lt.torrent_finished_alert) and not complete:
                 complete = True
                 _log(events, {"event": "complete", "t": time.time()})
