@@ -452,6 +452,11 @@ def _mse_garbage(rng: random.Random, n: int) -> list[bytes]:
     return out
 
 
+async def _baseline(legit: Callable[[], Awaitable[float]], quick: bool) -> float:
+    """The legit client's time without attack: the median of 3 runs (--quick: one)."""
+    return statistics.median([await legit() for _ in range(1 if quick else 3)])
+
+
 def _measurer(quick: bool) -> Callable[..., Awaitable[Row]]:
     if quick:
         return functools.partial(_measure, settle=SETTLE / 5, wait=WAIT / 5)
@@ -516,7 +521,7 @@ async def _seed_rows(work: Path, size: int, quick: bool, rng: random.Random) -> 
     measure = _measurer(quick)
     rows: list[Row] = []
     try:
-        baseline = statistics.median([await fetch() for _ in range(1 if quick else 3)])
+        baseline = await _baseline(fetch, quick)
         one, many, flood = (20, 0, 100) if quick else (100, 500, 500)
         rows.append(
             await measure(seed, f"{one} idle handshaken, one address", fetch, baseline,
@@ -562,7 +567,7 @@ async def _seed_rows_utp_mse(work: Path, size: int, quick: bool, rng: random.Ran
     measure = _measurer(quick)
     rows: list[Row] = []
     try:
-        baseline = statistics.median([await fetch() for _ in range(1 if quick else 3)])
+        baseline = await _baseline(fetch, quick)
         n_mse, dials = (30, 10) if quick else (300, 100)
         mse_attack = functools.partial(
             _mse_attack, port, info_hash, _mse_garbage(rng, n_mse), dials, "127.12.0.1"
@@ -573,7 +578,7 @@ async def _seed_rows_utp_mse(work: Path, size: int, quick: bool, rng: random.Ran
         )  # fmt: skip
 
         # uTP: the legit fetch over uTP only; its own baseline.
-        baseline_utp = statistics.median([await fetch_utp() for _ in range(1 if quick else 3)])
+        baseline_utp = await _baseline(fetch_utp, quick)
         n_utp = 120 if quick else 5000  # a sixth are valid SYNs
         utp_garbage = functools.partial(_udp_bursting, port, _utp_hostile(rng, n_utp, "127.10.0.1"))
         rows.append(
@@ -719,7 +724,7 @@ async def _hub_rows(work: Path, size: int, quick: bool, rng: random.Random) -> l
     measure = _measurer(quick)
     rows: list[Row] = []
     try:
-        baseline = statistics.median([await get() for _ in range(1 if quick else 3)])
+        baseline = await _baseline(get, quick)
         idle, trickle = (30, 5) if quick else (300, 25)
 
         @contextlib.asynccontextmanager
@@ -748,7 +753,7 @@ async def _hub_rows(work: Path, size: int, quick: bool, rng: random.Random) -> l
         rows.append(await measure(hub, "malformed HTTP requests", get, baseline, malformed))
 
         # tus: the legit client is `hubswarm put` (tus when the hub offers it).
-        put_baseline = statistics.median([await put() for _ in range(1 if quick else 3)])
+        put_baseline = await _baseline(put, quick)
         ids = await asyncio.to_thread(_tus_uploads, port, token, 4)
         tus_payloads = _tus_hostile(rng, 48 if quick else 1200, token, ids)
         tus_attack = functools.partial(_bursting, port, tus_payloads, "127.9.0.1")
@@ -900,7 +905,7 @@ async def _dht_rows(work: Path, quick: bool, rng: random.Random) -> list[Row]:
     measure = _measurer(quick)
     rows: list[Row] = []
     try:
-        baseline = statistics.median([await lookup() for _ in range(1 if quick else 3)])
+        baseline = await _baseline(lookup, quick)
         n = 300 if quick else 5000
         hostile = functools.partial(_udp_bursting, port, _krpc_hostile(rng, n, "127.14.0.1"))
         rows.append(
@@ -1026,7 +1031,7 @@ async def _tracker_rows(work: Path, quick: bool, rng: random.Random) -> list[Row
     measure = _measurer(quick)
     rows: list[Row] = []
     try:
-        baseline = statistics.median([await announcer() for _ in range(1 if quick else 3)])
+        baseline = await _baseline(announcer, quick)
         n = 300 if quick else 5000
         hostile = functools.partial(_udp_bursting, udp_port, _tracker_hostile(rng, n, "127.17.0.1"))
         rows.append(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import sys
 from collections.abc import AsyncIterator
@@ -220,10 +221,9 @@ class Server:
     session: aiohttp.ClientSession
 
 
-@pytest.fixture
-async def server() -> AsyncIterator[Server]:
-    clock = ManualClock()
-    state = TrackerState(interval=5, rng=random.Random(0), clock=clock)
+@contextlib.asynccontextmanager
+async def serving(state: TrackerState) -> AsyncIterator[str]:
+    """The tracker routes of ``state`` on 127.0.0.1 while the block runs; the announce URL."""
     app = web.Application()
     add_tracker_routes(app, state)
     assert app[tracker_state_key] is state
@@ -232,11 +232,17 @@ async def server() -> AsyncIterator[Server]:
     try:
         site = web.TCPSite(runner, "127.0.0.1", 0)
         await site.start()
-        port = runner.addresses[0][1]
-        async with aiohttp.ClientSession() as session:
-            yield Server(f"http://127.0.0.1:{port}/announce", state, clock, session)
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}/announce"
     finally:
         await runner.cleanup()
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[Server]:
+    clock = ManualClock()
+    state = TrackerState(interval=5, rng=random.Random(0), clock=clock)
+    async with serving(state) as url, aiohttp.ClientSession() as session:
+        yield Server(url, state, clock, session)
 
 
 async def test_high_bytes_round_trip_through_aiohttp(server: Server) -> None:
@@ -291,14 +297,7 @@ async def test_http_announces_over_the_budget_get_a_failure_reason(server: Serve
     budgeted = TrackerState(
         interval=5, rng=random.Random(0), clock=server.clock, announces_per_address=3
     )
-    app = web.Application()
-    add_tracker_routes(app, budgeted)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    try:
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        url = f"http://127.0.0.1:{runner.addresses[0][1]}/announce"
+    async with serving(budgeted) as url:
         for n in range(3):
             await announce(server.session, url, req(n), timeout=5)
         with pytest.raises(TrackerError, match="too many announces"):
@@ -307,8 +306,6 @@ async def test_http_announces_over_the_budget_get_a_failure_reason(server: Serve
         server.clock.t += 2  # 5 s refill 3 announces: one more after 5/3 s
         await announce(server.session, url, req(3), timeout=5)
         assert len(budgeted.peers(IH)) == 4
-    finally:
-        await runner.cleanup()
 
 
 async def test_malformed_scrape_gets_failure_reason(server: Server) -> None:

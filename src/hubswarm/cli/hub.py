@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 from aiohttp import web
 
+from hubswarm.cli.tracker import announces_per_address_option
 from hubswarm.errors import ConfigError
 from hubswarm.hub.app import HubConfig
 from hubswarm.hub.auth import Role, TokenStore
@@ -23,7 +24,6 @@ from hubswarm.limits import (
     HUB_MIN_UPLOAD_BYTES,
     HUB_PROGRESS_INTERVAL,
     HUB_READ_TIMEOUT,
-    TRACKER_ANNOUNCES_PER_ADDRESS,
     TRACKER_DEFAULT_INTERVAL,
 )
 from hubswarm.units import parse_quantity
@@ -89,14 +89,7 @@ def hub() -> None:
 )
 @click.option("--tracker-interval", default=TRACKER_DEFAULT_INTERVAL, show_default=True, type=int)
 @click.option("--trust-ip-param", is_flag=True, help="Tracker: take the announce ip parameter.")
-@click.option(
-    "--announces-per-address",
-    default=TRACKER_ANNOUNCES_PER_ADDRESS,
-    show_default=True,
-    type=click.IntRange(0),
-    envvar="HUBSWARM_ANNOUNCES_PER_ADDRESS",
-    help="Tracker: announces one address may make per interval (0: no limit).",
-)
+@announces_per_address_option
 @click.option(
     "--udp-port",
     type=click.IntRange(0, 65535),

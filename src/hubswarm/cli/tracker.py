@@ -12,7 +12,17 @@ from hubswarm.errors import ConfigError
 from hubswarm.hub.tracker import TrackerConfig, load_allowed, run_tracker
 from hubswarm.limits import TRACKER_ANNOUNCES_PER_ADDRESS, TRACKER_DEFAULT_INTERVAL
 
-__all__ = ["register", "tracker"]
+__all__ = ["announces_per_address_option", "register", "tracker"]
+
+# The per-address announce budget (hub.tracker.TrackerState), for `tracker` and `hub serve`.
+announces_per_address_option = click.option(
+    "--announces-per-address",
+    default=TRACKER_ANNOUNCES_PER_ADDRESS,
+    show_default=True,
+    type=click.IntRange(0),
+    envvar="HUBSWARM_ANNOUNCES_PER_ADDRESS",
+    help="Tracker: announces one address may make per interval (0: no limit).",
+)
 
 
 async def _serve(config: TrackerConfig) -> None:
@@ -56,14 +66,7 @@ async def _serve(config: TrackerConfig) -> None:
     default=None,
     help="Serve only the info-hashes listed in FILE (40 hex digits per line).",
 )
-@click.option(
-    "--announces-per-address",
-    default=TRACKER_ANNOUNCES_PER_ADDRESS,
-    show_default=True,
-    type=click.IntRange(0),
-    envvar="HUBSWARM_ANNOUNCES_PER_ADDRESS",
-    help="Tracker: announces one address may make per interval (0: no limit).",
-)
+@announces_per_address_option
 @click.option(
     "--udp-port",
     type=click.IntRange(0, 65535),
