@@ -38,7 +38,8 @@ pytestmark = [pytest.mark.timeout(120)]
 
 XSS_NAME = "<img src=x onerror=alert(1)>.txt"
 MIB = 1 << 20
-# hub.js sends a file in PATCHes of this many bytes (CHUNK there).
+# The PATCHes of the page's uploads in the resume test (hub.js: CHUNK, 32 MiB, unless the
+# page's body has data-upload-chunk).
 PAGE_CHUNK = 8 * MIB
 
 
@@ -286,6 +287,8 @@ _REQUEST_LINE = re.compile(
     rb"(?:^|\r\n)((?:GET|HEAD|POST|PATCH|PUT|DELETE|OPTIONS) /\S*) HTTP/1\.1\r\n"
 )
 
+_STATUS_LINE = re.compile(rb"HTTP/1\.1 (\d{3}) ")
+
 
 class CuttingProxy:
     """A TCP proxy on 127.0.0.1 in front of a hub, run by the hub's own event loop (``serve``
@@ -296,7 +299,7 @@ class CuttingProxy:
     side is left hanging, as when a laptop changes networks, until a ``HEAD /uploads/`` (the
     page asking the hub's offset) comes by. Until then a PATCH that a browser resends by itself
     finds the old one still holding the upload (423). It counts every byte sent towards the hub
-    and keeps the request lines it forwarded.
+    and keeps the request lines and the response codes it forwarded.
     """
 
     def __init__(self) -> None:
@@ -306,6 +309,7 @@ class CuttingProxy:
         self.cuts = 0
         self.requests: list[str] = []
         self.requests_after_cut: list[str] = []
+        self.statuses: list[int] = []
         self.saw_checksum = False
         self._budget: int | None = None
         self._held: asyncio.StreamWriter | None = None
@@ -398,9 +402,15 @@ class CuttingProxy:
     async def _downstream(
         self, reader: asyncio.StreamReader, client_w: asyncio.StreamWriter, hub_gone: asyncio.Event
     ) -> None:
+        tail = b""
         try:
             with contextlib.suppress(ConnectionError, OSError):
                 while data := await reader.read(1 << 16):
+                    seen = tail + data
+                    self.statuses += [
+                        int(m.group(1)) for m in _STATUS_LINE.finditer(seen) if m.end() > len(tail)
+                    ]
+                    tail = seen[-32:]
                     client_w.write(data)
                     await client_w.drain()
                 if client_w.can_write_eof():
@@ -427,6 +437,7 @@ def test_upload_resumes_after_the_connection_drops(browser: Any, tmp_path: Path)
         sign_in(browser, ThreadHub(proxy.url, hub.data_dir, hub.tokens), "write")
         # In the middle of the last chunk (the page and the sign-in came before the arming).
         proxy.cut_after(3 * PAGE_CHUNK + PAGE_CHUNK // 2)
+        browser.execute_script(f"document.body.dataset.uploadChunk = {PAGE_CHUNK}")
         browser.execute_script("document.body.dataset.uploads = 'busy'")
         browser.find_element("id", "pick-files").send_keys(str(src))
         wait_uploads_done(browser, 1)
@@ -435,8 +446,11 @@ def test_upload_resumes_after_the_connection_drops(browser: Any, tmp_path: Path)
         assert browser.find_element("css selector", "#uploads li").get_attribute("data-retries")
         assert any(r.startswith("HEAD /uploads/") for r in proxy.requests_after_cut)
         assert [r for r in proxy.requests if r.startswith("POST /uploads/")] == ["POST /uploads/"]
-        # 127.0.0.1 is a secure context and the hub offers sha256: the PATCHes were checksummed.
+        # 127.0.0.1 is a secure context and the hub offers sha256: the PATCHes were checksummed,
+        # each digest right (the next chunk's is computed while one is sent).
         assert proxy.saw_checksum
+        assert proxy.statuses.count(204) >= 4
+        assert 460 not in proxy.statuses
         assert hub_sha256(hub, "big.bin") == hashlib.sha256(data).hexdigest()
         assert not any((hub.data_dir / ".uploads").glob("*.part"))
         # The failed requests the drop made may be logged; nothing else.

@@ -117,7 +117,10 @@
   // context (crypto.subtle: https, or loopback), every PATCH carries Upload-Checksum and the hub
   // keeps all of it or none. The upload's URL is kept in localStorage until it lands, so a
   // reloaded page resumes it too (keyed as tus-js-client does: target, size, modification time).
-  const CHUNK = 8 * 1024 * 1024;
+  // Each PATCH costs a round trip and a request on the hub; a checksummed one is lost whole
+  // when the connection drops. <body data-upload-chunk="N"> overrides it (the tests' files are
+  // small).
+  const CHUNK = 32 * 1024 * 1024;
   // About a minute in all: a PATCH cut off without the hub noticing holds the upload (423)
   // until the hub's slow-body rule or read timeout (60 s) ends it.
   const RETRY_DELAYS_MS = [500, 1000, 2000, 4000, 8000, 15000, 30000];
@@ -231,16 +234,31 @@
     return offsetOf(xhr, job, 0);
   }
 
+  function chunkEnd(job, offset) {
+    return Math.min(offset + (Number(document.body.dataset.uploadChunk) || CHUNK), job.file.size);
+  }
+
+  // "sha256 <base64>" of the file's bytes from offset to the chunk's end. The bytes are read
+  // for the digest only: the PATCH sends the Blob, which Chromium streams from the disk.
+  async function checksum(job, offset) {
+    const bytes = await job.file.slice(offset, chunkEnd(job, offset)).arrayBuffer();
+    return "sha256 " + b64(await crypto.subtle.digest("SHA-256", bytes));
+  }
+
   async function patchChunk(job, url, offset, sha256) {
-    const end = Math.min(offset + CHUNK, job.file.size);
-    let body = job.file.slice(offset, end);
+    const end = chunkEnd(job, offset);
     const headers = {
       "Content-Type": "application/offset+octet-stream", "Upload-Offset": String(offset),
     };
     if (sha256) {
-      body = await body.arrayBuffer();
-      headers["Upload-Checksum"] = "sha256 " + b64(await crypto.subtle.digest("SHA-256", body));
+      const ready = job.nextChecksum && job.nextChecksum.offset === offset;
+      headers["Upload-Checksum"] = await (ready
+        ? job.nextChecksum.digest.catch(() => checksum(job, offset)) : checksum(job, offset));
+      // The next chunk's digest while this one is on its way.
+      job.nextChecksum = end < job.file.size ? { offset: end, digest: checksum(job, end) } : null;
+      job.nextChecksum?.digest.catch(() => {});  // a failed read is retried when it is due
     }
+    const body = job.file.slice(offset, end);
     const xhr = await send("PATCH", url, headers, body, (sent) => progress(job, offset + sent));
     if (xhr.status !== 204) throw refused(xhr, "upload");
     return offsetOf(xhr, job, offset + 1);  // a 204 that moved nothing would loop for ever
