@@ -219,10 +219,12 @@ DHT_LOOKUP_MAX_ROUNDS = 32
 # per info-hash at 500 and all stored peers at 50,000 (~10 MB).
 DHT_MAX_PEERS_PER_HASH = 500
 DHT_MAX_PEERS_TOTAL = 50_000
-# Announces stored from one IP (its oldest dropped first): one full swarm's worth, so a lab
-# with every peer on one address fits, while one address flooding announces for many
-# info-hashes holds at most 1 % of the store (tokens bind announces to real IPs).
-DHT_MAX_PEERS_PER_IP = DHT_MAX_PEERS_PER_HASH
+# Announces stored from one IP (its oldest dropped first). A node holds only the info-hashes
+# near its id, so on a real DHT one address rarely announces more than a few to it; a lab
+# with every peer on 127.0.0.1 stores 33 per swarm. 100 keeps one address flooding
+# announces for many info-hashes to a fifth of a percent of the store (~30 KiB; tokens bind
+# announces to addresses that really receive our replies).
+DHT_MAX_PEERS_PER_IP = 100
 # Peers returned in one get_peers response: 100 would not fit in 1500 bytes with the rest;
 # libtorrent's dht_max_peers_reply is 100, 50 peers = 400 bytes.
 DHT_MAX_PEERS_REPLY = 50
