@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import random
 import sys
 from collections.abc import AsyncIterator
@@ -337,6 +338,7 @@ async def test_cli_runs_and_stops_on_sigterm() -> None:
         sys.executable, "-m", "hubswarm", "tracker", "--port", "0",
         "--interval", "5",
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "HUBSWARM_ANNOUNCES_PER_ADDRESS": "2"},
     )  # fmt: skip
     try:
         assert proc.stdout is not None
@@ -346,6 +348,10 @@ async def test_cli_runs_and_stops_on_sigterm() -> None:
         url = line.rsplit(" ", 1)[1].strip()
         async with aiohttp.ClientSession() as s:
             r = await announce(s, url, req(1), timeout=5)
+            await announce(s, url, req(2), timeout=5)
+            # The budget from the environment: two announces per interval from this address.
+            with pytest.raises(TrackerError, match="too many announces"):
+                await announce(s, url, req(3), timeout=5)
         assert isinstance(r, AnnounceResponse)
         assert r.interval == 5
         proc.terminate()
