@@ -14,24 +14,18 @@ Run: python3 benchmarks/page_upload.py [--size-mib 256] [--repeat 3]
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
-import re
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.hub_upload import cpu_seconds, hub, token
 from tests.browserkit import chromium, wait_for
-
-from hubswarm.hub.auth import Role, TokenStore
 
 MIB = 1024 * 1024
 
@@ -60,38 +54,6 @@ xhr.onload = () => done({status: xhr.status, ms: performance.now() - t0});
 xhr.onerror = () => done({status: 0, ms: 0});
 xhr.send(file);
 """
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of process ``pid`` (all its threads), from /proc."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-@contextlib.contextmanager
-def hub(data: Path) -> Iterator[tuple[str, int]]:
-    """A hub process on 127.0.0.1; yields its URL and PID; stopped by its PID."""
-    args = ["hub", "serve", "--data", str(data), "--port", "0", "--no-tracker"]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "hubswarm", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        match = re.search(r"on (http://\S+)", line)
-        if match is None:
-            raise SystemExit(f"hub did not start: {line!r}")
-        yield match.group(1), proc.pid
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def page_upload(driver: Any, src: Path) -> float:
@@ -126,17 +88,15 @@ def main() -> None:
     size = args.size_mib * MIB
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "data"
-        data.mkdir()
-        _, token = TokenStore(data).create(Role.WRITE)
         src = Path(tmp) / "upload.bin"
         with src.open("wb") as f:
             for _ in range(args.size_mib):
                 f.write(os.urandom(MIB))
         results: dict[str, list[tuple[float, float]]] = {"tus (page)": [], "PUT (reference)": []}
-        with hub(data) as (url, pid), chromium() as driver:
+        with hub(data, pieces=True) as (url, pid), chromium() as driver:
             driver.set_script_timeout(600)
             driver.get(f"{url}/signin")
-            driver.find_element("id", "token").send_keys(token)
+            driver.find_element("id", "token").send_keys(token(data))
             driver.find_element("id", "signin").click()
             wait_for(driver, lambda d: d.execute_script("return document.body.dataset.ready"))
             for i in range(args.repeat):
