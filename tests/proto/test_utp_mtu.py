@@ -22,6 +22,7 @@ from hubswarm.proto.utp_packet import (
     Extension,
     Packet,
     PacketType,
+    UtpPacketError,
     decode,
     encode,
     max_datagram_extension,
@@ -47,15 +48,25 @@ def handshake(
     return a, b, syn, state
 
 
-def transfer(a: UtpConnection, b: UtpConnection, data: bytes, *, drop: int | None = None) -> bytes:
-    """Move ``data`` from a to b, dropping the first datagram larger than ``drop`` once;
-    return what b delivered (b's first Connected is skipped). Bounded in rounds."""
+def transfer(
+    a: UtpConnection,
+    b: UtpConnection,
+    data: bytes,
+    *,
+    drop: int | None = None,
+    sizes: list[int] | None = None,
+) -> bytes:
+    """Move ``data`` from a to b, dropping the first datagram larger than ``drop`` once and
+    noting the size of each datagram a sends in ``sizes``; return what b delivered. Bounded
+    in rounds."""
     a.send(data)
     got = bytearray()
     now = 0.0
     for _ in range(2000):
         now += 0.01
         for datagram in a.datagrams_to_send(now):
+            if sizes is not None:
+                sizes.append(len(datagram))
             if drop is not None and len(datagram) > drop:
                 drop = None
                 continue
@@ -148,22 +159,7 @@ def test_a_peer_that_announces_nothing_never_gets_more_than_1400_bytes(
     a, b, _, _ = handshake(a_in=a_in, b_in=b_in)
     data = random.Random(2).randbytes(512 * 1024)
     sizes: list[int] = []
-    a.send(data)
-    got = bytearray()
-    now = 0.0
-    for _ in range(2000):
-        now += 0.01
-        for datagram in a.datagrams_to_send(now):
-            sizes.append(len(datagram))
-            for event in b.receive_datagram(datagram, now):
-                if isinstance(event, Data):
-                    got += event.data
-                    b.acknowledge_received_data(len(event.data))
-        for datagram in b.datagrams_to_send(now):
-            a.receive_datagram(datagram, now)
-        if len(got) == len(data):
-            break
-    assert bytes(got) == data
+    assert transfer(a, b, data, sizes=sizes) == data
     assert max(sizes) <= MAX_PACKET_SIZE
     assert a.packet_size == MAX_PACKET_SIZE
 
@@ -175,3 +171,13 @@ def test_a_path_that_drops_large_datagrams_keeps_the_floor_and_the_stream_whole(
     data = random.Random(3).randbytes(1024 * 1024)
     assert transfer(a, b, data, drop=MAX_PACKET_SIZE) == data
     assert a._mtu.ceiling < LOOPBACK
+
+
+@given(st.binary(min_size=20, max_size=80))
+def test_reading_the_extension_of_any_decodable_datagram_never_fails(data: bytes) -> None:
+    try:
+        packet = decode(bytes([0x41]) + data[1:])  # a SYN, version 1, the rest arbitrary
+    except UtpPacketError:
+        return
+    size = max_datagram_of(packet)
+    assert size is None or 0 <= size <= 0xFFFF

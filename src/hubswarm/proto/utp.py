@@ -815,21 +815,7 @@ class UtpConnection:
         window = self.receive_window
         self._advertised = window
         syn = kind is PacketType.ST_SYN
-        if self._announce and (syn or self._state is State.SYN_RECV):
-            return encode(
-                Packet(
-                    kind,
-                    self.recv_id if syn else self.send_id,
-                    _timestamp(now),
-                    0 if syn else self._reply_micro,
-                    window,
-                    seq_nr,
-                    0 if syn else self._recv.ack_nr,
-                    (max_datagram_extension(self._max_in or MAX_DATAGRAM_IN),),
-                    payload,
-                )
-            )
-        return encode_fields(
+        fields = (
             kind,
             self.recv_id if syn else self.send_id,
             _timestamp(now),
@@ -837,9 +823,12 @@ class UtpConnection:
             window,
             seq_nr,
             0 if syn else self._recv.ack_nr,
-            sack,
-            payload,
         )
+        if self._announce and (syn or self._state is State.SYN_RECV):
+            # The handshake, once per connection: a Packet with our EXT_MAX_DATAGRAM.
+            announce = max_datagram_extension(self._max_in or MAX_DATAGRAM_IN)
+            return encode(Packet(*fields, (announce,), payload))
+        return encode_fields(*fields, sack, payload)
 
     def _transmit(self, sent: Sent, now: float) -> bytes:
         datagram = self._header(sent.type, sent.seq_nr, now, sent.payload, with_sack=True)
