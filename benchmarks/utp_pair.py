@@ -15,7 +15,12 @@ checked.
 ``--encryption MODE`` runs our pair with ``--encryption MODE`` on both sides (libtorrent's
 reference stays plaintext; ``rc4_pair.py`` compares RC4 with plaintext).
 
+``--profile DIR`` runs our two processes under cProfile (``DIR/ours-seed-N.prof`` and
+``DIR/ours-leech-N.prof``, the seed's written when it is stopped) and prints the top of each;
+the profiler slows each side 2-3x, so compare calls and shares there, not MB/s.
+
 Run: python3 benchmarks/utp_pair.py [--size-mib 256] [--repeat 3] [--skip-libtorrent]
+     [--profile DIR]
 """
 
 from __future__ import annotations
@@ -46,6 +51,23 @@ from swarm_throughput import (  # the sibling script, found through sys.path
 )
 
 TARGET_RATIO = 1.0  # issue 17: ours >= 1.0x libtorrent's uTP pair
+# ``python -c PROFILED OUT.prof hubswarm-args...``: ``python -m hubswarm`` under cProfile, its
+# stats written at exit or on SIGTERM (PeerProcess.stop).
+PROFILED = """
+import cProfile, os, runpy, signal, sys
+out, sys.argv = sys.argv[1], ["hubswarm", *sys.argv[2:]]
+prof = cProfile.Profile()
+def dump(*_):
+    prof.disable(); prof.dump_stats(out); os._exit(0)
+signal.signal(signal.SIGTERM, dump)
+prof.enable()
+try:
+    runpy.run_module("hubswarm", run_name="__main__")
+except SystemExit:
+    pass
+finally:
+    prof.disable(); prof.dump_stats(out)
+"""
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 # swarm_throughput's loopback settings with the transports turned round: uTP only.
@@ -113,18 +135,42 @@ def _pair(
     return PairRun(who, float(result["seconds"]), size, ok, seed_cpu, leech_cpu)
 
 
+def _profiled(argv: list[str], out: Path | None) -> list[str]:
+    """``argv`` (``PY -m hubswarm ...``) under cProfile writing to ``out``, or as it is."""
+    if out is None:
+        return argv
+    assert argv[1:3] == ["-m", "hubswarm"]
+    return [PY, "-c", PROFILED, str(out), *argv[3:]]
+
+
+def print_profile(path: Path, top: int = 15) -> None:
+    import pstats
+
+    print(f"--- {path.name}: top {top} by self time")
+    pstats.Stats(str(path)).sort_stats("tottime").print_stats(top)
+
+
 def run_ours(
-    src: Path, digest: str, work: Path, encryption: str, transport_flags: Sequence[str]
+    src: Path,
+    digest: str,
+    work: Path,
+    encryption: str,
+    transport_flags: Sequence[str],
+    profile: tuple[Path, int] | None = None,
 ) -> PairRun:
     torrent = work / "ours.torrent"
     out = work / "ours-out"
     extra = [*transport_flags, "--encryption", encryption]
-    seed_argv = ours_share(src, torrent, piece_length=None, extra=extra)
+    prof_seed = prof_leech = None
+    if profile is not None:
+        prof_seed = profile[0] / f"ours-seed-{profile[1]}.prof"
+        prof_leech = profile[0] / f"ours-leech-{profile[1]}.prof"
+    seed_argv = _profiled(ours_share(src, torrent, piece_length=None, extra=extra), prof_seed)
     try:
         return _pair(
             f"ours ({encryption})",
             seed_argv,
-            lambda port: ours_fetch(torrent, out, [port], extra),
+            lambda port: _profiled(ours_fetch(torrent, out, [port], extra), prof_leech),
             out / src.name,
             digest,
             src.stat().st_size,
@@ -175,6 +221,7 @@ def main() -> int:
     ap.add_argument("--skip-libtorrent", action="store_true")
     ap.add_argument("--encryption", choices=["disabled", "enabled", "required"], default="disabled")
     ap.add_argument("--workdir", type=Path, help="where the files go (default: a temp dir)")
+    ap.add_argument("--profile", type=Path, help="cProfile our processes, stats into this dir")
     args = ap.parse_args()
     load = os.getloadavg()
     print(f"machine: {os.cpu_count()} cores, load {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}")
@@ -188,9 +235,16 @@ def main() -> int:
             print(f"libtorrent {lt.__version__}: seed_mode; settings {LT_UTP_SETTINGS}")
         ours: list[PairRun] = []
         theirs: list[PairRun] = []
-        for _ in range(args.repeat):
-            ours.append(run_ours(src, digest, work, args.encryption, ["--no-tcp"]))
+        for i in range(args.repeat):
+            profile = None
+            if args.profile is not None:
+                args.profile.mkdir(parents=True, exist_ok=True)
+                profile = (args.profile, i)
+            ours.append(run_ours(src, digest, work, args.encryption, ["--no-tcp"], profile))
             print(ours[-1].line(), flush=True)
+            if profile is not None:
+                for side in ("seed", "leech"):
+                    print_profile(profile[0] / f"ours-{side}-{i}.prof")
             if not args.skip_libtorrent:
                 theirs.append(run_libtorrent(src, digest, work, LT_UTP_SETTINGS))
                 print(theirs[-1].line(), flush=True)
