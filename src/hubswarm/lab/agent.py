@@ -39,6 +39,7 @@ async def _get(url: str, out: Path, token: str | None) -> dict[str, object]:
     def progress(done: int, total: int | None) -> None:
         # The client discards a failed partial; this is how many bytes arrived anyway.
         received[0] = done
+        sampler.note(done)
 
     clock = Clock()
     sampler = ReceivedSampler(clock)
