@@ -791,7 +791,7 @@ def ask(body, tid):
             continue
     raise SystemExit("no answer from the DHT node")
 ask(krpc.Ping(me), b"p0")
-for k in range(5):
+for k in range(50):
     ask(krpc.FindNode(me, os.urandom(20)), b"f%d" % k)
 token = ask(krpc.GetPeers(me, info_hash), b"g0").token
 ask(krpc.AnnouncePeer(me, info_hash, 6881, token), b"a0")
@@ -895,7 +895,7 @@ async def _dht_rows(work: Path, quick: bool, rng: random.Random) -> list[Row]:
     info_hash = rng.randbytes(20).hex()
 
     async def lookup() -> float:
-        """A legit node, from an address of its own: ping, find_node, get_peers, announce
+        """A legit node, from an address of its own: ping, 50 find_node, get_peers, announce
         and get_peers again (its own announce must come back)."""
         runs[0] += 1
         return await _timed(
@@ -943,8 +943,9 @@ async def _dht_rows(work: Path, quick: bool, rng: random.Random) -> list[Row]:
     return rows
 
 
-# A legit tracker user: 10 BEP 15 announces (one connect) and 10 HTTP announces, from its
-# own address; exits non-zero on any refusal.
+# A legit tracker user: N BEP 15 announces (one connect) and N HTTP announces (the harness:
+# 100 each, so one Python start does not make the whole time), from its own address; exits
+# non-zero on any refusal.
 LEGIT_TRACKER = r"""
 import http.client, socket, sys
 from urllib.parse import quote_from_bytes as q
@@ -1025,7 +1026,7 @@ async def _tracker_rows(work: Path, quick: bool, rng: random.Random) -> list[Row
         runs[0] += 1
         return await _timed(
             [PY, "-c", LEGIT_TRACKER, f"127.16.0.{runs[0]}", str(http_port), str(udp_port),
-             "10"], work,
+             "100"], work,
         )  # fmt: skip
 
     measure = _measurer(quick)
@@ -1086,16 +1087,20 @@ async def main_async(args: argparse.Namespace) -> list[Row]:
     size = (1 if quick else 8) << 20
     with tempfile.TemporaryDirectory(prefix="hubswarm-abuse-") as tmp:
         work = Path(tmp)
-        groups: list[Callable[[], Awaitable[list[Row]]]] = [
-            lambda: _seed_rows(work / "seed", size, quick, random.Random(f"{seed}:seed")),
-            lambda: _seed_rows_utp_mse(
+        everything: dict[str, Callable[[], Awaitable[list[Row]]]] = {
+            "seed": lambda: _seed_rows(work / "seed", size, quick, random.Random(f"{seed}:seed")),
+            "seed-utp": lambda: _seed_rows_utp_mse(
                 work / "seed-utp", size, quick, random.Random(f"{seed}:seed-utp")
             ),
-            lambda: _hub_rows(work / "hub", size, quick, random.Random(f"{seed}:hub")),
-            lambda: _dht_rows(work / "dht", quick, random.Random(f"{seed}:dht")),
-            lambda: _tracker_rows(work / "tracker", quick, random.Random(f"{seed}:tracker")),
-        ]
-        for group in ("seed", "seed-utp", "hub", "dht", "tracker"):
+            "hub": lambda: _hub_rows(work / "hub", size, quick, random.Random(f"{seed}:hub")),
+            "dht": lambda: _dht_rows(work / "dht", quick, random.Random(f"{seed}:dht")),
+            "tracker": lambda: _tracker_rows(
+                work / "tracker", quick, random.Random(f"{seed}:tracker")
+            ),
+        }
+        chosen = args.only or list(everything)
+        groups = [everything[name] for name in chosen]
+        for group in chosen:
             (work / group).mkdir()
         if quick:
             # The five services at once: the short run checks that they hold (alive, memory,
@@ -1121,6 +1126,12 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small sizes, a few seconds")
     parser.add_argument("--json", action="store_true", help="one JSON object per row")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--only",
+        action="append",
+        choices=["seed", "seed-utp", "hub", "dht", "tracker"],
+        help="run only this group of rows (repeatable; seed-utp: MSE and uTP)",
+    )
     args = parser.parse_args()
     rows = asyncio.run(main_async(args))
     if args.json:
