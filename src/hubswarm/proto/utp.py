@@ -32,11 +32,18 @@ Wire rules (BEP 29 and libtorrent, whose ``utp_stream.cpp`` is the reference in 
 - SYN, DATA and FIN consume a ``seq_nr``; STATE does not (it carries the next one). ``ack_nr``
   is the last ``seq_nr`` received in order; packets beyond it are held in a bounded reorder
   buffer and reported with the selective ACK extension;
-- a responder answers a SYN with one bare STATE (20 bytes, as large as the SYN: no
-  amplification) and sends nothing else until the initiator proves it saw that STATE by
-  acking exactly its ``seq_nr - 1`` (our random initial ``seq_nr`` is the cookie a blind
-  spoofer lacks). Until then it is unconfirmed: it never retransmits, a repeated SYN gets
-  one more bare STATE, and it gives up silently after :data:`SYN_RECV_TIMEOUT`;
+- a responder answers a SYN with one bare STATE (as large as the SYN: 20 bytes, 26 with
+  ``EXT_MAX_DATAGRAM``; no amplification) and sends nothing else until the initiator proves
+  it saw that STATE by acking exactly its ``seq_nr - 1`` (our random initial ``seq_nr`` is
+  the cookie a blind spoofer lacks). Until then it is unconfirmed: it never retransmits, a
+  repeated SYN gets one more bare STATE, and it gives up silently after
+  :data:`SYN_RECV_TIMEOUT`;
+- packets are :data:`MAX_PACKET_SIZE` (1400) bytes, libtorrent's floor. With a peer whose SYN
+  or SYN-ACK announced ``EXT_MAX_DATAGRAM`` (ours do),
+  :class:`~hubswarm.proto.utp_send.MtuSearch` probes up to the smaller of that and the
+  path's limit from the shell (:meth:`UtpConnection.set_path_max_datagram`; 65507 on
+  loopback). Without it, never more:
+  libtorrent reads 1500 bytes and would take a larger datagram truncated, not lost;
 - a packet whose ``ack_nr`` acks what we never sent, or whose ``seq_nr`` lies beyond the
   reorder buffer, is dropped, not an error: anyone who knows the addresses and the id can
   inject such datagrams (libtorrent's reasoning), and a RESET would be as easy to forge.
