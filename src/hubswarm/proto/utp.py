@@ -42,8 +42,8 @@ Wire rules (BEP 29 and libtorrent, whose ``utp_stream.cpp`` is the reference in 
   or SYN-ACK announced ``EXT_MAX_DATAGRAM`` (ours do),
   :class:`~hubswarm.proto.utp_send.MtuSearch` probes up to the smaller of that and the
   path's limit from the shell (:meth:`UtpConnection.set_path_max_datagram`; 65507 on
-  loopback). Without it, never more:
-  libtorrent reads 1500 bytes and would take a larger datagram truncated, not lost;
+  loopback). Without it, never more: libtorrent reads 1500 bytes and would take a larger
+  datagram truncated, not lost;
 - a packet whose ``ack_nr`` acks what we never sent, or whose ``seq_nr`` lies beyond the
   reorder buffer, is dropped, not an error: anyone who knows the addresses and the id can
   inject such datagrams (libtorrent's reasoning), and a RESET would be as easy to forge.
