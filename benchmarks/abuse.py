@@ -1026,7 +1026,7 @@ async def _tracker_rows(work: Path, quick: bool, rng: random.Random) -> list[Row
         runs[0] += 1
         return await _timed(
             [PY, "-c", LEGIT_TRACKER, f"127.16.0.{runs[0]}", str(http_port), str(udp_port),
-             "100"], work,
+             "10" if quick else "100"], work,
         )  # fmt: skip
 
     measure = _measurer(quick)
