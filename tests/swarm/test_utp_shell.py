@@ -24,7 +24,7 @@ from hubswarm.proto.utp import SYN_RECV_TIMEOUT, TIME_WAIT
 from hubswarm.proto.utp_packet import Packet, PacketType, encode, looks_like_utp
 from hubswarm.swarm.dht.node import DHTNode
 from hubswarm.swarm.listener import SwarmPeer
-from hubswarm.swarm.utp import MAX_HALF_OPEN, UtpNetwork, UtpSocket
+from hubswarm.swarm.utp import MAX_HALF_OPEN, MAX_HALF_OPEN_PER_ADDRESS, UtpNetwork, UtpSocket
 from hubswarm.swarm.utp_transport import CLOSE_LINGER
 
 from .swarmkit import KIB, MIB, fast_config, make_file, make_torrent
@@ -206,7 +206,7 @@ def test_a_syn_and_garbage_flood_is_bounded_and_never_amplified() -> None:
         async with sockets([network.host("10.0.0.1")], hosts=("10.0.0.1",)) as (target,):
             await target.listen(Sink, "10.0.0.1", 0)
             raw_transport, raw = await network.host("10.6.6.6").bind(_Raw, "10.6.6.6", 0)
-            sent = syns = 0
+            sent = syns = syn_bytes = 0
             for i in range(5000):
                 kind = i % 4
                 if kind == 0:  # a spoofed SYN with a fresh connection id
@@ -222,19 +222,23 @@ def test_a_syn_and_garbage_flood_is_bounded_and_never_amplified() -> None:
                 else:
                     data = rng.randbytes(rng.randrange(0, 1500))
                 sent += len(data)
-                syns += looks_like_utp(data) and data[0] >> 4 == PacketType.ST_SYN
+                if looks_like_utp(data) and data[0] >> 4 == PacketType.ST_SYN:
+                    syns += 1
+                    syn_bytes += len(data)
                 raw_transport.sendto(data, target.address)
                 if i % 100 == 0:
                     await asyncio.sleep(0.001)
-                    assert target.connections <= MAX_HALF_OPEN
+                    assert target.connections <= MAX_HALF_OPEN_PER_ADDRESS
             await asyncio.sleep(0.05)
-            assert target.half_open == target.connections == MAX_HALF_OPEN
-            assert target.stats.accepted == MAX_HALF_OPEN
+            # One address holds its share of unconfirmed entries, its newest SYNs.
+            assert target.half_open == target.connections == MAX_HALF_OPEN_PER_ADDRESS
+            evicted = target.stats.syn_evicted
+            assert evicted == target.stats.accepted - MAX_HALF_OPEN_PER_ADDRESS > 0
             # At most one bare 20-byte STATE per SYN (a repeated SYN to a half-open entry
-            # gets one more) and nothing else: far less than came in.
+            # gets one more) and nothing else: never more than the SYNs that came in.
             assert target.stats.bytes_out == raw.bytes_in == 20 * target.stats.datagrams_out
-            assert MAX_HALF_OPEN <= target.stats.datagrams_out <= syns
-            assert raw.bytes_in < sent // 100
+            assert target.stats.datagrams_out <= syns
+            assert raw.bytes_in <= syn_bytes
             answered = raw.bytes_in
             # The spoofed half-open entries expire without a word.
             await asyncio.sleep(SYN_RECV_TIMEOUT + 1)
@@ -245,6 +249,48 @@ def test_a_syn_and_garbage_flood_is_bounded_and_never_amplified() -> None:
                 transport, _ = await peer.connect(Sink, *target.address)
                 transport.close()
             raw_transport.close()
+
+    vtime.run(main())
+
+
+def test_an_honest_peer_gets_in_during_a_syn_flood_from_many_addresses() -> None:
+    """Spoofed SYNs from more addresses than there are half-open entries, all the time: the
+    oldest unconfirmed entry makes room for each new SYN, so an honest initiator, which
+    confirms within a round trip, is admitted while the flood goes on."""
+
+    async def main() -> None:
+        network = MemoryNetwork(latency=0.002)
+        rng = random.Random(3)
+        async with sockets([network.host("10.0.0.1")], hosts=("10.0.0.1",)) as (target,):
+            await target.listen(Sink, "10.0.0.1", 0)
+            flooders = [
+                (await network.host(ip).bind(_Raw, ip, 0))[0]
+                for ip in (f"10.7.{k // 250}.{k % 250 + 1}" for k in range(4 * MAX_HALF_OPEN))
+            ]
+            stop = asyncio.Event()
+
+            async def flood() -> None:
+                for i in range(20_000):  # 20 SYNs per ms of virtual time, at most 1 s
+                    if stop.is_set():
+                        return
+                    syn = Packet(PacketType.ST_SYN, rng.randrange(0x10000), 1, 0, 0, 1, 0)
+                    flooders[i % len(flooders)].sendto(encode(syn), target.address)
+                    if i % 20 == 0:
+                        await asyncio.sleep(0.001)
+
+            flooding = asyncio.create_task(flood())
+            await asyncio.sleep(0.1)
+            assert target.half_open == MAX_HALF_OPEN
+            async with sockets([network.host("10.0.0.2")], hosts=("10.0.0.2",)) as (peer,):
+                async with asyncio.timeout(2):
+                    transport, _ = await peer.connect(Sink, *target.address)
+                assert not flooding.done()  # admitted while the flood went on
+                transport.close()
+            stop.set()
+            await flooding
+            assert target.stats.syn_evicted > 0
+            for flooder in flooders:
+                flooder.close()
 
     vtime.run(main())
 

@@ -13,9 +13,10 @@ synchronously, as libtorrent's ``utp_socket_manager`` does:
 - decoded (a :class:`~hubswarm.proto.utp_packet.UtpPacketError` is dropped) and looked up by
   ``(address, connection_id)``; a SYN by ``(address, connection_id + 1)``, the responder's
   ``recv_id``;
-- an unknown SYN, while a listener is set and fewer than :data:`MAX_HALF_OPEN` connections
-  are unconfirmed, becomes a responder whose one bare STATE (as large as the SYN) is sent;
-  otherwise it is dropped. An unknown non-SYN is dropped, never answered: a RESET would make
+- an unknown SYN, while a listener is set, becomes a responder whose one bare STATE (as
+  large as the SYN) is sent; at :data:`MAX_HALF_OPEN` unconfirmed responders (or
+  :data:`MAX_HALF_OPEN_PER_ADDRESS` from its address) the oldest of them is forgotten to make
+  room. An unknown non-SYN is dropped, never answered: a RESET would make
   us a reflector for spoofed packets.
 
 Each connection is a :class:`UtpTransport` (``asyncio.Transport``): the listener's protocol
@@ -62,6 +63,7 @@ from hubswarm.swarm.utp_transport import CLOSE_LINGER, UtpTransport
 __all__ = [
     "CLOSE_LINGER",
     "MAX_HALF_OPEN",
+    "MAX_HALF_OPEN_PER_ADDRESS",
     "UtpNetwork",
     "UtpSocket",
     "UtpStats",
@@ -78,7 +80,14 @@ Address = tuple[str, int]
 # few hundred bytes for SYN_RECV_TIMEOUT (10 s); past the cap a SYN is dropped unanswered,
 # as the listener's MAX_PENDING_INCOMING (64, after libtorrent's half-open limit) caps TCP
 # handshakes. A flood of spoofed SYNs thus pins at most 64 entries and earns 64 * 20 bytes.
+# At the cap a new SYN replaces the oldest unconfirmed entry (as the TCP listener evicts its
+# oldest half-open handshake) instead of being dropped: a flood then only shortens how long
+# an entry waits, and an honest initiator needs one round trip of it (at 2,000 spoofed SYNs
+# a second, 64 entries live 32 ms). One address holds at most MAX_HALF_OPEN_PER_ADDRESS of
+# them: its next SYN replaces its own oldest, so a flood from one address cannot cycle out
+# everyone else's.
 MAX_HALF_OPEN = 64
+MAX_HALF_OPEN_PER_ADDRESS = 8
 # Kernel buffers asked for on a real UDP socket: a window of 1 MiB arrives in bursts that
 # overflow Linux's default 208 KiB receive buffer on loopback (libtorrent asks for more too,
 # via recv_socket_buffer_size). The kernel caps the request at net.core.rmem_max.
@@ -103,7 +112,8 @@ class UtpStats:
     other_in: int = 0  # not uTP: handed to the DHT (or dropped without one)
     malformed: int = 0
     unknown: int = 0  # no connection for it, not a SYN: dropped unanswered
-    syn_refused: int = 0  # no listener, or the half-open cap was reached
+    syn_refused: int = 0  # no listener
+    syn_evicted: int = 0  # unconfirmed responders forgotten to make room for a new SYN
     accepted: int = 0  # SYNs answered
     connected_in: int = 0  # responders confirmed by their initiator
     connected_out: int = 0
@@ -262,7 +272,8 @@ class UtpSocket(asyncio.DatagramProtocol):
         self._dirty: dict[tuple[Address, int], UtpTransport] = {}
         self._batched = False
         self._batch_now: float | None = None  # the clock at the current batch's start
-        self._half_open = 0
+        # Unconfirmed responders, oldest first (a dict keeps insertion order).
+        self._half_open: dict[tuple[Address, int], UtpTransport] = {}
         self._listener: _Listener | None = None
         self._other: _SharedDatagram | None = None
         self._heap: list[tuple[float, int, UtpTransport]] = []
@@ -294,7 +305,7 @@ class UtpSocket(asyncio.DatagramProtocol):
     @property
     def half_open(self) -> int:
         """Responders whose initiator has not confirmed its address yet."""
-        return self._half_open
+        return len(self._half_open)
 
     async def __aenter__(self) -> UtpSocket:
         self._loop = asyncio.get_running_loop()
@@ -327,7 +338,7 @@ class UtpSocket(asyncio.DatagramProtocol):
         self._routes.clear()
         self._dirty.clear()
         self._batch_now = None
-        self._half_open = 0
+        self._half_open.clear()
         self._heap.clear()
         if self._timer is not None:
             self._timer.cancel()
@@ -406,11 +417,11 @@ class UtpSocket(asyncio.DatagramProtocol):
             self.stats.protocol_errors += 1
             log.debug("%r: %s", stream, exc)
             if was_half_open:
-                self._half_open -= 1
+                self._half_open.pop(stream.key, None)
             stream.fail(exc)
             return
         if was_half_open and stream.conn.state is not State.SYN_RECV:
-            self._half_open -= 1
+            self._half_open.pop(stream.key, None)
             if stream.conn.state is State.CONNECTED:
                 self.stats.connected_in += 1
                 self._set_path_mtu(stream.conn, stream.remote)
@@ -438,23 +449,40 @@ class UtpSocket(asyncio.DatagramProtocol):
             self.service(stream)
 
     def _accept(self, syn: Packet, remote: Address) -> None:
-        if self._listener is None or self._half_open >= self.max_half_open:
+        if self._listener is None or self.max_half_open <= 0:
             self.stats.syn_refused += 1
             return
+        self._make_room(remote[0])
         conn = UtpConnection.accept(
             syn, self.clock.now(), self.rng, max_datagram_in=self.max_datagram_in
         )
         stream = UtpTransport(self, conn, remote)
         self._routes[stream.key] = stream
-        self._half_open += 1
+        self._half_open[stream.key] = stream
         self.stats.accepted += 1
         self._service_soon(stream)
+
+    def _make_room(self, host: str) -> None:
+        """Before a new responder: forget the oldest unconfirmed one of ``host`` if it holds
+        its share, else the oldest of all if the cap is reached. Forgotten without a word,
+        as a spoofed SYN's entry is when it times out."""
+        mine = [key for key in self._half_open if key[0][0] == host]
+        if len(mine) >= MAX_HALF_OPEN_PER_ADDRESS:
+            victim = mine[0]
+        elif len(self._half_open) >= self.max_half_open:
+            victim = next(iter(self._half_open))
+        else:
+            return
+        stream = self._half_open.pop(victim)
+        if self._routes.get(victim) is stream:
+            del self._routes[victim]
+        self.stats.syn_evicted += 1
 
     def forget(self, stream: UtpTransport) -> None:
         if self._routes.get(stream.key) is stream:
             del self._routes[stream.key]
             if stream.conn.state is State.SYN_RECV:
-                self._half_open -= 1
+                self._half_open.pop(stream.key, None)
 
     def service(self, stream: UtpTransport) -> None:
         """After anything happened to ``stream``: feed its core, send, re-arm its timer."""
@@ -606,7 +634,7 @@ class UtpSocket(asyncio.DatagramProtocol):
             was_half_open = stream.conn.state is State.SYN_RECV
             events = stream.on_deadline(now)
             if was_half_open and stream.conn.state is State.TIMED_OUT:
-                self._half_open -= 1
+                self._half_open.pop(stream.key, None)
                 del self._routes[stream.key]  # a spoofed SYN, forgotten without a word
                 continue
             stream.handle(events, now)
