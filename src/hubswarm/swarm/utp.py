@@ -477,6 +477,13 @@ class UtpSocket(asyncio.DatagramProtocol):
         if self._routes.get(victim) is stream:
             del self._routes[victim]
         self.stats.syn_evicted += 1
+        # The forgotten entry's timer stays in the heap until it fires (10 s): under a flood
+        # drop such entries once they outnumber the live ones, so memory follows the cap.
+        heap = self._heap
+        if len(heap) > 2 * len(self._routes) + 2 * self.max_half_open:
+            routes = self._routes
+            heap[:] = [entry for entry in heap if routes.get(entry[2].key) is entry[2]]
+            heapq.heapify(heap)
 
     def forget(self, stream: UtpTransport) -> None:
         if self._routes.get(stream.key) is stream:
