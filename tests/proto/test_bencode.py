@@ -139,6 +139,18 @@ def test_unencodable_values_rejected(value: Any) -> None:
         bencode.encode(value)
 
 
+@settings(max_examples=100)
+@given(bencodable)
+def test_encode_checked_gives_the_canonical_bytes(value: Any) -> None:
+    assert bencode.encode_checked(value) == bencode.encode(value)
+
+
+@pytest.mark.parametrize("value", [1.5, None, "text", {"key": 1}, {1: 2}, bytearray(b"x")])
+def test_encode_checked_refuses_what_it_was_not_built_for(value: Any) -> None:
+    with pytest.raises(BencodeError):
+        bencode.encode_checked(value)
+
+
 def test_decode_rejects_non_bytes() -> None:
     with pytest.raises(BencodeError):
         bencode.decode("i1e")  # type: ignore[arg-type]

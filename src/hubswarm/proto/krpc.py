@@ -118,11 +118,16 @@ class CompactNode:
     node_id: bytes
     ip: str
     port: int
+    # The 26-byte compact form, made once while the fields are checked: a node is sent in
+    # many responses (every find_node answer carries 8), and encoding it each time was the
+    # largest cost of encoding a response.
+    compact: bytes = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         _check_id(self.node_id, "node id")
-        _check_ip(self.ip)
-        _check_port(self.port)
+        octets = _ip_octets(self.ip)
+        port = _check_port(self.port)
+        object.__setattr__(self, "compact", self.node_id + octets + port.to_bytes(2, "big"))
 
     @property
     def address(self) -> Address:
@@ -159,7 +164,7 @@ def decode_peers(values: Iterable[bytes]) -> list[Address]:
 
 def encode_nodes(nodes: Iterable[CompactNode]) -> bytes:
     """Concatenate 26-byte compact node infos (BEP 5)."""
-    return b"".join(n.node_id + encode_peer(n.ip, n.port) for n in nodes)
+    return b"".join([n.compact for n in nodes])
 
 
 def decode_nodes(data: bytes) -> list[CompactNode]:
@@ -173,10 +178,26 @@ def decode_nodes(data: bytes) -> list[CompactNode]:
     out: list[CompactNode] = []
     for i in range(0, len(data), NODE_INFO_LEN):
         chunk = data[i : i + NODE_INFO_LEN]
-        ip, port = _decode_peer(chunk[ID_LEN:])
+        port = (chunk[24] << 8) | chunk[25]
         if port:
-            out.append(CompactNode(chunk[:ID_LEN], ip, port))
+            out.append(_node_from_compact(chunk, port))
     return out
+
+
+_new = object.__new__
+_set = object.__setattr__
+
+
+def _node_from_compact(chunk: bytes, port: int) -> CompactNode:
+    """A contact from its 26 bytes without ``__post_init__``'s checks: every field made from
+    the bytes is valid by construction (20-byte id, dotted quad, port > 0), and checking them
+    again was most of the cost of decoding a response."""
+    node = _new(CompactNode)
+    _set(node, "node_id", chunk[:ID_LEN])
+    _set(node, "ip", f"{chunk[20]}.{chunk[21]}.{chunk[22]}.{chunk[23]}")
+    _set(node, "port", port)
+    _set(node, "compact", chunk)
+    return node
 
 
 # --- messages ---------------------------------------------------------------------------------
@@ -337,7 +358,9 @@ def encode_message(msg: Message) -> bytes:
     else:
         out[b"y"] = b"e"
         out[b"e"] = [msg.code, msg.message.encode("utf-8", "replace")[:_ERROR_MESSAGE_MAX]]
-    return bencode.encode(out)
+    # Built above from checked fields only (bytes keys, bytes, int, lists, dicts; no str or
+    # bool): no need for the general encoder's normalising walk.
+    return bencode.encode_checked(out)
 
 
 # KRPC messages are flat: a dict holding a dict holding a list; depth 4 is plenty.
