@@ -150,7 +150,8 @@ _QUEUE_MIN_BYTES = 16 * 1514
 # shaped link within _FRAME_TIME_MAX. The host's kernel switches, shapes and acknowledges per
 # packet: at 1 MiB/s a jumbo frame carries 6 x the payload for the same per-packet work (the
 # kernel's softirq was 3.2-3.7 CPU-s of a 9-10 CPU-s run at N = 32, issue 18). A slow link
-# keeps 1500: a 9 KB frame takes 0.14 s to cross a 64 KiB/s link, longer than its queue.
+# keeps 1500: a 9 KB frame would take 0.14 s to cross a 64 KiB/s link, and every request
+# queued behind one would wait that long.
 ETH_MTU = 1500
 JUMBO_MTU = 9000
 _FRAME_TIME_MAX = 0.01
@@ -209,8 +210,8 @@ def mtu_note(mtu: int) -> str:
     return (
         f"netns: links carry {mtu}-byte IP packets (jumbo frames, {frame_bytes(mtu)} bytes "
         f"with the Ethernet header, as htb counts them): every shaped link is fast enough to "
-        f"send one in {_FRAME_TIME_MAX * 1000:g} ms, and the host's kernel does 6 x less "
-        "per-packet work per byte than at 1500 (issue 18)"
+        f"send one in {_FRAME_TIME_MAX * 1000:g} ms; each packet carries 6 x the payload of "
+        "a 1500-byte one, for the same per-packet work of the host's kernel (issue 18)"
     )
 
 
