@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import math
+from pathlib import Path
 
+from hubswarm.lab import hostload
 from hubswarm.lab.emulation import open_network
 from hubswarm.lab.fleet import Fleet, Poller, Released, leave_after
 from hubswarm.lab.metrics import ClientRecord, FaultEvent
@@ -90,3 +92,47 @@ async def test_go_faults_pollers_and_the_result() -> None:
     assert [c.index for c in result.clients] == [1, 2, 3]
     assert (result.architecture, result.n, result.emulation) == ("test", 3, "app")
     assert result.pieces == plan.scenario.pieces
+
+
+async def test_client_cpu_is_counted_from_go_to_the_end() -> None:
+    # Agents that burn CPU before `ready` (not counted) and after `go` (counted), then wait
+    # for the lab to end them, as the swarm's seeding peers do.
+    plan = scenario(clients=2).plans()[0]
+    burn = "i=0; while [ $i -lt 40000 ]; do i=$((i+1)); done"
+    agent = f"{burn}; echo ready; read go; {burn}; exec sleep 60"
+    async with open_network(plan, "app") as network, Processes() as procs:
+        fleet = Fleet(plan, network, procs)
+        for _ in range(plan.n):
+            proc = await procs.spawn(["/bin/sh", "-c", agent], stdin=True)
+            assert proc.stdout is not None
+            assert await proc.stdout.readline() == b"ready\n"
+            fleet.agents.append(proc)
+        before = [hostload.process_cpu(p.pid) for p in fleet.agents]
+
+        async def watch(client: Released) -> ClientRecord:
+            # The burn after `go` is over once the shell runs sleep (its exec).
+            for _ in range(2000):
+                if (Path(f"/proc/{client.proc.pid}/cmdline").read_bytes()).startswith(b"sleep"):
+                    break
+                await asyncio.sleep(0.01)
+            end = await fleet.finish(client)
+            return ClientRecord(client.index, client.start, end, 0, 0)
+
+        async def apply(fault: Fault) -> FaultEvent | None:
+            return None
+
+        fleet.begin()
+        records = await fleet.run(watch, apply)
+        result = fleet.result(
+            "test", records, server_bytes_sent=None, replicas=(), security=(), notes=()
+        )
+    assert sorted(fleet.client_cpu) == [1, 2]
+    for i, (user, system) in fleet.client_cpu.items():
+        pre = before[i - 1]
+        assert pre is not None
+        assert pre[0] > 0
+        assert user > 0
+        assert system >= 0
+    (note,) = [n for n in result.notes if "client CPU" in n]
+    assert note.startswith("measured: client CPU from go to end")
+    assert "2 processes" in note

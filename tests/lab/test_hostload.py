@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -12,7 +13,7 @@ from hypothesis import strategies as st
 
 from hubswarm.errors import LabError
 from hubswarm.lab import hostload
-from hubswarm.lab.hostload import CpuSample, busy_fraction, parse_proc_stat
+from hubswarm.lab.hostload import CpuSample, busy_fraction, parse_pid_stat, parse_proc_stat
 from hubswarm.lab.report import write_report
 from tests.lab.synthetic import p2p_run
 
@@ -28,7 +29,7 @@ ctxt 1990473
 def test_parse_real_layout() -> None:
     sample = parse_proc_stat(PROC_STAT)
     total = 4705 + 356 + 584 + 3699176 + 23 + 0 + 12 + 7
-    assert sample == CpuSample(busy=total - 3699176 - 23, total=total)
+    assert sample == CpuSample(busy=total - 3699176 - 23, total=total, kernel=584 + 0 + 12)
 
 
 @pytest.mark.parametrize(
@@ -51,6 +52,50 @@ def test_parse_any_counters(values: list[int]) -> None:
     sample = parse_proc_stat("cpu  " + " ".join(map(str, values)) + "\n")
     assert sample.total == sum(values[:8])
     assert sample.busy == sample.total - values[3] - values[4]
+
+
+# A real /proc/PID/stat of a lab agent, its command name made awkward (spaces, parentheses).
+PID_STAT = (
+    "4242 (py (the) agent) S 4200 4242 4200 0 -1 4194560 12345 0 3 0 37 9 0 0 20 0 2 0 "
+    "7654321 123456789 4321 18446744073709551615 1 1 0 0 0 0 0 16781312 16386 0 0 0 17 1 0 0"
+)
+
+
+def test_parse_pid_stat_counts_fields_after_the_command_name() -> None:
+    assert parse_pid_stat(PID_STAT) == (37, 9)
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["", "4242 (agent S 1 2", "4242 (agent) S 1 2 3", PID_STAT.replace(" 37 9 ", " x 9 ")],
+)
+def test_parse_pid_stat_rejects_malformed(text: str) -> None:
+    with pytest.raises(LabError):
+        parse_pid_stat(text)
+
+
+@given(st.text(max_size=40), st.integers(0, 2**40), st.integers(0, 2**40))
+def test_parse_pid_stat_any_name_and_times(name: str, utime: int, stime: int) -> None:
+    fields = ["S", *["0"] * 10, str(utime), str(stime), *["0"] * 10]
+    assert parse_pid_stat(f"1 ({name}) " + " ".join(fields)) == (utime, stime)
+
+
+@given(st.text(max_size=200))
+def test_parse_pid_stat_garbage_is_a_lab_error_or_two_counts(text: str) -> None:
+    try:
+        utime, stime = parse_pid_stat(text)
+    except LabError:
+        return
+    assert utime >= 0
+    assert stime >= 0
+
+
+def test_process_cpu_of_this_process_and_of_none(tmp_path: Path) -> None:
+    cpu = hostload.process_cpu(os.getpid())
+    assert cpu is not None
+    assert cpu[0] > 0
+    assert cpu[1] >= 0
+    assert hostload.process_cpu(os.getpid(), tmp_path) is None  # no such /proc
 
 
 def test_busy_fraction() -> None:

@@ -36,6 +36,23 @@ def test_payload_of_wire_takes_the_headers_off() -> None:
     # 1514-byte frames (Ethernet + IPv4 + TCP with timestamps) carry 1448 bytes of payload.
     assert netem.payload_of_wire(1514 * 1000) == 1448 * 1000
     assert netem.payload_of_wire(0) == 0
+    # Jumbo frames: 9014 bytes carry 8948.
+    assert netem.payload_of_wire(9014 * 1000, netem.JUMBO_MTU) == 8948 * 1000
+
+
+def test_link_mtu_is_jumbo_only_where_a_frame_crosses_the_slowest_link_quickly() -> None:
+    # 1 MiB/s: a 9014-byte frame takes 8.6 ms; 64 KiB/s: 137 ms (longer than its queue).
+    assert netem.link_mtu([1024 * 1024, math.inf, 16 * 1024 * 1024]) == netem.JUMBO_MTU
+    assert netem.link_mtu([1024 * 1024, 64 * 1024]) == netem.ETH_MTU
+    assert netem.link_mtu([math.inf]) == netem.JUMBO_MTU  # nothing shaped
+    assert netem.link_mtu([]) == netem.JUMBO_MTU
+
+
+def test_notes_say_the_mtu() -> None:
+    assert "1500" in netem.mtu_note(netem.ETH_MTU)
+    assert "9014" in netem.mtu_note(netem.JUMBO_MTU)
+    assert "9014/8948" in netem.RATE_NOTE
+    assert "1514/1448" in netem.RATE_NOTE
 
 
 def test_prefix_is_enforced() -> None:
@@ -123,14 +140,19 @@ def test_namespaces_bridge_shaping_and_cleanup(tmp_path: object) -> None:
         ns, inner, outer = f"hsw-{run_id}-h1", f"hsw-{run_id}-n1", f"hsw-{run_id}-b1"
         qdisc = _stdout("tc", "-n", ns, "class", "show", "dev", inner)
         assert "htb" in qdisc
-        # Rates are of payload: the wire rate adds the headers of a full frame (1514 / 1448).
-        assert _htb_bits(qdisc) == pytest.approx(8e6 * 1514 / 1448, rel=1e-3)  # 1e6 B/s up
+        # Every link sends a 9014-byte frame within 10 ms: jumbo frames (fewer packets).
+        assert net.mtu == netem.JUMBO_MTU
+        # Rates are of payload: the wire rate adds the headers of a full frame (9014 / 8948).
+        assert _htb_bits(qdisc) == pytest.approx(8e6 * 9014 / 8948, rel=1e-3)  # 1e6 B/s up
         down = _stdout("tc", "class", "show", "dev", outer)
-        assert _htb_bits(down) == pytest.approx(32e6 * 1514 / 1448, rel=1e-3)  # 4e6 B/s
+        assert _htb_bits(down) == pytest.approx(32e6 * 9014 / 8948, rel=1e-3)  # 4e6 B/s
         # No GSO super-packets: 64 KiB segments overflow a slow link's short queue (a 256 KiB/s
         # link carried 20 KiB/s with them). Both veth ends send one frame at a time.
-        assert "gso_max_size 1514 " in _stdout("ip", "-n", ns, "-d", "link", "show", inner)
-        assert "gso_max_size 1514 " in _stdout("ip", "-d", "link", "show", outer)
+        for where, dev in ((["-n", ns], inner), ([], outer)):
+            link = _stdout("ip", *where, "-d", "link", "show", dev)
+            assert "mtu 9000 " in link
+            assert "gso_max_size 9014 " in link
+        assert "mtu 9000 " in _stdout("ip", "link", "show", f"hsw-{run_id}-br")
         folder = tmp_path
         (folder / "blob").write_bytes(b"x" * 200_000)  # type: ignore[operator]
         server = subprocess.Popen(

@@ -11,23 +11,81 @@ when the lab writes ``go`` on its stdin. It prints one JSON line: start and end 
 CLOCK_MONOTONIC, which all processes of the machine share, so the lab can place them on its
 own time line. Both are read through :class:`~hubswarm.clock.Clock`: under the default event
 loop its ``now()`` *is* ``time.monotonic()`` (and outside a loop it reads exactly that).
+
+Profiling (issue 18): with ``HUBSWARM_AGENT_PROFILE=DIR`` in the lab's environment, a ``cli``
+agent runs its command under cProfile from ``go`` and writes ``DIR/agent-PID.prof`` when the
+command returns or on SIGTERM, which the lab sends before its SIGKILL when that variable is
+set (:func:`stop_profiled`). ``benchmarks/lab_peer_cpu.py --profile`` merges them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import cProfile
 import gc
 import json
+import os
 import re
 import runpy
+import signal
 import sys
+import time
 from pathlib import Path
+from types import FrameType
 
 from hubswarm.clock import Clock
 from hubswarm.errors import HubswarmError
 
 _RECEIVED = re.compile(r"received (\d+) of \d+")
+# The environment variable naming the folder for per-agent profiles (see the docstring).
+PROFILE_ENV = "HUBSWARM_AGENT_PROFILE"
+# How long the lab waits for a profiled agent to write its profile after SIGTERM.
+_PROFILE_DUMP_TIMEOUT = 10.0
+
+
+def profiling() -> bool:
+    """Whether the lab's agents run under cProfile (``HUBSWARM_AGENT_PROFILE`` is set)."""
+    return bool(os.environ.get(PROFILE_ENV))
+
+
+async def stop_profiled(proc: asyncio.subprocess.Process) -> None:
+    """SIGTERM a profiled agent and give it a moment to write its profile (the lab SIGKILLs
+    it after this either way)."""
+    with contextlib.suppress(ProcessLookupError):
+        proc.terminate()
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(_PROFILE_DUMP_TIMEOUT):
+            await proc.wait()
+
+
+class _Profile:
+    """cProfile of this process from ``go``, written once: at the end or on SIGTERM."""
+
+    def __init__(self, folder: Path) -> None:
+        self.path = folder / f"agent-{os.getpid()}.prof"
+        # CPU time of the profiled (main) thread: on a loaded host, wall time would charge
+        # other processes' turns to whatever function was running when this one lost its core.
+        self.profile = cProfile.Profile(time.thread_time)
+        self._written = False
+
+    def start(self) -> None:
+        signal.signal(signal.SIGTERM, self._on_term)
+        self.profile.enable()
+
+    def write(self) -> None:
+        if self._written:
+            return
+        self._written = True
+        self.profile.disable()
+        with contextlib.suppress(OSError):
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.profile.dump_stats(self.path)
+
+    def _on_term(self, signum: int, frame: FrameType | None) -> None:
+        # Signal handlers run on the main thread, the one being profiled.
+        self.write()
+        os._exit(0)
 
 
 async def _get(url: str, out: Path, token: str | None) -> dict[str, object]:
@@ -97,12 +155,19 @@ def _cli(args: list[str]) -> int:
     start = clock.now()
     code, error = 0, None
     sys.argv = ["hubswarm", *args]
+    folder = os.environ.get(PROFILE_ENV)
+    profile = _Profile(Path(folder)) if folder else None
+    if profile is not None:
+        profile.start()
     try:
         runpy.run_module("hubswarm", run_name="__main__", alter_sys=True)
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     except Exception as exc:  # reported to the lab as data, not a crash of the agent
         code, error = 1, f"{type(exc).__name__}: {exc}"[:300]
+    finally:
+        if profile is not None:
+            profile.write()
     report = {"start": start, "end": clock.now(), "exit": code, "error": error}
     print(json.dumps(report), flush=True)
     return code
@@ -118,7 +183,9 @@ def _warm_up(args: list[str]) -> None:
     # before this, i.e. ~1 s of every peer's distribution time on 2 cores. The agent stands
     # in for that program (a process entry point, not library code), so it may load the CLI
     # by name like runpy does.
-    modules = ["hubswarm.swarm.api", "hubswarm.swarm.dht.node"]
+    # uTP (swarm.utp and proto.utp*) loads when the session opens its UDP socket: measured
+    # 0.08 s of wall time per peer after `go` on a loaded host before it was listed here.
+    modules = ["hubswarm.swarm.api", "hubswarm.swarm.dht.node", "hubswarm.swarm.utp"]
     if _speaks_http(args):
         # Trackers and web seeds (the hybrid): the swarm imports these on first use.
         modules += ["hubswarm.swarm.tracker_client", "hubswarm.swarm.webseed"]

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from hubswarm.clock import Clock
 from hubswarm.errors import LabError
 from hubswarm.lab import hostload
+from hubswarm.lab.agent import profiling, stop_profiled
 from hubswarm.lab.metrics import (
     ClientRecord,
     CorruptOutcome,
@@ -146,6 +147,10 @@ class Fleet:
         self.t0_wall = math.nan  # t = 0 as Unix seconds (the swarm's event logs use those)
         self._cpu0: hostload.CpuSample | None = None
         self._cpu_end: hostload.CpuSample | None = None
+        # Each client process's CPU-s (user + system, /proc) when it got `go`, then what it
+        # used from `go` to its end (issue 18: the lab's peers' cost per run).
+        self._cpu_at_go: dict[int, tuple[float, float]] = {}
+        self.client_cpu: dict[int, tuple[float, float]] = {}  # (user, system) CPU-s
 
     # --- spawn and ready -------------------------------------------------------------------
 
@@ -203,6 +208,9 @@ class Fleet:
         proc = self.agents[index - 1]
         await self.sleep_until(self.plan.arrivals[index - 1])
         self.running[index] = proc
+        # Read while the agent blocks on its stdin: exactly what it used before `go`.
+        if (cpu := hostload.process_cpu(proc.pid)) is not None:
+            self._cpu_at_go[index] = cpu
         assert proc.stdin is not None
         proc.stdin.write(b"go\n")
         await proc.stdin.drain()
@@ -211,6 +219,11 @@ class Fleet:
 
     async def finish(self, client: Released) -> float:
         """Kill the client's agent if it still runs, reap it; return when it ended (since t0)."""
+        at_go = self._cpu_at_go.get(client.index)
+        if at_go is not None and (cpu := hostload.process_cpu(client.proc.pid)) is not None:
+            self.client_cpu[client.index] = (cpu[0] - at_go[0], cpu[1] - at_go[1])
+        if profiling() and client.proc.returncode is None:
+            await stop_profiled(client.proc)
         await kill_and_reap(client.proc)
         self.running.pop(client.index, None)
         return self.now()
@@ -290,6 +303,7 @@ class Fleet:
         first_copy_at: float | None = None,
     ) -> RunResult:
         """The run's :class:`RunResult`: the plan's numbers, the clients, the faults applied."""
+        notes = [*notes, *self._cpu_notes()]
         return run_result(
             self.plan,
             architecture,
@@ -304,6 +318,25 @@ class Fleet:
             wall_time=self.clock.now() - self._created,
             host_cpu_busy=hostload.busy_fraction(self._cpu0, self._cpu_end),
         )
+
+    def _cpu_notes(self) -> list[str]:
+        """The clients' CPU-s from `go` to their end, and the host's from t = 0 to the last
+        end (a per-run detail of the report, and what benchmarks/lab_peer_cpu.py reads)."""
+        if not self.client_cpu:
+            return []
+        cpu = sorted(user + system for user, system in self.client_cpu.values())
+        system = sum(s for _, s in self.client_cpu.values()) / len(cpu)
+        note = (
+            f"measured: client CPU from go to end (user + system, /proc/PID/stat): "
+            f"{len(cpu)} processes, mean {sum(cpu) / len(cpu):.3f}, "
+            f"median {cpu[len(cpu) // 2]:.3f}, max {cpu[-1]:.3f} CPU-s "
+            f"(system: mean {system:.3f})"
+        )
+        if self._cpu0 is not None and self._cpu_end is not None:
+            busy = hostload.ticks_to_seconds(self._cpu_end.busy - self._cpu0.busy)
+            kernel = hostload.ticks_to_seconds(self._cpu_end.kernel - self._cpu0.kernel)
+            note += f"; host busy {busy:.2f} CPU-s, kernel (system + irq + softirq) {kernel:.2f}"
+        return [note]
 
 
 def run_result(

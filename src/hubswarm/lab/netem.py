@@ -27,7 +27,7 @@ import secrets
 import signal
 import socket
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType, TracebackType
@@ -94,6 +94,7 @@ class Network(Protocol):
     hosts: tuple[Host, ...]
     shaped: bool  # True: the kernel shapes every host, processes need no rate flags
     notes: tuple[str, ...]
+    mtu: int  # IP packet size of the links (wire counters count frames of mtu + 14 bytes)
 
     def wrap(self, host: int, argv: Sequence[str]) -> list[str]:
         """The command line that runs argv on host ``host``."""
@@ -144,35 +145,74 @@ def _run(argv: Sequence[str], *, check: bool = True) -> subprocess.CompletedProc
 # a few full-size packets so TCP can keep the link busy.
 _QUEUE_SECONDS = 0.1
 _QUEUE_MIN_BYTES = 16 * 1514
-# Largest packet a veth may hand its qdisc: one Ethernet frame (see NetnsNetwork._setup).
-_GSO_MAX_BYTES = 1514
+# IP packet sizes (MTU) of the emulated links: Ethernet's, or jumbo frames (9000, the common
+# jumbo size of data-centre switches and NICs) where a frame still crosses the run's slowest
+# shaped link within _FRAME_TIME_MAX. The host's kernel switches, shapes and acknowledges per
+# packet: at 1 MiB/s a jumbo frame carries 6 x the payload for the same per-packet work (the
+# kernel's softirq was 3.2-3.7 CPU-s of a 9-10 CPU-s run at N = 32, issue 18). A slow link
+# keeps 1500: a 9 KB frame would take 0.14 s to cross a 64 KiB/s link, and every request
+# queued behind one would wait that long.
+ETH_MTU = 1500
+JUMBO_MTU = 9000
+_FRAME_TIME_MAX = 0.01
+_ETH_HEADER = 14
+_IP_TCP_HEADERS = 20 + 32  # IPv4, TCP with timestamps (Linux sends them by default)
 # htb counts every byte of a frame; the bounds (and the app mode's token buckets) count file
-# bytes. A full frame on the veth's 1500-byte MTU carries 1514 bytes (with the Ethernet
-# header) for 1448 bytes of TCP payload (less 20 of IPv4 and 32 of TCP with timestamps, which
-# Linux sends by default). Each link is set to its rate x 1514 / 1448, so that it carries the
-# scenario's rate of payload. Measured: one TCP flow through a 1 MiB/s htb link delivered
-# 0.956 MiB/s of payload (1448 / 1514) before this; 0.995-1.000 of the rate after (at
-# 1 MiB/s and 256 KiB/s).
-_FRAME_BYTES = 1500 + 14  # MTU + Ethernet header
-_PAYLOAD_BYTES = 1500 - 20 - 32  # MTU - IPv4 - TCP with timestamps
-_WIRE_PER_PAYLOAD = _FRAME_BYTES / _PAYLOAD_BYTES
+# bytes. A full frame carries MTU + 14 bytes (with the Ethernet header) for MTU - 52 bytes of
+# TCP payload: 1514 for 1448 at MTU 1500, 9014 for 8948 at 9000. Each link is set to its rate
+# x frame / payload, so that it carries the scenario's rate of payload. Measured at MTU 1500:
+# one TCP flow through a 1 MiB/s htb link delivered 0.956 MiB/s of payload (1448 / 1514)
+# before this; 0.995-1.000 of the rate after (at 1 MiB/s and 256 KiB/s).
+_FRAME_BYTES = ETH_MTU + _ETH_HEADER
+_PAYLOAD_BYTES = ETH_MTU - _IP_TCP_HEADERS
 
 
-def payload_of_wire(wire_bytes: int) -> int:
+def frame_bytes(mtu: int) -> int:
+    """Bytes of one full Ethernet frame on a link of this MTU (what htb counts)."""
+    return mtu + _ETH_HEADER
+
+
+def wire_per_payload(mtu: int) -> float:
+    """Frame bytes per byte of TCP payload in full frames on a link of this MTU."""
+    return frame_bytes(mtu) / (mtu - _IP_TCP_HEADERS)
+
+
+def link_mtu(rates: Iterable[float]) -> int:
+    """The MTU of a run's links: jumbo if one jumbo frame crosses the slowest of the shaped
+    ``rates`` (payload bytes/s; math.inf = unshaped) within _FRAME_TIME_MAX, else 1500."""
+    slowest = min((r for r in rates if math.isfinite(r)), default=math.inf)
+    wire = slowest * wire_per_payload(JUMBO_MTU)
+    return JUMBO_MTU if wire * _FRAME_TIME_MAX >= frame_bytes(JUMBO_MTU) else ETH_MTU
+
+
+def payload_of_wire(wire_bytes: int, mtu: int = ETH_MTU) -> int:
     """The TCP payload that ``wire_bytes`` of full-size frames carry (the bounds' unit).
 
     A host's wire counter also holds its ACKs and small messages, which carry less: for a
     host that mostly sends data (a seed) this is within a few per cent, and slightly high.
     """
-    return round(wire_bytes / _WIRE_PER_PAYLOAD)
+    return round(wire_bytes / wire_per_payload(mtu))
 
 
 # For the report: how a netns link's rate is set.
 RATE_NOTE = (
-    f"netns: each link's htb rate is its scenario rate x {_FRAME_BYTES}/{_PAYLOAD_BYTES} "
-    "(frame bytes per byte of TCP payload), so that it carries the scenario's rate of file "
-    "bytes, as the bounds and the app mode count them"
+    "netns: each link's htb rate is its scenario rate x frame bytes / TCP payload bytes of a "
+    f"full frame ({_FRAME_BYTES}/{_PAYLOAD_BYTES} at MTU {ETH_MTU}, "
+    f"{frame_bytes(JUMBO_MTU)}/{JUMBO_MTU - _IP_TCP_HEADERS} at MTU {JUMBO_MTU}), so that it "
+    "carries the scenario's rate of file bytes, as the bounds and the app mode count them"
 )
+
+
+def mtu_note(mtu: int) -> str:
+    """For the report: the IP packet size of a netns run's links, and why."""
+    if mtu == ETH_MTU:
+        return f"netns: links carry Ethernet's {ETH_MTU}-byte IP packets"
+    return (
+        f"netns: links carry {mtu}-byte IP packets (jumbo frames, {frame_bytes(mtu)} bytes "
+        f"with the Ethernet header, as htb counts them): every shaped link is fast enough to "
+        f"send one in {_FRAME_TIME_MAX * 1000:g} ms; each packet carries 6 x the payload of "
+        "a 1500-byte one, for the same per-packet work of the host's kernel (issue 18)"
+    )
 
 
 def _bits(rate: float) -> str:
@@ -298,8 +338,10 @@ class NetnsNetwork:
             Host(i, _address(i), up, down, f"{PREFIX}{self.run_id}-h{i}")
             for i, (up, down) in enumerate(capacities)
         )
+        self.mtu = link_mtu(r for host in self.hosts for r in (host.upload, host.download))
         self.notes: tuple[str, ...] = (
             "netns emulation: bandwidth shaped with htb on both ends of each veth",
+            mtu_note(self.mtu),
         )
         self._created: list[str] = []  # namespaces, then links, in creation order
         self._open = False
@@ -342,8 +384,11 @@ class NetnsNetwork:
             # No segmentation offload: a veth hands htb 64 KiB GSO super-packets, larger than
             # the short leaf queue of a slow link, which drops every one of them (measured:
             # one TCP flow through a 256 KiB/s link got 20 KiB/s; with this, 245 KiB/s).
+            # Fewer packets per byte come from the MTU instead (link_mtu), which htb counts.
+            frame = str(frame_bytes(self.mtu))
             for dev in (outer, inner):
-                _run(["ip", "link", "set", "dev", dev, "gso_max_size", str(_GSO_MAX_BYTES)])
+                _run(["ip", "link", "set", "dev", dev, "mtu", str(self.mtu)])
+                _run(["ip", "link", "set", "dev", dev, "gso_max_size", frame])
             _run(["ip", "link", "set", inner, "netns", ns])
             _run(["ip", "link", "set", outer, "master", self.bridge, "up"])
             _run(["ip", "-n", ns, "link", "set", "lo", "up"])
@@ -352,19 +397,22 @@ class NetnsNetwork:
             # Egress of the host end = what the host uploads; egress of the bridge end =
             # what the bridge delivers to the host, i.e. its download (PITFALLS.md: no IFB).
             if math.isfinite(host.upload):
-                self._shape(["-n", ns], inner, host.upload)
+                self._shape(["-n", ns], inner, host.upload, self.mtu)
             if math.isfinite(host.download):
-                self._shape([], outer, host.download)
+                self._shape([], outer, host.download, self.mtu)
+        # The bridge takes its ports' MTU; said explicitly, so that it never drops a frame.
+        _run(["ip", "link", "set", "dev", self.bridge, "mtu", str(self.mtu)])
 
     @staticmethod
-    def _shape(where: list[str], dev: str, rate: float) -> None:
+    def _shape(where: list[str], dev: str, rate: float, mtu: int) -> None:
         def tc(*args: str) -> None:
             _run(["tc", *where, *args])
 
-        wire = rate * _WIRE_PER_PAYLOAD  # rate is in payload bytes/s (see _WIRE_PER_PAYLOAD)
+        wire = rate * wire_per_payload(mtu)  # rate is in payload bytes/s (wire_per_payload)
         bits = _bits(wire)
         tc("qdisc", "add", "dev", dev, "root", "handle", "1:", "htb", "default", "1")
-        htb = ("htb", "rate", bits, "ceil", bits)
+        # ``mtu``: the largest frame htb sizes its default burst for (tc's default is 1600).
+        htb = ("htb", "rate", bits, "ceil", bits, "mtu", str(frame_bytes(mtu)))
         tc("class", "add", "dev", dev, "parent", "1:", "classid", "1:1", *htb)
         # The default leaf queue is txqueuelen (1000) packets: ~1.5 MB, over a second of
         # queueing at these rates, which turns every request/response into a second-long
@@ -464,6 +512,7 @@ class AppNetwork:
 
     mode = "app"
     shaped = False
+    mtu = ETH_MTU  # nominal: loopback's packets are not counted (no wire counter)
 
     def __init__(self, capacities: Sequence[tuple[float, float]]) -> None:
         """``capacities[i] = (upload, download)`` in bytes/s for host i."""

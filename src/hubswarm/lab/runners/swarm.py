@@ -343,7 +343,8 @@ class _Swarm:
         if self.wire_bytes and self.wire_at_t0 is not None:
             # netns: what left host 0 on the wire (the seed), in bytes of payload as the
             # clients count theirs (the frames' headers taken off).
-            server_bytes = netem.payload_of_wire(max(self.wire_bytes) - self.wire_at_t0)
+            wire = max(self.wire_bytes) - self.wire_at_t0
+            server_bytes = netem.payload_of_wire(wire, fleet.network.mtu)
         if server_bytes is not None and sum(r.bytes_received for r in records.values()) > 0:
             records = attribute_server_bytes(records, server_bytes)
             notes.append(_ATTRIBUTION_NOTE)
