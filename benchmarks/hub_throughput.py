@@ -365,8 +365,13 @@ def main() -> int:
             mb = 1e6
             gib = size / 2**30
             print(f"\nsingle file {args.size_mib} MiB, {args.repeat} alternating rounds:")
+            # nginx and the hub twice per round, in ABBA order, so a drift of the machine's
+            # load within a round weighs on both alike (single runs vary 2x under load).
+            order = ["curl  <- nginx", "curl  <- hub", "curl  <- hub", "curl  <- nginx"]
+            order += [k for k in cases if not k.startswith("curl")]
             for i in range(args.repeat):
-                for key, run in cases.items():
+                for key in order:
+                    run = cases[key]
                     r = run()
                     runs[key].append(r)
                     print(
@@ -393,7 +398,7 @@ def main() -> int:
             r_nginx, r_curl = best("curl  <- nginx").rate, best("curl  <- hub").rate
             r_ours = best("ours  <- hub").rate
             r_dd, r_win = best("disk write+fsync").rate, best("disk windowed").rate
-            print(f"\nsingle file {args.size_mib} MiB, best of {args.repeat}:")
+            print(f"\nsingle file {args.size_mib} MiB, best of all runs above:")
             line("curl  <- nginx", "(reference)")
             line(
                 "curl  <- hub",
