@@ -21,8 +21,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import cProfile
 import hashlib
 import os
+import pstats
 import re
 import resource
 import shutil
@@ -323,6 +325,11 @@ def main() -> int:
     ap.add_argument("--clients-mib", type=int, default=None, help="their file size (default 64)")
     ap.add_argument("--many", type=int, default=None, help="many small clients (default 1000)")
     ap.add_argument("--nginx-workers", type=int, default=1)
+    ap.add_argument(
+        "--profile",
+        action="store_true",
+        help="first, one download by our client under cProfile (its event loop thread)",
+    )
     args = ap.parse_args()
     clients = args.clients or (8 if args.quick else 32)
     clients_mib = args.clients_mib or (8 if args.quick else 64)
@@ -364,6 +371,13 @@ def main() -> int:
             runs: dict[str, list[Sample]] = {k: [] for k in cases}
             mb = 1e6
             gib = size / 2**30
+            if args.profile:
+                profiler = cProfile.Profile()
+                profiler.enable()
+                r = asyncio.run(our_client_speed(hub + big, tmp / "dl.bin", hub_pid))
+                profiler.disable()
+                print(f"\nour client under cProfile: {r.rate / mb:.1f} MB/s")
+                pstats.Stats(profiler).sort_stats("tottime").print_stats(12)
             print(f"\nsingle file {args.size_mib} MiB, {args.repeat} alternating rounds:")
             # nginx and the hub twice per round, in ABBA order, so a drift of the machine's
             # load within a round weighs on both alike (single runs vary 2x under load).
