@@ -179,6 +179,28 @@ def test_summary_lines_name_every_row_and_the_report(tmp_path: Path) -> None:
     assert summary_lines(verdicts([]))[0].startswith("Architecture")
 
 
+def test_the_summary_says_once_per_reason_what_was_not_measured(tmp_path: Path) -> None:
+    import io
+
+    from rich.console import Console
+
+    from hubswarm.cli.lab import _show
+    from hubswarm.lab.campaign import Campaign
+    from hubswarm.lab.metrics import RunFailure
+
+    missing = "libtorrent's Python bindings are not installed"
+    failures = tuple(RunFailure("libtorrent", "acceptance", n, missing) for n in (2, 4, 8))
+    failures += (RunFailure("p2p", "churn", 8, "the seed died"),)
+    report = write_report(load_runs(FIXTURE)[0], tmp_path)
+    out = io.StringIO()
+    _show(Console(file=out, width=200), Campaign((), failures, ()), report)
+    said = [line for line in out.getvalue().splitlines() if line.startswith("not measured")]
+    assert said == [
+        f"not measured: acceptance N=2,4,8 libtorrent: {missing}",
+        "not measured: churn N=8 p2p: the seed died",
+    ]
+
+
 def test_open_never_fails_without_a_display(tmp_path: Path) -> None:
     page = tmp_path / "report.html"
     page.write_text("<p>x</p>")

@@ -32,11 +32,15 @@ def _show(console: Console, campaign: Campaign, report: Report) -> None:
     console.print("[bold]Client-server vs peer-to-peer, measured[/]")
     for line in summary_lines(report.verdicts):
         click.echo(line)
+    # One line per scenario, architecture and reason, with the N it applies to: a skipped
+    # architecture (libtorrent not installed) is one line, not one per N.
+    grouped: dict[tuple[str, str, str], list[int]] = {}
     for failure in campaign.failures:
-        console.print(
-            f"[yellow]not measured[/]: {failure.scenario} N={failure.n} "
-            f"{failure.architecture}: {failure.error}"
-        )
+        key = (failure.scenario, failure.architecture, str(failure.error))
+        grouped.setdefault(key, []).append(failure.n)
+    for (scenario, architecture, error), ns in grouped.items():
+        where = "N=" + ",".join(str(n) for n in ns)
+        console.print(f"[yellow]not measured[/]: {scenario} {where} {architecture}: {error}")
     click.echo(f"report: {report.html}")
 
 
