@@ -594,10 +594,10 @@ class TorrentSession:
         if req not in inflight:
             return  # unrequested or cancelled: BEP 3 allows it to arrive; ignore
         inflight.discard(req)
-        st.last_piece_at = self.clock()
+        st.last_piece_at = now = link.last_recv_at  # read once per batch of messages
         st.snubbed = False
         self.stats.downloaded_from_peers += len(block)
-        self.download_meter.add(len(block))
+        self.download_meter.add(len(block), now)
         if self._store_block(link, req, block):
             # Hash and write in a task of the session, so this link keeps reading meanwhile.
             # The picker counts the piece as in progress until piece_complete, so
@@ -690,8 +690,9 @@ class TorrentSession:
 
     # --- uploads and choking --------------------------------------------------------------
 
-    async def read_block(self, link: PeerLink, request: Request) -> bytes | None:
-        """Bytes for an upload (from the piece cache, else one disk read per piece)."""
+    async def read_block(self, link: PeerLink, request: Request) -> bytes | memoryview | None:
+        """Bytes for an upload (from the piece cache, else one disk read per piece): a view
+        into the cached piece, copied once when the link joins its batch into one write."""
         store = self.store
         if store is None or link.conn.am_choking:
             return None
@@ -715,12 +716,10 @@ class TorrentSession:
         end = request.begin + request.length
         if end > len(piece):
             return None
-        block = piece[request.begin : end]
+        block: bytes | memoryview = memoryview(piece)[request.begin : end]
         if self.config.corrupt_uploads:
             n = CORRUPT_PREFIX
             block = bytes(b ^ 0xFF for b in block[:n]) + block[n:]
-        self.stats.uploaded += len(block)
-        self.upload_meter.add(len(block))
         return block
 
     def set_choking(self, link: PeerLink, choke: bool) -> None:
@@ -730,7 +729,11 @@ class TorrentSession:
             self.superseed.set_choked(link, choke)
 
     def blocks_written(self, link: PeerLink, requests: list[Request], end: int) -> None:
-        """While super-seeding, remember written blocks until the peer holds them."""
+        """Count uploaded blocks (once per write: one clock read per batch, not per block);
+        while super-seeding, remember written blocks until the peer holds them."""
+        n = sum(r.length for r in requests)
+        self.stats.uploaded += n
+        self.upload_meter.add(n)
         if self.superseed is not None and requests:
             self.superseed.blocks_written(link, requests, end)
 
