@@ -429,7 +429,7 @@ class TorrentSession:
             return  # the link is being closed
         match event:
             case Piece():
-                await self._on_piece(link, st, event)
+                self._on_piece(link, st, event)
             case Have(piece_index=i):
                 self._on_have(link, st, i)
             case BitfieldMsg(bitfield=bits):
@@ -585,7 +585,8 @@ class TorrentSession:
         st.inflight.update(reqs)
         link.send_bytes(link.conn.send_requests((r.piece_index, r.begin, r.length) for r in reqs))
 
-    async def _on_piece(self, link: PeerLink, st: LinkState, event: Piece) -> None:
+    def _on_piece(self, link: PeerLink, st: LinkState, event: Piece) -> None:
+        # Synchronous (one coroutine less per 16 KiB block): hashing goes to a task.
         if self.picker is None or self.store is None:
             return
         block = event.block
