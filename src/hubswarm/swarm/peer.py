@@ -686,7 +686,9 @@ class PeerLink:
                     if self.conn.supports_fast:
                         self.send(Reject(req.piece_index, req.begin, req.length))
                     continue
-                if self.upload_limiter is not None:
+                if not batch and self.upload_limiter is not None:
+                    # (Unlimited up the chain: acquiring would only cost a clock read and
+                    # two coroutines per block.)
                     await self.upload_limiter.acquire(len(block))
                 if self._closed:
                     return
