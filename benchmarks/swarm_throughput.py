@@ -401,8 +401,26 @@ class Transfer:
         )
 
 
-def _cpu_of(proc: PeerProcess) -> float:
-    return proc.cpu_seconds if proc.cpu_seconds is not None else float("nan")
+def _transfer(
+    who: str, seconds: float, src: Path, ok: bool, seed: PeerProcess, leech: PeerProcess, note: str
+) -> Transfer:
+    """A Transfer with the peak RSS and CPU-seconds of both (reaped) processes."""
+
+    def cpu(proc: PeerProcess) -> float:
+        return proc.cpu_seconds if proc.cpu_seconds is not None else float("nan")
+
+    return Transfer(
+        who,
+        seconds,
+        src.stat().st_size,
+        ok,
+        seed.peak_rss,
+        leech.peak_rss,
+        note,
+        cpu(seed),
+        seed.record_cpu[0],
+        cpu(leech),
+    )
 
 
 def run_ours(
@@ -431,18 +449,7 @@ def run_ours(
     ok = code == 0 and got.is_file() and sha1_file(got) == digest
     note = f"in-process {result.get('seconds', 0):.2f} s, exit {code}"
     shutil.rmtree(out, ignore_errors=True)
-    return Transfer(
-        "hubswarm",
-        seconds,
-        src.stat().st_size,
-        ok,
-        seed.peak_rss,
-        leech.peak_rss,
-        note,
-        _cpu_of(seed),
-        seed.record_cpu[0],
-        _cpu_of(leech),
-    )
+    return _transfer("hubswarm", seconds, src, ok, seed, leech, note)
 
 
 def run_libtorrent(src: Path, digest: str, work: Path, torrent: Path, seed_mode: bool) -> Transfer:
@@ -460,18 +467,7 @@ def run_libtorrent(src: Path, digest: str, work: Path, torrent: Path, seed_mode:
     ok = code == 0 and got.is_file() and sha1_file(got) == digest
     note = f"in-process {result['seconds']:.2f} s; seed check {rec['check_seconds']:.1f} s"
     shutil.rmtree(out, ignore_errors=True)
-    return Transfer(
-        "libtorrent",
-        seconds,
-        src.stat().st_size,
-        ok,
-        seed.peak_rss,
-        leech.peak_rss,
-        note,
-        _cpu_of(seed),
-        seed.record_cpu[0],
-        _cpu_of(leech),
-    )
+    return _transfer("libtorrent", seconds, src, ok, seed, leech, note)
 
 
 def print_profile(path: Path, top: int = 12) -> None:
