@@ -60,8 +60,6 @@ if TYPE_CHECKING:
     from hubswarm.proto.metainfo import InfoDict
 
 _DISK_FULL = {errno.ENOSPC, errno.EDQUOT}
-# Piece buffers kept for reuse (bounded: at most this many idle piece lengths of memory).
-_SPARE_BUFFERS = 8
 # recheck() hashes this many pieces per worker-thread call, so cancellation is prompt.
 _RECHECK_BATCH = 16
 # O_DIRECT needs the file offset, the length and the buffer address aligned to the device's
@@ -129,12 +127,19 @@ def _settle(
         future.set_result(result)
 
 
+def _new_map(size: int) -> mmap.mmap:
+    """A page-aligned anonymous map, its pages faulted in by one call (MAP_POPULATE) rather
+    than one fault per page as the blocks arrive."""
+    flags = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | getattr(mmap, "MAP_POPULATE", 0)
+    return mmap.mmap(-1, size, flags=flags)
+
+
 class _PieceBuffer:
     __slots__ = ("data", "filled", "got")
 
     def __init__(self, size: int, nblocks: int, data: _Buffer | None = None) -> None:
         # A recycled buffer holds an old piece: every block is written before it is hashed.
-        self.data: _Buffer = mmap.mmap(-1, size) if data is None else data
+        self.data: _Buffer = _new_map(size) if data is None else data
         self.got = bytearray(nblocks)  # 1 per block received
         self.filled = 0
 
@@ -190,7 +195,7 @@ class PieceStore:
         self._hasher: threading.Thread | None = None
         # Pieces adopted by assume_complete() and not hashed yet (checked on first read).
         self._unchecked: set[int] = set()
-        # Piece buffers recycled after hashing: a fresh 512 KiB bytearray is zero-filled and
+        # Piece buffers recycled after hashing: a fresh 512 KiB buffer is zero-filled and
         # page-faulted in on every piece (about 8 % of a leech's event loop at 100 MB/s).
         self._spare: list[_Buffer] = []
         # O_DIRECT descriptors of .part files, by file index (see _write_span); False once the
@@ -303,7 +308,11 @@ class PieceStore:
             data = await loop.run_in_executor(None, self._verify_write_copy, piece_index, buf.data)
         else:
             data = await self._hash_in_worker(piece_index, buf.data)
-        if len(buf.data) == self._piece_length and len(self._spare) < _SPARE_BUFFERS:
+        # Spares: at most max_pieces_in_flight, which already bounds the buffers alive at once
+        # (a fresh map costs a zeroed page per 4 KiB); none kept once every piece is here.
+        if self.have.is_complete:
+            self._spare.clear()
+        elif len(buf.data) == self._piece_length and len(self._spare) < self.max_pieces_in_flight:
             self._spare.append(buf.data)  # the worker is done with it (data is a copy)
         if data is None:
             return False
