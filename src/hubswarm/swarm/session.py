@@ -430,6 +430,15 @@ class TorrentSession:
         match event:
             case Piece():
                 self._on_piece(link, st, event)
+            case Request():  # second: a seed's every message
+                sup = self.superseed
+                if link.conn.am_choking or (
+                    sup is not None and not sup.allows(link, event.piece_index)
+                ):
+                    if link.conn.supports_fast:
+                        link.send(Reject(event.piece_index, event.begin, event.length))
+                    return
+                link.queue_upload(event)
             case Have(piece_index=i):
                 self._on_have(link, st, i)
             case BitfieldMsg(bitfield=bits):
@@ -444,15 +453,6 @@ class TorrentSession:
                     return
                 st.pending_all = True
                 self._adopt_pending(link)
-            case Request():
-                sup = self.superseed
-                if link.conn.am_choking or (
-                    sup is not None and not sup.allows(link, event.piece_index)
-                ):
-                    if link.conn.supports_fast:
-                        link.send(Reject(event.piece_index, event.begin, event.length))
-                    return
-                link.queue_upload(event)
             case Cancel(piece_index=i, begin=b, length=n):
                 link.cancel_upload(Request(i, b, n))
             case Unchoke():

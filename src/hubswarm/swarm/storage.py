@@ -560,8 +560,21 @@ class PieceStore:
     def _read(self, piece_index: int, begin: int, length: int) -> bytes:
         with self._lock:
             self._check_open()
+            spans = self.layout.spans(piece_index, begin, length)
+            if len(spans) == 1 and not spans[0].file.padding:
+                # The usual case (one file): pread's bytes as they are, not copied twice more
+                # through a zero-filled bytearray.
+                span = spans[0]
+                fd = self._open_cached(self._path(span.file_index), create=False)
+                try:
+                    chunk = os.pread(fd, span.length, span.file_offset)
+                except OSError as exc:
+                    raise StorageError(f"read failed: {exc}") from exc
+                if len(chunk) != span.length:
+                    raise StorageError(f"{self._path(span.file_index)} is shorter than expected")
+                return chunk
             out = bytearray(length)
-            for span in self.layout.spans(piece_index, begin, length):
+            for span in spans:
                 if span.file.padding:
                     continue  # BEP 47: zeros
                 fd = self._open_cached(self._path(span.file_index), create=False)
