@@ -591,10 +591,10 @@ class TorrentSession:
             return
         block = event.block
         req = BlockRequest(event.piece_index, event.begin, len(block))
-        inflight = st.inflight
-        if req not in inflight:
+        try:
+            st.inflight.remove(req)
+        except KeyError:
             return  # unrequested or cancelled: BEP 3 allows it to arrive; ignore
-        inflight.discard(req)
         st.last_piece_at = now = link.last_recv_at  # read once per batch of messages
         st.snubbed = False
         self.stats.downloaded_from_peers += len(block)
