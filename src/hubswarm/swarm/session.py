@@ -556,15 +556,15 @@ class TorrentSession:
 
     def _fill_requests(self, link: PeerLink, st: LinkState) -> None:
         """Keep the peer's request pipeline full (depth adapted to its measured rate)."""
+        # Called after every block: while the queue is above 3/4 of the depth chosen last
+        # time, return before anything else (refills come in batches of depth / 4).
+        queued = st.queue_depth
+        if queued and len(st.inflight) > queued - max(1, queued // REFILL_DIVISOR):
+            return
         picker = self.picker
         if picker is None or st.has is None or link.closed or not link.conn.am_interested:
             return
         if link.conn.peer_choking and not st.allowed_fast:
-            return
-        # Called after every block: while the queue is above 3/4 of the depth chosen last
-        # time, return before measuring the rate (refills come in batches of depth / 4).
-        batch = max(1, st.queue_depth // REFILL_DIVISOR)
-        if st.queue_depth and len(st.inflight) > st.queue_depth - batch:
             return
         # Slow start: a new link gets a deep queue at once (its rate is unknown yet); then
         # rate x queue time.
