@@ -54,7 +54,7 @@ from hubswarm.limits import (
     STORAGE_READ_CACHE_BYTES,
 )
 from hubswarm.swarm.bitfield import Bitfield
-from hubswarm.swarm.layout import Layout
+from hubswarm.swarm.layout import FileSpan, Layout
 
 if TYPE_CHECKING:
     from hubswarm.proto.metainfo import InfoDict
@@ -564,28 +564,24 @@ class PieceStore:
             if len(spans) == 1 and not spans[0].file.padding:
                 # The usual case (one file): pread's bytes as they are, not copied twice more
                 # through a zero-filled bytearray.
-                span = spans[0]
-                fd = self._open_cached(self._path(span.file_index), create=False)
-                try:
-                    chunk = os.pread(fd, span.length, span.file_offset)
-                except OSError as exc:
-                    raise StorageError(f"read failed: {exc}") from exc
-                if len(chunk) != span.length:
-                    raise StorageError(f"{self._path(span.file_index)} is shorter than expected")
-                return chunk
+                return self._pread_span(spans[0])
             out = bytearray(length)
             for span in spans:
                 if span.file.padding:
                     continue  # BEP 47: zeros
-                fd = self._open_cached(self._path(span.file_index), create=False)
-                try:
-                    chunk = os.pread(fd, span.length, span.file_offset)
-                except OSError as exc:
-                    raise StorageError(f"read failed: {exc}") from exc
-                if len(chunk) != span.length:
-                    raise StorageError(f"{self._path(span.file_index)} is shorter than expected")
-                out[span.buffer_offset : span.buffer_offset + span.length] = chunk
+                out[span.buffer_offset : span.buffer_offset + span.length] = self._pread_span(span)
             return bytes(out)
+
+    def _pread_span(self, span: FileSpan) -> bytes:
+        """The bytes of one span, read whole (lock held)."""
+        fd = self._open_cached(self._path(span.file_index), create=False)
+        try:
+            chunk = os.pread(fd, span.length, span.file_offset)
+        except OSError as exc:
+            raise StorageError(f"read failed: {exc}") from exc
+        if len(chunk) != span.length:
+            raise StorageError(f"{self._path(span.file_index)} is shorter than expected")
+        return chunk
 
     def _check_batch(self, batch: range) -> list[bool]:
         results = []
