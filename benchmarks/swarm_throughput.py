@@ -7,7 +7,11 @@
    both seeding from the file on disk and writing the download to disk. Time = from starting
    the leech process to its "complete" line (interpreter start-up included on both sides).
    Every output is checked byte for byte (SHA-1 of the whole file). Peak RSS of our peers is
-   polled from /proc/PID/status (VmRSS and VmHWM).
+   polled from /proc/PID/status (VmRSS and VmHWM). CPU-seconds (user + system) of each process
+   come from os.wait4's rusage; the seed's are also given less what it spent before it was
+   ready (making the torrent / checking the data: /proc/PID/stat read at its ready line).
+   ``--profile DIR`` runs our two peers under cProfile (DIR/seed-N.prof, DIR/leech-N.prof)
+   and prints their top entries.
 2. Flash crowd: one seed (``share --super-seed``, BEP 16; ``--no-super-seed``: a plain seed)
    + ``--leechers`` (8), each process capped at ``--cap-mbit`` (20 Mbit/s) upload,
    ``--swarm-size-mib`` (64) file, ``--fast-intervals``; time to all-complete against the
@@ -15,7 +19,7 @@
 
 Run: python3 benchmarks/swarm_throughput.py [--size-mib 1024] [--piece-kib auto]
      [--skip-libtorrent] [--skip-swarm] [--leechers 8 --cap-mbit 20 --swarm-size-mib 64]
-     [--repeat 1] [--lt-seed-mode] [--no-super-seed]
+     [--repeat 1] [--lt-seed-mode] [--no-super-seed] [--profile DIR]
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import contextlib
 import hashlib
 import json
 import os
+import pstats
 import re
 import shutil
 import signal
@@ -41,7 +46,9 @@ from pathlib import Path
 from typing import Any
 
 MIB = 1024 * 1024
+GIB = 1024 * MIB
 PY = sys.executable
+CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 # Targets from the issue.
 TARGET_MBPS = 100.0
@@ -127,19 +134,34 @@ def _status_kib(pid: int, key: str) -> int | None:
     return int(m.group(1)) if m else None
 
 
+def _cpu_seconds(pid: int) -> float | None:
+    """User + system CPU-seconds of a running process (/proc/PID/stat, fields 14 and 15)."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = text[text.rindex(")") + 2 :].split()  # the name may hold spaces: skip past it
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
 @dataclass
 class PeerProcess:
-    """One peer process: JSON lines from stdout (with their arrival time), RSS polled every
-    50 ms from /proc, stderr kept (bounded), stopped by PID. Use as a context manager."""
+    """One peer process: JSON lines from stdout (with their arrival time and the CPU-seconds
+    used by then), RSS polled every 50 ms from /proc, stderr kept (bounded), stopped by PID
+    (``stop_signal``: SIGINT lets cProfile write its file), reaped with os.wait4 for its
+    CPU-seconds. Use as a context manager."""
 
     name: str
     argv: list[str]
     cwd: Path | None = None
+    stop_signal: int = signal.SIGTERM
     proc: subprocess.Popen[str] | None = None
     started_at: float = 0.0
     exited_at: float | None = None
     records: list[tuple[float, dict[str, Any]]] = field(default_factory=list)
+    record_cpu: list[float] = field(default_factory=list)  # CPU-s at each record's arrival
     peak_rss: int = 0  # bytes: max of polled VmRSS and VmHWM
+    cpu_seconds: float | None = None  # user + system, from wait4 once reaped
     stderr_tail: collections.deque[str] = field(
         default_factory=lambda: collections.deque(maxlen=40)
     )
@@ -189,7 +211,9 @@ class PeerProcess:
             if line.startswith("{"):
                 with contextlib.suppress(ValueError):
                     record = json.loads(line)
+                    cpu = _cpu_seconds(self.pid)
                     with self._cond:
+                        self.record_cpu.append(cpu if cpu is not None else 0.0)
                         self.records.append((time.monotonic(), record))
                         self._cond.notify_all()
         with self._cond:
@@ -215,27 +239,40 @@ class PeerProcess:
                 self._cond.wait(min(left, 1.0))
             return self.records[index]
 
+    def _reap(self, timeout: float) -> int | None:
+        """Wait up to ``timeout`` s for the process to end; reap it with wait4 (its rusage
+        gives ``cpu_seconds``). The exit code, or None while it runs."""
+        assert self.proc is not None
+        if self.proc.returncode is not None:
+            return self.proc.returncode
+        deadline = time.monotonic() + timeout
+        while True:
+            pid, status, usage = os.wait4(self.pid, os.WNOHANG)
+            if pid == self.pid:
+                self.cpu_seconds = usage.ru_utime + usage.ru_stime
+                self.proc.returncode = os.waitstatus_to_exitcode(status)
+                return self.proc.returncode
+            if time.monotonic() >= deadline:
+                return None
+            self._sample_rss()  # VmHWM is gone once the process is a zombie
+            time.sleep(0.01)
+
     def wait_exit(self, timeout: float) -> int | None:
         """Wait for the process to end by itself; None if it is still running."""
-        assert self.proc is not None
-        try:
-            self._sample_rss()
-            return self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            return None
+        self._sample_rss()
+        return self._reap(timeout)
 
     def stop(self, grace: float = 10.0) -> None:
-        """SIGTERM, then SIGKILL after ``grace`` seconds; always reaped (by PID, never by name)."""
+        """``stop_signal``, then SIGKILL after ``grace`` seconds; always reaped (by PID, never
+        by name)."""
         if self.proc is None:
             return
-        if self.proc.poll() is None:
-            self._sample_rss()  # VmHWM is gone once the process is a zombie
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(grace)
-            except subprocess.TimeoutExpired:
+        if self.proc.returncode is None:
+            self._sample_rss()
+            self.proc.send_signal(self.stop_signal)
+            if self._reap(grace) is None:
                 self.proc.kill()
-                self.proc.wait()
+                self._reap(60)
         self._stop.set()
         for t in self._threads:
             t.join(timeout=5)
@@ -244,11 +281,42 @@ class PeerProcess:
                 stream.close()
 
 
+# ``python3 -c PROFILE_HELPER OUT ARGS...`` = ``python3 -m hubswarm ARGS...`` under cProfile,
+# timed by the main thread's CPU clock (the event loop's; wall time would count the waits and
+# the other processes of a busy machine), the profile written at exit or SIGINT.
+PROFILE_HELPER = r"""
+import cProfile, runpy, sys, time
+out = sys.argv[1]
+sys.argv = ["hubswarm", *sys.argv[2:]]
+prof = cProfile.Profile(time.thread_time)
+prof.enable()
+try:
+    runpy.run_module("hubswarm", run_name="__main__", alter_sys=True)
+except (SystemExit, KeyboardInterrupt):
+    pass
+finally:
+    prof.disable()
+    prof.dump_stats(out)
+"""
+
+
+def _hubswarm(profile: Path | None) -> list[str]:
+    """``python3 -m hubswarm``, under cProfile writing ``profile`` when given."""
+    if profile is None:
+        return [PY, "-m", "hubswarm"]
+    return [PY, "-c", PROFILE_HELPER, str(profile)]
+
+
 def ours_share(
-    path: Path, torrent: Path, *, piece_length: int | None, extra: Sequence[str] = ()
+    path: Path,
+    torrent: Path,
+    *,
+    piece_length: int | None,
+    extra: Sequence[str] = (),
+    profile: Path | None = None,
 ) -> list[str]:
     """argv of ``hubswarm share`` on loopback (prints {"port": ...} once seeding)."""
-    argv = [PY, "-m", "hubswarm", "share", str(path), "--host", "127.0.0.1", "--json"]
+    argv = [*_hubswarm(profile), "share", str(path), "--host", "127.0.0.1", "--json"]
     argv += ["-o", str(torrent), *extra]
     if piece_length is not None:
         argv += ["--piece-length", str(piece_length)]
@@ -256,10 +324,14 @@ def ours_share(
 
 
 def ours_fetch(
-    torrent: Path, out_dir: Path, peers: list[int], extra: Sequence[str] = ()
+    torrent: Path,
+    out_dir: Path,
+    peers: list[int],
+    extra: Sequence[str] = (),
+    profile: Path | None = None,
 ) -> list[str]:
     """argv of ``hubswarm fetch`` on loopback (prints one JSON line when complete)."""
-    argv = [PY, "-m", "hubswarm", "fetch", str(torrent), "--host", "127.0.0.1", "--json", "-q"]
+    argv = [*_hubswarm(profile), "fetch", str(torrent), "--host", "127.0.0.1", "--json", "-q"]
     for port in peers:
         argv += ["--peer", f"127.0.0.1:{port}"]
     return [*argv, "-o", str(out_dir), *extra]
@@ -311,18 +383,64 @@ class Transfer:
     seed_rss: int = 0
     leech_rss: int = 0
     note: str = ""
+    seed_cpu: float = 0.0  # CPU-s of the seed process, start to stop
+    seed_cpu_ready: float = 0.0  # ... of which before it was ready to serve
+    leech_cpu: float = 0.0  # CPU-s of the leech process, start to exit
 
     @property
     def mbps(self) -> float:
         return self.size / self.seconds / 1e6
 
+    def cpu_line(self) -> str:
+        """CPU-seconds per GiB of each side."""
+        per_gib = GIB / self.size
+        serve = self.seed_cpu - self.seed_cpu_ready
+        return (
+            f"CPU-s/GiB: leech {self.leech_cpu * per_gib:.2f}, seed {serve * per_gib:.2f} "
+            f"(+{self.seed_cpu_ready:.2f} s before ready)"
+        )
 
-def run_ours(src: Path, digest: str, work: Path, piece_length: int | None) -> Transfer:
+
+def _transfer(
+    who: str, seconds: float, src: Path, ok: bool, seed: PeerProcess, leech: PeerProcess, note: str
+) -> Transfer:
+    """A Transfer with the peak RSS and CPU-seconds of both (reaped) processes."""
+
+    def cpu(proc: PeerProcess) -> float:
+        return proc.cpu_seconds if proc.cpu_seconds is not None else float("nan")
+
+    return Transfer(
+        who,
+        seconds,
+        src.stat().st_size,
+        ok,
+        seed.peak_rss,
+        leech.peak_rss,
+        note,
+        cpu(seed),
+        seed.record_cpu[0],
+        cpu(leech),
+    )
+
+
+def run_ours(
+    src: Path,
+    digest: str,
+    work: Path,
+    piece_length: int | None,
+    profile_dir: Path | None = None,
+    run: int = 0,
+) -> Transfer:
     torrent = work / "ours.torrent"
     out = work / "ours-out"
-    with PeerProcess("our seed", ours_share(src, torrent, piece_length=piece_length)) as seed:
+    seed_prof = leech_prof = None
+    if profile_dir is not None:
+        seed_prof, leech_prof = (profile_dir / f"{who}-{run}.prof" for who in ("seed", "leech"))
+    seed_argv = ours_share(src, torrent, piece_length=piece_length, profile=seed_prof)
+    with PeerProcess("our seed", seed_argv, stop_signal=signal.SIGINT) as seed:
         _, rec = seed.wait_record(1800)
-        with PeerProcess("our leech", ours_fetch(torrent, out, [int(rec["port"])])) as leech:
+        leech_argv = ours_fetch(torrent, out, [int(rec["port"])], profile=leech_prof)
+        with PeerProcess("our leech", leech_argv) as leech:
             done_at, result = leech.wait_record(1800)
             code = leech.wait_exit(120)
         seconds = done_at - leech.started_at
@@ -331,9 +449,7 @@ def run_ours(src: Path, digest: str, work: Path, piece_length: int | None) -> Tr
     ok = code == 0 and got.is_file() and sha1_file(got) == digest
     note = f"in-process {result.get('seconds', 0):.2f} s, exit {code}"
     shutil.rmtree(out, ignore_errors=True)
-    return Transfer(
-        "hubswarm", seconds, src.stat().st_size, ok, seed.peak_rss, leech.peak_rss, note
-    )
+    return _transfer("hubswarm", seconds, src, ok, seed, leech, note)
 
 
 def run_libtorrent(src: Path, digest: str, work: Path, torrent: Path, seed_mode: bool) -> Transfer:
@@ -351,9 +467,19 @@ def run_libtorrent(src: Path, digest: str, work: Path, torrent: Path, seed_mode:
     ok = code == 0 and got.is_file() and sha1_file(got) == digest
     note = f"in-process {result['seconds']:.2f} s; seed check {rec['check_seconds']:.1f} s"
     shutil.rmtree(out, ignore_errors=True)
-    return Transfer(
-        "libtorrent", seconds, src.stat().st_size, ok, seed.peak_rss, leech.peak_rss, note
-    )
+    return _transfer("libtorrent", seconds, src, ok, seed, leech, note)
+
+
+def print_profile(path: Path, top: int = 12) -> None:
+    """The ``top`` entries of a cProfile file by own time (tottime)."""
+    print(f"\n  profile {path.name} (top {top} by tottime, main thread CPU-s):")
+    stats = pstats.Stats(str(path))
+    total = stats.total_tt  # type: ignore[attr-defined]
+    entries = sorted(stats.stats.items(), key=lambda kv: kv[1][2], reverse=True)  # type: ignore[attr-defined]
+    print(f"    {'tottime':>8} {'cumtime':>8} {'ncalls':>9}  function   (total {total:.2f} s)")
+    for (filename, line, func), (_, ncalls, tottime, cumtime, _) in entries[:top]:
+        where = f"{Path(filename).name}:{line}({func})" if line else func
+        print(f"    {tottime:8.2f} {cumtime:8.2f} {ncalls:9d}  {where}")
 
 
 @dataclass
@@ -440,6 +566,17 @@ def verdict(ok: bool) -> str:
     return "PASS" if ok else "FAIL"
 
 
+def _cpu_pair(runs: list[Transfer]) -> str:
+    """Least CPU-s per GiB over the runs: leech / seed (serving only)."""
+    leech = min(t.leech_cpu * GIB / t.size for t in runs)
+    seed = min((t.seed_cpu - t.seed_cpu_ready) * GIB / t.size for t in runs)
+    return f"{leech:.2f}/{seed:.2f}"
+
+
+def _load() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--size-mib", type=int, default=1024)
@@ -453,6 +590,12 @@ def main() -> int:
     ap.add_argument("--cap-mbit", type=float, default=20.0)
     ap.add_argument("--swarm-size-mib", type=int, default=64)
     ap.add_argument("--workdir", type=Path, help="where the files go (default: a temp dir)")
+    ap.add_argument(
+        "--profile",
+        type=Path,
+        metavar="DIR",
+        help="run our seed and leech under cProfile, writing DIR/seed-N.prof, DIR/leech-N.prof",
+    )
     ap.add_argument(
         "--super-seed",
         action=argparse.BooleanOptionalAction,
@@ -481,10 +624,13 @@ def main() -> int:
                 print(f"libtorrent {lt.__version__}: seed {mode}; settings {LT_SETTINGS}")
             ours: list[Transfer] = []
             theirs: list[Transfer] = []
-            for _ in range(args.repeat):
-                ours.append(run_ours(src, digest, work, piece_length))
+            if args.profile is not None:
+                args.profile.mkdir(parents=True, exist_ok=True)
+            for run in range(args.repeat):
+                ours.append(run_ours(src, digest, work, piece_length, args.profile, run))
                 t = ours[-1]
                 print(f"  ours       {t.seconds:7.2f} s {t.mbps:7.1f} MB/s  ({t.note})", flush=True)
+                print(f"             {t.cpu_line()}; load {_load()}", flush=True)
                 if not args.skip_libtorrent:
                     theirs.append(
                         run_libtorrent(src, digest, work, work / "ours.torrent", args.lt_seed_mode)
@@ -494,6 +640,10 @@ def main() -> int:
                         f"  libtorrent {t.seconds:7.2f} s {t.mbps:7.1f} MB/s  ({t.note})",
                         flush=True,
                     )
+                    print(f"             {t.cpu_line()}; load {_load()}", flush=True)
+            if args.profile is not None:
+                for who in ("leech", "seed"):
+                    print_profile(args.profile / f"{who}-0.prof")
             best = max(ours, key=lambda t: t.mbps)
             seed_rss = max(t.seed_rss for t in ours)
             leech_rss = max(t.leech_rss for t in ours)
@@ -517,6 +667,7 @@ def main() -> int:
                     "< 150",
                     leech_rss < TARGET_RSS,
                 ),
+                ("ours CPU-s/GiB leech/seed (least)", _cpu_pair(ours), "", True),
             ]
             if theirs:
                 lt_best = max(theirs, key=lambda t: t.mbps)
@@ -536,6 +687,7 @@ def main() -> int:
                         "",
                         True,
                     ),
+                    ("libtorrent CPU-s/GiB leech/seed (least)", _cpu_pair(theirs), "", True),
                     (
                         "ratio ours/libtorrent",
                         f"{ratio:.2f}x",

@@ -356,3 +356,87 @@ async def test_stores_sharing_a_piece_pool_cache_one_copy_of_each_piece(tmp_path
         await _fetch_all(d, stream)
         size = c.layout.piece_size(0)
         assert await c.read_block(0, 0, size) is not await d.read_block(0, 0, size)
+
+
+async def _fill(store: PieceStore, stream: bytes, i: int, pl: int = PL) -> bool:
+    data = piece(stream, i, pl)
+    for b in range(0, len(data), B):
+        store.add_block(i, b, data[b : b + B])
+    return await store.finish_piece(i)
+
+
+async def test_direct_writes_aligned_spans_buffered_rest(tmp_path: Path) -> None:
+    # Piece 3 fills b.bin from offset 0 (aligned: O_DIRECT); piece 4 holds b.bin's last 100
+    # bytes and c.bin's start (unaligned: buffered); the last piece is short (buffered).
+    sizes = {"a.bin": 3 * PL, "b.bin": PL + 100, "c.bin": 4096 + 1}
+    info, stream, contents = make_torrent(sizes)
+    async with PieceStore(info, tmp_path) as store:
+        for i in reversed(range(info.num_pieces)):
+            assert await _fill(store, stream, i)
+        assert store._direct_ok  # this file system took O_DIRECT (ext4 here)
+    for name, data in contents.items():
+        assert (tmp_path / "tor" / name).read_bytes() == data
+
+
+async def test_direct_write_disk_full_is_typed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    info, stream, _ = make_torrent({"x": 2 * PL})
+
+    def full(fd: int, data: object, offset: int) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    async with PieceStore(info, tmp_path) as store:
+        monkeypatch.setattr(os, "pwrite", full)
+        with pytest.raises(DiskFullError):
+            await _fill(store, stream, 0)
+        assert not store.have[0]
+        monkeypatch.undo()
+        assert await _fill(store, stream, 0)
+        assert await _fill(store, stream, 1)
+    assert (tmp_path / "tor" / "x").read_bytes() == stream
+
+
+@pytest.mark.parametrize("refused_at", ["open", "write"])
+async def test_file_system_refusing_direct_io_falls_back_to_buffered(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, refused_at: str
+) -> None:
+    # As a file system without O_DIRECT answers (EINVAL at open, or at the first write).
+    real_open, real_pwrite = os.open, os.pwrite
+    direct_fds: set[int] = set()
+
+    def open_(path: object, flags: int, *args: object) -> int:
+        if flags & os.O_DIRECT:
+            if refused_at == "open":
+                raise OSError(errno.EINVAL, "Invalid argument")
+            fd = real_open(path, flags, *args)  # type: ignore[arg-type]
+            direct_fds.add(fd)
+            return fd
+        return real_open(path, flags, *args)  # type: ignore[arg-type]
+
+    def pwrite(fd: int, data: object, offset: int) -> int:
+        if fd in direct_fds:
+            raise OSError(errno.EINVAL, "Invalid argument")
+        return real_pwrite(fd, data, offset)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "open", open_)
+    monkeypatch.setattr(os, "pwrite", pwrite)
+    info, stream, _ = make_torrent({"x": 3 * PL})
+    async with PieceStore(info, tmp_path) as store:
+        for i in range(info.num_pieces):
+            assert await _fill(store, stream, i)
+        assert not store._direct_ok
+    assert (tmp_path / "tor" / "x").read_bytes() == stream
+
+
+async def test_direct_descriptors_bounded_like_the_others(tmp_path: Path) -> None:
+    # Every file half-written before any completes: its O_DIRECT descriptor stays open.
+    sizes = {f"f{i:02d}": 2 * PL for i in range(8)}
+    info, stream, contents = make_torrent(sizes, seed=3)
+    async with PieceStore(info, tmp_path, max_open_files=3) as store:
+        for i in [*range(0, info.num_pieces, 2), *range(1, info.num_pieces, 2)]:
+            assert await _fill(store, stream, i)
+            assert len(store._direct_fds) <= 3
+        assert store._direct_ok
+    for name, data in contents.items():
+        assert (tmp_path / "tor" / name).read_bytes() == data

@@ -542,6 +542,20 @@ class PeerConnection:
                 self._remote_may_send_bitfield = False
                 pos += 4 + length
                 continue
+            if msg_id == REQUEST:  # a seed's hot path: one per block it uploads
+                if length != 13:
+                    raise self._violation(f"message {REQUEST} with length {length}, expected 13")
+                if avail < 17:
+                    return pos
+                index, begin, size = _U32X3.unpack_from(mv, pos + 5)
+                if num_pieces is not None and index >= num_pieces:
+                    self._check_index(index)  # raises
+                if not 0 < size <= BLOCK_SIZE:
+                    raise self._violation(f"request length {size} not in 1..{BLOCK_SIZE}")
+                append(Request(index, begin, size))
+                self._remote_may_send_bitfield = False
+                pos += 17
+                continue
             self._check_head(length, msg_id)
             if avail < 4 + length:
                 return pos

@@ -83,7 +83,8 @@ class Bitfield:
         return self._length
 
     def __getitem__(self, index: int) -> bool:
-        self._check(index)
+        if not 0 <= index < self._length:  # _check inline: read a few times per block
+            self._check(index)
         return bool(self._bits[index >> 3] & (0x80 >> (index & 7)))
 
     def get(self, index: int) -> bool:

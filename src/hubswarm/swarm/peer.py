@@ -90,9 +90,10 @@ class RateMeter:
         self._clock = clock if clock is not None else Clock()
         self._meter = PureRateMeter(window)
 
-    def add(self, n: int) -> None:
-        """Count ``n`` bytes now."""
-        self._meter.record(n, self._clock())
+    def add(self, n: int, now: float | None = None) -> None:
+        """Count ``n`` bytes at ``now`` (default: read the clock; a caller that read it for
+        a whole batch passes it: each read of the loop's clock costs a ``getpid``)."""
+        self._meter.record(n, self._clock() if now is None else now)
 
     @property
     def total(self) -> int:
@@ -111,7 +112,7 @@ class LinkOwner(Protocol):
     async def on_event(self, link: PeerLink, event: Event) -> None:
         """Handle one event from the peer (may send messages through ``link.send``)."""
 
-    async def read_block(self, link: PeerLink, request: Request) -> bytes | None:
+    async def read_block(self, link: PeerLink, request: Request) -> bytes | memoryview | None:
         """Bytes for an upload request, or None to reject it."""
 
     def link_closed(self, link: PeerLink, error: BaseException | None) -> None:
@@ -589,6 +590,11 @@ class PeerLink:
     def __repr__(self) -> str:
         return f"<PeerLink {self.address[0]}:{self.address[1]}>"
 
+    @property
+    def last_recv_at(self) -> float:
+        """When the batch of messages being handled arrived (the clock read once per batch)."""
+        return self._last_recv_at
+
     # --- sending --------------------------------------------------------------------------
 
     @property
@@ -670,7 +676,7 @@ class PeerLink:
             # drain per UPLOAD_BATCH_BYTES instead of per 16 KiB block. With a limit, each
             # block goes when its tokens are granted.
             batch = _unlimited(self.upload_limiter)
-            parts: list[bytes] = []
+            parts: list[bytes | memoryview] = []
             sent: list[Request] = []
             size = 0
             while self._uploads:
@@ -680,7 +686,9 @@ class PeerLink:
                     if self.conn.supports_fast:
                         self.send(Reject(req.piece_index, req.begin, req.length))
                     continue
-                if self.upload_limiter is not None:
+                if not batch and self.upload_limiter is not None:
+                    # (Unlimited up the chain: acquiring would only cost a clock read and
+                    # two coroutines per block.)
                     await self.upload_limiter.acquire(len(block))
                 if self._closed:
                     return
@@ -698,8 +706,8 @@ class PeerLink:
                 if self.conn.supports_fast:
                     self.send_many([Reject(r.piece_index, r.begin, r.length) for r in sent])
                 continue
-            self._write(b"".join(parts) if len(parts) > 2 else parts[0] + parts[1])
-            self.upload_rate.add(size)
+            self._write(b"".join(parts))  # the one copy of each block in user space
+            self.upload_rate.add(size, self._last_send_at)
             self.owner.blocks_written(self, sent, self.bytes_written)
             await self.protocol.drain()
 
@@ -745,13 +753,18 @@ class PeerLink:
                 await reading.wait()
                 continue
             events, nbytes = reading.take()
-            self._last_recv_at = self.clock()
+            # One clock read per batch: the owner reads ``last_recv_at`` for its blocks.
+            self._last_recv_at = now = self.clock()
             if self.download_limiter is not None:
                 await self.download_limiter.acquire(nbytes)
+            received = 0
+            on_event = self.owner.on_event
             for event in events:
                 if type(event) is Piece:
-                    self.download_rate.add(len(event.block))
-                await self.owner.on_event(self, event)
+                    received += len(event.block)
+                await on_event(self, event)
+            if received:
+                self.download_rate.add(received, now)
             reading.resume()
             await self.drain()
 
