@@ -147,10 +147,13 @@ async def test_validate_sets_the_model_beside_the_kernel() -> None:
     assert len(row.netns) == 1
     assert len(row.sim) == 1
     # Two clients share 1 MiB/s for 256 KiB each: 0.5 s. The model (virtual time) gives that
-    # whatever the host's load; the kernel cannot beat it. How close the two are on a quiet host
-    # is a measurement (docs/sim.md), not an assertion: a busy host stretches the netns side.
+    # whatever the host's load. The kernel can beat it only by htb's burst (its bucket starts
+    # full and drains at line rate; one CI run measured 0.489 s), so the netns side is held to
+    # within 10 % below: enough to catch a link that is not shaped at all. How close the two are
+    # on a quiet host is a measurement (docs/sim.md), not an assertion: a busy host stretches
+    # the netns side.
     assert 0.5 <= row.sim[0] < 0.55
-    assert row.netns[0] >= 0.49
+    assert row.netns[0] >= 0.45
     assert row.ratio == pytest.approx(row.sim[0] / row.netns[0])
     assert format_rows(rows)[0][:2] == ("client-server", "2")
 
