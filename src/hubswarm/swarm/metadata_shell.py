@@ -26,9 +26,20 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def request_metadata(session: TorrentSession, link: PeerLink) -> None:
-    """Ask ``link`` for the pieces nobody else is fetching (a magnet without its info)."""
+def request_metadata(session: TorrentSession, link: PeerLink, *, holder: bool = False) -> None:
+    """Ask ``link`` for the pieces nobody else is fetching (a magnet without its info).
+
+    ``holder``: the peer announced pieces, so it has the info dict now even if it had none
+    when it sent its extended handshake (BEP 9 gives ``metadata_size`` only there): ask it
+    with the size another peer gave (as libtorrent asks every ut_metadata peer). Without
+    this, a peer of a flash crowd whose links all came up before their peers had the info
+    dict never asked anyone and never started."""
     size = link.conn.remote_metadata_size
+    if holder:
+        assembler = session.metadata.assembler
+        if size is not None or assembler is None:
+            return  # asked at its handshake, or no size known yet (the next peer's)
+        size = assembler.metadata_size
     if session.info is not None or size is None:
         return
     if wire.UT_METADATA in link.conn.remote_extensions:
