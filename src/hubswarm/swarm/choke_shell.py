@@ -63,10 +63,13 @@ def unchoke_now(session: TorrentSession, link: PeerLink) -> None:
     if session.superseed is not None:
         session.superseed.fill_slots()  # slots go to peers waiting for an offered piece
         return
+    if not link.conn.am_choking:
+        return
+    # Counted only for a choked peer (the count walks every link).
     unchoked = sum(1 for lk in session.links if not lk.conn.am_choking)
-    if link.conn.am_choking and session.choker.can_unchoke_now(unchoked, seeding=session.is_seed):
+    if session.choker.can_unchoke_now(unchoked, seeding=session.is_seed):
         session.set_choking(link, False)
-    elif link.conn.am_choking:
+    else:
         session.slot_watch.start()  # it waits: a slot may be idle
 
 
