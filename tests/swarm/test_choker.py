@@ -165,3 +165,26 @@ def test_a_seed_with_seed_slots_unchokes_in_turn_by_connection_age() -> None:
     assert not choker.can_unchoke_now(2, seeding=True)
     assert choker.can_unchoke_now(4, seeding=False)  # 4 regular slots + 1 optimistic
     assert not choker.can_unchoke_now(5, seeding=False)
+
+
+def test_an_unchoked_peer_that_takes_nothing_for_idle_after_is_idle() -> None:
+    from hubswarm.swarm.choker import IdleSlots, UploadSnapshot
+
+    slots = IdleSlots(0.1)
+    snap = UploadSnapshot  # peer, bytes sent so far, nothing of ours unacknowledged
+    assert slots.observe([snap("a", 0, True), snap("b", 0, True), snap("c", 0, False)], 0.0) == []
+    # a took nothing; b took a block; c's unchoke was still on its way: its clock starts now.
+    got = slots.observe([snap("a", 0, True), snap("b", 16384, True), snap("c", 0, True)], 0.1)
+    assert got == ["a"]
+    assert slots.observe([snap("b", 16384, True), snap("c", 0, True)], 0.2) == ["b", "c"]
+    slots.forget("b")  # choked and unchoked again: a fresh clock
+    assert slots.observe([snap("b", 16384, True), snap("c", 0, True)], 0.3) == ["c"]
+
+
+def test_idle_after_must_be_positive() -> None:
+    import pytest
+
+    from hubswarm.swarm.choker import IdleSlots
+
+    with pytest.raises(ValueError, match="positive"):
+        IdleSlots(0.0)

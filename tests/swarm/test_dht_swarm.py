@@ -160,7 +160,7 @@ async def _private_torrent(tmp_path: Path) -> None:
         ) as session,
     ):
         await session.wait_complete(20)
-        await asyncio.sleep(1.5)  # a public torrent would have queried by now (at once, 1 s)
+        await asyncio.sleep(1.5)  # a public torrent would have queried by now (at once, 0.25 s)
         assert seed_dht.calls == []
         assert leech_dht.calls == []
     assert (tmp_path / "leech" / "p.bin").read_bytes() == data
@@ -179,10 +179,12 @@ async def _public_torrent(tmp_path: Path) -> None:
         hosts.peer(fast_config(use_dht=True), ip(1, 3), dht) as peer,
         peer.torrent(mi.info_hash, tmp_path / "seed", info=mi.info),
     ):
-        await asyncio.sleep(0.3)
+        await asyncio.sleep(0.1)
         assert dht.calls == ["get_peers", "announce_peer"], "first lookup and announce at once"
-        await asyncio.sleep(1.2)
-        assert dht.calls.count("get_peers") == 2, "retried after 1 s while alone"
+        await asyncio.sleep(0.25)
+        assert dht.calls.count("get_peers") == 2, "retried after 0.25 s while alone"
+        await asyncio.sleep(0.5)
+        assert dht.calls.count("get_peers") == 3, "then after 0.5 s (doubling)"
 
 
 def test_magnet_of_private_torrent_stops_using_the_dht(tmp_path: Path) -> None:

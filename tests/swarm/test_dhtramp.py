@@ -8,10 +8,10 @@ from hypothesis import strategies as st
 from hubswarm.swarm.dhtramp import DHT_RAMP_FIRST, DHTRamp
 
 
-def test_alone_the_lookup_is_retried_after_one_second_doubling_to_thirty() -> None:
+def test_alone_the_lookup_is_retried_after_a_quarter_second_doubling_to_thirty() -> None:
     ramp = DHTRamp(300.0)
-    waits = [ramp.next_wait(0, connected=False) for _ in range(7)]
-    assert waits == [1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0]
+    waits = [ramp.next_wait(0, connected=False) for _ in range(9)]
+    assert waits == [0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0]
 
 
 def test_connected_lookups_ramp_up_while_they_bring_new_peers() -> None:
@@ -40,4 +40,4 @@ def test_waits_stay_between_the_first_step_and_the_steady_interval(
         if connected:
             assert DHT_RAMP_FIRST <= wait <= 60.0
         else:
-            assert 1.0 <= wait <= 30.0
+            assert 0.25 <= wait <= 30.0

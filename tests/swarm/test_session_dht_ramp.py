@@ -78,11 +78,11 @@ async def _lookups_at(tmp_path: Path, growing: bool, instants: list[float]) -> l
 def test_connected_peer_looks_again_soon_until_two_lookups_bring_nobody_new(
     tmp_path: Path, growing: bool
 ) -> None:
-    # The first lookup comes before any connection: alone, the next waits 1 s. Connected,
+    # The first lookup comes before any connection: alone, the next waits 0.25 s. Connected,
     # the next ones come 0.25, 0.5, 1 s, ... apart, up to the steady interval
-    # (announce_interval: 2 s here), while lookups bring new addresses: at 0, 1, 1.25, 1.75,
-    # 2.75 s (growing). After two in a row that bring none, the next waits the whole
-    # interval: at 0, 1, 1.25 and then 3.25 s (the crowd met with the first lookup).
-    instants = [0.5, 1.1, 1.3, 1.8, 2.7, 2.8, 3.2, 3.3]
+    # (announce_interval: 2 s here), while lookups bring new addresses: at 0, 0.25, 0.5, 1,
+    # 2 and 4 s (growing). After two in a row that bring none, the next waits the whole
+    # interval: at 0, 0.25, 0.5 and then 2.5 and 4.5 s (the crowd met with the first lookup).
+    instants = [0.1, 0.3, 0.7, 1.1, 2.1, 3.9, 4.1]
     counts = vtime.run(_lookups_at(tmp_path, growing, instants))
-    assert counts == ([1, 2, 3, 4, 4, 5, 5, 5] if growing else [1, 2, 3, 3, 3, 3, 3, 4])
+    assert counts == ([1, 2, 3, 4, 5, 5, 6] if growing else [1, 2, 3, 3, 3, 4, 4])

@@ -19,6 +19,9 @@ that it is not (the decision is the full target state, not a delta).
   by connection age, one turn per choke round): with few slots each peer picks what to ask
   the seed for when its turn comes, so the seed's upload goes to pieces the swarm lacks
   (the aim of BEP 16 super-seeding) instead of duplicates.
+* Between rounds, a slot whose peer asks for nothing is idle (:class:`IdleSlots`): an
+  interested peer is not always a requesting one (what it wants of us may be on its way
+  from another peer), and while it holds the slot the peers that would use it wait.
 """
 
 from __future__ import annotations
@@ -182,3 +185,52 @@ class Choker:
             self.new_peer_weight if now - p.connected_at < self.new_peer_age else 1 for p in pool
         ]
         return self._rng.choices(pool, weights=weights, k=1)[0].peer_id
+
+
+@dataclass(frozen=True, slots=True)
+class UploadSnapshot:
+    """An unchoked, interested peer as :class:`IdleSlots` sees it: ``uploaded`` bytes we
+    sent it so far; ``settled``: nothing we wrote to it is unacknowledged (our unchoke, and
+    whatever it asked for, has reached it)."""
+
+    peer_id: PeerKey
+    uploaded: int
+    settled: bool
+
+
+class IdleSlots:
+    """Which unchoked peers hold a slot and ask for nothing.
+
+    A peer is idle once it was ``settled`` (it had our unchoke and all we sent it) and then
+    took no byte from us for ``idle_after`` seconds: a peer that wants our data asks for it
+    within a round trip of the unchoke, and a downloader keeps ``request_queue_time`` of
+    requests queued (libtorrent), so one that left us nothing to send for that long is
+    fetching elsewhere. Ended by choking it; the peer may win a slot again later.
+    """
+
+    def __init__(self, idle_after: float) -> None:
+        if idle_after <= 0:
+            raise ValueError("idle_after must be positive")
+        self.idle_after = idle_after
+        self._since: dict[PeerKey, tuple[int, float]] = {}  # uploaded, settled since
+
+    def observe(self, peers: Iterable[UploadSnapshot], now: float) -> list[PeerKey]:
+        """Update from the unchoked interested peers (the rest are forgotten); the idle ones."""
+        since: dict[PeerKey, tuple[int, float]] = {}
+        idle: list[PeerKey] = []
+        for p in peers:
+            prev = self._since.get(p.peer_id)
+            if not p.settled:
+                continue  # data or our unchoke still on its way: not idle, the clock waits
+            if prev is None or prev[0] != p.uploaded:
+                since[p.peer_id] = (p.uploaded, now)
+                continue
+            since[p.peer_id] = prev
+            if now - prev[1] >= self.idle_after:
+                idle.append(p.peer_id)
+        self._since = since
+        return idle
+
+    def forget(self, peer: PeerKey) -> None:
+        """``peer`` was choked (or left): its clock starts afresh when unchoked again."""
+        self._since.pop(peer, None)

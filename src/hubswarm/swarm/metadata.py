@@ -30,8 +30,17 @@ class MetadataFetch:
         self.assembler: MetadataAssembler | None = None
         self._in_flight: dict[PeerKey, set[int]] = {}
 
-    def requests_for(self, peer: PeerKey, metadata_size: int) -> list[int]:
-        """Pieces to ask ``peer`` for, which says the metadata is ``metadata_size`` bytes."""
+    def requests_for(self, peer: PeerKey, metadata_size: int | None) -> list[int]:
+        """Pieces to ask ``peer`` for, which says the metadata is ``metadata_size`` bytes.
+
+        ``None``: nobody told us the size (a peer that has the info dict now may have had
+        none at its handshake): ask for piece 0, whose reply carries it (BEP 9
+        ``total_size``), from one such peer at a time."""
+        if metadata_size is None:
+            if self.assembler is not None or any(self._in_flight.values()):
+                return []
+            self._in_flight.setdefault(peer, set()).add(0)
+            return [0]
         if self.assembler is None:
             try:
                 self.assembler = MetadataAssembler(self.info_hash, metadata_size)
@@ -59,7 +68,10 @@ class MetadataFetch:
         """
         self._in_flight.get(peer, set()).discard(event.piece)
         if self.assembler is None:
-            return None
+            try:  # piece 0 of a size nobody told us: its total_size says it
+                self.assembler = MetadataAssembler(self.info_hash, event.total_size)
+            except HubswarmError:
+                return None
         return self.assembler.add(event)
 
     def peer_left(self, peer: PeerKey) -> None:

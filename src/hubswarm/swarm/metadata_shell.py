@@ -26,10 +26,23 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def request_metadata(session: TorrentSession, link: PeerLink) -> None:
-    """Ask ``link`` for the pieces nobody else is fetching (a magnet without its info)."""
+def request_metadata(session: TorrentSession, link: PeerLink, *, holder: bool = False) -> None:
+    """Ask ``link`` for the pieces nobody else is fetching (a magnet without its info).
+
+    ``holder``: the peer announced pieces, so it has the info dict now even if it had none
+    when it sent its extended handshake (BEP 9 gives ``metadata_size`` only there): ask it
+    with the size another peer gave, or for piece 0 if nobody gave one (as libtorrent asks
+    every ut_metadata peer). Without this, a peer of a flash crowd whose links all came up
+    before their peers had the info dict never asked anyone and never started."""
     size = link.conn.remote_metadata_size
-    if session.info is not None or size is None:
+    if holder:
+        if size is not None:
+            return  # asked at its handshake
+        assembler = session.metadata.assembler
+        size = assembler.metadata_size if assembler is not None else None
+    elif size is None:
+        return
+    if session.info is not None:
         return
     if wire.UT_METADATA in link.conn.remote_extensions:
         pieces = session.metadata.requests_for(link, size)
@@ -60,6 +73,8 @@ async def on_metadata(session: TorrentSession, link: PeerLink, event: MetadataDa
         log.warning("metadata from %r rejected: %s", link, exc)
         return
     if raw is None:
+        if event.piece == 0 and link.conn.remote_metadata_size is None:
+            request_metadata(session, link, holder=True)  # the rest: piece 0 gave the size
         return
     info = parse_info(raw, session.info_hash)
     session.log_event("metadata_fetched", size=len(raw), peer=f"{link.address[0]}")

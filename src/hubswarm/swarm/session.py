@@ -148,6 +148,8 @@ class TorrentSession:
             snub_timeout=config.snub_timeout,
             seed_slots=config.seed_unchoke_slots,
         )
+        # Hands the slots of unchoked peers that ask for nothing to waiting ones.
+        self.slot_watch = choke_shell.SlotWatch(self)
         self.peer_book = PeerBook(
             reconnect_min=config.reconnect_min, reconnect_max=config.reconnect_max
         )
@@ -488,8 +490,11 @@ class TorrentSession:
 
     def _on_have(self, link: PeerLink, st: LinkState, i: int) -> None:
         if st.has is None:
+            first = not st.pending_haves and st.pending_bitfield is None and not st.pending_all
             st.remember_have(i)
             if self.picker is None:
+                if first:
+                    metadata_shell.request_metadata(self, link, holder=True)
                 return
             self._adopt_pending(link)  # no bitfield came first: it starts empty
             if st.has is None or link.closed:
@@ -512,7 +517,11 @@ class TorrentSession:
     def _adopt_pending(self, link: PeerLink) -> None:
         """Turn what the peer said before we knew the piece count into its have-set."""
         st = self.links.get(link)
-        if st is None or self.info is None or self.picker is None:
+        if st is None:
+            return
+        if self.info is None or self.picker is None:
+            if st.pending_bitfield is not None or st.pending_all:
+                metadata_shell.request_metadata(self, link, holder=True)
             return
         try:
             new = st.adopt(self.info.num_pieces)
@@ -726,6 +735,8 @@ class TorrentSession:
     def set_choking(self, link: PeerLink, choke: bool) -> None:
         """Choke or unchoke a link; a super-seed's offers time out only while unchoked."""
         link.send(Choke() if choke else Unchoke())
+        if not choke:
+            self.slot_watch.unchoked(link)
         if self.superseed is not None:
             self.superseed.set_choked(link, choke)
 
