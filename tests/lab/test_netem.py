@@ -48,6 +48,19 @@ def test_link_mtu_is_jumbo_only_where_a_frame_crosses_the_slowest_link_quickly()
     assert netem.link_mtu([]) == netem.JUMBO_MTU
 
 
+def test_link_mtu_keeps_1500_where_the_queue_cannot_hold_two_jumbo_frames_per_flow() -> None:
+    # A 1 MiB/s link queues 0.1 s of its rate: 105 KB, 11 jumbo frames, 72 Ethernet ones.
+    mib = 1024 * 1024
+    queue = netem.queue_limit(mib * netem.wire_per_payload(netem.JUMBO_MTU))
+    assert queue // netem.frame_bytes(netem.JUMBO_MTU) == 11
+    assert netem.queue_limit(mib * netem.wire_per_payload(netem.ETH_MTU)) // 1514 == 72
+    assert netem.link_mtu([mib], flows=5) == netem.JUMBO_MTU
+    assert netem.link_mtu([mib], flows=6) == netem.ETH_MTU
+    # A faster link holds more frames, so more flows fit.
+    assert netem.link_mtu([16 * mib], flows=32) == netem.JUMBO_MTU
+    assert netem.link_mtu([math.inf], flows=1000) == netem.JUMBO_MTU  # nothing shaped
+
+
 def test_notes_say_the_mtu() -> None:
     assert "1500" in netem.mtu_note(netem.ETH_MTU)
     assert "9014" in netem.mtu_note(netem.JUMBO_MTU)
