@@ -9,6 +9,7 @@ from html.parser import HTMLParser
 
 from hubswarm.lab.metrics import CorruptOutcome, FaultEvent, RunResult
 from hubswarm.lab.render import Document, Table, to_html, to_markdown, to_rich
+from hubswarm.lab.rowspec import CONFIRMED, NOT_SEEN, UNMEASURED
 from hubswarm.lab.table import (
     COLUMNS,
     NOT_MEASURED,
@@ -17,8 +18,10 @@ from hubswarm.lab.table import (
     TERMINAL_COLUMNS,
     Measured,
     RowSpec,
+    Verdict,
     as_table,
     build_table,
+    verdicts,
 )
 from tests.lab.synthetic import cs_run, faulty_run, p2p_run
 
@@ -132,3 +135,33 @@ def test_a_new_row_is_one_spec() -> None:
     (empty,) = build_table([], [spec])
     assert (empty.cs, empty.p2p, empty.hybrid) == (NOT_MEASURED,) * 3
     assert empty.verdict == "client-server not measured; P2P not measured"
+
+
+def _performance(results: list[RunResult]) -> dict[str, Verdict]:
+    ((_, answers),) = [(s, v) for s, v in verdicts(results) if s.feature == "Performance"]
+    return {v.architecture: v for v in answers}
+
+
+def _stretched(run: RunResult, factor: float) -> RunResult:
+    """``run`` with every client's end time multiplied by ``factor``."""
+    clients = tuple(
+        dataclasses.replace(c, end=None if c.end is None else c.end * factor) for c in run.clients
+    )
+    return dataclasses.replace(run, clients=clients)
+
+
+def test_performance_reads_the_time_against_its_own_bound_across_the_sweep() -> None:
+    # Client-server at 1.05 x D_cs at N = 2 and 4: set by the server; the swarm at 3.3 and
+    # 2.4 x D_p2p (synthetic.p2p_run): variable.
+    answers = _performance([cs_run(2), cs_run(4), p2p_run(2), p2p_run(4)])
+    assert answers["client-server"].level == CONFIRMED
+    assert "T / D_cs 1.05-1.05 over N = 2, 4" in answers["client-server"].reason
+    assert answers["p2p"].level == CONFIRMED
+    assert answers["p2p"].headline == "T / D_p2p 2.40-3.30 over N"
+    # A client-server time that leaves its bound, and a swarm as steady as its bound: not seen.
+    steady = _stretched(p2p_run(4), 3.3 / 2.4)
+    answers = _performance([cs_run(2), _stretched(cs_run(4), 1.5), p2p_run(2), steady])
+    assert answers["client-server"].level == NOT_SEEN
+    assert answers["p2p"].level == NOT_SEEN
+    # One N is no sweep: nothing to compare.
+    assert _performance([cs_run(2)])["client-server"].level == UNMEASURED
