@@ -40,6 +40,10 @@ class Owner:
         self.events.append(event)
         self.arrived.set()
 
+    def on_pieces(self, link: PeerLink, pieces: list[Piece]) -> None:
+        self.events.extend(pieces)
+        self.arrived.set()
+
     async def read_block(self, link: PeerLink, request: Request) -> bytes | None:
         return None
 

@@ -112,6 +112,9 @@ class LinkOwner(Protocol):
     async def on_event(self, link: PeerLink, event: Event) -> None:
         """Handle one event from the peer (may send messages through ``link.send``)."""
 
+    def on_pieces(self, link: PeerLink, pieces: list[Piece]) -> None:
+        """Handle a run of consecutive ``piece`` events (in order; none goes to on_event)."""
+
     async def read_block(self, link: PeerLink, request: Request) -> bytes | memoryview | None:
         """Bytes for an upload request, or None to reject it."""
 
@@ -757,12 +760,23 @@ class PeerLink:
             self._last_recv_at = now = self.clock()
             if self.download_limiter is not None:
                 await self.download_limiter.acquire(nbytes)
+            # Runs of consecutive piece messages go to the owner in one synchronous call
+            # (its per-run bookkeeping is done once); every other event, in order between
+            # them, one by one.
             received = 0
-            on_event = self.owner.on_event
+            owner = self.owner
+            pieces: list[Piece] = []
             for event in events:
                 if type(event) is Piece:
+                    pieces.append(event)
                     received += len(event.block)
-                await on_event(self, event)
+                    continue
+                if pieces:
+                    owner.on_pieces(self, pieces)
+                    pieces = []
+                await owner.on_event(self, event)
+            if pieces:
+                owner.on_pieces(self, pieces)
             if received:
                 self.download_rate.add(received, now)
             reading.resume()
