@@ -412,7 +412,9 @@ def test_a_parsed_piece_is_a_whole_frozen_piece_event() -> None:
     b.set_num_pieces(4)
     sent = Piece(2, 3 * BLOCK_SIZE, b"xyz")
     (got,) = b.receive_data(a.send(sent))
-    assert type(got) is Piece and got == sent and hash(got) == hash(sent)
+    assert type(got) is Piece
+    assert got == sent
+    assert hash(got) == hash(sent)
     assert repr(got) == repr(sent)
     with pytest.raises(dataclasses.FrozenInstanceError):
         got.begin = 0  # type: ignore[misc]

@@ -33,7 +33,8 @@ def complete(picker: PiecePicker, peer: object, reqs: list[BlockRequest]) -> set
 
 def test_block_request_is_a_checked_tuple() -> None:
     r = BlockRequest(2, B, 5)
-    assert r == (2, B, 5) and hash(r) == hash((2, B, 5))  # a plain tuple finds it in a set
+    assert r == (2, B, 5)
+    assert hash(r) == hash((2, B, 5))  # a plain tuple finds it in a set
     assert (r.piece_index, r.begin, r.length) == (2, B, 5)
     for bad in ((-1, 0, 1), (0, -1, 1), (0, 0, 0)):
         with pytest.raises(ValueError):

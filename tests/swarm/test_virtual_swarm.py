@@ -18,8 +18,8 @@ import pytest
 from hubswarm import vtime
 from hubswarm.clock import Clock
 from hubswarm.memnet import MemoryNetwork
-from hubswarm.swarm.listener import SwarmPeer
 from hubswarm.swarm import session as session_module
+from hubswarm.swarm.listener import SwarmPeer
 from hubswarm.swarm.session import TorrentSession
 from hubswarm.swarm.storage import PieceStore
 
