@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import struct
 
@@ -404,6 +405,19 @@ def test_piece_transfer_and_split_feeding() -> None:
     data = b"".join(a.send(e) for e in events)
     assert feed_bytewise(b, data) == events
     assert b.buffered == 0
+
+
+def test_a_parsed_piece_is_a_whole_frozen_piece_event() -> None:
+    a, b = make_pair()
+    b.set_num_pieces(4)
+    sent = Piece(2, 3 * BLOCK_SIZE, b"xyz")
+    (got,) = b.receive_data(a.send(sent))
+    assert type(got) is Piece
+    assert got == sent
+    assert hash(got) == hash(sent)
+    assert repr(got) == repr(sent)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        got.begin = 0  # type: ignore[misc]
 
 
 # --- violations -----------------------------------------------------------------------------

@@ -37,7 +37,13 @@ class Owner:
         )
 
     async def on_event(self, link: PeerLink, event: Event) -> None:
+        assert type(event) is not Piece, "pieces go to on_pieces"
         self.events.append(event)
+        self.arrived.set()
+
+    def on_pieces(self, link: PeerLink, pieces: list[Piece]) -> None:
+        assert pieces
+        self.events.extend(pieces)
         self.arrived.set()
 
     async def read_block(self, link: PeerLink, request: Request) -> bytes | None:
@@ -123,6 +129,22 @@ async def test_a_partial_frame_sets_rcvlowat_to_the_rest_of_it() -> None:
         await wait_for(lambda: len(owner.events) == 2, 5)
         assert owner.events == [Piece(3, 0, block), Have(2)]
         await wait_for(lambda: lowat(sock) == 1, 5)  # nothing buffered: wake on any byte
+
+
+async def test_runs_of_pieces_reach_the_owner_in_order_between_other_events() -> None:
+    async with linked() as (_, owner, remote, _):
+        msgs = [Have(1), Piece(3, 0, b"a" * 100), Piece(3, 100, b"b" * 50), Have(2)]
+        msgs += [Piece(4, 0, b"c" * 10), Have(5), Have(6), Piece(5, 7, b"d")]
+        wire = b""
+        for m in msgs:
+            if isinstance(m, Piece):
+                wire += struct.pack(">IBII", 9 + len(m.block), 7, m.piece_index, m.begin)
+                wire += m.block
+            else:
+                wire += struct.pack(">IBI", 5, 4, m.piece_index)
+        remote.sendall(wire)
+        await wait_for(lambda: len(owner.events) == len(msgs), 5)
+        assert owner.events == msgs
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="SO_RCVLOWAT on TCP is Linux behaviour")

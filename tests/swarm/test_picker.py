@@ -31,6 +31,16 @@ def complete(picker: PiecePicker, peer: object, reqs: list[BlockRequest]) -> set
     return done
 
 
+def test_block_request_is_a_checked_tuple() -> None:
+    r = BlockRequest(2, B, 5)
+    assert r == (2, B, 5)
+    assert hash(r) == hash((2, B, 5))  # a plain tuple finds it in a set
+    assert (r.piece_index, r.begin, r.length) == (2, B, 5)
+    for bad in ((-1, 0, 1), (0, -1, 1), (0, 0, 0)):
+        with pytest.raises(ValueError):
+            BlockRequest(*bad)
+
+
 def test_block_grid_and_short_last_piece() -> None:
     p = make(2, piece=3 * B, last=B + 5)
     assert p.block_count(0) == 3

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import random
 from pathlib import Path
 
@@ -17,8 +18,10 @@ import pytest
 from hubswarm import vtime
 from hubswarm.clock import Clock
 from hubswarm.memnet import MemoryNetwork
+from hubswarm.swarm import session as session_module
 from hubswarm.swarm.listener import SwarmPeer
 from hubswarm.swarm.session import TorrentSession
+from hubswarm.swarm.storage import PieceStore
 
 from .swarmkit import KIB, MIB, fast_config, make_file, make_torrent
 
@@ -95,3 +98,16 @@ def test_two_runs_with_the_same_seeds_complete_at_the_same_virtual_times(
     first = vtime.run(_swarm(tmp_path / "a", 0.02, seed=11))
     second = vtime.run(_swarm(tmp_path / "b", 0.02, seed=11))
     assert first == second
+
+
+def test_a_finished_piece_tops_up_requests_when_piece_buffers_bound_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Piece buffers for 4 pieces (the store's floor) of the 16: the picker opens no fifth
+    # piece until one is verified, so each leech's requests stop four times. A verified
+    # piece must top them up at once; the ticker's refill alone (every 1 s of the choke
+    # interval) made each stop last until the next tick.
+    store = functools.partial(PieceStore, max_buffer_bytes=64 * KIB)
+    monkeypatch.setattr(session_module, "PieceStore", store)
+    done = vtime.run(_swarm(tmp_path, 0.01, seed=7))
+    assert max(done) < 0.5

@@ -129,6 +129,13 @@ _U32X3 = struct.Struct(">III")
 _U16 = struct.Struct(">H")
 
 _KEEPALIVE = KeepAlive()
+# A parsed ``piece`` event without its dataclass __init__ and __post_init__ (three Python
+# frames per 16 KiB block): the parser has checked the fields (u32 index below the piece
+# count, u32 begin, a block of 1..16 KiB), so the slots are set directly.
+_new_event = object.__new__
+_set_piece_index = Piece.__dict__["piece_index"].__set__
+_set_piece_begin = Piece.__dict__["begin"].__set__
+_set_piece_block = Piece.__dict__["block"].__set__
 _SIMPLE_EVENTS: dict[int, Event] = {
     CHOKE: Choke(),
     UNCHOKE: Unchoke(),
@@ -538,7 +545,11 @@ class PeerConnection:
                 index, begin = _U32X2.unpack_from(mv, pos + 5)
                 if num_pieces is not None and index >= num_pieces:
                     self._check_index(index)  # raises; the comparison stays inline (hot path)
-                append(Piece(index, begin, bytes(mv[pos + 13 : pos + 4 + length])))
+                piece = _new_event(Piece)
+                _set_piece_index(piece, index)
+                _set_piece_begin(piece, begin)
+                _set_piece_block(piece, bytes(mv[pos + 13 : pos + 4 + length]))
+                append(piece)
                 self._remote_may_send_bitfield = False
                 pos += 4 + length
                 continue

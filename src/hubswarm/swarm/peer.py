@@ -112,6 +112,9 @@ class LinkOwner(Protocol):
     async def on_event(self, link: PeerLink, event: Event) -> None:
         """Handle one event from the peer (may send messages through ``link.send``)."""
 
+    def on_pieces(self, link: PeerLink, pieces: list[Piece]) -> None:
+        """Handle a run of consecutive ``piece`` events (in order; none goes to on_event)."""
+
     async def read_block(self, link: PeerLink, request: Request) -> bytes | memoryview | None:
         """Bytes for an upload request, or None to reject it."""
 
@@ -160,6 +163,7 @@ class WireProtocol(asyncio.BufferedProtocol):
         # SO_RCVLOWAT now set on the socket; None when there is no socket or it refuses.
         self._sock: socket.socket | None = None
         self._lowat = 1
+        self._full_read = False  # the last read filled the read buffer
         # Where received bytes go instead of the wire core: an MSE handshake, then RC4
         # decryption (see start_mse). None on a plaintext link: one attribute check per read.
         self._rx_hook: Callable[[memoryview], None] | None = None
@@ -198,6 +202,7 @@ class WireProtocol(asyncio.BufferedProtocol):
     def buffer_updated(self, nbytes: int) -> None:
         view = self._view[:nbytes]
         size = len(self._view)
+        self._full_read = nbytes == size
         if nbytes == size:
             self._resize(2 * size)  # more may have been waiting: a larger read next time
         elif nbytes <= size // 8:
@@ -259,7 +264,9 @@ class WireProtocol(asyncio.BufferedProtocol):
         if self.events or self.error is not None:
             self._wake()  # a part of a frame wakes nobody
         if self._sock is not None and self.error is None:
-            self._set_lowat(self.conn.bytes_wanted())
+            # A read that filled the buffer means more is waiting: bytes come faster than
+            # we read them, and a low-water mark would only cost a setsockopt per read.
+            self._set_lowat(1 if self._full_read else self.conn.bytes_wanted())
 
     def start_mse(self, core: mse.MseInitiator | mse.MseResponder) -> None:
         """Route received bytes through an MSE/PE handshake core before the wire core.
@@ -755,14 +762,28 @@ class PeerLink:
             events, nbytes = reading.take()
             # One clock read per batch: the owner reads ``last_recv_at`` for its blocks.
             self._last_recv_at = now = self.clock()
-            if self.download_limiter is not None:
+            if not _unlimited(self.download_limiter):
+                # (Unlimited up the chain: acquiring would only cost a clock read and two
+                # coroutines per batch.)
+                assert self.download_limiter is not None
                 await self.download_limiter.acquire(nbytes)
+            # Runs of consecutive piece messages go to the owner in one synchronous call
+            # (its per-run bookkeeping is done once); every other event, in order between
+            # them, one by one.
             received = 0
-            on_event = self.owner.on_event
+            owner = self.owner
+            pieces: list[Piece] = []
             for event in events:
                 if type(event) is Piece:
+                    pieces.append(event)
                     received += len(event.block)
-                await on_event(self, event)
+                    continue
+                if pieces:
+                    owner.on_pieces(self, pieces)
+                    pieces = []
+                await owner.on_event(self, event)
+            if pieces:
+                owner.on_pieces(self, pieces)
             if received:
                 self.download_rate.add(received, now)
             reading.resume()

@@ -48,9 +48,11 @@ no global random: ``now`` and a seeded ``random.Random`` are injected.
 
 from __future__ import annotations
 
+import functools
 import random
 from collections.abc import Callable, Container, Hashable, Iterable
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from hubswarm.errors import LocalProtocolError
 from hubswarm.limits import (
@@ -65,17 +67,36 @@ from hubswarm.swarm.bitfield import Bitfield
 PeerKey = Hashable
 
 
-@dataclass(frozen=True, slots=True)
-class BlockRequest:
-    """One block of a piece, as in the wire ``request``/``cancel`` message."""
-
+class _BlockFields(NamedTuple):
     piece_index: int
     begin: int
     length: int
 
-    def __post_init__(self) -> None:
-        if self.piece_index < 0 or self.begin < 0 or self.length <= 0:
-            raise ValueError(f"invalid block request {self}")
+
+class BlockRequest(_BlockFields):
+    """One block of a piece, as in the wire ``request``/``cancel`` message.
+
+    A named tuple: the leech hashes and compares several per 16 KiB block (the link's
+    in-flight set, the picker's per-peer requests), and a tuple's hash and equality run in
+    C where a dataclass's ran in Python. It equals the plain ``(piece_index, begin,
+    length)`` tuple. Made by the picker from its own block grid with :data:`grid_request`
+    (no check); from anything else, validated here.
+    """
+
+    __slots__ = ()
+
+    def __new__(cls, piece_index: int, begin: int, length: int) -> BlockRequest:
+        if piece_index < 0 or begin < 0 or length <= 0:
+            raise ValueError(f"invalid block request ({piece_index}, {begin}, {length})")
+        return tuple.__new__(cls, (piece_index, begin, length))
+
+
+# A BlockRequest of fields known valid, ``grid_request((i, begin, length))``: a C call (no
+# Python frame per block), for the picker's own grid and blocks the session matched against
+# its requests.
+grid_request: Callable[[tuple[int, int, int]], BlockRequest] = functools.partial(
+    tuple.__new__, BlockRequest
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,7 +239,7 @@ class PiecePicker:
         """The request for block ``block_index`` of a piece."""
         begin = block_index * self.block_size
         length = min(self.block_size, self._size(piece_index) - begin)
-        return BlockRequest(piece_index, begin, length)
+        return grid_request((piece_index, begin, length))
 
     @property
     def is_complete(self) -> bool:
@@ -343,14 +364,17 @@ class PiecePicker:
         Raises:
             LocalProtocolError: the block does not match our block grid (check before calling).
         """
-        i = request.piece_index
+        # Called once per 16 KiB block received: lookups are kept few and inline.
+        i, begin, length = request
         if not 0 <= i < self.num_pieces:
             raise LocalProtocolError(f"piece index {i} out of range")
         bs = self.block_size
-        k, rem = divmod(request.begin, bs)
-        size = self._size(i)
+        k, rem = divmod(begin, bs)
+        size = self._sizes.get(i)
+        if size is None:
+            size = self._size(i)
         # On the grid: aligned, inside the piece, and as long as that block (not a new object).
-        if rem or request.begin >= size or request.length != min(bs, size - request.begin):
+        if rem or begin >= size or length != (bs if size - begin > bs else size - begin):
             raise LocalProtocolError(f"block {request} is not on the block grid")
         reqs = self._peer_requests.get(peer)
         if reqs is not None:
@@ -539,17 +563,24 @@ class PiecePicker:
     ) -> None:
         # Strict ascending order inside the piece: the piece fills front to back.
         p = self._pieces[i]
+        want = min(count - len(out), p.unrequested)
+        if want <= 0:
+            return
+        bs = self.block_size
+        size = self._size(i)
         taken = 0
+        append = out.append
         for k, b in enumerate(p.blocks):
-            if len(out) >= count or taken == p.unrequested:
-                break
             if b.received or b.requested_by:
                 continue
             b.requested_by[peer] = now
-            req = self.block(i, k)
+            begin = k * bs
+            req = grid_request((i, begin, bs if size - begin > bs else size - begin))
             mine[req] = None
-            out.append(req)
+            append(req)
             taken += 1
+            if taken == want:
+                break
         self._set_unrequested(i, p, p.unrequested - taken)
 
     def _release(self, peer: PeerKey, request: BlockRequest) -> None:

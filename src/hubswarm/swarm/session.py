@@ -83,7 +83,12 @@ from hubswarm.swarm.linkstate import LinkState
 from hubswarm.swarm.metadata import MetadataFetch
 from hubswarm.swarm.peer import PeerLink, RateMeter, WireProtocol
 from hubswarm.swarm.peerbook import PeerBook
-from hubswarm.swarm.picker import BlockRequest, PiecePicker, request_queue_depth
+from hubswarm.swarm.picker import (
+    BlockRequest,
+    PiecePicker,
+    grid_request,
+    request_queue_depth,
+)
 from hubswarm.swarm.storage import PieceStore
 from hubswarm.swarm.superseed_shell import SuperSeeding
 from hubswarm.swarm.supervisor import Supervisor
@@ -431,7 +436,7 @@ class TorrentSession:
             return  # the link is being closed
         match event:
             case Piece():
-                self._on_piece(link, st, event)
+                self.on_pieces(link, [event])
             case Request():  # second: a seed's every message
                 sup = self.superseed
                 if link.conn.am_choking or (
@@ -594,26 +599,54 @@ class TorrentSession:
         st.inflight.update(reqs)
         link.send_bytes(link.conn.send_requests((r.piece_index, r.begin, r.length) for r in reqs))
 
-    def _on_piece(self, link: PeerLink, st: LinkState, event: Piece) -> None:
-        # Synchronous (one coroutine less per 16 KiB block): hashing goes to a task.
-        if self.picker is None or self.store is None:
+    def on_pieces(self, link: PeerLink, pieces: list[Piece]) -> None:
+        """Handle a run of ``piece`` messages from one read (the leech's hot path).
+
+        Synchronous, and the bookkeeping of the run is done once: the link's state, the
+        clock (the batch's arrival), the byte counters and the refill of its request queue.
+        Per block: one set removal, the picker's record, the copy into the piece buffer.
+        Hashing goes to a task per completed piece.
+        """
+        st = self.links.get(link)
+        picker, store = self.picker, self.store
+        if st is None or picker is None or store is None:
             return
-        block = event.block
-        req = BlockRequest(event.piece_index, event.begin, len(block))
-        try:
-            st.inflight.remove(req)
-        except KeyError:
-            return  # unrequested or cancelled: BEP 3 allows it to arrive; ignore
+        inflight = st.inflight
+        received = picker.block_received
+        add_block = store.add_block
+        got = 0
+        done: list[int] = []
+        for event in pieces:
+            block = event.block
+            n = len(block)
+            req = grid_request((event.piece_index, event.begin, n))
+            try:
+                inflight.remove(req)
+            except KeyError:
+                continue  # unrequested or cancelled: BEP 3 allows it to arrive; ignore
+            got += n
+            try:
+                res = received(link, req)
+            except LocalProtocolError:
+                continue
+            if res.cancels:
+                self._send_cancels(res.cancels)
+            if res.stored:
+                add_block(req[0], req[1], block)
+                if res.piece_done:
+                    done.append(req[0])
+        if not got:
+            return
         st.last_piece_at = now = link.last_recv_at  # read once per batch of messages
         st.snubbed = False
-        self.stats.downloaded_from_peers += len(block)
-        self.download_meter.add(len(block), now)
-        if self._store_block(link, req, block):
+        self.stats.downloaded_from_peers += got
+        self.download_meter.add(got, now)
+        for index in done:
             # Hash and write in a task of the session, so this link keeps reading meanwhile.
             # The picker counts the piece as in progress until piece_complete, so
             # max_in_progress bounds these tasks and the memory they hold.
             try:
-                self.spawn(self._finish_piece(req.piece_index, source="peer"))
+                self.spawn(self._finish_piece(index, source="peer"))
             except LocalProtocolError:
                 return  # the session is stopping: the piece is dropped with it
         self._fill_requests(link, st)
@@ -634,15 +667,20 @@ class TorrentSession:
             received = picker.block_received(key, req)
         except LocalProtocolError:
             return False
-        for other, dup in received.cancels:
-            if not isinstance(other, PeerLink) or other.closed or other not in self.links:
-                continue
-            self.links[other].inflight.discard(dup)
-            other.send(Cancel(dup.piece_index, dup.begin, dup.length))
+        if received.cancels:
+            self._send_cancels(received.cancels)
         if not received.stored:
             return False
         store.add_block(req.piece_index, req.begin, block)
         return received.piece_done
+
+    def _send_cancels(self, cancels: Iterable[tuple[object, BlockRequest]]) -> None:
+        """Cancel endgame duplicates of a block that arrived (BEP 3)."""
+        for other, dup in cancels:
+            if not isinstance(other, PeerLink) or other.closed or other not in self.links:
+                continue
+            self.links[other].inflight.discard(dup)
+            other.send(Cancel(dup.piece_index, dup.begin, dup.length))
 
     async def _finish_piece(self, index: int, *, source: str) -> None:
         picker, store = self.picker, self.store
@@ -665,6 +703,7 @@ class TorrentSession:
             log.warning("piece %d failed its hash check", index)
             for link in links:
                 self._judge(link, good=False, alone=len(contributors) == 1)
+            self._refill_all()  # its blocks are back in the pool
             return
         for link in links:
             self._judge(link, good=True)
@@ -683,6 +722,20 @@ class TorrentSession:
                 link.send(NotInterested())
         if picker.is_complete:
             self._mark_complete()
+        else:
+            self._refill_all()
+
+    def _refill_all(self) -> None:
+        """A piece left the picker's pieces in progress: top up every link's requests now.
+
+        A fast link's requests are often bounded by ``max_in_progress`` (the store's piece
+        buffers), not by its queue depth: once every block of the open pieces has arrived,
+        only a finished piece frees a place, and waiting for the ticker's refill left the
+        link idle for up to ``TICK_PERIOD`` (seen as 0.6-1 s pauses on loopback).
+        """
+        for link, st in list(self.links.items()):
+            if not link.closed:
+                self._fill_requests(link, st)
 
     def _judge(self, link: PeerLink, *, good: bool, alone: bool = False) -> None:
         """Trust for a piece ``link`` contributed to; a peer that falls too low is banned."""
