@@ -28,6 +28,7 @@ from hubswarm.proto.udp_tracker import (
     peek_header,
 )
 
+_RESPONSES = (ConnectResponse, AnnounceResponse, ScrapeResponse, ErrorResponse)
 IH = bytes(range(0x80, 0x94))
 PID = b"-HS0001-" + bytes(range(0xF4, 0x100))
 
@@ -238,10 +239,13 @@ def test_error_response_round_trip(tid: int, message: str) -> None:
 
 @given(st.binary(max_size=400))
 def test_random_requests_raise_only_tracker_error(data: bytes) -> None:
+    # Any other exception fails the test; what parses is a request that encodes back.
     try:
-        parse_request(data)
+        req = parse_request(data)
     except TrackerError:
-        pass
+        return
+    assert isinstance(req, (ConnectRequest, AnnounceRequest, ScrapeRequest))
+    assert parse_request(req.encode()) == req
 
 
 @given(st.binary(max_size=400), st.sampled_from(Action), u32, st.booleans(), st.integers(1, 80))
@@ -249,9 +253,10 @@ def test_random_replies_raise_only_tracker_error(
     data: bytes, action: Action, tid: int, ipv6: bool, hashes: int
 ) -> None:
     try:
-        parse_response(data, action=action, transaction_id=tid, ipv6=ipv6, hashes=hashes)
+        resp = parse_response(data, action=action, transaction_id=tid, ipv6=ipv6, hashes=hashes)
     except TrackerError:
-        pass
+        return
+    assert isinstance(resp, _RESPONSES)
 
 
 @given(u32, st.sampled_from(Action), st.binary(max_size=200), st.booleans())
@@ -260,6 +265,7 @@ def test_replies_with_our_header_and_random_bodies(
 ) -> None:
     data = struct.pack(">II", action, tid) + body
     try:
-        parse_response(data, action=action, transaction_id=tid, ipv6=ipv6)
+        resp = parse_response(data, action=action, transaction_id=tid, ipv6=ipv6)
     except TrackerError:
-        pass
+        return
+    assert isinstance(resp, _RESPONSES)

@@ -95,8 +95,10 @@ def stored_anywhere(nodes: list[DHTNode], info_hash: bytes) -> list[tuple[str, i
 
 
 def test_one_seed_five_leeches_meet_through_the_dht_only(tmp_path: Path) -> None:
+    # The helper asserts every leech verified the file and the seed announced itself; the
+    # time is virtual, within the helper's 30 s bound.
     took = vtime.run(_seed_and_leeches(tmp_path))
-    print(f"1 seed + {LEECHES} leeches over the DHT: {took:.1f} s (virtual)")
+    assert 0 < took < 30, f"1 seed + {LEECHES} leeches over the DHT: {took:.1f} s (virtual)"
 
 
 async def _seed_and_leeches(tmp_path: Path) -> float:
