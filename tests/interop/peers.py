@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from hubswarm.swarm.peer import Rc4Transport
+from hubswarm.swarm.rc4transport import Rc4Transport
 from hubswarm.swarm.session import TorrentSession
 
 try:
@@ -59,7 +59,7 @@ def free_port(host: str = "127.0.0.1") -> int:
 @contextlib.asynccontextmanager
 async def link_kinds(session: TorrentSession) -> AsyncIterator[list[bool]]:
     """Whether each link ``session`` held (sampled every 5 ms while the block runs) was RC4
-    (:class:`~hubswarm.swarm.peer.Rc4Transport`): the list is filled when the block ends."""
+    (:class:`~hubswarm.swarm.rc4transport.Rc4Transport`): the list is filled when the block ends."""
     seen: dict[int, bool] = {}
 
     async def sample() -> None:

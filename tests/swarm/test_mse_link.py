@@ -12,7 +12,8 @@ from hubswarm.errors import ConfigError, RemoteProtocolError
 from hubswarm.proto import wire
 from hubswarm.proto.mse import Policy
 from hubswarm.swarm.listener import SwarmPeer
-from hubswarm.swarm.peer import Rc4Transport, dial
+from hubswarm.swarm.peer import dial
+from hubswarm.swarm.rc4transport import Rc4Transport
 
 from .swarmkit import KIB, fast_config, make_file, make_torrent
 

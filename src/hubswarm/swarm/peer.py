@@ -30,8 +30,8 @@ import logging
 import secrets
 import socket
 from collections import deque
-from collections.abc import Callable, Iterable
-from typing import Any, Protocol
+from collections.abc import Callable
+from typing import Protocol
 
 from hubswarm import net
 from hubswarm.clock import Clock
@@ -45,6 +45,7 @@ from hubswarm.proto import mse, wire
 from hubswarm.proto.wire_events import Event, Handshake, KeepAlive, Piece, Reject, Request
 from hubswarm.ratelimit import RateLimiter
 from hubswarm.ratelimit import RateMeter as PureRateMeter
+from hubswarm.swarm.rc4transport import Rc4Transport
 
 log = logging.getLogger(__name__)
 
@@ -492,69 +493,6 @@ async def _handshake(
     except BaseException:
         transport.close()  # also when cancelled mid-handshake: leak no connection
         raise
-
-
-class Rc4Transport(asyncio.Transport):
-    """A transport that encrypts every byte written with the link's MSE/PE RC4 stream.
-
-    Put in place of the socket's transport only when RC4 was selected, so a plaintext link
-    pays nothing; everything but ``write`` goes straight to the wrapped transport.
-    """
-
-    __slots__ = ("_encrypt", "_inner")
-
-    def __init__(self, inner: asyncio.Transport, cipher: mse.CipherPair) -> None:
-        super().__init__()
-        self._inner = inner
-        self._encrypt = cipher.encrypt
-
-    def write(self, data: bytes | bytearray | memoryview) -> None:
-        self._inner.write(self._encrypt(data))
-
-    def writelines(self, list_of_data: Iterable[bytes | bytearray | memoryview]) -> None:
-        self._inner.write(self._encrypt(b"".join(list_of_data)))
-
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return self._inner.get_extra_info(name, default)
-
-    def is_closing(self) -> bool:
-        return self._inner.is_closing()
-
-    def close(self) -> None:
-        self._inner.close()
-
-    def abort(self) -> None:
-        self._inner.abort()
-
-    def can_write_eof(self) -> bool:
-        return self._inner.can_write_eof()
-
-    def write_eof(self) -> None:
-        self._inner.write_eof()
-
-    def get_write_buffer_size(self) -> int:
-        return self._inner.get_write_buffer_size()
-
-    def get_write_buffer_limits(self) -> tuple[int, int]:
-        return self._inner.get_write_buffer_limits()
-
-    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
-        self._inner.set_write_buffer_limits(high, low)
-
-    def is_reading(self) -> bool:
-        return self._inner.is_reading()
-
-    def pause_reading(self) -> None:
-        self._inner.pause_reading()
-
-    def resume_reading(self) -> None:
-        self._inner.resume_reading()
-
-    def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
-        self._inner.set_protocol(protocol)
-
-    def get_protocol(self) -> asyncio.BaseProtocol:
-        return self._inner.get_protocol()
 
 
 class PeerLink:
