@@ -84,10 +84,7 @@ from hubswarm.swarm.linkstate import LinkState
 from hubswarm.swarm.metadata import MetadataFetch
 from hubswarm.swarm.peer import PeerLink, RateMeter, WireProtocol
 from hubswarm.swarm.peerbook import PeerBook
-from hubswarm.swarm.picker import (
-    BlockRequest,
-    PiecePicker,
-)
+from hubswarm.swarm.picker import BlockRequest, PiecePicker
 from hubswarm.swarm.storage import PieceStore
 from hubswarm.swarm.superseed_shell import SuperSeeding
 from hubswarm.swarm.supervisor import Supervisor
