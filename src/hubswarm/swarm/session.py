@@ -1,4 +1,4 @@
-"""One torrent in the swarm: lifecycle, event dispatch, the request pipeline, piece completion.
+"""One torrent in the swarm: lifecycle, peer links, event dispatch, uploads.
 
 Theory of operation
 -------------------
@@ -13,8 +13,9 @@ pure code and then does the I/O: the :class:`.peerbook.PeerBook` (candidates, ba
 trust, bans), :mod:`.admission` (which connections stay, their first messages), the
 :class:`.picker.PiecePicker` (which blocks to request), the :class:`.choker.Choker`, and
 :class:`.linkstate.LinkState` (each link's have-set and requests in flight). The I/O around
-the other policies lives in shells beside them: :mod:`.choke_shell`, :mod:`.pex_shell`
-(BEP 11), :mod:`.metadata_shell` (BEP 9) and :mod:`.superseed_shell` (BEP 16).
+the other policies lives in shells beside them: :mod:`.pipeline` (requests out, blocks in,
+pieces verified), :mod:`.choke_shell`, :mod:`.guard_shell`, :mod:`.pex_shell` (BEP 11),
+:mod:`.metadata_shell` (BEP 9) and :mod:`.superseed_shell` (BEP 16).
 
 Every piece is SHA-1 checked before it is written or announced with ``have``; peers lose
 trust for bad pieces they contributed to and are banned at the book's threshold. A magnet
@@ -67,8 +68,8 @@ from hubswarm.swarm import (
     guard_shell,
     metadata_shell,
     pex_shell,
+    pipeline,
 )
-from hubswarm.swarm.bitfield import Bitfield
 from hubswarm.swarm.choker import Choker
 from hubswarm.swarm.config import (
     CORRUPT_PREFIX,
@@ -83,12 +84,7 @@ from hubswarm.swarm.linkstate import LinkState
 from hubswarm.swarm.metadata import MetadataFetch
 from hubswarm.swarm.peer import PeerLink, RateMeter, WireProtocol
 from hubswarm.swarm.peerbook import PeerBook
-from hubswarm.swarm.picker import (
-    BlockRequest,
-    PiecePicker,
-    grid_request,
-    request_queue_depth,
-)
+from hubswarm.swarm.picker import BlockRequest, PiecePicker
 from hubswarm.swarm.storage import PieceStore
 from hubswarm.swarm.superseed_shell import SuperSeeding
 from hubswarm.swarm.supervisor import Supervisor
@@ -103,9 +99,6 @@ log = logging.getLogger(__name__)
 UPLOAD_CACHE_PIECES = 16
 # The longest the ticker sleeps between its rounds (choke rounds come at most this late).
 TICK_PERIOD = 1.0
-# A peer's request queue is topped up once a 1/REFILL_DIVISOR of its depth is free, in one
-# batch: fewer picker calls and larger writes than a request per block received.
-REFILL_DIVISOR = 4
 
 
 class TorrentSession:
@@ -176,7 +169,7 @@ class TorrentSession:
         self.http = http if http is not None else LazyHttp()
         self._own_http = http is None
         self.dialer = Dialer(self)
-        # Made by _mark_complete when we start complete with config.super_seed (BEP 16).
+        # Made by mark_complete when we start complete with config.super_seed (BEP 16).
         self.superseed: SuperSeeding | None = None
         self._events = EventLog(events_path, self.clock)
         for address in peers:
@@ -273,7 +266,7 @@ class TorrentSession:
             self.metadata_ready.set()
             self.log_event("metadata", pieces=info.num_pieces, have=have.count())
             if self.picker.is_complete:
-                self._mark_complete()
+                self.mark_complete()
             for link in list(self.links):
                 self._adopt_pending(link)
             pex_shell.pex_round(self, self.clock())  # a magnet's: now it is known public
@@ -289,7 +282,13 @@ class TorrentSession:
     def is_seed(self) -> bool:
         return self.picker is not None and self.picker.is_complete
 
-    def _mark_complete(self) -> None:
+    @property
+    def stopping(self) -> bool:
+        """The session is closing: its tasks are being cancelled, start no new work."""
+        return self._tasks.closing
+
+    def mark_complete(self) -> None:
+        """Every piece is verified: tell the waiters, peers and trackers (once)."""
         if self.complete.is_set():
             return
         self.stats.completed_at = self.clock.wall()
@@ -463,7 +462,7 @@ class TorrentSession:
             case Cancel(piece_index=i, begin=b, length=n):
                 link.cancel_upload(Request(i, b, n))
             case Unchoke():
-                self._fill_requests(link, st)
+                pipeline.fill_requests(self, link, st)
             case Choke():
                 if self.picker is not None:
                     for req in self.picker.peer_choked(link, st.allowed_fast):
@@ -513,7 +512,7 @@ class TorrentSession:
                 # Haves are most of the messages of a swarm: one cannot make an interesting
                 # peer more so, nor one whose piece we have; only top up the first's queue.
                 if link.conn.am_interested:
-                    self._fill_requests(link, st)
+                    pipeline.fill_requests(self, link, st)
                 elif not picker.have[i]:
                     self._update_interest(link, st)
         if self.superseed is not None and st.has is not None:
@@ -564,192 +563,19 @@ class TorrentSession:
         elif not want and link.conn.am_interested:
             link.send(NotInterested())
         if want:
-            self._fill_requests(link, st)
+            pipeline.fill_requests(self, link, st)
 
-    # --- the request pipeline -------------------------------------------------------------
-
-    def _fill_requests(self, link: PeerLink, st: LinkState) -> None:
-        """Keep the peer's request pipeline full (depth adapted to its measured rate)."""
-        # Called after every block: while the queue is above 3/4 of the depth chosen last
-        # time, return before anything else (refills come in batches of depth / 4).
-        queued = st.queue_depth
-        if queued and len(st.inflight) > queued - max(1, queued // REFILL_DIVISOR):
-            return
-        picker = self.picker
-        if picker is None or st.has is None or link.closed or not link.conn.am_interested:
-            return
-        if link.conn.peer_choking and not st.allowed_fast:
-            return
-        # Slow start: a new link gets a deep queue at once (its rate is unknown yet); then
-        # rate x queue time.
-        cfg = self.config
-        depth = request_queue_depth(
-            link.download_rate.rate, cfg.request_queue_time, minimum=cfg.initial_queue_depth
-        )
-        st.queue_depth = depth
-        missing = depth - len(st.inflight)
-        if missing < max(1, depth // REFILL_DIVISOR):
-            return  # refill in batches: fewer picker calls, larger writes
-        has = st.has
-        if link.conn.peer_choking:
-            has = Bitfield.from_indices(len(has), (i for i in st.allowed_fast if has[i]))
-        reqs = picker.next_requests(link, has, missing, self.clock())
-        if not reqs:
-            return
-        st.inflight.update(reqs)
-        link.send_bytes(link.conn.send_requests((r.piece_index, r.begin, r.length) for r in reqs))
+    # --- the download path (:mod:`.pipeline`) ---------------------------------------------
 
     def on_pieces(self, link: PeerLink, pieces: list[Piece]) -> None:
-        """Handle a run of ``piece`` messages from one read (the leech's hot path).
-
-        Synchronous, and the bookkeeping of the run is done once: the link's state, the
-        clock (the batch's arrival), the byte counters and the refill of its request queue.
-        Per block: one set removal, the picker's record, the copy into the piece buffer.
-        Hashing goes to a task per completed piece.
-        """
-        st = self.links.get(link)
-        picker, store = self.picker, self.store
-        if st is None or picker is None or store is None:
-            return
-        inflight = st.inflight
-        received = picker.block_received
-        add_block = store.add_block
-        got = 0
-        done: list[int] = []
-        for event in pieces:
-            block = event.block
-            n = len(block)
-            req = grid_request((event.piece_index, event.begin, n))
-            try:
-                inflight.remove(req)
-            except KeyError:
-                continue  # unrequested or cancelled: BEP 3 allows it to arrive; ignore
-            got += n
-            try:
-                res = received(link, req)
-            except LocalProtocolError:
-                continue
-            if res.cancels:
-                self._send_cancels(res.cancels)
-            if res.stored:
-                add_block(req[0], req[1], block)
-                if res.piece_done:
-                    done.append(req[0])
-        if not got:
-            return
-        st.last_piece_at = now = link.last_recv_at  # read once per batch of messages
-        st.snubbed = False
-        self.stats.downloaded_from_peers += got
-        self.download_meter.add(got, now)
-        for index in done:
-            # Hash and write in a task of the session, so this link keeps reading meanwhile.
-            # The picker counts the piece as in progress until piece_complete, so
-            # max_in_progress bounds these tasks and the memory they hold.
-            try:
-                self.spawn(self._finish_piece(index, source="peer"))
-            except LocalProtocolError:
-                return  # the session is stopping: the piece is dropped with it
-        self._fill_requests(link, st)
+        """Handle a run of ``piece`` messages from one read: :func:`.pipeline.on_pieces`."""
+        pipeline.on_pieces(self, link, pieces)
 
     async def accept_block(
         self, key: object, req: BlockRequest, block: bytes, *, source: str
     ) -> None:
         """Store one block (from a web seed); when its piece is complete, verify and announce it."""
-        if self._store_block(key, req, block):
-            await self._finish_piece(req.piece_index, source=source)
-
-    def _store_block(self, key: object, req: BlockRequest, block: bytes) -> bool:
-        """Record and buffer one block; True when its piece is complete (hash it next)."""
-        picker, store = self.picker, self.store
-        assert picker is not None
-        assert store is not None
-        try:
-            received = picker.block_received(key, req)
-        except LocalProtocolError:
-            return False
-        if received.cancels:
-            self._send_cancels(received.cancels)
-        if not received.stored:
-            return False
-        store.add_block(req.piece_index, req.begin, block)
-        return received.piece_done
-
-    def _send_cancels(self, cancels: Iterable[tuple[object, BlockRequest]]) -> None:
-        """Cancel endgame duplicates of a block that arrived (BEP 3)."""
-        for other, dup in cancels:
-            if not isinstance(other, PeerLink) or other.closed or other not in self.links:
-                continue
-            self.links[other].inflight.discard(dup)
-            other.send(Cancel(dup.piece_index, dup.begin, dup.length))
-
-    async def _finish_piece(self, index: int, *, source: str) -> None:
-        picker, store = self.picker, self.store
-        assert picker is not None
-        assert store is not None
-        try:
-            ok = await store.finish_piece(index)
-        except StorageError as exc:
-            # Disk full or an I/O error: the piece goes back to the pool, the download stops
-            # with that error (the peer did nothing wrong: its link stays up).
-            picker.piece_complete(index, False)
-            if not self._tasks.closing:
-                self.fail(exc)
-            return
-        contributors = picker.piece_complete(index, ok)
-        links = [peer for peer in contributors if isinstance(peer, PeerLink)]
-        if not ok:
-            self.stats.bad_pieces += 1
-            self.log_event("bad_piece", index=index)
-            log.warning("piece %d failed its hash check", index)
-            for link in links:
-                self._judge(link, good=False, alone=len(contributors) == 1)
-            self._refill_all()  # its blocks are back in the pool
-            return
-        for link in links:
-            self._judge(link, good=True)
-        if source == "webseed":
-            self.stats.pieces_from_webseeds += 1
-        self.log_event(
-            "piece", index=index, source=source, peers=[f"{lk.address[0]}" for lk in links]
-        )
-        for link, st in list(self.links.items()):
-            if link.closed:
-                continue
-            if st.has is None or not st.has[index]:
-                link.send(Have(index))
-            has = st.has
-            if link.conn.am_interested and has is not None and not picker.is_interesting(has):
-                link.send(NotInterested())
-        if picker.is_complete:
-            self._mark_complete()
-        else:
-            self._refill_all()
-
-    def _refill_all(self) -> None:
-        """A piece left the picker's pieces in progress: top up every link's requests now.
-
-        A fast link's requests are often bounded by ``max_in_progress`` (the store's piece
-        buffers), not by its queue depth: once every block of the open pieces has arrived,
-        only a finished piece frees a place, and waiting for the ticker's refill left the
-        link idle for up to ``TICK_PERIOD`` (seen as 0.6-1 s pauses on loopback).
-        """
-        for link, st in list(self.links.items()):
-            if not link.closed:
-                self._fill_requests(link, st)
-
-    def _judge(self, link: PeerLink, *, good: bool, alone: bool = False) -> None:
-        """Trust for a piece ``link`` contributed to; a peer that falls too low is banned."""
-        book, key = self.peer_book, link.address
-        if good:
-            book.good_piece(key)
-            return
-        hs = link.conn.remote_handshake
-        change = book.bad_piece(key, alone=alone, peer_id=hs.peer_id if hs else None)
-        if change.banned:
-            log.warning("banning %s:%d: trust %d after bad pieces", *key, change.trust)
-            self.stats.banned += 1
-            self.log_event("banned", peer=f"{key[0]}:{key[1]}")
-            link.close()
+        await pipeline.accept_block(self, key, req, block, source=source)
 
     # --- uploads and choking --------------------------------------------------------------
 
@@ -819,15 +645,7 @@ class TorrentSession:
             now = self.clock()
             if now >= self.choker.next_round_at():
                 choke_shell.choke_round(self, now)
-            if self.picker is not None:
-                for key, req in self.picker.expired_requests(now, self.config.request_timeout):
-                    self.picker.request_timed_out(key, req)
-                    st = self.links.get(key) if isinstance(key, PeerLink) else None
-                    if st is not None:
-                        st.inflight.discard(req)
-                        st.snubbed = True
-                for link, st in list(self.links.items()):
-                    self._fill_requests(link, st)
+            pipeline.expire_requests(self, now)
             # Offers to peers that went quiet expire with the clock, not with traffic.
             if self.superseed is not None:
                 self.superseed.tick(now)
