@@ -283,7 +283,7 @@ def test_selective_acks_out_and_in() -> None:
     a, b = pair(seed=9)
     confirm(a, b, 0.0)
     # Grow a's window so that it sends several packets at once.
-    a._ledbat.cwnd = 10 * MAX_PAYLOAD
+    a._recovery.ledbat.cwnd = 10 * MAX_PAYLOAD
     a.send(bytes(range(256)) * 30)
     out = a.datagrams_to_send(1.0)
     assert len(out) >= 5
@@ -378,7 +378,7 @@ def _data(a: UtpConnection, seq_nr: int, payload: bytes) -> Packet:
 def test_an_unread_window_closes_and_reopens_with_an_update() -> None:
     a, b = pair(recv_window=4 * MAX_PAYLOAD)
     confirm(a, b, 0.0)
-    a._ledbat.cwnd = 20 * MAX_PAYLOAD
+    a._recovery.ledbat.cwnd = 20 * MAX_PAYLOAD
     a.send(b"w" * 10 * MAX_PAYLOAD)
     received = 0
     now = 1.0
@@ -412,7 +412,7 @@ def test_the_send_buffer_and_unacked_packets_are_bounded() -> None:
     (syn,) = big.connect(0.0)
     peer = UtpConnection.accept(decode(syn), 0.0, rng, recv_window=0xFFFFFFFF)
     big.receive_datagram(peer.datagrams_to_send(0.0)[0], 0.0)
-    big._ledbat.cwnd = 1e12
+    big._recovery.ledbat.cwnd = 1e12
     big._peer_wnd = 0xFFFFFFFF
     big.send(bytes(big.send_buffer_free))
     sent = big.datagrams_to_send(0.1)

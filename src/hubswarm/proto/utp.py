@@ -48,33 +48,16 @@ Wire rules (BEP 29 and libtorrent, whose ``utp_stream.cpp`` is the reference in 
   reorder buffer, is dropped, not an error: anyone who knows the addresses and the id can
   inject such datagrams (libtorrent's reasoning), and a RESET would be as easy to forge.
 
-The asyncio shell (not built here) is a ``StreamNetwork`` over the DHT's UDP socket:
-
-- one ``DatagramProtocol`` on the socket the DHT binds; ``datagram_received`` routes
-  ``looks_like_utp(data)`` datagrams to uTP and the rest (KRPC, starting with ``d``) to the
-  DHT node; it decodes the packet (dropping :class:`UtpPacketError`) and looks the
-  connection up by ``(address, connection_id)``, a SYN by ``(address, connection_id + 1)``;
-  an unknown non-SYN is dropped (a RESET answer would make us a reflector); an unknown SYN,
-  under a cap on half-open connections, becomes ``UtpConnection.accept(...)`` and its one
-  STATE is sent; the listener's protocol is created on the ``Connected`` event only;
-- each connection is an ``asyncio.Transport``: ``write()`` calls ``send()`` then flushes
-  ``datagrams_to_send(now)`` with ``sendto``; ``pause_writing()`` above a high-water mark of
-  ``send_buffered``; ``get_extra_info("unacked")`` returns ``unacked_bytes``; ``Data``
-  becomes ``data_received`` and the bytes are returned with ``acknowledge_received_data``
-  as the reader consumes them (``pause_reading`` simply stops returning them);
-- one task in the shell's TaskGroup sleeps until the earliest ``timeout_at()`` of all
-  connections (a heap), calls ``on_timeout`` and flushes; ``connect()`` picks a ``recv_id``
-  free for that address, sends ``connect(now)`` and waits for ``Connected`` under the dial
-  policy's timeout.
+The asyncio shell, one UDP endpoint routing datagrams to many connections, is
+:mod:`hubswarm.swarm.utp`. What the sender makes of ACKs, losses and timeouts is
+:class:`~hubswarm.proto.utp_recovery.LossRecovery`.
 """
 
 from __future__ import annotations
 
 import random
-from collections import deque
 
 from hubswarm.errors import LocalProtocolError, RemoteProtocolError
-from hubswarm.proto.ledbat import DelayHistory, Ledbat, RttEstimator
 from hubswarm.proto.utp_events import (
     Closed,
     Connected,
@@ -96,11 +79,9 @@ from hubswarm.proto.utp_packet import (
     encode_fields,
     max_datagram_extension,
     max_datagram_of,
-    sack_seq_nrs,
     seq_add,
-    seq_diff,
-    seq_lt,
 )
+from hubswarm.proto.utp_recovery import LossRecovery
 from hubswarm.proto.utp_recv import MAX_REORDER_PACKETS, SACK_MAX_BYTES, ReceiveBuffer
 from hubswarm.proto.utp_send import (
     DEFAULT_SEND_BUFFER,
@@ -156,10 +137,6 @@ SYN_RECV_TIMEOUT = 10.0
 # How long the shell keeps a CLOSED connection routable to ack a retransmitted FIN: twice
 # our own FIN retries from a 1 s timeout (1 + 2 + 4 + 8 s), as TCP's TIME-WAIT is 2 MSL.
 TIME_WAIT = 30.0
-# uTorrent sometimes sends timestamp_difference = INT_MAX uninitialised (libtorrent ignores it).
-_BOGUS_DELAY_SAMPLE = 0x7FFFFFFF
-# libtorrent clamps the LEDBAT delay to the minimum of the last three samples.
-_DELAY_SAMPLES = 3
 
 
 def _timestamp(now: float) -> int:
@@ -198,14 +175,11 @@ class UtpConnection:
         self._send_buffer_size = send_buffer
         # Sending side.
         self._seq_nr = rng.randrange(0x10000)  # next seq_nr to use
-        self._acked_seq = seq_add(self._seq_nr, -1)  # all up to here acked by the peer
         self._sendq = SendQueue()
         self._send_buf = bytearray()
         self._close_requested = False
         self._fin_seq: int | None = None
         self._peer_wnd = MAX_PACKET_SIZE  # libtorrent assumes one packet until told
-        self._dup_acks = 0
-        self._loss_seq = self._acked_seq  # a loss at or before this was already reacted to
         self._syn_seq = 0  # ours (initiator) or the peer's (responder)
         # Packet size: path MTU discovery between MAX_PACKET_SIZE and what both the path
         # (the shell's set_path_max_datagram) and the peer (its EXT_MAX_DATAGRAM) allow.
@@ -225,10 +199,8 @@ class UtpConnection:
         self._reply_micro = 0
         self._timeout_at: float | None = None
         self._num_timeouts = 0
-        self._rtt = RttEstimator()
-        self._delays = DelayHistory()
-        self._recent_delays: deque[int] = deque(maxlen=_DELAY_SAMPLES)
-        self._ledbat = Ledbat(MAX_PAYLOAD)
+        # ACKs, losses, round trips and LEDBAT's window: the sender's reading of the path.
+        self._recovery = LossRecovery(self._seq_nr, self._sendq, self._mtu)
 
     # --- construction -----------------------------------------------------------------------
 
@@ -328,7 +300,7 @@ class UtpConnection:
     @property
     def cwnd(self) -> int:
         """LEDBAT's congestion window, in bytes."""
-        return self._ledbat.window
+        return self._recovery.ledbat.window
 
     @property
     def peer_window(self) -> int:
@@ -358,7 +330,7 @@ class UtpConnection:
     @property
     def rtt(self) -> float | None:
         """Smoothed round-trip time in seconds, once measured."""
-        return self._rtt.rtt
+        return self._recovery.rtt.rtt
 
     @property
     def remote_eof(self) -> bool:
@@ -507,7 +479,7 @@ class UtpConnection:
             return []
         if packet.connection_id != self.recv_id:
             return []
-        if not self._ack_plausible(packet):
+        if not self._recovery.ack_plausible(packet.ack_nr, self._seq_nr):
             return []
         events: list[Event] = []
         if self._state is State.SYN_SENT:
@@ -550,7 +522,10 @@ class UtpConnection:
         self._note_timestamp(packet, now)
         self._num_timeouts = 0  # the peer is alive
         self._peer_wnd = packet.wnd_size
-        self._on_acks(packet, now)
+        if self._recovery.on_ack(packet, self._seq_nr, now, peer_window=self._peer_wnd):
+            self._num_timeouts = 0
+            timeout = self._recovery.rtt.timeout()
+            self._timeout_at = now + timeout if self._sendq.packets else None
         self._on_seq(packet, events)
         if (
             self._state is State.FIN_SENT
@@ -586,95 +561,8 @@ class UtpConnection:
         # can measure its one-way delay towards us.
         if packet.timestamp_microseconds:
             self._reply_micro = (_timestamp(now) - packet.timestamp_microseconds) & U32_MASK
-        sample = packet.timestamp_difference_microseconds
-        if sample and sample != _BOGUS_DELAY_SAMPLE and self._state is not State.SYN_RECV:
-            self._recent_delays.append(self._delays.add_sample(sample, now))
-
-    def _ack_plausible(self, packet: Packet) -> bool:
-        # Never an ACK of what we have not sent (a forged or corrupt packet); an old ACK is
-        # fine (reordering), it just carries no news.
-        last_sent = seq_add(self._seq_nr, -1)
-        ahead = seq_diff(packet.ack_nr, last_sent)
-        behind = seq_diff(self._acked_seq, packet.ack_nr)
-        return ahead <= 0 and behind <= MAX_UNACKED_PACKETS
-
-    def _on_acks(self, packet: Packet, now: float) -> None:
-        ack_nr = packet.ack_nr
-        sendq = self._sendq
-        in_flight_before = sendq.in_flight
-        acked = 0
-        min_rtt: float | None = None
-        if seq_lt(self._acked_seq, ack_nr):
-            seq = self._acked_seq
-            while seq != ack_nr:
-                seq = seq_add(seq, 1)
-                sent = sendq.packets.pop(seq, None)
-                if sent is not None:
-                    acked += sendq.acked(sent)
-                    min_rtt = self._min_rtt(min_rtt, sent, now)
-            self._acked_seq = ack_nr
-            self._dup_acks = 0
-            if seq_lt(self._loss_seq, ack_nr):
-                # Keep the marker near the window so that 16-bit wrap never confuses it.
-                self._loss_seq = ack_nr
-        elif packet.type is PacketType.ST_STATE and ack_nr == self._acked_seq and sendq.packets:
-            self._dup_acks += 1
-            if self._dup_acks >= DUP_ACK_LIMIT:
-                self._lost(seq_add(ack_nr, 1))
-        sack = packet.sack
-        if sack and sendq.packets:
-            sacked = [s for s in sack_seq_nrs(ack_nr, sack) if seq_lt(s, self._seq_nr)]
-            for seq in sacked:
-                sent = sendq.packets.pop(seq, None)
-                if sent is not None:
-                    acked += sendq.acked(sent)
-                    min_rtt = self._min_rtt(min_rtt, sent, now)
-            if len(sacked) >= DUP_ACK_LIMIT:
-                # Every packet before the third-last one acked selectively is lost.
-                seq = seq_add(ack_nr, 1)
-                while seq_lt(seq, sacked[-DUP_ACK_LIMIT]):
-                    self._lost(seq)
-                    seq = seq_add(seq, 1)
-        probe_seq = self._mtu.probe_seq
-        if probe_seq is not None and acked and probe_seq not in sendq.packets:
-            self._mtu.acked()
-            self._ledbat.set_mss(self._mtu.floor - HEADER_SIZE)
-        if min_rtt is not None or acked:
-            self._num_timeouts = 0
-            self._timeout_at = now + self._rtt.timeout() if sendq.packets else None
-        if acked and in_flight_before and self._recent_delays:
-            # The one-way delay can be no larger than the round trip (libtorrent's clamp).
-            delay = min(self._recent_delays)
-            if min_rtt is not None:
-                delay = min(delay, int(min_rtt * 1_000_000))
-            self._ledbat.on_ack(
-                acked,
-                delay,
-                in_flight_before,
-                saturated=in_flight_before + self._ledbat.mss > self._ledbat.window,
-                peer_window=self._peer_wnd,
-            )
-
-    def _min_rtt(self, current: float | None, sent: Sent, now: float) -> float | None:
-        if sent.transmissions != 1:
-            return current  # Karn: the ACK may be for either transmission
-        sample = max(0.0, now - sent.sent_at)
-        self._rtt.add_sample(sample)
-        return sample if current is None else min(current, sample)
-
-    def _lost(self, seq_nr: int) -> None:
-        sent = self._sendq.packets.get(seq_nr)
-        if sent is None or sent.fast_resent or sent.transmissions == 0:
-            return
-        sent.fast_resent = True
-        if seq_nr == self._mtu.probe_seq:
-            self._mtu.lost()
-        self._sendq.mark_for_resend(sent, urgent=True)
-        # React to congestion once per window: losses of packets sent before the last
-        # reduction are the same congestion event (RFC 5681, libtorrent m_loss_seq_nr).
-        if seq_lt(self._loss_seq, seq_nr):
-            self._ledbat.on_loss()
-            self._loss_seq = seq_add(self._seq_nr, -1)
+        if self._state is not State.SYN_RECV:
+            self._recovery.delay_sample(packet.timestamp_difference_microseconds, now)
 
     def _on_seq(self, packet: Packet, events: list[Event]) -> None:
         kind = packet.type
@@ -718,16 +606,8 @@ class UtpConnection:
         if self._num_timeouts > limit:
             self._transition(Trigger.TIMEOUT)
             return [TimedOut()]
-        # BEP 29: on a timeout the window drops to one packet and everything unacked is
-        # resent as the window reopens, the oldest first and at once.
-        self._ledbat.on_timeout()
-        self._loss_seq = seq_add(self._seq_nr, -1)
-        if self._mtu.probe_seq is not None:
-            self._mtu.lost()
-        for sent in packets.values():
-            self._sendq.mark_for_resend(sent, urgent=False)
-        next(iter(packets.values())).urgent = True
-        self._timeout_at = now + self._rtt.timeout(self._num_timeouts)
+        self._recovery.on_timeout(self._seq_nr)
+        self._timeout_at = now + self._recovery.rtt.timeout(self._num_timeouts)
         return []
 
     # --- sending ----------------------------------------------------------------------------
@@ -746,7 +626,7 @@ class UtpConnection:
         return out
 
     def _window(self) -> int:
-        return min(self._ledbat.window, self._peer_wnd)
+        return min(self._recovery.ledbat.window, self._peer_wnd)
 
     def _resend(self, now: float, out: list[bytes]) -> None:
         sendq = self._sendq
@@ -843,7 +723,7 @@ class UtpConnection:
         if sent.type is not PacketType.ST_SYN:
             self._ack_pending = False  # every packet carries our ack_nr
         if self._timeout_at is None:
-            self._timeout_at = now + self._rtt.timeout(self._num_timeouts)
+            self._timeout_at = now + self._recovery.rtt.timeout(self._num_timeouts)
         return datagram
 
     def _bare_ack(self, now: float) -> bytes:

@@ -4,9 +4,9 @@ Theory of operation: every SYN, DATA and FIN we send stays in a :class:`SendQueu
 ``seq_nr`` order, until the peer acks it (BEP 29: cumulatively through ``ack_nr`` or in the
 selective ACK). The queue keeps the byte counts the windows are measured in: payload in
 flight (sent, not acked, not deemed lost), payload unacked, and how many packets wait to be
-resent. :class:`~hubswarm.proto.utp.UtpConnection` decides when a packet is lost or resent
-(duplicate ACKs, the SACK, timeouts) and what LEDBAT makes of it; the queue only keeps the
-books straight. The limits here bound what a sender holds and how long it retries.
+resent. :class:`~hubswarm.proto.utp_recovery.LossRecovery` decides when a packet is lost or
+resent (duplicate ACKs, the SACK, timeouts) and what LEDBAT makes of it; the queue only keeps
+the books straight. The limits here bound what a sender holds and how long it retries.
 """
 
 from __future__ import annotations
