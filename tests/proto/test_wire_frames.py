@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import struct
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -30,7 +32,6 @@ from hubswarm.proto.wire_frames import (
     HAVE,
     PIECE,
     SIMPLE_EVENTS,
-    U32,
     bitfield_spare_ok,
     check_head,
     decode_message,
@@ -57,7 +58,7 @@ body_events: st.SearchStrategy[Event] = st.one_of(
 
 
 def _decode_frame(frame: bytes, num_pieces: int | None) -> Event:
-    (length,) = U32.unpack_from(frame)
+    (length,) = struct.unpack_from(">I", frame)
     assert length == len(frame) - 4
     msg_id = frame[4]
     check_head(length, msg_id, True, True, num_pieces)

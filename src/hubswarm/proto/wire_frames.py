@@ -2,16 +2,17 @@
 
 After the handshake every message is ``<u32 length><u8 id><body>`` (length 0: keep-alive).
 This module holds what a frame is whatever the connection's history: the message ids (BEP 3,
-5, 6, 10), the exact length of each fixed-size message, the struct layouts, the ready-made
+5, 6, 10), the exact length of each fixed-size message, the ready-made
 bytes and events of the id-only messages, BEP 3's bitfield rules, the check of a length prefix
 against its id (made *before* a body is buffered), and the encoder and decoder of the
 messages with a body whose bytes depend on nothing but the piece count.
 
 :class:`~hubswarm.proto.wire.PeerConnection` keeps what depends on its state (the handshake,
 what was agreed, which message may come first, choke and interest, the extension ids) and the
-two hot paths, ``piece`` and ``request``, which it parses and builds inline with the layouts
-here. A peer's bad bytes raise :class:`RemoteProtocolError` (the connection then enters
-ERROR); our own bad events raise :class:`LocalProtocolError`.
+two hot paths, ``piece`` and ``request``, which it parses and builds inline with the ids and
+limits here and struct layouts of its own. A peer's bad bytes raise
+:class:`RemoteProtocolError` (the connection then enters ERROR); our own bad events raise
+:class:`LocalProtocolError`.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from hubswarm.proto.wire_events import (
 __all__ = [
     "ALLOWED_FAST",
     "BITFIELD",
+    "BODY_EVENTS",
     "CANCEL",
     "CHOKE",
     "EXTENDED",
@@ -54,20 +56,15 @@ __all__ = [
     "HAVE_NONE",
     "INTERESTED",
     "KEEPALIVE",
-    "LEN_ID_3U32",
     "MAX_PIECE_FRAME",
     "NOT_INTERESTED",
     "PIECE",
-    "PIECE_HEAD",
     "PORT",
     "REJECT",
     "REQUEST",
     "SIMPLE_BYTES",
     "SIMPLE_EVENTS",
     "SUGGEST",
-    "U32",
-    "U32X2",
-    "U32X3",
     "U32_MAX",
     "UNCHOKE",
     "bitfield_fits",
@@ -101,14 +98,12 @@ FIXED_LENGTH = {
 }
 MAX_PIECE_FRAME = 9 + BLOCK_SIZE  # id + index + begin + one block
 
-U32 = struct.Struct(">I")
+_U32 = struct.Struct(">I")
 _LEN_ID = struct.Struct(">IB")
 _LEN_ID_U32 = struct.Struct(">IBI")
-LEN_ID_3U32 = struct.Struct(">IBIII")
+_LEN_ID_3U32 = struct.Struct(">IBIII")
 U32_MAX = 0xFFFFFFFF
-PIECE_HEAD = struct.Struct(">IBII")
-U32X2 = struct.Struct(">II")
-U32X3 = struct.Struct(">III")
+_U32X3 = struct.Struct(">III")
 _U16 = struct.Struct(">H")
 
 KEEPALIVE = KeepAlive()
@@ -129,6 +124,11 @@ SIMPLE_BYTES: dict[type[Any], bytes] = {
     HaveAll: _LEN_ID.pack(1, HAVE_ALL),
     HaveNone: _LEN_ID.pack(1, HAVE_NONE),
 }
+
+# The event types encode_message turns into frames.
+BODY_EVENTS: frozenset[type[Any]] = frozenset(
+    (Have, Suggest, AllowedFast, Request, Cancel, Reject, Bitfield, Port, UnknownMessage)
+)
 
 
 def bitfield_fits(bitfield: bytes, num_pieces: int) -> bool:
@@ -191,7 +191,7 @@ def decode_message(msg_id: int, payload: memoryview, num_pieces: int | None) -> 
             block, or a bitfield with spare bits set.
     """
     if msg_id in (REQUEST, CANCEL, REJECT):
-        index, begin, length = U32X3.unpack_from(payload)
+        index, begin, length = _U32X3.unpack_from(payload)
         if num_pieces is not None and index >= num_pieces:
             raise RemoteProtocolError(f"piece index {index} >= {num_pieces}")
         # BEP 3 practice: a request for 0 or more than one block is a violation.
@@ -200,7 +200,7 @@ def decode_message(msg_id: int, payload: memoryview, num_pieces: int | None) -> 
         cls = Request if msg_id == REQUEST else Cancel if msg_id == CANCEL else Reject
         return cls(index, begin, length)
     if msg_id in (HAVE, SUGGEST, ALLOWED_FAST):
-        (index,) = U32.unpack_from(payload)
+        (index,) = _U32.unpack_from(payload)
         if num_pieces is not None and index >= num_pieces:
             raise RemoteProtocolError(f"piece index {index} >= {num_pieces}")
         cls1 = Have if msg_id == HAVE else Suggest if msg_id == SUGGEST else AllowedFast
@@ -232,11 +232,11 @@ def encode_message(event: Event, num_pieces: int | None) -> bytes:
         case AllowedFast(piece_index=i):
             return _LEN_ID_U32.pack(5, ALLOWED_FAST, _local_index(i, num_pieces))
         case Request(piece_index=i, begin=b, length=n):
-            return LEN_ID_3U32.pack(13, REQUEST, _local_index(i, num_pieces), b, n)
+            return _LEN_ID_3U32.pack(13, REQUEST, _local_index(i, num_pieces), b, n)
         case Cancel(piece_index=i, begin=b, length=n):
-            return LEN_ID_3U32.pack(13, CANCEL, _local_index(i, num_pieces), b, n)
+            return _LEN_ID_3U32.pack(13, CANCEL, _local_index(i, num_pieces), b, n)
         case Reject(piece_index=i, begin=b, length=n):
-            return LEN_ID_3U32.pack(13, REJECT, _local_index(i, num_pieces), b, n)
+            return _LEN_ID_3U32.pack(13, REJECT, _local_index(i, num_pieces), b, n)
         case Bitfield(bitfield=bits):
             if len(bits) + 1 > WIRE_MAX_BITFIELD:
                 raise LocalProtocolError("bitfield too large")
