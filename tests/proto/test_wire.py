@@ -10,14 +10,7 @@ import pytest
 
 from hubswarm.errors import LocalProtocolError, MetainfoError, RemoteProtocolError
 from hubswarm.limits import BLOCK_SIZE, METADATA_MAX_SIZE, WIRE_MAX_MESSAGE
-from hubswarm.proto.wire import (
-    HANDSHAKE_LENGTH,
-    PeerConnection,
-    Role,
-    State,
-    bitfield_fits,
-    make_reserved,
-)
+from hubswarm.proto.wire import PeerConnection, Role, State
 from hubswarm.proto.wire_events import (
     AllowedFast,
     Bitfield,
@@ -45,6 +38,8 @@ from hubswarm.proto.wire_events import (
     UnknownMessage,
 )
 from hubswarm.proto.wire_ext import MetadataAssembler
+from hubswarm.proto.wire_frames import bitfield_fits
+from hubswarm.proto.wire_handshake import HANDSHAKE_LENGTH, make_reserved
 
 INFO_HASH = bytes(range(20))
 OTHER_HASH = bytes(range(1, 21))

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from hubswarm.errors import DiskFullError
-from hubswarm.proto import wire
+from hubswarm.proto.wire_handshake import HANDSHAKE_LENGTH, PSTR_PREFIX, make_reserved
 from hubswarm.swarm.listener import SwarmPeer
 from hubswarm.swarm.storage import PieceStore
 
@@ -84,11 +84,9 @@ class RawPeer:
         self.connections += 1
         try:
             async with asyncio.timeout(10):
-                await reader.readexactly(wire.HANDSHAKE_LENGTH)
-                reserved = wire.make_reserved(extension_protocol=True, fast=True, dht=False)
-                writer.write(
-                    bytes([19]) + wire.PSTR + reserved + self.info_hash + b"-XX0001-badbadbadbad"
-                )
+                await reader.readexactly(HANDSHAKE_LENGTH)
+                reserved = make_reserved(extension_protocol=True, fast=True, dht=False)
+                writer.write(PSTR_PREFIX + reserved + self.info_hash + b"-XX0001-badbadbadbad")
                 writer.write(self.garbage)
                 await writer.drain()
                 while await reader.read(65536):
