@@ -144,10 +144,12 @@ async def _seed_and_leeches(tmp_path: Path) -> float:
 
 
 def test_private_torrent_never_touches_the_dht(tmp_path: Path) -> None:
-    vtime.run(_private_torrent(tmp_path))
+    data = vtime.run(_private_torrent(tmp_path))
+    assert (tmp_path / "leech" / "p.bin").read_bytes() == data
 
 
-async def _private_torrent(tmp_path: Path) -> None:
+async def _private_torrent(tmp_path: Path) -> bytes:
+    """The seed's data, once the leech finished without a DHT call on either side."""
     hosts = Hosts()
     data = make_file(tmp_path / "seed" / "p.bin", 512 * KIB, seed=3)
     mi, _ = make_torrent(tmp_path / "seed" / "p.bin", 64 * KIB, private=True)
@@ -165,14 +167,16 @@ async def _private_torrent(tmp_path: Path) -> None:
         await asyncio.sleep(1.5)  # a public torrent would have queried by now (at once, 0.25 s)
         assert seed_dht.calls == []
         assert leech_dht.calls == []
-    assert (tmp_path / "leech" / "p.bin").read_bytes() == data
+    return data
 
 
 def test_public_torrent_queries_at_once_and_retries_fast(tmp_path: Path) -> None:
-    vtime.run(_public_torrent(tmp_path))
+    calls = vtime.run(_public_torrent(tmp_path))
+    assert calls.count("get_peers") == 3, "then after 0.5 s (doubling)"
 
 
-async def _public_torrent(tmp_path: Path) -> None:
+async def _public_torrent(tmp_path: Path) -> list[str]:
+    """The DHT calls of a lone public torrent's first 0.85 s."""
     hosts = Hosts()
     make_file(tmp_path / "seed" / "q.bin", 100 * KIB, seed=4)
     mi, _ = make_torrent(tmp_path / "seed" / "q.bin", 64 * KIB)
@@ -186,14 +190,16 @@ async def _public_torrent(tmp_path: Path) -> None:
         await asyncio.sleep(0.25)
         assert dht.calls.count("get_peers") == 2, "retried after 0.25 s while alone"
         await asyncio.sleep(0.5)
-        assert dht.calls.count("get_peers") == 3, "then after 0.5 s (doubling)"
+        return list(dht.calls)
 
 
 def test_magnet_of_private_torrent_stops_using_the_dht(tmp_path: Path) -> None:
-    vtime.run(_magnet_of_private_torrent(tmp_path))
+    data = vtime.run(_magnet_of_private_torrent(tmp_path))
+    assert (tmp_path / "leech" / "m.bin").read_bytes() == data
 
 
-async def _magnet_of_private_torrent(tmp_path: Path) -> None:
+async def _magnet_of_private_torrent(tmp_path: Path) -> bytes:
+    """The seed's data, once the magnet's leech finished and stopped calling the DHT."""
     hosts = Hosts()
     # With a bare magnet nothing says "private" until the metadata arrives (BEP 27 then applies).
     data = make_file(tmp_path / "seed" / "m.bin", 256 * KIB, seed=5)
@@ -213,7 +219,7 @@ async def _magnet_of_private_torrent(tmp_path: Path) -> None:
             calls = len(dht.calls)
             await asyncio.sleep(2.5)  # announce_interval is 1 s in fast_config
             assert len(dht.calls) == calls
-    assert (tmp_path / "leech" / "m.bin").read_bytes() == data
+    return data
 
 
 async def until(condition: Any, seconds: float = 5.0) -> None:
@@ -223,10 +229,12 @@ async def until(condition: Any, seconds: float = 5.0) -> None:
 
 
 def test_peer_dht_state_is_saved_on_exit_and_reloaded(tmp_path: Path) -> None:
-    vtime.run(_dht_state(tmp_path))
+    without_state = vtime.run(_dht_state(tmp_path))
+    assert without_state is None  # no bootstrap and no state file: no DHT node at all
 
 
-async def _dht_state(tmp_path: Path) -> None:
+async def _dht_state(tmp_path: Path) -> object:
+    """Saves and reloads a peer's DHT state; returns the node made with neither."""
     hosts = Hosts()
 
     def on(host: str) -> dict[str, Any]:
@@ -248,7 +256,7 @@ async def _dht_state(tmp_path: Path) -> None:
             assert second.node_id == first_id
             await until(lambda: second.table.get(boot.node_id) is not None)
     async with api._maybe_dht([], ip(2, 3), None, **on(ip(2, 3))) as none:
-        assert none is None
+        return none
 
 
 def test_cli_passes_dht_state_to_fetch_and_share(

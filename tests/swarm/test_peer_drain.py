@@ -56,8 +56,9 @@ def test_a_lost_connection_releases_every_drain_waiter_with_an_error() -> None:
 
 
 def test_drain_returns_at_once_when_writing_is_not_paused() -> None:
-    async def drain() -> None:
+    async def drain() -> str:
         async with asyncio.timeout(1):
             await _protocol().drain()
+        return "drained"
 
-    asyncio.run(drain())
+    assert asyncio.run(drain()) == "drained"
